@@ -1,0 +1,1 @@
+"""Hand-crafted texture descriptors x classical classifiers (Spanhol et al. 2016)."""

@@ -1,0 +1,10 @@
+"""bhbench: one leak-free protocol, harness-computed metrics and one leaderboard for BreaKHis.
+
+The public API for method authors is what this module exports."""
+
+from bhbench.config import cache_dir
+from bhbench.method import MAGNIFICATIONS, TASK_CLASSES, Method, TestSet, TrainSet
+from bhbench.registry import register
+
+__version__ = "0.1.0"
+__all__ = ["MAGNIFICATIONS", "TASK_CLASSES", "Method", "TestSet", "TrainSet", "cache_dir", "register"]

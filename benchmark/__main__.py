@@ -1,0 +1,3 @@
+from bhbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""BreaKHis data: file names, indexing and validation, image cache, synthetic generator."""

@@ -1,0 +1,136 @@
+"""Image decoding and the decoded-image cache.
+
+Decoded images live on disk under their content hash, so a method handed only hashes can load
+pixels without learning the file name (which, in BreaKHis, spells out the label). Resized copies
+are cached beside the full-resolution array, so epochs and reruns never decode a PNG again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from bhbench.config import cache_dir
+from bhbench.errors import DataError
+
+Size = tuple[int, int]  # (height, width)
+
+# Decoding is C code that releases the GIL, so threads use every core without pickling arrays.
+_WORKERS = max(1, os.cpu_count() or 1)
+
+
+def content_key(path: Path) -> str:
+    """Stable key of a file's bytes; caches of pixels and features are keyed on it."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def decode(source: Path | bytes, name: str | None = None) -> np.ndarray:
+    """Decode a PNG (path or bytes) to an RGB uint8 array; a bad file raises DataError naming it."""
+    label = name or str(source if isinstance(source, Path) else "<bytes>")
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            img.load()
+            rgb = img.convert("RGB")
+    except FileNotFoundError as exc:
+        raise DataError(f"{label}: file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise DataError(f"{label}: not a readable image (empty, corrupt or not a PNG)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{label}: cannot decode image ({exc})") from exc
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def resize(img: np.ndarray, size: Size, square: bool = False) -> np.ndarray:
+    """Resize to (height, width); `square` centre-crops to a square first (no distortion)."""
+    if square:
+        h, w = img.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        img = img[top : top + side, left : left + side]
+    if img.shape[:2] == tuple(size):
+        return np.ascontiguousarray(img)
+    return cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ImageStore:
+    """Decoded images keyed by content hash: `<root>/<k[:2]>/<k>.npy` plus resized variants."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else cache_dir("images")
+
+    def _path(self, key: str, size: Size | None = None, square: bool = False) -> Path:
+        folder = self.root / key[:2]
+        if size is None:
+            return folder / f"{key}.npy"
+        return folder / f"{key}_{size[0]}x{size[1]}{'s' if square else ''}.npy"
+
+    def has(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def put(self, key: str, source: Path) -> None:
+        """Decode `source` into the store unless it is there already."""
+        path = self._path(key)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_save(path, decode(source))
+
+    def ensure(
+        self,
+        items: Iterable[tuple[str, Path]],
+        progress: Callable[[int], None] | None = None,
+    ) -> list[tuple[Path, str]]:
+        """Decode every (key, path) not yet stored, in parallel; returns [(path, error)] of failures."""
+        missing = [(k, p) for k, p in items if not self.has(k)]
+        failures: list[tuple[Path, str]] = []
+
+        def work(item: tuple[str, Path]) -> tuple[Path, str] | None:
+            try:
+                self.put(*item)
+            except DataError as exc:
+                return item[1], str(exc)
+            return None
+
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            for result in pool.map(work, missing):
+                if result is not None:
+                    failures.append(result)
+                if progress is not None:
+                    progress(1)
+        return failures
+
+    def load(self, key: str, size: Size | None = None, square: bool = False) -> np.ndarray:
+        """Pixels of a stored image, resized (and cached at that size) when `size` is given."""
+        path = self._path(key, size, square)
+        try:
+            return np.load(path)
+        except FileNotFoundError:
+            if size is None:
+                raise DataError(f"image {key} is not in the image cache {self.root}") from None
+        img = resize(self.load(key), size, square)
+        _atomic_save(path, img)
+        return img
+

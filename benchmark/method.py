@@ -1,0 +1,254 @@
+"""The plugin contract: what a method is given and what it must return.
+
+A method sees a `TrainSet` (images plus the labels and metadata it may learn from) and a
+`TestSet` (images only). Both hand out pixels through an image source that knows content
+hashes, never file names: BreaKHis names spell out class, subtype, patient and magnification.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bhbench.data.images import ImageStore, Size, decode, resize
+
+TASK_CLASSES: dict[str, tuple[str, ...]] = {
+    "binary": ("benign", "malignant"),
+    "subtype": ("A", "F", "PT", "TA", "DC", "LC", "MC", "PC"),
+}
+MAGNIFICATIONS: tuple[int, ...] = (40, 100, 200, 400)
+
+
+class _StoredImages:
+    """Pixels from the decoded-image cache, addressed by content hash."""
+
+    def __init__(self, keys: Sequence[str], store_root: str):
+        self.keys = tuple(keys)
+        self._store = ImageStore(store_root)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def load(self, i: int, size: Size | None, square: bool) -> np.ndarray:
+        return self._store.load(self.keys[i], size, square)
+
+    def take(self, indices: np.ndarray) -> _StoredImages:
+        return _StoredImages([self.keys[i] for i in indices], str(self._store.root))
+
+
+class _EncodedImages:
+    """Pixels decoded from PNG bytes on every access: no cache, used to time end-to-end FPS."""
+
+    keys = None
+
+    def __init__(self, blobs: Sequence[bytes]):
+        self._blobs = list(blobs)
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+    def load(self, i: int, size: Size | None, square: bool) -> np.ndarray:
+        img = decode(self._blobs[i], name=f"image {i}")
+        return img if size is None else resize(img, size, square)
+
+    def take(self, indices: np.ndarray) -> _EncodedImages:
+        return _EncodedImages([self._blobs[i] for i in indices])
+
+
+class _ArrayImages:
+    """Pixels already in memory (decoded tensors in): used to time model FPS."""
+
+    keys = None
+
+    def __init__(self, arrays: Sequence[np.ndarray]):
+        self._arrays = list(arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def load(self, i: int, size: Size | None, square: bool) -> np.ndarray:
+        img = self._arrays[i]
+        return img if size is None else resize(img, size, square)
+
+    def take(self, indices: np.ndarray) -> _ArrayImages:
+        return _ArrayImages([self._arrays[i] for i in indices])
+
+
+ImageSource = _StoredImages | _EncodedImages | _ArrayImages
+
+
+class ImageSet:
+    """Lazy RGB uint8 images of any size. Picklable, so methods may fan out over processes."""
+
+    def __init__(self, source: ImageSource, task: str):
+        self._source = source
+        self.task = task
+        self.classes: tuple[str, ...] = TASK_CLASSES[task]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def cache_keys(self) -> tuple[str, ...] | None:
+        """Content hashes for caching derived data (features); None while the harness times FPS,
+        when every cache must be bypassed."""
+        return self._source.keys
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def image(self, i: int, size: Size | None = None, square: bool = False) -> np.ndarray:
+        """Image i, full resolution or resized to (height, width); `square` centre-crops first."""
+        return self._source.load(i, size, square)
+
+    def batch(self, indices: Sequence[int], size: Size, square: bool = False) -> np.ndarray:
+        """Images at `indices` resized to one size, stacked to (n, height, width, 3) uint8."""
+        out = np.empty((len(indices), size[0], size[1], 3), np.uint8)
+        for j, i in enumerate(indices):
+            out[j] = self._source.load(int(i), size, square)
+        return out
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self.image(i) for i in range(len(self)))
+
+    @staticmethod
+    def _source_for(images: Sequence[np.ndarray] | None, keys: Sequence[str] | None, store: str | None):
+        if images is not None:
+            return _ArrayImages(images)
+        if keys is None or store is None:
+            raise TypeError("give either images or keys and store")
+        return _StoredImages(keys, store)
+
+
+class TestSet(ImageSet):
+    """Images to predict. Holds no labels, patients or magnifications."""
+
+    __test__ = False  # not a pytest class
+
+    @classmethod
+    def build(
+        cls,
+        task: str,
+        images: Sequence[np.ndarray] | None = None,
+        keys: Sequence[str] | None = None,
+        store: str | None = None,
+    ) -> TestSet:
+        """From in-memory RGB arrays (no caching), or from content keys in an ImageStore folder."""
+        return cls(cls._source_for(images, keys, store), task)
+
+
+@dataclass(frozen=True)
+class TrainMeta:
+    """Per-image training metadata, aligned with the images."""
+
+    y: np.ndarray  # int label for the task (index into `classes`)
+    malignant: np.ndarray  # bool
+    subtype: np.ndarray  # str, one of TASK_CLASSES["subtype"]
+    magnification: np.ndarray  # int, 40/100/200/400
+    patient: np.ndarray  # str patient token, for group-aware inner validation
+
+
+class TrainSet(ImageSet):
+    """Images to learn from, with their labels and metadata."""
+
+    def __init__(self, source: ImageSource, task: str, meta: TrainMeta):
+        super().__init__(source, task)
+        self.y = meta.y
+        self.malignant = meta.malignant
+        self.subtype = meta.subtype
+        self.magnification = meta.magnification
+        self.patient = meta.patient
+
+    @classmethod
+    def build(
+        cls,
+        task: str,
+        meta: TrainMeta,
+        images: Sequence[np.ndarray] | None = None,
+        keys: Sequence[str] | None = None,
+        store: str | None = None,
+    ) -> TrainSet:
+        """From in-memory RGB arrays (no caching), or from content keys in an ImageStore folder."""
+        return cls(cls._source_for(images, keys, store), task, meta)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TrainSet:
+        """The images at `indices` with their labels (for inner validation splits)."""
+        idx = np.asarray(indices, dtype=int)
+        source = self._source.take(idx)
+        meta = TrainMeta(
+            self.y[idx], self.malignant[idx], self.subtype[idx], self.magnification[idx], self.patient[idx]
+        )
+        return TrainSet(source, self.task, meta)
+
+    def as_test(self, indices: Sequence[int] | np.ndarray | None = None) -> TestSet:
+        """The same images (or a subset) without labels: for validation inside `fit`."""
+        idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=int)
+        sub = self.subset(idx)
+        return TestSet(sub._source, self.task)
+
+
+class Method:
+    """Base class of every method. Subclasses store constructor arguments as attributes of the same
+    name and do nothing else in `__init__` (scikit-learn's rule), so params can be listed, set from
+    the CLI, stored in records and cloned."""
+
+    # Filled by @register.
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    tasks: ClassVar[tuple[str, ...]] = ("binary", "subtype")
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {n: sig.parameters[n].default for n in cls.param_names()}
+
+    def get_params(self) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in self.param_names()}
+
+    def set_params(self, **params: Any) -> Method:
+        valid = set(self.param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"{type(self).__name__} has no parameter {key!r}; it has {sorted(valid)}")
+            setattr(self, key, value)
+        return self
+
+    def clone(self) -> Method:
+        """A new, unfitted instance with the same parameters."""
+        return type(self)(**copy.deepcopy(self.get_params()))
+
+    def fit(self, train: TrainSet) -> Method:
+        raise NotImplementedError
+
+    def predict_proba(self, test: TestSet) -> np.ndarray:
+        """Array of shape (len(test), test.n_classes), rows summing to one."""
+        raise NotImplementedError
+
+    def predict_aux(self, test: TestSet) -> dict[str, np.ndarray]:
+        """Extra heads scored by the harness, e.g. {"magnification": (n, 4) probabilities}."""
+        return {}
+
+    def fit_info(self) -> dict[str, Any]:
+        """What fitting decided and the record should keep (chosen hyperparameters, parameter
+        count, training profile...). JSON-serialisable."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
