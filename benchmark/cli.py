@@ -1,0 +1,365 @@
+"""Command line: parses arguments, calls the harness, prints with rich. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bhbench.errors import UserError
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+@contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich bar on a terminal; in CI and pipes a single line when done (no control codes)."""
+    if not console.is_terminal or total == 0:
+        count = [0]
+
+        def bump(n: int) -> None:
+            count[0] += n
+
+        yield bump
+        if count[0]:
+            console.print(f"{label}: {count[0]} done")
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+    console.print(f"{label}: {total} done")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values: JSON where it parses (numbers, true/false, null, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    sets = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected key=value")
+        sets[key.strip()] = parse_value(value.strip())
+    return sets
+
+
+def _discover(args: argparse.Namespace) -> None:
+    from bhbench import registry
+
+    registry.discover(args.submissions)
+    for err in registry.discovery_errors():
+        console.print(f"[yellow]warning:[/] skipped {err.source}: {err.message}")
+
+
+def _pct(values: list[float]) -> str:
+    from bhbench.metrics import mean_std
+
+    mean, std = mean_std(values)
+    return "–" if mean != mean else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import fnmatch
+
+    from bhbench import registry
+
+    _discover(args)
+    table = Table("name", "family", "tasks", "details", "reference", title="bhbench methods")
+    for e in registry.entries():
+        if args.pattern and not (fnmatch.fnmatchcase(e.name, args.pattern) or e.family == args.pattern):
+            continue
+        details = ", ".join(f"{k}={v}" for k, v in e.details.items())
+        table.add_row(e.name, e.family, ",".join(e.tasks), details, e.reference)
+    out.print(table)
+    return 0
+
+
+def _specs(args: argparse.Namespace) -> list:
+    from bhbench import registry
+    from bhbench.runner import MethodSpec
+
+    names = registry.resolve(args.method)
+    sets = parse_sets(args.set)
+    if args.device:
+        sets["device"] = args.device
+    unused = set(sets)
+    specs = []
+    for name in names:
+        accepted = registry.get(name).cls.param_names()
+        mine = {k: v for k, v in sets.items() if k in accepted}
+        unused -= set(mine)
+        specs.append(MethodSpec.create(name, mine))
+    unused.discard("device")  # --device applies to the methods that have a device
+    if unused:
+        raise UserError(f"no selected method has parameter(s) {', '.join(sorted(unused))}")
+    return specs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bhbench import runner
+    from bhbench.data.sources import folds_beside, open_dataset
+    from bhbench.protocol import Protocol
+
+    _discover(args)
+    specs = _specs(args)
+    with progress_bar("indexing images", 0) as bump:
+        dataset = open_dataset(args.data, bump)
+    folds = args.folds or folds_beside(dataset)
+    split = args.split or ("official" if folds else "patient")
+    protocol = Protocol(args.task, args.regime, split, args.mag, args.seed)
+    label = "synthetic (generated BreaKHis-like data)" if dataset.synthetic else f"BreaKHis at {dataset.root}"
+    console.print(
+        f"dataset: {label}: {len(dataset.table)} images, {dataset.table['patient'].nunique()} patients"
+    )
+    for p in dataset.problems:
+        if p.severity == "warning":
+            console.print(f"[yellow]warning:[/] {p}")
+    options = runner.Options(
+        results=args.results,
+        force=args.force,
+        timeout=args.timeout,
+        skip_bad=args.skip_bad,
+        fps_images=args.fps_images,
+        submissions=args.submissions,
+        workers=args.workers,
+    )
+    with progress_bar("decoding images into the cache", len(dataset.table)) as bump:
+        plan = runner.make_plan(dataset, protocol, folds, options, bump)
+    console.print(f"protocol: {protocol.title} ({len(plan.split.folds)} folds, {plan.split.source})")
+    for p in plan.skipped:
+        console.print(f"[yellow]skipped (--skip-bad):[/] {p}")
+    if plan.split.missing:
+        console.print(
+            f"[yellow]note:[/] the fold files name {len(plan.split.missing)} image(s) not in this data "
+            f"(e.g. {plan.split.missing[0]}); folds use the {len(plan.dataset.table)} present"
+        )
+    for fold, patients in plan.leaks.items():
+        console.print(f"[red]leak:[/] fold {fold}: patient(s) {', '.join(patients)} in both train and test")
+    if plan.split.kind == "image-kfold":
+        console.print("[red]leaky protocol:[/] image-level folds put images of one patient on both sides")
+    jobs = runner.make_jobs(plan, specs, options)
+    finished: list[runner.JobResult] = []
+    with progress_bar("running (method x fold)", len(jobs)) as bump:
+
+        def done(result: runner.JobResult) -> None:
+            finished.append(result)
+            bump(1)
+            r = result.record or {}
+            state = "finished earlier" if result.skipped else r.get("status", "?")
+            prr = r.get("metrics", {}) or {}
+            prr_text = f" PRR {100 * prr['overall']['patient_rr']:.1f}" if prr else ""
+            console.print(f"  {result.job.spec.name} fold {result.job.fold.index}: {state}{prr_text}")
+
+        try:
+            runner.run(plan, jobs, options, done)
+        except KeyboardInterrupt:
+            console.print(
+                f"interrupted: {len(finished)} of {len(jobs)} (method, fold) jobs finished and saved; "
+                "rerun the same command to resume"
+            )
+            return 130
+    return _report(finished, dataset.synthetic)
+
+
+def _report(finished: list, synthetic: bool) -> int:
+    from bhbench.method import MAGNIFICATIONS
+    from bhbench.runner import summary_rows
+
+    records = [f.record for f in finished if f.record]
+    title = "patient recognition rate, % (mean ± std over folds)" + (" — synthetic data" if synthetic else "")
+    table = Table("method", "folds", "failed", "overall", *(f"{m}X" for m in MAGNIFICATIONS), title=title)
+    for row in summary_rows(records):
+        table.add_row(
+            row["method"],
+            str(row["folds"]),
+            str(row["failed"]),
+            *(_pct(row[k]) for k in ("overall", *map(str, MAGNIFICATIONS))),
+        )
+    out.print(table)
+    failures = [r for r in records if r["status"] != "ok"]
+    for r in failures:
+        console.print(f"[red]failed:[/] {r['method']['name']} fold {r['split']['fold']}: {r['error']}")
+    if failures:
+        console.print(f"{len(failures)} job(s) failed; the others' records are saved")
+        return 1
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from bhbench import leaderboard
+
+    if args.check:
+        reasons = leaderboard.stale(args.results, args.output)
+        for reason in reasons:
+            console.print(f"[red]check failed:[/] {reason}")
+        if not reasons:
+            console.print(f"{args.output / 'README.md'} matches the records in {args.results}")
+        return 1 if reasons else 0
+    checked = leaderboard.write(args.results, args.output)
+    refused = [c for c in checked if not c.accepted]
+    for c in refused:
+        console.print(f"[yellow]refused:[/] {c.path}: {'; '.join(c.problems)}")
+    console.print(f"wrote {args.output / 'README.md'} and leaderboard.csv from {len(checked) - len(refused)} record(s)")
+    return 1 if refused else 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from bhbench.data import synthetic
+
+    given = {"width": args.width, "height": args.height, "images_per_patient": args.images_per_patient}
+    config = synthetic.SynthConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    if args.out is None:
+        root = synthetic.default_root(config)
+    else:
+        with progress_bar("generating images", 0) as bump:
+            root = synthetic.generate(args.out, config, bump)
+    out.print(f"synthetic BreaKHis-like tree at {root}")
+    return 0
+
+
+def cmd_data_index(args: argparse.Namespace) -> int:
+    from bhbench.data.sources import open_dataset
+
+    dataset = open_dataset(args.data)
+    table = dataset.table
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        console.print(f"wrote {len(table)} rows to {args.csv}")
+    summary = Table("class", "subtype", "patients", "images", *(f"{m}X" for m in (40, 100, 200, 400)))
+    for (cls, sub), part in table.groupby(["tumor_class", "subtype"]):
+        counts = part["magnification"].value_counts()
+        summary.add_row(
+            cls, sub, str(part["patient"].nunique()), str(len(part)), *(str(counts.get(m, 0)) for m in (40, 100, 200, 400))
+        )
+    out.print(summary)
+    out.print(f"{dataset.name}: {len(table)} images, {table['patient'].nunique()} patients, id {dataset.id}")
+    for p in dataset.problems:
+        console.print(f"{p.severity}: {p}")
+    return 1 if dataset.errors else 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from bhbench.data import check
+
+    if args.data is None and args.folds is None and not os.environ.get("BHBENCH_DATA"):
+        raise UserError("give --data PATH and/or --folds PATH (or set BHBENCH_DATA)")
+    with progress_bar("checking images", 0) as bump:
+        report = check.check(args.data, args.folds, bump)
+    for line in report.lines():
+        out.print(line)
+    return 1 if report.errors else 0
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bhbench.results import DEFAULT_RESULTS
+
+    parser = argparse.ArgumentParser(
+        prog="bhbench",
+        description="Benchmark breast histopathology methods on BreaKHis under one leak-free protocol.",
+    )
+    parser.add_argument(
+        "--submissions", type=_path, default=None, help="folder of submitted methods (default: ./submissions)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list registered methods")
+    p.add_argument("pattern", nargs="?", help="shell pattern or family, e.g. 'pftas_*' or handcrafted")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run methods under the protocol and write records")
+    p.add_argument("--method", "-m", action="append", required=True, metavar="NAME",
+                   help="method name, wildcard ('pftas_*') or family (handcrafted); repeatable")  # fmt: skip
+    p.add_argument("--task", choices=["binary", "subtype"], default="binary")
+    p.add_argument("--regime", choices=["mi", "ms"], default="mi",
+                   help="mi: one model over all magnifications; ms: one model per magnification")  # fmt: skip
+    p.add_argument("--split", choices=["official", "patient", "image-kfold"], default=None,
+                   help="default: official when fold files are given or found beside the data, else patient")  # fmt: skip
+    p.add_argument("--mag", type=int, choices=[40, 100, 200, 400], default=None, help="use one magnification only")
+    p.add_argument("--data", type=_path, default=None,
+                   help="BreaKHis_v1, its histology_slides, or a folder holding them (default: $BHBENCH_DATA, "
+                        "else the synthetic dataset)")  # fmt: skip
+    p.add_argument("--folds", type=_path, default=None, help="official dsfold1..5.txt folder or Folds.csv")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="for deep methods")
+    p.add_argument("--results", type=_path, default=DEFAULT_RESULTS, help=f"record folder (default {DEFAULT_RESULTS})")
+    p.add_argument("--force", action="store_true", help="redo folds that already have a record")
+    p.add_argument("--timeout", type=float, default=None, help="seconds one (method, fold) may take")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed images (listed in records)")
+    p.add_argument("--seed", type=int, default=0, help="seed of generated splits")
+    p.add_argument("--fps-images", type=int, default=16, help="images timed for FPS on the first fold (0: no timing)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes running (method, fold) jobs")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("leaderboard", help="regenerate leaderboard/README.md and leaderboard.csv from records")
+    p.add_argument("--check", action="store_true", help="fail if the committed leaderboard is stale or a record is bad")
+    p.add_argument("--results", type=_path, default=DEFAULT_RESULTS)
+    p.add_argument("--output", type=_path, default=DEFAULT_RESULTS.parent, help="where README.md and the CSV go")
+    p.set_defaults(func=cmd_leaderboard)
+
+    data = sub.add_parser("data", help="synthesise, index or check a dataset").add_subparsers(
+        dest="data_command", required=True, metavar="ACTION"
+    )
+    p = data.add_parser("synth", help="generate the synthetic BreaKHis-like tree")
+    p.add_argument("--out", type=_path, default=None, help="folder to write (default: the cache used by run)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--images-per-patient", type=int, default=None, help="per magnification")
+    p.set_defaults(func=cmd_data_synth)
+    p = data.add_parser("index", help="index a tree and summarise it")
+    p.add_argument("--data", type=_path, default=None)
+    p.add_argument("--csv", type=_path, default=None, help="also write the index table here")
+    p.set_defaults(func=cmd_data_index)
+    p = data.add_parser("check", help="report every problem of a tree and/or fold files in one pass")
+    p.add_argument("--data", type=_path, default=None)
+    p.add_argument("--folds", type=_path, default=None)
+    p.set_defaults(func=cmd_data_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

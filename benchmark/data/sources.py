@@ -1,0 +1,30 @@
+"""Which dataset a command works on: `--data`, else `BHBENCH_DATA`, else the synthetic default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from bhbench.data.index import Dataset, index_tree
+
+FOLD_FILES = ("dsfold1.txt", "Folds.csv")
+
+
+def open_dataset(data: Path | None = None, progress: Callable[[int], None] | None = None) -> Dataset:
+    data = data or (Path(os.environ["BHBENCH_DATA"]) if os.environ.get("BHBENCH_DATA") else None)
+    if data is not None:
+        return index_tree(data, "breakhis", progress)
+    from bhbench.data import synthetic  # generating is only needed when no data is configured
+
+    return index_tree(synthetic.default_root(), "synthetic", progress)
+
+
+def folds_beside(dataset: Dataset) -> Path | None:
+    """Official fold files next to the data (in histology_slides, BreaKHis_v1 or the folder above)."""
+    if dataset.synthetic:
+        return None
+    for folder in (dataset.root, dataset.root.parent, dataset.root.parent.parent):
+        if any((folder / name).is_file() for name in FOLD_FILES):
+            return folder
+    return None

@@ -1,0 +1,65 @@
+"""What a number means: task, regime, split and magnification filter."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from bhbench.errors import UserError
+from bhbench.method import MAGNIFICATIONS, TASK_CLASSES
+from bhbench.splits import SPLIT_KINDS
+
+TASKS = tuple(TASK_CLASSES)
+REGIMES = ("mi", "ms")  # magnification-independent: one model; -specific: one model per magnification
+_LIU = {("mi", "binary"): "MIBC", ("ms", "binary"): "MSBC", ("mi", "subtype"): "MIFC", ("ms", "subtype"): "MSFC"}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    task: str = "binary"
+    regime: str = "mi"
+    split: str = "patient"
+    magnification: int | None = None
+    seed: int = 0  # seed of generated splits
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in (
+            (self.task, TASKS, "task"),
+            (self.regime, REGIMES, "regime"),
+            (self.split, SPLIT_KINDS, "split"),
+        ):
+            if value not in allowed:
+                raise UserError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+        if self.magnification is not None and self.magnification not in MAGNIFICATIONS:
+            raise UserError(f"magnification {self.magnification} is not one of {MAGNIFICATIONS}")
+
+    @property
+    def id(self) -> str:
+        parts = [self.task, self.regime, self.split]
+        if self.split != "official":
+            parts.append(f"seed{self.seed}")
+        if self.magnification is not None:
+            parts.append(f"{self.magnification}x")
+        return "-".join(parts)
+
+    @property
+    def title(self) -> str:
+        regime = "magnification-independent" if self.regime == "mi" else "magnification-specific"
+        mag = f", {self.magnification}X only" if self.magnification else ""
+        return f"{_LIU[(self.regime, self.task)]}: {self.task} task, {regime}, {self.split} split{mag}"
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "id": self.id}
+
+    def labels(self, table: pd.DataFrame) -> np.ndarray:
+        """Integer class index of each image for this task."""
+        if self.task == "binary":
+            return (table["tumor_class"] == "M").to_numpy().astype(int)
+        order = {c: i for i, c in enumerate(TASK_CLASSES["subtype"])}
+        return table["subtype"].map(order).to_numpy().astype(int)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return TASK_CLASSES[self.task]

@@ -1,0 +1,144 @@
+"""Run records: one JSON file per (dataset, protocol, method + params, fold), with the per-image
+predictions beside it. Both are written atomically (temp file + rename), predictions first, so a
+record that exists always has complete predictions; a killed run never leaves a half record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SCHEMA = 1
+DEFAULT_RESULTS = Path("leaderboard") / "results"
+_VERSIONED = ("numpy", "scikit-learn", "scikit-image", "mahotas", "torch", "timm", "opencv-python-headless")
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def environment() -> dict[str, Any]:
+    versions = {"python": platform.python_version()}
+    for dist in ("bhbench", *_VERSIONED):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"versions": versions, "git_commit": git_commit(), "platform": platform.platform()}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+@dataclass(frozen=True)
+class RecordPath:
+    """Where the record of one fold lives."""
+
+    results: Path
+    dataset_id: str
+    protocol_id: str
+    method: str
+    params_hash: str
+    fold: int
+
+    @property
+    def folder(self) -> Path:
+        return self.results / self.dataset_id / self.protocol_id / self.method / self.params_hash
+
+    @property
+    def record(self) -> Path:
+        return self.folder / f"fold{self.fold}.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.folder / f"fold{self.fold}.predictions.csv"
+
+
+def predictions_frame(filenames: list[str], proba: np.ndarray, classes: tuple[str, ...], aux: dict) -> pd.DataFrame:
+    frame = pd.DataFrame({"filename": filenames})
+    for j, c in enumerate(classes):
+        frame[f"p_{c}"] = proba[:, j]
+    for head, values in aux.items():
+        for j in range(values.shape[1]):
+            frame[f"aux_{head}_{j}"] = values[:, j]
+    return frame
+
+
+def write(where: RecordPath, record: dict, predictions: pd.DataFrame | None) -> None:
+    """Predictions first, then the record that points at them (with their hash)."""
+    if predictions is not None:
+        blob = predictions.to_csv(index=False, float_format="%.6g").encode()
+        atomic_write(where.predictions, blob)
+        record["predictions"] = {"file": where.predictions.name, "sha256": hashlib.sha256(blob).hexdigest()}
+    atomic_write(where.record, json.dumps(record, indent=1, sort_keys=True, default=_jsonable).encode())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def read(path: Path) -> dict | None:
+    """A record, or None if it is missing or unreadable (an interrupted write leaves no record,
+    but a user may still have damaged one)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and record.get("schema") == SCHEMA else None
+
+
+def is_finished(where: RecordPath) -> bool:
+    """True when a successful record and its intact predictions exist."""
+    record = read(where.record)
+    if record is None or record.get("status") != "ok":
+        return False
+    try:
+        blob = where.predictions.read_bytes()
+    except OSError:
+        return False
+    return hashlib.sha256(blob).hexdigest() == record.get("predictions", {}).get("sha256")
+
+
+def load_predictions(record_path: Path, record: dict) -> pd.DataFrame:
+    return pd.read_csv(record_path.parent / record["predictions"]["file"])
+
+
+def all_records(results: Path) -> list[tuple[Path, dict | None]]:
+    return [(p, read(p)) for p in sorted(results.rglob("fold*.json"))]

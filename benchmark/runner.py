@@ -1,0 +1,337 @@
+"""Plan and run (method x fold) jobs: stage images, build the split, execute each job in a
+worker process, validate its outputs, score, and write a record. Finished folds are skipped."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Queue
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bhbench import registry, results
+from bhbench.data.images import ImageStore
+from bhbench.data.index import Dataset, Problem, stage
+from bhbench.errors import DataError, UserError
+from bhbench.method import MAGNIFICATIONS, TestSet, TrainMeta, TrainSet
+from bhbench.metrics import score_all
+from bhbench.protocol import Protocol
+from bhbench.splits import Fold, Split, image_kfold, official_split, patient_split, read_official, restrict
+from bhbench.worker import MethodFailure, Outcome, Task, Worker
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    params: dict[str, Any]  # complete: defaults plus what the user set
+    tuned: dict[str, Any] | None = None  # how the params were tuned, when they were
+
+    @classmethod
+    def create(cls, name: str, overrides: dict[str, Any], tuned: dict[str, Any] | None = None) -> MethodSpec:
+        return cls(name, registry.create(name, **overrides).get_params(), tuned)
+
+
+@dataclass
+class Options:
+    results: Path = results.DEFAULT_RESULTS
+    force: bool = False
+    timeout: float | None = None
+    skip_bad: bool = False
+    fps_images: int = 16
+    submissions: Path | None = None
+    workers: int = 1
+
+
+@dataclass
+class Plan:
+    dataset: Dataset
+    protocol: Protocol
+    split: Split
+    split_file: Path
+    store: ImageStore
+    skipped: list[Problem] = field(default_factory=list)
+
+    @property
+    def leaks(self) -> dict[int, list[str]]:
+        return {f.index: f.leaked_patients for f in self.split.folds if f.leaked_patients}
+
+
+@dataclass
+class Job:
+    spec: MethodSpec
+    fold: Fold
+    where: results.RecordPath
+
+
+@dataclass
+class JobResult:
+    job: Job
+    record: dict | None  # None when skipped because finished
+    skipped: bool = False
+
+
+def _build_split(dataset: Dataset, protocol: Protocol, folds: Path | None) -> Split:
+    if protocol.split == "official":
+        if folds is None:
+            raise UserError("--split official needs the fold files: give --folds PATH (dsfold1..5.txt or Folds.csv)")
+        return official_split(read_official(folds), dataset.table["filename"].tolist())
+    if protocol.split == "patient":
+        return patient_split(dataset.table, protocol.seed)
+    return image_kfold(dataset.table, protocol.seed)
+
+
+def make_plan(
+    dataset: Dataset,
+    protocol: Protocol,
+    folds: Path | None,
+    options: Options,
+    progress: Progress | None = None,
+) -> Plan:
+    """Stage every image (a full decode, once), stop on data errors unless skipping, build the split."""
+    store = ImageStore()
+    problems = dataset.errors + stage(dataset, store, progress)
+    if problems and not options.skip_bad:
+        shown = "\n".join(f"  {p}" for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise DataError(
+            f"{len(problems)} bad file(s) in {dataset.root}; fix them or rerun with --skip-bad:\n{shown}{more}"
+        )
+    dataset.drop({p.path for p in problems})
+    split = _build_split(dataset, protocol, folds)
+    used = dataset.subset(protocol.magnification)
+    if protocol.magnification is not None:
+        split = restrict(split, set(used.table["filename"]))
+    empty = [f.index for f in split.folds if not f.train or not f.test]
+    if empty:
+        raise DataError(f"fold(s) {empty} have no training or no test images in {dataset.root}")
+    folder = options.results / dataset.id
+    split_file = split.save(folder / "splits")
+    manifest = folder / "manifest.csv"
+    if not manifest.exists():
+        blob = dataset.table[["filename", "key"]].sort_values("filename").to_csv(index=False).encode()
+        results.atomic_write(manifest, blob)
+    return Plan(used, protocol, split, split_file, store, problems)
+
+
+def make_jobs(plan: Plan, specs: list[MethodSpec], options: Options) -> list[Job]:
+    jobs = []
+    for spec in specs:
+        entry = registry.get(spec.name)
+        if plan.protocol.task not in entry.tasks:
+            raise UserError(f"{spec.name} does not support the {plan.protocol.task} task (it does {entry.tasks})")
+        for fold in plan.split.folds:
+            where = results.RecordPath(
+                options.results, plan.dataset.id, plan.protocol.id, spec.name, results.params_hash(spec.params), fold.index
+            )
+            jobs.append(Job(spec, fold, where))
+    return jobs
+
+
+def _rows(plan: Plan, filenames: list[str]) -> pd.DataFrame:
+    table = plan.dataset.table.set_index("filename")
+    return table.loc[filenames].reset_index()
+
+
+def _parts(plan: Plan, fold: Fold) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    train, test = _rows(plan, sorted(fold.train)), _rows(plan, sorted(fold.test))
+    if plan.protocol.regime == "mi":
+        return [(train, test)]
+    parts = []
+    for mag in MAGNIFICATIONS:
+        tr, te = train[train["magnification"] == mag], test[test["magnification"] == mag]
+        if len(te):
+            if not len(tr):
+                raise DataError(f"fold {fold.index}: no training images at {mag}X for the magnification-specific regime")
+            parts.append((tr.reset_index(drop=True), te.reset_index(drop=True)))
+    return parts
+
+
+def _train_set(plan: Plan, rows: pd.DataFrame) -> TrainSet:
+    meta = TrainMeta(
+        y=plan.protocol.labels(rows),
+        malignant=(rows["tumor_class"] == "M").to_numpy(),
+        subtype=rows["subtype"].to_numpy(),
+        magnification=rows["magnification"].to_numpy(),
+        patient=rows["patient"].to_numpy(),
+    )
+    return TrainSet.build(plan.protocol.task, meta, keys=list(rows["key"]), store=str(plan.store.root))
+
+
+def _invalid(name: str, values: np.ndarray, n: int, k: int) -> str | None:
+    """Why a method's output breaks the contract, or None."""
+    if values.shape != (n, k):
+        return f"{name} returned shape {values.shape}, expected ({n}, {k})"
+    if not np.isfinite(values).all():
+        return f"{name} returned NaN or infinite values"
+    if (values < -1e-6).any() or (values > 1 + 1e-6).any():
+        return f"{name} returned values outside [0, 1]"
+    worst = float(np.abs(values.sum(axis=1) - 1).max()) if n else 0.0
+    if worst > 1e-3:
+        return f"{name} returned rows that do not sum to one (off by up to {worst:.3g})"
+    return None
+
+
+def _check_outcome(outcome: Outcome, tests: list[pd.DataFrame], k: int) -> None:
+    for proba, aux, rows in zip(outcome.proba, outcome.aux, tests, strict=True):
+        reason = _invalid("predict_proba", proba, len(rows), k)
+        if reason is None and "magnification" in aux:
+            reason = _invalid("predict_aux['magnification']", aux["magnification"], len(rows), len(MAGNIFICATIONS))
+        if reason:
+            raise MethodFailure(reason)
+
+
+def _record(plan: Plan, job: Job) -> dict:
+    entry = registry.get(job.spec.name)
+    return {
+        "schema": results.SCHEMA,
+        "status": "ok",
+        "error": None,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "dataset": {**plan.dataset.describe(), "skipped": [str(p) for p in plan.skipped]},
+        "protocol": plan.protocol.to_json(),
+        "split": {
+            "kind": plan.split.kind,
+            "source": plan.split.source,
+            "hash": plan.split.hash,
+            "file": plan.split_file.name,
+            "fold": job.fold.index,
+            "leaky": plan.split.leaky,
+            "leaked_patients": job.fold.leaked_patients,
+            "n_train": len(job.fold.train),
+            "n_test": len(job.fold.test),
+            "fold_lines_without_image": len(plan.split.missing),
+        },
+        "method": {
+            "name": entry.name,
+            "family": entry.family,
+            "reference": entry.reference,
+            "params": job.spec.params,
+            "params_hash": job.where.params_hash,
+            "tuned": job.spec.tuned,
+            "fit_info": None,
+        },
+        "seed": plan.protocol.seed,
+        "metrics": None,
+        "timing": None,
+        "environment": results.environment(),
+    }
+
+
+def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
+    """Run one (method, fold) in the worker and write its record, failed or not."""
+    parts = _parts(plan, job.fold)
+    tests = [te for _, te in parts]
+    blobs = []
+    if job.fold.index == plan.split.folds[0].index and options.fps_images > 0:
+        sample = tests[0]["relpath"].head(options.fps_images)
+        blobs = [plan.dataset.path(r).read_bytes() for r in sample]
+    task = Task(
+        job.spec.name,
+        job.spec.params,
+        [
+            (_train_set(plan, tr), TestSet.build(plan.protocol.task, keys=list(te["key"]), store=str(plan.store.root)))
+            for tr, te in parts
+        ],
+        blobs,
+    )
+    record = _record(plan, job)
+    try:
+        outcome = worker.run(task, options.timeout)
+        _check_outcome(outcome, tests, len(plan.protocol.classes))
+    except MethodFailure as exc:
+        record.update(status="failed", error=str(exc))
+        results.write(job.where, record, None)
+        return record
+    test = pd.concat(tests, ignore_index=True)
+    proba = np.concatenate(outcome.proba)
+    aux = {k: np.concatenate([a[k] for a in outcome.aux]) for k in outcome.aux[0]} if outcome.aux[0] else {}
+    record["metrics"] = score_all(
+        plan.protocol.labels(test), proba, test["patient"].to_numpy(), test["magnification"].to_numpy(), aux
+    )
+    record["method"]["fit_info"] = outcome.fit_info if len(outcome.fit_info) > 1 else outcome.fit_info[0]
+    record["timing"] = {
+        "fit_seconds": outcome.fit_seconds,
+        "predict_seconds": outcome.predict_seconds,
+        **outcome.timing,
+    }
+    frame = results.predictions_frame(test["filename"].tolist(), proba, plan.protocol.classes, aux)
+    results.write(job.where, record, frame)
+    return record
+
+
+def run(
+    plan: Plan,
+    jobs: list[Job],
+    options: Options,
+    on_done: Callable[[JobResult], None] | None = None,
+) -> list[JobResult]:
+    """Run the jobs not yet finished (all with --force) over `options.workers` worker processes."""
+    done: list[JobResult] = []
+    lock = threading.Lock()
+
+    def finish(result: JobResult) -> None:
+        with lock:
+            done.append(result)
+        if on_done is not None:
+            on_done(result)
+
+    todo = []
+    for job in jobs:
+        if not options.force and results.is_finished(job.where):
+            finish(JobResult(job, results.read(job.where.record), skipped=True))
+        else:
+            todo.append(job)
+    pool: Queue[Worker] = Queue()
+    workers = [Worker(options.submissions) for _ in range(max(1, min(options.workers, len(todo))))]
+    for w in workers:
+        pool.put(w)
+
+    def one(job: Job) -> None:
+        worker = pool.get()
+        try:
+            finish(JobResult(job, run_job(plan, job, worker, options)))
+        finally:
+            pool.put(worker)
+
+    try:
+        if len(workers) == 1:
+            for job in todo:
+                one(job)
+        else:
+            with ThreadPoolExecutor(len(workers)) as ex:
+                for future in [ex.submit(one, job) for job in todo]:
+                    future.result()
+    finally:
+        for w in workers:
+            w.stop(kill=True)
+    return done
+
+
+def summary_rows(records: list[dict]) -> list[dict]:
+    """Per method: folds, failures and mean patient recognition rate per magnification."""
+    by: dict[str, list[dict]] = {}
+    for r in records:
+        by.setdefault(r["method"]["name"], []).append(r)
+    rows = []
+    for name, recs in by.items():
+        ok = [r for r in recs if r["status"] == "ok"]
+        row: dict[str, Any] = {"method": name, "folds": len(ok), "failed": len(recs) - len(ok)}
+        for key in ("overall", *map(str, MAGNIFICATIONS)):
+            vals = [
+                (r["metrics"]["overall"] if key == "overall" else r["metrics"]["by_magnification"].get(key, {})).get(
+                    "patient_rr", math.nan
+                )
+                for r in ok
+            ]
+            row[key] = vals
+        rows.append(row)
+    return rows

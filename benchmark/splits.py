@@ -1,0 +1,234 @@
+"""Train/test splits: the official folds, generated patient-level splits, image-level k-fold,
+and the patient-leak check every split goes through.
+
+A split is saved as JSON (fold -> train/test file names) and identified by the hash of that
+file; records carry the hash so the leaderboard can verify what a number was measured on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+from bhbench.data.names import parse_name
+from bhbench.errors import DataError
+
+SPLIT_KINDS = ("official", "patient", "image-kfold")
+N_FOLDS = 5
+TEST_FRACTION = 0.3
+_FOLD_FILE = re.compile(r"dsfold(\d+)\.txt$")
+
+
+@dataclass
+class Fold:
+    index: int  # 1-based
+    train: list[str]  # file names
+    test: list[str]
+    leaked_patients: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Split:
+    kind: str
+    folds: list[Fold]
+    source: str  # where it came from (fold files, or the generator and its seed)
+    missing: list[str] = field(default_factory=list)  # fold lines naming files absent from the data
+
+    @property
+    def leaky(self) -> bool:
+        return self.kind == "image-kfold" or any(f.leaked_patients for f in self.folds)
+
+    def to_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "folds": [{"fold": f.index, "train": sorted(f.train), "test": sorted(f.test)} for f in self.folds],
+        }
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def save(self, folder: Path) -> Path:
+        """Write the split file once (content-addressed) and return its path."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.kind}-{self.hash[:16]}.json"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.to_json(), sort_keys=True, indent=1))
+            tmp.replace(path)
+        return path
+
+
+def patient_of(filename: str) -> str:
+    return parse_name(filename).patient
+
+
+def leaked_patients(train: list[str], test: list[str]) -> list[str]:
+    """Patient tokens that have images on both sides of a split."""
+    return sorted({patient_of(f) for f in train} & {patient_of(f) for f in test})
+
+
+# --- official protocol -------------------------------------------------------------------------
+
+
+def find_fold_files(path: Path) -> list[Path]:
+    """dsfold*.txt files or a Folds.csv at `path` (a file or a folder)."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(f"{path}: no such fold file or folder")
+    txt = sorted(path.glob("dsfold*.txt"), key=lambda p: int(_FOLD_FILE.search(p.name).group(1)))  # type: ignore[union-attr]
+    if txt:
+        return txt
+    if (path / "Folds.csv").is_file():
+        return [path / "Folds.csv"]
+    raise DataError(f"{path}: no dsfold1..5.txt or Folds.csv in this folder")
+
+
+def read_official(path: Path) -> pd.DataFrame:
+    """Official fold assignments as a table (fold, filename, magnification, group); never altered."""
+    files = find_fold_files(path)
+    rows: list[tuple[int, str, int, str]] = []
+    for file in files:
+        rows.extend(_read_folds_csv(file) if file.suffix.lower() == ".csv" else _read_dsfold(file))
+    table = pd.DataFrame(rows, columns=["fold", "filename", "magnification", "group"])
+    if table.empty:
+        raise DataError(f"{path}: the fold files hold no entries")
+    return table
+
+
+def _bad(file: Path, lineno: int, message: str) -> DataError:
+    return DataError(f"{file}, line {lineno}: {message}")
+
+
+def _check_entry(file: Path, lineno: int, filename: str, mag: str, group: str) -> tuple[str, int, str]:
+    try:
+        name = parse_name(filename)
+    except ValueError as exc:
+        raise _bad(file, lineno, str(exc)) from None
+    if group not in ("train", "test"):
+        raise _bad(file, lineno, f"group {group!r} is neither 'train' nor 'test'")
+    if not mag.isdigit() or int(mag) != name.magnification:
+        raise _bad(file, lineno, f"magnification {mag!r} disagrees with the file name {filename}")
+    return filename, int(mag), group
+
+
+def _read_dsfold(file: Path) -> list[tuple[int, str, int, str]]:
+    match = _FOLD_FILE.search(file.name)
+    rows = []
+    with open(file, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            fields = line.split("|")
+            if len(fields) != 4:
+                raise _bad(file, lineno, f"expected <file>|<mag>|<fold>|<train|test>, got {line!r}")
+            filename, mag, fold, group = fields
+            if not fold.isdigit() or (match and int(fold) != int(match.group(1))):
+                raise _bad(file, lineno, f"fold {fold!r} does not match the file name {file.name}")
+            entry = _check_entry(file, lineno, filename, mag, group)
+            rows.append((int(fold), entry[0], entry[1], entry[2]))
+    return rows
+
+
+def _read_folds_csv(file: Path) -> list[tuple[int, str, int, str]]:
+    rows = []
+    with open(file, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"fold", "mag", "grp", "filename"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{file}: missing column(s) {', '.join(sorted(missing))} (need fold,mag,grp,filename)")
+        for lineno, rec in enumerate(reader, 2):
+            if not rec["fold"].isdigit():
+                raise _bad(file, lineno, f"fold {rec['fold']!r} is not a number")
+            filename, mag, group = _check_entry(file, lineno, Path(rec["filename"]).name, rec["mag"], rec["grp"])
+            rows.append((int(rec["fold"]), filename, mag, group))
+    return rows
+
+
+def official_split(folds: pd.DataFrame, filenames: list[str]) -> Split:
+    """Apply the official folds to the images present; lines for absent files are listed, not used."""
+    present = set(filenames)
+    missing = sorted(set(folds["filename"]) - present)
+    out = []
+    for index, part in folds.groupby("fold", sort=True):
+        part = part[part["filename"].isin(present)]
+        train = part.loc[part["group"] == "train", "filename"].tolist()
+        test = part.loc[part["group"] == "test", "filename"].tolist()
+        out.append(Fold(int(index), train, test, leaked_patients(train, test)))
+    return Split("official", out, "official fold files", missing)
+
+
+def official_leaks(folds: pd.DataFrame) -> dict[int, list[str]]:
+    """Patient tokens on both sides of each official fold (the whole protocol, no data needed)."""
+    return {
+        int(index): leaked_patients(
+            part.loc[part["group"] == "train", "filename"].tolist(),
+            part.loc[part["group"] == "test", "filename"].tolist(),
+        )
+        for index, part in folds.groupby("fold", sort=True)
+    }
+
+
+# --- generated splits --------------------------------------------------------------------------
+
+
+def patient_split(table: pd.DataFrame, seed: int = 0) -> Split:
+    """Five seeded, patient-disjoint 70/30 splits, stratified by subtype at the patient level."""
+    patients = table.groupby("patient")["subtype"].agg(lambda s: s.value_counts().index[0])
+    folds = []
+    for k in range(N_FOLDS):
+        rng = np.random.default_rng([seed, k])
+        test_patients: set[str] = set()
+        for _subtype, group in patients.groupby(patients):
+            names = sorted(group.index)
+            n_test = int(round(TEST_FRACTION * len(names)))
+            if len(names) >= 2:
+                n_test = min(max(n_test, 1), len(names) - 1)  # both sides see every subtype
+            test_patients.update(rng.permutation(names)[:n_test])
+        in_test = table["patient"].isin(test_patients)
+        train, test = table.loc[~in_test, "filename"].tolist(), table.loc[in_test, "filename"].tolist()
+        folds.append(Fold(k + 1, train, test, leaked_patients(train, test)))
+    return Split("patient", folds, f"generated, seed {seed}")
+
+
+def image_kfold(table: pd.DataFrame, seed: int = 0) -> Split:
+    """Random image-level stratified 5-fold, as some papers did. Leaks patients by design."""
+    labels = table["subtype"].to_numpy()
+    n_splits = min(N_FOLDS, int(pd.Series(labels).value_counts().min()))
+    if n_splits < 2:
+        raise DataError("image-kfold needs at least two images of every subtype")
+    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    names = table["filename"].to_numpy()
+    folds = []
+    for k, (tr, te) in enumerate(skf.split(names, labels)):
+        train, test = names[tr].tolist(), names[te].tolist()
+        folds.append(Fold(k + 1, train, test, leaked_patients(train, test)))
+    return Split("image-kfold", folds, f"generated, seed {seed}")
+
+
+def restrict(split: Split, filenames: set[str]) -> Split:
+    """The same split over a subset of images (a magnification filter)."""
+    folds = [
+        Fold(
+            f.index,
+            [n for n in f.train if n in filenames],
+            [n for n in f.test if n in filenames],
+        )
+        for f in split.folds
+    ]
+    for f in folds:
+        f.leaked_patients = leaked_patients(f.train, f.test)
+    return Split(split.kind, folds, split.source, split.missing)

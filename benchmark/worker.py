@@ -1,0 +1,184 @@
+"""The process that runs method code.
+
+Methods are untrusted code. They run in a spawned worker (a fresh interpreter, not a fork), so
+nothing the harness holds in memory, test labels included, exists in their process: the worker
+receives training images with their labels and test images as content hashes, and sends back
+probabilities. The harness scores them in the parent.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bhbench.data.images import decode
+from bhbench.method import TestSet, TrainSet
+
+
+@dataclass
+class Task:
+    """One (method, fold): fit a fresh instance per part (one part, or one per magnification)."""
+
+    method: str
+    params: dict[str, Any]
+    parts: list[tuple[TrainSet, TestSet]]
+    fps_blobs: list[bytes] = field(default_factory=list)  # PNG bytes of a timing sample (no names)
+
+
+@dataclass
+class Outcome:
+    proba: list[np.ndarray]
+    aux: list[dict[str, np.ndarray]]
+    fit_info: list[dict[str, Any]]
+    fit_seconds: float
+    predict_seconds: float
+    timing: dict[str, Any]
+
+
+class MethodFailure(Exception):
+    """A method raised, or returned something the contract forbids. The message is the reason."""
+
+
+def _fps(method: Any, task: str, blobs: list[bytes]) -> dict[str, Any]:
+    """Throughput on images the harness has never cached: decoded arrays in (model) and PNG bytes
+    in (end to end = decode + model). One warm-up call first."""
+    if not blobs:
+        return {}
+    t0 = time.perf_counter()
+    arrays = [decode(b) for b in blobs]
+    decode_s = time.perf_counter() - t0
+    method.predict_proba(TestSet.build(task, images=arrays[:1]))  # warm-up
+    t0 = time.perf_counter()
+    method.predict_proba(TestSet.build(task, images=arrays))
+    model_s = time.perf_counter() - t0
+    n = len(arrays)
+    return {
+        "fps_model": n / model_s,
+        "fps_end_to_end": n / (model_s + decode_s),
+        "fps_images": n,
+        "threads": _threads(),
+    }
+
+
+def _threads() -> int:
+    torch = sys.modules.get("torch")  # a deep method has set torch's own thread count
+    if torch is not None:
+        return int(torch.get_num_threads())
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def execute(task: Task) -> Outcome:
+    """Run a task in this process (the worker calls this; tests may too)."""
+    from bhbench import registry
+
+    probas, auxes, infos = [], [], []
+    fit_s = predict_s = 0.0
+    method = None
+    for train, test in task.parts:
+        method = registry.create(task.method, **task.params)
+        t0 = time.perf_counter()
+        try:
+            fitted = method.fit(train)
+        except Exception as exc:
+            raise MethodFailure(f"fit raised {_describe(exc)}") from exc
+        fit_s += time.perf_counter() - t0
+        if fitted is not method:
+            raise MethodFailure("fit must return self")
+        t0 = time.perf_counter()
+        try:
+            probas.append(np.asarray(method.predict_proba(test), dtype=float))
+            auxes.append({k: np.asarray(v, dtype=float) for k, v in method.predict_aux(test).items()})
+        except Exception as exc:
+            raise MethodFailure(f"predict_proba raised {_describe(exc)}") from exc
+        predict_s += time.perf_counter() - t0
+        infos.append(method.fit_info())
+    try:
+        timing = _fps(method, task.parts[-1][1].task, task.fps_blobs) if method is not None else {}
+    except Exception as exc:
+        raise MethodFailure(f"predict_proba raised {_describe(exc)} while timing FPS") from exc
+    return Outcome(probas, auxes, infos, fit_s, predict_s, timing)
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def serve(conn: Connection, submissions: str | None) -> None:
+    """Worker loop: receive Tasks, send ("ok", Outcome) or ("failed", reason)."""
+    from bhbench import registry
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
+    registry.discover(Path(submissions) if submissions else None)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        try:
+            conn.send(("ok", execute(task)))
+        except MethodFailure as exc:
+            conn.send(("failed", str(exc)))
+        except Exception as exc:  # the method may raise anything, even on construction
+            conn.send(("failed", _describe(exc)))
+
+
+class Worker:
+    """Parent-side handle of one worker process, restarted after a crash or timeout."""
+
+    def __init__(self, submissions: Path | None):
+        self.submissions = str(submissions) if submissions else None
+        self.process: mp.process.BaseProcess | None = None
+        self.conn: Connection | None = None
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self.process = ctx.Process(target=serve, args=(child, self.submissions), daemon=True)
+        self.process.start()
+        child.close()
+        self.conn = parent
+
+    def run(self, task: Task, timeout: float | None) -> Outcome:
+        """Outcome of the task, or MethodFailure with the reason (raised, crashed, timed out)."""
+        if self.process is None or not self.process.is_alive():
+            self._start()
+        assert self.conn is not None and self.process is not None
+        self.conn.send(task)
+        if not self.conn.poll(timeout):
+            self.stop(kill=True)
+            raise MethodFailure(f"timed out after {timeout:g} s (--timeout)")
+        try:
+            status, payload = self.conn.recv()
+        except (EOFError, ConnectionResetError):
+            code = self.process.exitcode if self.process else None
+            self.stop(kill=True)
+            raise MethodFailure(f"worker process died (exit code {code})") from None
+        if status != "ok":
+            raise MethodFailure(payload)
+        return payload
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is not None and self.process.is_alive():
+            if kill:
+                self.process.kill()
+            else:
+                try:
+                    self.conn.send(None)  # type: ignore[union-attr]
+                except (BrokenPipeError, OSError):
+                    self.process.kill()
+            self.process.join(timeout=10)
+        self.process, self.conn = None, None
