@@ -17,8 +17,9 @@ from rich.table import Table
 
 from bhbench.errors import UserError
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# Wide tables when piped (CI logs), the terminal's width otherwise.
+console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 # --- progress --------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def predictions_frame(filenames: list[str], proba: np.ndarray, classes: tuple[st
 def write(where: RecordPath, record: dict, predictions: pd.DataFrame | None) -> None:
     """Predictions first, then the record that points at them (with their hash)."""
     if predictions is not None:
-        blob = predictions.to_csv(index=False, float_format="%.6g").encode()
+        blob = predictions.to_csv(index=False).encode()  # full precision: the leaderboard re-scores it
         atomic_write(where.predictions, blob)
         record["predictions"] = {"file": where.predictions.name, "sha256": hashlib.sha256(blob).hexdigest()}
     atomic_write(where.record, json.dumps(record, indent=1, sort_keys=True, default=_jsonable).encode())

@@ -1,0 +1,100 @@
+"""Shared fixtures: an isolated cache, the tiny synthetic tree, real BreaKHis material, toy methods."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bhbench import registry
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "breakhis"
+MINI = SHARED / "mini"
+FOLDS = SHARED / "folds"
+needs_real = pytest.mark.skipif(
+    not (MINI.is_dir() and FOLDS.is_dir()),
+    reason=f"real BreaKHis material not found at {SHARED} (expected ../shared/breakhis beside the checkout)",
+)
+
+# A small, fast, learnable method used to exercise the harness: nearest class mean of mean colour.
+TOY = '''
+import numpy as np
+from bhbench import Method, register
+
+
+@register("{name}", family="test", reference="bhbench tests")
+class Toy(Method):
+    """Nearest class mean of the mean colour."""
+
+    def __init__(self, size: int = 16, seed: int = 0):
+        self.size = size
+        self.seed = seed
+
+    def _features(self, images):
+        return np.stack([images.image(i, (self.size, self.size)).reshape(-1, 3).mean(0) for i in range(len(images))])
+
+    def fit(self, train):
+        x = self._features(train)
+        self.means_ = np.stack(
+            [x[train.y == c].mean(0) if (train.y == c).any() else np.full(3, 1e6) for c in range(train.n_classes)]
+        )
+        return self
+
+    def predict_proba(self, test):
+        d = ((self._features(test)[:, None] - self.means_[None]) ** 2).sum(-1)
+        e = np.exp(-(d - d.min(1, keepdims=True)) / 50.0)
+        {body}
+        return e / e.sum(1, keepdims=True)
+'''
+
+
+def toy_source(name: str = "toy", body: str = "pass", fit_body: str = "") -> str:
+    """Source of a toy submission; `body` runs in predict_proba before returning (may break it)."""
+    source = TOY.format(name=name, body=body)
+    if fit_body:
+        source = source.replace("        x = self._features(train)\n", f"        {fit_body}\n        x = self._features(train)\n")
+    return textwrap.dedent(source)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Every test session gets its own cache; nothing touches ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BHBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.delenv("BHBENCH_DATA", raising=False)
+    mp.delenv("BHBENCH_SUBMISSIONS", raising=False)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic generator's tiny set (82 patients, 1 small image per magnification)."""
+    from bhbench.data import synthetic
+
+    return synthetic.generate(tmp_path_factory.mktemp("tiny"), synthetic.TINY)
+
+
+@pytest.fixture
+def tree_copy(tiny_tree: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny tree a test may damage."""
+    return Path(shutil.copytree(tiny_tree, tmp_path / "BreaKHis_v1"))
+
+
+@pytest.fixture
+def clean_registry(monkeypatch: pytest.MonkeyPatch):
+    """Registry state as it is now, restored after the test (submissions register globally)."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_ERRORS", list(registry._ERRORS))
+    monkeypatch.setattr(registry, "_DISCOVERED", set(registry._DISCOVERED))
+    return registry
+
+
+@pytest.fixture
+def submissions(tmp_path: Path, clean_registry) -> Path:
+    """An empty submissions folder; tests drop toy methods into it."""
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    return folder
