@@ -1,0 +1,83 @@
+"""timm backbones (feature maps only) and their initial weights: random, timm's hub download, or
+a local state dict."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+import timm
+import torch
+from bhbench.errors import UserError
+from timm.models import load_state_dict
+from torch import nn
+
+
+def create_backbone(name: str, pretrained: bool, weights: str | None, input_size: int) -> nn.Module:
+    """A timm model without classifier or pooling: `forward_features` gives (n, c, h, w)."""
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `timm.list_models()` lists them"
+        raise UserError(f"unknown timm backbone {name!r}{hint}")
+    if pretrained and weights:
+        raise UserError("give either pretrained=true or weights=PATH, not both")
+    try:
+        model = timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool="")
+    except Exception as exc:  # hub errors come as OSError, HTTP and hub-specific exceptions
+        if not pretrained:
+            raise
+        raise UserError(
+            f"could not download the pretrained weights of {name!r} from the timm hub "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); without internet, "
+            f"fetch them elsewhere and pass weights=PATH"
+        ) from None
+    _check_feature_map(model, name, input_size)
+    if weights:
+        load_backbone_weights(model, weights)
+    return model
+
+
+def _check_feature_map(model: nn.Module, name: str, input_size: int) -> None:
+    """One forward pass on a blank image, so a backbone that cannot serve fails here, clearly."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            probe = model.forward_features(torch.zeros(1, 3, input_size, input_size))  # type: ignore[operator]
+    except Exception as exc:
+        raise UserError(f"backbone {name!r} fails on a {input_size}x{input_size} input ({exc})") from None
+    finally:
+        model.train()
+    if probe.ndim != 4 or probe.shape[1] != model.num_features:
+        raise UserError(
+            f"backbone {name!r} gives features of shape {tuple(probe.shape)}, not a (n, channels, h, w) "
+            f"map; the deep heads need a convolutional backbone"
+        )
+
+
+def load_backbone_weights(model: nn.Module, path: str) -> None:
+    """Load a state dict (PyTorch or safetensors file, as timm's hub serves) into `model`. Keys the
+    backbone lacks (the ImageNet classifier, auxiliary heads) are ignored; every backbone key must be
+    in the file with the right shape."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"weights file {path} does not exist")
+    if not os.access(file, os.R_OK):
+        raise UserError(f"weights file {path} is not readable")
+    try:
+        state = load_state_dict(str(file))
+    except Exception as exc:
+        raise UserError(f"weights file {path} is not a PyTorch or safetensors state dict ({exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"weights file {path} does not hold a state dict (name -> tensor)")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or wrong:
+        detail = f"{len(missing)} weights missing (e.g. {missing[0]})" if missing else ""
+        if wrong:
+            k = wrong[0]
+            shapes = f"{tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
+            detail += ("; " if detail else "") + f"{len(wrong)} of the wrong shape (e.g. {k}: {shapes})"
+        raise UserError(f"weights file {path} does not match backbone {type(model).__name__}: {detail}")
+    model.load_state_dict({k: state[k] for k in expected})
