@@ -11,11 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bhbench.errors import UserError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from bhbench.errors import UserError
 
 # Wide tables when piped (CI logs), the terminal's width otherwise.
 console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
@@ -134,9 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     split = args.split or ("official" if folds else "patient")
     protocol = Protocol(args.task, args.regime, split, args.mag, args.seed)
     label = "synthetic (generated BreaKHis-like data)" if dataset.synthetic else f"BreaKHis at {dataset.root}"
-    console.print(
-        f"dataset: {label}: {len(dataset.table)} images, {dataset.table['patient'].nunique()} patients"
-    )
+    console.print(f"dataset: {label}: {len(dataset.table)} images, {dataset.table['patient'].nunique()} patients")
     for p in dataset.problems:
         if p.severity == "warning":
             console.print(f"[yellow]warning:[/] {p}")
@@ -255,7 +252,11 @@ def cmd_data_index(args: argparse.Namespace) -> int:
     for (cls, sub), part in table.groupby(["tumor_class", "subtype"]):
         counts = part["magnification"].value_counts()
         summary.add_row(
-            cls, sub, str(part["patient"].nunique()), str(len(part)), *(str(counts.get(m, 0)) for m in (40, 100, 200, 400))
+            cls,
+            sub,
+            str(part["patient"].nunique()),
+            str(len(part)),
+            *(str(counts.get(m, 0)) for m in (40, 100, 200, 400)),
         )
     out.print(summary)
     out.print(f"{dataset.name}: {len(table)} images, {table['patient'].nunique()} patients, id {dataset.id}")
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regime", choices=["mi", "ms"], default="mi",
                    help="mi: one model over all magnifications; ms: one model per magnification")  # fmt: skip
     p.add_argument("--split", choices=["official", "patient", "image-kfold"], default=None,
-                   help="default: official when fold files are given or found beside the data, else patient")  # fmt: skip
+                   help="default: official if fold files are given or beside the data, else patient")  # fmt: skip
     p.add_argument("--mag", type=int, choices=[40, 100, 200, 400], default=None, help="use one magnification only")
     p.add_argument("--data", type=_path, default=None,
                    help="BreaKHis_v1, its histology_slides, or a folder holding them (default: $BHBENCH_DATA, "

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
-
 from bhbench import results
 from bhbench.data.index import fingerprint
 from bhbench.data.names import parse_name
 from bhbench.method import MAGNIFICATIONS, TASK_CLASSES
 from bhbench.metrics import METRICS, mean_std, score_all
+from tabulate import tabulate
 
 PUBLISHED = [
     # (method, 40X, 100X, 200X, 400X, source) — patient recognition rate, %, DESIGN.md section 7
@@ -96,7 +95,9 @@ def verify(path: Path, record: dict | None, root: Path) -> Checked:
         split_hash = hashlib.sha256(json.dumps(split, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     except (OSError, json.JSONDecodeError):
         split, split_hash = None, None
-    if split_hash != record["split"]["hash"]:
+    if split is None:
+        problems.append(f"split file {split_file.name} is missing")
+    elif split_hash != record["split"]["hash"]:
         problems.append(f"split hash does not match the split file {split_file.name}")
     elif split is not None:
         fold = next((f for f in split["folds"] if f["fold"] == record["split"]["fold"]), None)
@@ -148,7 +149,12 @@ def _dataset_title(desc: dict) -> str:
 
 def _protocol_title(p: dict) -> str:
     regime = {"mi": "magnification-independent", "ms": "magnification-specific"}[p["regime"]]
-    liu = {("mi", "binary"): "MIBC", ("ms", "binary"): "MSBC", ("mi", "subtype"): "MIFC", ("ms", "subtype"): "MSFC"}
+    liu = {
+        ("mi", "binary"): "MIBC",
+        ("ms", "binary"): "MSBC",
+        ("mi", "subtype"): "MIFC",
+        ("ms", "subtype"): "MSFC",
+    }
     mag = f", {p['magnification']}X only" if p.get("magnification") else ""
     return f"{liu[(p['regime'], p['task'])]} — {p['task']} task, {regime}, {p['split']} split{mag}"
 
@@ -226,7 +232,12 @@ def build(root: Path) -> tuple[str, pd.DataFrame, list[Checked]]:
         show_mag_acc = any(r["magnification_accuracy"] for r in rows)
         table = []
         for rank, row in enumerate(rows, 1):
-            cells = [rank, row["method"] + (" (tuned)" if row["tuned"] else ""), row["folds"], _pct(row["patient_rr"])]
+            cells = [
+                rank,
+                row["method"] + (" (tuned)" if row["tuned"] else ""),
+                row["folds"],
+                _pct(row["patient_rr"]),
+            ]
             cells += [_pct(row[f"{m}X"]) for m in MAGNIFICATIONS]
             cells += [_pct(row[m]) for m in METRICS[1:]]
             if show_mag_acc:
@@ -290,7 +301,10 @@ def stale(root: Path, output: Path) -> list[str]:
     """Reasons the committed leaderboard is not what the records produce (empty when current)."""
     text, frame, checked = build(root)
     reasons = [f"{c.path}: {p}" for c in checked for p in c.problems]
-    for name, expected in (("README.md", text), ("leaderboard.csv", frame.to_csv(index=False, float_format="%.6g"))):
+    for name, expected in (
+        ("README.md", text),
+        ("leaderboard.csv", frame.to_csv(index=False, float_format="%.6g")),
+    ):
         path = output / name
         if not path.exists() or path.read_text() != expected:
             reasons.append(f"{path} is not what the records produce; run `bhbench leaderboard`")

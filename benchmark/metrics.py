@@ -22,9 +22,7 @@ def auc(y: np.ndarray, proba: np.ndarray) -> float:
     (with both positives and negatives) otherwise. NaN when it is undefined."""
     if proba.shape[1] == 2:
         return float(roc_auc_score(y, proba[:, 1])) if len(np.unique(y)) == 2 else math.nan
-    scores = [
-        roc_auc_score(y == c, proba[:, c]) for c in range(proba.shape[1]) if 0 < (y == c).sum() < len(y)
-    ]
+    scores = [roc_auc_score(y == c, proba[:, c]) for c in range(proba.shape[1]) if 0 < (y == c).sum() < len(y)]
     return float(np.mean(scores)) if scores else math.nan
 
 

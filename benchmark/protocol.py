@@ -6,14 +6,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-
 from bhbench.errors import UserError
 from bhbench.method import MAGNIFICATIONS, TASK_CLASSES
 from bhbench.splits import SPLIT_KINDS
 
 TASKS = tuple(TASK_CLASSES)
 REGIMES = ("mi", "ms")  # magnification-independent: one model; -specific: one model per magnification
-_LIU = {("mi", "binary"): "MIBC", ("ms", "binary"): "MSBC", ("mi", "subtype"): "MIFC", ("ms", "subtype"): "MSFC"}
+_LIU = {
+    ("mi", "binary"): "MIBC",
+    ("ms", "binary"): "MSBC",
+    ("mi", "subtype"): "MIFC",
+    ("ms", "subtype"): "MSFC",
+}
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,23 @@ def discover(submissions: Path | None = None) -> None:
         _guarded(str(path.resolve()), lambda p=path: _load_file(p))
 
 
+def load_submission(path: Path) -> list[Entry]:
+    """Import one submission (a `.py` file or a folder holding `method.py`) and return the methods
+    it registered. Unlike `discover`, a failure is raised as a UserError naming the file."""
+    file = path / "method.py" if path.is_dir() else path
+    if not (file.is_file() and file.suffix == ".py"):
+        raise UserError(f"{path}: not a submission (expected a .py file or a folder holding method.py)")
+    key = str(file.resolve())
+    _guarded(key, lambda: _load_file(file.resolve()))
+    failure = next((e for e in _ERRORS if e.source == key), None)
+    if failure is not None:
+        raise UserError(f"{file}: cannot be imported: {failure.message}")
+    found = [e for e in entries() if Path(e.origin).resolve() == file.resolve()]
+    if not found:
+        raise UserError(f"{file} registers no method; decorate a bhbench.Method subclass with @register(...)")
+    return found
+
+
 def discovery_errors() -> list[DiscoveryError]:
     return list(_ERRORS)
 

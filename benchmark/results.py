@@ -4,6 +4,7 @@ record that exists always has complete predictions; a killed run never leaves a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,10 +45,8 @@ def atomic_write(path: Path, data: bytes) -> None:
 def environment() -> dict[str, Any]:
     versions = {"python": platform.python_version()}
     for dist in ("bhbench", *_VERSIONED):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return {"versions": versions, "git_commit": git_commit(), "platform": platform.platform()}
 
 

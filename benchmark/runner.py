@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bhbench import registry, results
 from bhbench.data.images import ImageStore
 from bhbench.data.index import Dataset, Problem, stage
@@ -107,9 +106,11 @@ def make_plan(
         )
     dataset.drop({p.path for p in problems})
     split = _build_split(dataset, protocol, folds)
-    used = dataset.subset(protocol.magnification)
-    if protocol.magnification is not None:
-        split = restrict(split, set(used.table["filename"]))
+    if protocol.magnification is not None:  # a protocol choice: the dataset's identity stays whole
+        split = restrict(
+            split,
+            set(dataset.table.loc[dataset.table["magnification"] == protocol.magnification, "filename"]),
+        )
     empty = [f.index for f in split.folds if not f.train or not f.test]
     if empty:
         raise DataError(f"fold(s) {empty} have no training or no test images in {dataset.root}")
@@ -119,7 +120,7 @@ def make_plan(
     if not manifest.exists():
         blob = dataset.table[["filename", "key"]].sort_values("filename").to_csv(index=False).encode()
         results.atomic_write(manifest, blob)
-    return Plan(used, protocol, split, split_file, store, problems)
+    return Plan(dataset, protocol, split, split_file, store, problems)
 
 
 def make_jobs(plan: Plan, specs: list[MethodSpec], options: Options) -> list[Job]:
@@ -130,7 +131,12 @@ def make_jobs(plan: Plan, specs: list[MethodSpec], options: Options) -> list[Job
             raise UserError(f"{spec.name} does not support the {plan.protocol.task} task (it does {entry.tasks})")
         for fold in plan.split.folds:
             where = results.RecordPath(
-                options.results, plan.dataset.id, plan.protocol.id, spec.name, results.params_hash(spec.params), fold.index
+                options.results,
+                plan.dataset.id,
+                plan.protocol.id,
+                spec.name,
+                results.params_hash(spec.params),
+                fold.index,
             )
             jobs.append(Job(spec, fold, where))
     return jobs
@@ -150,7 +156,9 @@ def _parts(plan: Plan, fold: Fold) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
         tr, te = train[train["magnification"] == mag], test[test["magnification"] == mag]
         if len(te):
             if not len(tr):
-                raise DataError(f"fold {fold.index}: no training images at {mag}X for the magnification-specific regime")
+                raise DataError(
+                    f"fold {fold.index}: no training images at {mag}X for the magnification-specific regime"
+                )
             parts.append((tr.reset_index(drop=True), te.reset_index(drop=True)))
     return parts
 
@@ -238,7 +246,10 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
         job.spec.name,
         job.spec.params,
         [
-            (_train_set(plan, tr), TestSet.build(plan.protocol.task, keys=list(te["key"]), store=str(plan.store.root)))
+            (
+                _train_set(plan, tr),
+                TestSet.build(plan.protocol.task, keys=list(te["key"]), store=str(plan.store.root)),
+            )
             for tr, te in parts
         ],
         blobs,

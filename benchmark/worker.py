@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from bhbench.data.images import decode
 from bhbench.method import TestSet, TrainSet
 

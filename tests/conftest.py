@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from bhbench import registry
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "breakhis"
@@ -54,7 +53,9 @@ def toy_source(name: str = "toy", body: str = "pass", fit_body: str = "") -> str
     """Source of a toy submission; `body` runs in predict_proba before returning (may break it)."""
     source = TOY.format(name=name, body=body)
     if fit_body:
-        source = source.replace("        x = self._features(train)\n", f"        {fit_body}\n        x = self._features(train)\n")
+        source = source.replace(
+            "        x = self._features(train)\n", f"        {fit_body}\n        x = self._features(train)\n"
+        )
     return textwrap.dedent(source)
 
 

@@ -4,11 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MINI, needs_real
-
 from bhbench.data.images import ImageStore, content_key
 from bhbench.data.index import index_tree, resolve_root, stage
 from bhbench.errors import DataError
+from conftest import MINI, needs_real
 
 
 @needs_real
@@ -31,7 +30,12 @@ def test_index_agrees_with_the_manifest():
     table = index_tree(MINI).table.set_index("filename")
     for row in manifest.itertuples():
         got = table.loc[row.filename]
-        assert (got.patient, got.subtype, got.magnification, got.seq) == (row.patient, row.tumor_type, row.mag, row.seq)
+        assert (got.patient, got.subtype, got.magnification, got.seq) == (
+            row.patient,
+            row.tumor_type,
+            row.mag,
+            row.seq,
+        )
         assert (got.width, got.height) == (row.width, row.height)
 
 

@@ -1,10 +1,9 @@
 """File-name parsing: strict, round-trips, and agrees with the folder layout."""
 
 import pytest
+from bhbench.data.names import SUBTYPE_FOLDERS, ImageName, folder_disagreements, parse_name
 from hypothesis import given
 from hypothesis import strategies as st
-
-from bhbench.data.names import SUBTYPE_FOLDERS, ImageName, folder_disagreements, parse_name
 
 BENIGN = ["A", "F", "PT", "TA"]
 
@@ -32,7 +31,9 @@ def test_rejects_malformed_names_with_the_name_in_the_message(bad):
 
 
 names = st.builds(
-    lambda sub, year, pid, suffix, mag, seq: ImageName("B" if sub in BENIGN else "M", sub, f"{year:02d}-{pid}{suffix}", mag, seq),
+    lambda sub, year, pid, suffix, mag, seq: ImageName(
+        "B" if sub in BENIGN else "M", sub, f"{year:02d}-{pid}{suffix}", mag, seq
+    ),
     st.sampled_from(list(SUBTYPE_FOLDERS)),
     st.integers(0, 99),
     st.integers(1, 99999),

@@ -4,8 +4,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FOLDS, MINI, needs_real
-
 from bhbench.data.index import index_tree
 from bhbench.errors import DataError
 from bhbench.splits import (
@@ -16,6 +14,7 @@ from bhbench.splits import (
     patient_split,
     read_official,
 )
+from conftest import FOLDS, MINI, needs_real
 
 
 @needs_real

@@ -75,13 +75,21 @@ def check(data: Path | None, folds: Path | None, progress: Callable[[int], None]
             absent = sorted(listed - filenames)
             if absent:
                 report.problems.append(
-                    Problem(str(folds), f"{len(absent)} fold line(s) name images not in the data: {_examples(absent)}",
-                            "fold lines without image", "warning")  # fmt: skip
+                    Problem(
+                        str(folds),
+                        f"{len(absent)} fold line(s) name images not in the data: {_examples(absent)}",
+                        "fold lines without image",
+                        "warning",
+                    )  # fmt: skip
                 )
             unlisted = sorted(filenames - listed)
             if unlisted:
                 report.problems.append(
-                    Problem(str(folds), f"{len(unlisted)} image(s) appear in no fold: {_examples(unlisted)}",
-                            "image in no fold", "warning")  # fmt: skip
+                    Problem(
+                        str(folds),
+                        f"{len(unlisted)} image(s) appear in no fold: {_examples(unlisted)}",
+                        "image in no fold",
+                        "warning",
+                    )  # fmt: skip
                 )
     return report

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
-
 from bhbench.config import cache_dir
 from bhbench.errors import DataError
+from PIL import Image, UnidentifiedImageError
 
 Size = tuple[int, int]  # (height, width)
 
@@ -133,4 +132,3 @@ class ImageStore:
         img = resize(self.load(key), size, square)
         _atomic_save(path, img)
         return img
-

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
-
 from bhbench.config import cache_dir
 from bhbench.data.images import ImageStore, content_key
 from bhbench.data.names import ImageName, folder_disagreements, parse_name
 from bhbench.errors import DataError
+from PIL import Image
 
 COLUMNS = [
     "relpath", "filename", "tumor_class", "subtype", "patient",
@@ -83,12 +82,6 @@ class Dataset:
         """Remove images (e.g. ones that failed to decode) from the table."""
         self.table = self.table[~self.table["relpath"].isin(relpaths)].reset_index(drop=True)
 
-    def subset(self, magnification: int | None) -> Dataset:
-        if magnification is None:
-            return self
-        table = self.table[self.table["magnification"] == magnification].reset_index(drop=True)
-        return Dataset(self.name, self.root, table, list(self.problems))
-
 
 def fingerprint(table: pd.DataFrame) -> str:
     """Hash of the sorted (file name, content key) pairs: same images, same fingerprint."""
@@ -147,7 +140,10 @@ def _scan(root: Path, relpath: str, stat: os.stat_result) -> tuple[dict | None, 
     try:
         width, height = _header(path)
     except Exception as exc:  # PIL raises many types for garbage headers
-        return None, [*problems, Problem(relpath, f"not a readable PNG image ({type(exc).__name__})", "unreadable image")]
+        return None, [
+            *problems,
+            Problem(relpath, f"not a readable PNG image ({type(exc).__name__})", "unreadable image"),
+        ]
     if min(width, height) < MIN_SIDE:
         problems.append(Problem(relpath, f"image is only {width}x{height} px (minimum side {MIN_SIDE})", "bad size"))
     if problems:
@@ -207,7 +203,11 @@ def index_tree(path: Path, name: str = "breakhis", progress: Callable[[int], Non
         if cached is not None:
             parsed = parse_name(Path(relpath).name)
             if not folder_disagreements(tuple(Path(relpath).parts), parsed):
-                return _row(relpath, parsed, int(cached["width"]), int(cached["height"]), cached["key"]), [], stat
+                return (
+                    _row(relpath, parsed, int(cached["width"]), int(cached["height"]), cached["key"]),
+                    [],
+                    stat,
+                )
         row, problems = _scan(root, relpath, stat)
         if progress is not None:
             progress(1)
@@ -240,7 +240,10 @@ def _size_warnings(table: pd.DataFrame) -> list[Problem]:
     off = (np.abs(table["width"] - mode_w) > 0.1 * mode_w) | (np.abs(table["height"] - mode_h) > 0.1 * mode_h)
     return [
         Problem(
-            r.relpath, f"unexpected size {r.width}x{r.height} (most are {mode_w}x{mode_h})", "unexpected size", "warning"
+            r.relpath,
+            f"unexpected size {r.width}x{r.height} (most are {mode_w}x{mode_h})",
+            "unexpected size",
+            "warning",
         )
         for r in table[off].itertuples()
     ]

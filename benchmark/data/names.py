@@ -38,9 +38,7 @@ class ImageName:
     seq: int
 
     def filename(self) -> str:
-        return (
-            f"SOB_{self.tumor_class}_{self.subtype}-{self.patient}-{self.magnification}-{self.seq:03d}.png"
-        )
+        return f"SOB_{self.tumor_class}_{self.subtype}-{self.patient}-{self.magnification}-{self.seq:03d}.png"
 
     def relpath(self) -> str:
         """Path below `histology_slides/` in the official layout."""
@@ -54,9 +52,7 @@ def parse_name(filename: str) -> ImageName:
     """Parse a BreaKHis image file name; ValueError says what is wrong with it."""
     m = _NAME.match(filename)
     if m is None:
-        raise ValueError(
-            f"{filename!r} is not a BreaKHis image name (expected like SOB_B_A-14-22549AB-100-001.png)"
-        )
+        raise ValueError(f"{filename!r} is not a BreaKHis image name (expected like SOB_B_A-14-22549AB-100-001.png)")
     cls, subtype = m["cls"], m["subtype"]
     if subtype not in SUBTYPE_FOLDERS:
         raise ValueError(f"{filename!r}: unknown subtype {subtype!r} (one of {', '.join(SUBTYPE_FOLDERS)})")
