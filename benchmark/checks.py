@@ -1,0 +1,339 @@
+"""The uniform battery every method must pass (DESIGN.md section 2), in the spirit of
+scikit-learn's `check_estimator`: one list of checks, run the same way against every registered
+method and every submission, each ending in a readable pass/fail line.
+
+The method runs in this process on a tiny synthetic set (the generator's `TINY` config: 16
+training and 8 test patients, one per subtype, four magnifications each). A method whose
+defaults are too slow for that may declare small settings with a classmethod
+`check_params(cls) -> dict`; `overrides` (the CLI's `--set`) go on top.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from bhbench import registry
+from bhbench.config import cache_root
+from bhbench.data import synthetic
+from bhbench.data.images import ImageStore
+from bhbench.data.index import index_tree, stage
+from bhbench.errors import UserError
+from bhbench.method import TASK_CLASSES, Method, TestSet, TrainMeta, TrainSet
+from bhbench.protocol import Protocol
+from bhbench.runner import _invalid as invalid_output
+from bhbench.worker import _describe as describe_exception
+
+BUDGET_SECONDS = 60.0  # one fit + predict on the tiny set
+TOLERANCE = 1e-5  # probabilities that must agree may differ by float noise (BLAS, batch size)
+TRAIN_PATIENTS, TEST_PATIENTS = 2, 1  # per subtype
+# Card fields a submission must carry in @register(...) besides name, family and reference.
+SUBMISSION_CARD = ("authors", "licence")
+_TEST_ATTRIBUTES = ("y", "malignant", "subtype", "magnification", "patient", "filenames")
+
+
+class CheckFailed(Exception):
+    """A check's verdict; the message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    method: str
+    check: str
+    passed: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'}  {self.method}  {self.check:<17} {self.detail}"
+
+
+@dataclass(frozen=True)
+class TinySet:
+    train: TrainSet
+    test: TestSet
+    store: Path
+
+
+@functools.lru_cache(maxsize=4)
+def _tiny_rows(cache: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """Training and test rows of the tiny set, staged into the image cache (generated on first use)."""
+    dataset = index_tree(synthetic.default_root(synthetic.TINY), "synthetic")
+    store = ImageStore()
+    stage(dataset, store)
+    table = dataset.table.sort_values("filename")
+    patients = table.groupby("subtype")["patient"].unique()
+    train_p = {p for ps in patients for p in sorted(ps)[:TRAIN_PATIENTS]}
+    test_p = {p for ps in patients for p in sorted(ps)[TRAIN_PATIENTS : TRAIN_PATIENTS + TEST_PATIENTS]}
+    pick = table["patient"].isin
+    return table[pick(train_p)].reset_index(drop=True), table[pick(test_p)].reset_index(drop=True), store.root
+
+
+def tiny_set(task: str) -> TinySet:
+    train, test, store = _tiny_rows(cache_root())
+    meta = TrainMeta(
+        y=Protocol(task).labels(train),
+        malignant=(train["tumor_class"] == "M").to_numpy(),
+        subtype=train["subtype"].to_numpy(),
+        magnification=train["magnification"].to_numpy(),
+        patient=train["patient"].to_numpy(),
+    )
+    return TinySet(
+        TrainSet.build(task, meta, keys=list(train["key"]), store=str(store)),
+        TestSet.build(task, keys=list(test["key"]), store=str(store)),
+        store,
+    )
+
+
+@dataclass
+class _Fit:
+    method: Method
+    returned: object
+    proba: np.ndarray
+    aux: dict[str, np.ndarray]
+    fit_seconds: float
+    predict_seconds: float
+
+
+@dataclass
+class Battery:
+    """Runs the checks against one registered method, fitting it once per task and reusing the fits."""
+
+    entry: registry.Entry
+    overrides: dict[str, Any] = field(default_factory=dict)
+    budget: float = BUDGET_SECONDS
+    _fits: dict[str, _Fit | Exception] = field(default_factory=dict, repr=False)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        hook = getattr(self.entry.cls, "check_params", None)
+        return {**(hook() if hook is not None else {}), **self.overrides}
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(t for t in self.entry.tasks if t in TASK_CLASSES)
+
+    def create(self) -> Method:
+        return registry.create(self.entry.name, **self.params)
+
+    def fit(self, task: str) -> _Fit:
+        """Fit on the tiny set and predict its test part; a raised error is kept and re-raised."""
+        if task not in self._fits:
+            try:
+                self._fits[task] = _fit_predict(self.create(), tiny_set(task))
+            except Exception as exc:
+                self._fits[task] = exc
+        found = self._fits[task]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def run(self, check: str) -> CheckResult:
+        try:
+            detail = CHECKS[check](self)
+            return CheckResult(self.entry.name, check, True, detail)
+        except CheckFailed as exc:
+            return CheckResult(self.entry.name, check, False, str(exc))
+        except UserError as exc:
+            return CheckResult(self.entry.name, check, False, str(exc))
+        except Exception as exc:  # the method's own code raised
+            return CheckResult(self.entry.name, check, False, f"raised {describe_exception(exc)}")
+
+    def run_all(self, on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
+        found = []
+        for check in CHECKS:
+            found.append(self.run(check))
+            if on_result is not None:
+                on_result(found[-1])
+        return found
+
+
+def _fit_predict(method: Method, data: TinySet) -> _Fit:
+    t0 = time.perf_counter()
+    try:
+        returned = method.fit(data.train)
+    except Exception as exc:
+        raise CheckFailed(f"fit raised {describe_exception(exc)}") from exc
+    t1 = time.perf_counter()
+    try:
+        proba = np.asarray(method.predict_proba(data.test), dtype=float)
+        aux = {k: np.asarray(v, dtype=float) for k, v in method.predict_aux(data.test).items()}
+    except Exception as exc:
+        raise CheckFailed(f"predicting raised {describe_exception(exc)}") from exc
+    return _Fit(method, returned, proba, aux, t1 - t0, time.perf_counter() - t1)
+
+
+def _proba(method: Method, test: TestSet) -> np.ndarray:
+    return np.asarray(method.predict_proba(test), dtype=float)
+
+
+def _gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest absolute difference, infinite when the shapes differ."""
+    if a.shape != b.shape:
+        return math.inf
+    return float(np.abs(a - b).max()) if a.size else 0.0
+
+
+# --- the checks: each returns what it verified, or raises CheckFailed --------------------------
+
+
+def _check_card(b: Battery) -> str:
+    e = b.entry
+    missing = [k for k, v in (("reference", e.reference), ("summary (class docstring)", e.summary)) if not v]
+    if e.family == "submission":
+        missing += [k for k in SUBMISSION_CARD if not e.details.get(k)]
+    if missing:
+        raise CheckFailed(f"method card lacks {', '.join(missing)}; see submissions/README.md")
+    if not e.tasks or set(e.tasks) - set(TASK_CLASSES):
+        raise CheckFailed(f"tasks {e.tasks!r} must be a non-empty subset of {tuple(TASK_CLASSES)}")
+    return f"family {e.family}, tasks {', '.join(e.tasks)}, reference {e.reference!r}"
+
+
+def _check_params(b: Battery) -> str:
+    cls = b.entry.cls
+    names = cls.param_names()
+    no_default = [n for n, d in cls.param_defaults().items() if d is inspect.Parameter.empty]
+    if no_default:
+        raise CheckFailed(f"constructor parameter(s) {', '.join(no_default)} need a default")
+    method = b.create()
+    params = method.get_params()
+    wrong = [k for k, v in b.params.items() if params.get(k) != v]
+    if wrong:
+        raise CheckFailed(f"the constructor does not store {', '.join(wrong)} unchanged under the same name")
+    extra = sorted(set(vars(method)) - set(names))
+    if extra:
+        raise CheckFailed(f"the constructor sets {', '.join(extra)} besides its parameters; do that work in fit")
+    try:
+        as_json = json.loads(json.dumps(params))
+    except (TypeError, ValueError) as exc:
+        raise CheckFailed(f"parameters are not JSON-serialisable (records store them): {exc}") from None
+    if as_json != params:
+        raise CheckFailed("parameters change through JSON (use plain numbers, strings, lists, None)")
+    clone = method.clone()
+    if type(clone) is not type(method) or clone is method or clone.get_params() != params:
+        raise CheckFailed("clone() must return a new instance of the same class with equal get_params()")
+    return f"{len(names)} parameter(s) with defaults, stored as given, JSON-serialisable; clone() round-trips"
+
+
+def _check_fit_returns_self(b: Battery) -> str:
+    for task in b.tasks:
+        if b.fit(task).returned is not b.fit(task).method:
+            raise CheckFailed(f"fit must return self ({task} task returned {type(b.fit(task).returned).__name__})")
+    return f"on the {' and '.join(b.tasks)} task(s)"
+
+
+def _check_probabilities(b: Battery) -> str:
+    for task in b.tasks:
+        fit, n = b.fit(task), len(tiny_set(task).test)
+        reason = invalid_output("predict_proba", fit.proba, n, len(TASK_CLASSES[task]))
+        for head, values in fit.aux.items():
+            if reason is None and values.ndim == 2:
+                reason = invalid_output(f"predict_aux[{head!r}]", values, n, values.shape[1])
+            elif reason is None:
+                reason = f"predict_aux[{head!r}] must be (n_images, n_classes) probabilities"
+        if reason:
+            raise CheckFailed(f"{task} task: {reason}")
+    return "finite, in [0, 1], rows sum to 1, shape (n_images, n_classes)" + (
+        f"; aux heads {', '.join(b.fit(b.tasks[0]).aux)}" if b.fit(b.tasks[0]).aux else ""
+    )
+
+
+def _check_deterministic(b: Battery) -> str:
+    task = b.tasks[0]
+    first = b.fit(task)
+    again = _fit_predict(first.method.clone(), tiny_set(task))
+    gap = _gap(first.proba, again.proba)
+    if gap > TOLERANCE:
+        raise CheckFailed(
+            f"two fits with the same parameters differ by up to {gap:.3g}; seed every random generator "
+            "from a `seed` parameter"
+        )
+    return f"two fits agree (max difference {gap:.1e})"
+
+
+def _check_no_test_labels(b: Battery) -> str:
+    task = b.tasks[0]
+    data, fit = tiny_set(task), b.fit(task)
+    carried = [a for a in _TEST_ATTRIBUTES if hasattr(data.test, a)]
+    if carried:  # guards the harness itself: the contract promises a label-free TestSet
+        raise CheckFailed(f"the TestSet handed to methods carries {', '.join(carried)}")
+    pixels = TestSet.build(task, images=[data.test.image(i) for i in range(len(data.test))])
+    gap = _gap(fit.proba, _proba(fit.method, pixels))
+    if gap > TOLERANCE:
+        raise CheckFailed(
+            f"predictions change by up to {gap:.3g} when the test images come as bare pixels (no cache keys); "
+            "predict from the pixels alone"
+        )
+    return "the TestSet carries no labels, and bare pixels give the same predictions"
+
+
+def _check_per_image(b: Battery) -> str:
+    task = b.tasks[0]
+    data, fit = tiny_set(task), b.fit(task)
+    keys = list(data.test.cache_keys or ())
+    half = len(keys) // 2
+    reversed_ = _proba(fit.method, TestSet.build(task, keys=keys[::-1], store=str(data.store)))[::-1]
+    first_half = _proba(fit.method, TestSet.build(task, keys=keys[:half], store=str(data.store)))
+    gap = max(_gap(fit.proba, reversed_), _gap(fit.proba[:half], first_half))
+    if gap > TOLERANCE:
+        raise CheckFailed(
+            f"an image's prediction changes by up to {gap:.3g} with the other images of the test set; "
+            "the composition of a test set follows its labels, so predict each image on its own"
+        )
+    return "an image's prediction does not depend on the rest of the test set (order, subset)"
+
+
+def _check_time_budget(b: Battery) -> str:
+    task = b.tasks[0]
+    fit, data = b.fit(task), tiny_set(task)
+    spent = fit.fit_seconds + fit.predict_seconds
+    text = (
+        f"fit {fit.fit_seconds:.1f} s + predict {fit.predict_seconds:.1f} s on {len(data.train)} + "
+        f"{len(data.test)} tiny images (budget {b.budget:g} s)"
+    )
+    if spent > b.budget:
+        raise CheckFailed(f"{text}; give small settings through a check_params() classmethod")
+    return text
+
+
+CHECKS: dict[str, Callable[[Battery], str]] = {
+    "card": _check_card,
+    "params": _check_params,
+    "fit_returns_self": _check_fit_returns_self,
+    "probabilities": _check_probabilities,
+    "deterministic": _check_deterministic,
+    "no_test_labels": _check_no_test_labels,
+    "per_image": _check_per_image,
+    "time_budget": _check_time_budget,
+}
+
+
+def targets(items: list[str], submissions: Path) -> list[registry.Entry]:
+    """Methods named by `bhbench check` arguments: names, wildcards, families or submission paths;
+    with none, every method loaded from the submissions folder."""
+    if not items:
+        found = [e for e in registry.entries() if _inside(e.origin, submissions)]
+        if not found:
+            raise UserError(f"no submissions found in {submissions}; name a method or give a path")
+        return found
+    chosen: list[registry.Entry] = []
+    for item in items:
+        path = Path(item)
+        if path.suffix == ".py" or path.exists():
+            new = registry.load_submission(path)
+        else:
+            new = [registry.get(n) for n in registry.resolve([item])]
+        chosen += [e for e in new if e not in chosen]
+    return chosen
+
+
+def _inside(origin: str, folder: Path) -> bool:
+    return Path(origin).resolve().is_relative_to(folder.resolve())
