@@ -120,13 +120,12 @@ def _specs(args: argparse.Namespace) -> list:
     return specs
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _plan(args: argparse.Namespace, options: Any) -> Any:
+    """Open the dataset, stage its images and build the split, saying what was found (run, tune)."""
     from bhbench import runner
     from bhbench.data.sources import folds_beside, open_dataset
     from bhbench.protocol import Protocol
 
-    _discover(args)
-    specs = _specs(args)
     with progress_bar("indexing images", 0) as bump:
         dataset = open_dataset(args.data, bump)
     folds = args.folds or folds_beside(dataset)
@@ -137,15 +136,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     for p in dataset.problems:
         if p.severity == "warning":
             console.print(f"[yellow]warning:[/] {p}")
-    options = runner.Options(
-        results=args.results,
-        force=args.force,
-        timeout=args.timeout,
-        skip_bad=args.skip_bad,
-        fps_images=args.fps_images,
-        submissions=args.submissions,
-        workers=args.workers,
-    )
     with progress_bar("decoding images into the cache", len(dataset.table)) as bump:
         plan = runner.make_plan(dataset, protocol, folds, options, bump)
     console.print(f"protocol: {protocol.title} ({len(plan.split.folds)} folds, {plan.split.source})")
@@ -160,7 +150,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[red]leak:[/] fold {fold}: patient(s) {', '.join(patients)} in both train and test")
     if plan.split.kind == "image-kfold":
         console.print("[red]leaky protocol:[/] image-level folds put images of one patient on both sides")
-    jobs = runner.make_jobs(plan, specs, options)
+    return plan
+
+
+def _jobs(args: argparse.Namespace, plan: Any, options: Any) -> list:
+    """(method x fold) jobs; a method with a --params file runs each fold with its tuned parameters."""
+    from bhbench import runner, tuning
+
+    specs = _specs(args)
+    tuned = {}
+    for path in args.params:
+        doc = tuning.read_params(path)
+        if doc["method"] not in {s.name for s in specs}:
+            raise UserError(f"--params {path} holds parameters of {doc['method']}, which no --method selects")
+        tuned[doc["method"]] = (path, doc)
+    sets = {**parse_sets(args.set), **({"device": args.device} if args.device else {})}
+    jobs = runner.make_jobs(plan, [s for s in specs if s.name not in tuned], options)
+    for path, doc in tuned.values():
+        jobs += tuning.tuned_jobs(plan, doc, sets, options, path)
+    return jobs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bhbench import executors, runner
+
+    _discover(args)
+    _specs(args)  # a bad --method or --set fails before any image is decoded
+    options = runner.Options(
+        results=args.results,
+        force=args.force,
+        timeout=args.timeout,
+        skip_bad=args.skip_bad,
+        fps_images=args.fps_images,
+        submissions=args.submissions,
+        workers=args.workers,
+    )
+    plan = _plan(args, options)
+    jobs = _jobs(args, plan, options)
     finished: list[runner.JobResult] = []
     with progress_bar("running (method x fold)", len(jobs)) as bump:
 
@@ -173,15 +199,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             prr_text = f" PRR {100 * prr['overall']['patient_rr']:.1f}" if prr else ""
             console.print(f"  {result.job.spec.name} fold {result.job.fold.index}: {state}{prr_text}")
 
+        executor = args.executor or ("process" if args.workers > 1 else "local")
         try:
-            runner.run(plan, jobs, options, done)
+            ran = executors.execute(plan, jobs, options, executor, _slurm_options(args), done)
         except KeyboardInterrupt:
             console.print(
                 f"interrupted: {len(finished)} of {len(jobs)} (method, fold) jobs finished and saved; "
                 "rerun the same command to resume"
             )
             return 130
-    return _report(finished, dataset.synthetic)
+    for f in ran.failures:
+        console.print(f"[red]job failed:[/] {f.job.spec.name} fold {f.job.fold.index}: {f.reason}; log {f.log}")
+    return max(_report(finished, plan.dataset.synthetic), 1 if ran.failures else 0)
+
+
+def _slurm_options(args: argparse.Namespace) -> Any:
+    from bhbench.executors import SlurmOptions
+
+    return SlurmOptions(
+        partition=args.slurm_partition,
+        gpus=args.slurm_gpus,
+        cpus=args.slurm_cpus,
+        mem_gb=args.slurm_mem,
+        time_min=args.slurm_time,
+        logs=args.slurm_logs,
+        parallelism=args.slurm_parallelism,
+        cluster=args.slurm_cluster,
+    )
 
 
 def _report(finished: list, synthetic: bool) -> int:
@@ -205,6 +249,65 @@ def _report(finished: list, synthetic: bool) -> int:
     if failures:
         console.print(f"{len(failures)} job(s) failed; the others' records are saved")
         return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bhbench import checks, registry
+
+    _discover(args)
+    entries = checks.targets(args.target, args.submissions or registry.default_submissions_dir())
+    sets = parse_sets(args.set)
+    failed = []
+    for entry in entries:
+        mine = {k: v for k, v in sets.items() if k in entry.cls.param_names()}
+        battery = checks.Battery(entry, mine, args.budget)
+        found = battery.run_all(lambda r: out.print(r.line(), style=None if r.passed else "red", markup=False))
+        if not all(r.passed for r in found):
+            failed.append(entry.name)
+    passed = len(entries) - len(failed)
+    console.print(
+        f"{passed} of {len(entries)} method(s) passed every check"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from bhbench import runner, tuning
+    from bhbench.config import cache_dir
+
+    _discover(args)
+    tuning.search_space(args.method)  # refuse an untunable method before decoding any image
+    fixed = {**parse_sets(args.set), **({"device": args.device} if args.device else {})}
+    spec = runner.MethodSpec.create(args.method, fixed)
+    # Tuning writes no records: its split file and manifest go to the cache, not the results folder.
+    options = runner.Options(
+        results=cache_dir("tuning"), timeout=args.timeout, skip_bad=args.skip_bad, submissions=args.submissions
+    )
+    plan = _plan(args, options)
+    study = args.study or tuning.default_study(plan, spec, fixed)
+    storage = args.storage or tuning.default_storage()
+    console.print(f"study {study}-fold1..{len(plan.split.folds)} in {tuning.public_url(storage)}")
+
+    def report(fold: int, trial: Any) -> None:
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        value = (
+            f"inner PRR {100 * trial.value:.1f}"
+            if trial.value is not None
+            else f"failed: {trial.user_attrs.get('error')}"
+        )
+        console.print(f"  fold {fold} trial {trial.number}: {value} ({shown})")
+
+    doc = tuning.Tuner(plan, args.method, fixed, storage, study, options).tune(args.trials, report)
+    path = args.out or Path("tuned") / f"{study}.json"
+    tuning.write_params(path, doc)
+    table = Table("fold", "trials", "best inner PRR", "parameters", title=f"{args.method}: best per fold")
+    for fold, best in doc["folds"].items():
+        params = ", ".join(f"{k}={best['params'][k]}" for k in sorted(best["params"]) if k not in fixed)
+        table.add_row(fold, str(best["trials"]), f"{100 * best['inner_patient_rr']:.1f}", params)
+    out.print(table)
+    console.print(f"wrote {path}; use it with: bhbench run --method {args.method} --params {path}")
     return 0
 
 
@@ -284,6 +387,38 @@ def _path(text: str) -> Path:
     return Path(text).expanduser()
 
 
+def _protocol_args(p: argparse.ArgumentParser) -> None:
+    """What to run on and how (shared by run and tune)."""
+    p.add_argument("--task", choices=["binary", "subtype"], default="binary")
+    p.add_argument("--regime", choices=["mi", "ms"], default="mi",
+                   help="mi: one model over all magnifications; ms: one model per magnification")  # fmt: skip
+    p.add_argument("--split", choices=["official", "patient", "image-kfold"], default=None,
+                   help="default: official if fold files are given or beside the data, else patient")  # fmt: skip
+    p.add_argument("--mag", type=int, choices=[40, 100, 200, 400], default=None, help="use one magnification only")
+    p.add_argument("--data", type=_path, default=None,
+                   help="BreaKHis_v1, its histology_slides, or a folder holding them (default: $BHBENCH_DATA, "
+                        "else the synthetic dataset)")  # fmt: skip
+    p.add_argument("--folds", type=_path, default=None, help="official dsfold1..5.txt folder or Folds.csv")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="for deep methods")
+    p.add_argument("--timeout", type=float, default=None, help="seconds one (method, fold) may take")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed images (listed in records)")
+    p.add_argument("--seed", type=int, default=0, help="seed of generated splits")
+
+
+def _slurm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Slurm (--executor slurm)")
+    g.add_argument("--slurm-partition", default=None)
+    g.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per job")
+    g.add_argument("--slurm-cpus", type=int, default=2, help="CPUs per job")
+    g.add_argument("--slurm-mem", type=float, default=None, help="memory per job, GB")
+    g.add_argument("--slurm-time", type=int, default=120, help="time limit per job, minutes")
+    g.add_argument("--slurm-logs", type=_path, default=Path("slurm-logs"), help="submitit log folder")
+    g.add_argument("--slurm-parallelism", type=int, default=64, help="array tasks running at once")
+    g.add_argument("--slurm-cluster", choices=["slurm", "local"], default="slurm",
+                   help="local: the same job array through submitit's local executor (a dry run)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bhbench.results import DEFAULT_RESULTS
 
@@ -303,26 +438,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run methods under the protocol and write records")
     p.add_argument("--method", "-m", action="append", required=True, metavar="NAME",
                    help="method name, wildcard ('pftas_*') or family (handcrafted); repeatable")  # fmt: skip
-    p.add_argument("--task", choices=["binary", "subtype"], default="binary")
-    p.add_argument("--regime", choices=["mi", "ms"], default="mi",
-                   help="mi: one model over all magnifications; ms: one model per magnification")  # fmt: skip
-    p.add_argument("--split", choices=["official", "patient", "image-kfold"], default=None,
-                   help="default: official if fold files are given or beside the data, else patient")  # fmt: skip
-    p.add_argument("--mag", type=int, choices=[40, 100, 200, 400], default=None, help="use one magnification only")
-    p.add_argument("--data", type=_path, default=None,
-                   help="BreaKHis_v1, its histology_slides, or a folder holding them (default: $BHBENCH_DATA, "
-                        "else the synthetic dataset)")  # fmt: skip
-    p.add_argument("--folds", type=_path, default=None, help="official dsfold1..5.txt folder or Folds.csv")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="for deep methods")
+    _protocol_args(p)
+    p.add_argument("--params", action="append", default=[], type=_path, metavar="FILE",
+                   help="parameters from `bhbench tune` (each fold runs with its own); repeatable")  # fmt: skip
     p.add_argument("--results", type=_path, default=DEFAULT_RESULTS, help=f"record folder (default {DEFAULT_RESULTS})")
     p.add_argument("--force", action="store_true", help="redo folds that already have a record")
-    p.add_argument("--timeout", type=float, default=None, help="seconds one (method, fold) may take")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed images (listed in records)")
-    p.add_argument("--seed", type=int, default=0, help="seed of generated splits")
     p.add_argument("--fps-images", type=int, default=16, help="images timed for FPS on the first fold (0: no timing)")
+    p.add_argument("--executor", choices=["local", "process", "slurm"], default=None,
+                   help="local: one worker process; process: --workers processes (default: one per core); "
+                        "slurm: a submitit job array, one task per (method, fold)")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="worker processes running (method, fold) jobs")
+    _slurm_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="run the uniform method checks (contract, determinism, no test labels...)")
+    p.add_argument("target", nargs="*", metavar="NAME|PATH",
+                   help="method, wildcard, family, or submission file/folder (default: all submissions)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds one fit + predict on the tiny set may take")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("tune", help="tune a method's hyperparameters with optuna on training patients only")
+    p.add_argument("--method", "-m", required=True, metavar="NAME", help="a method that declares search_space()")
+    p.add_argument("--trials", type=int, required=True, help="trials to run per fold in this process (0: export)")
+    p.add_argument("--storage", default=None,
+                   help="optuna storage URL shared by processes or machines (default: SQLite in cache)")  # fmt: skip
+    p.add_argument("--study", default=None, help="study name (default: method, dataset and protocol)")
+    p.add_argument("--out", type=_path, default=None, help="tuned-parameters file (default tuned/<study>.json)")
+    _protocol_args(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("leaderboard", help="regenerate leaderboard/README.md and leaderboard.csv from records")
     p.add_argument("--check", action="store_true", help="fail if the committed leaderboard is stale or a record is bad")

@@ -1,0 +1,234 @@
+"""Hyperparameter search with optuna that never looks at test patients.
+
+A method opts in with a classmethod `search_space(cls, trial) -> dict` returning constructor
+parameters drawn from the optuna trial. Tuning is nested: each outer fold has its own study, and a
+trial is scored by patient recognition rate on an inner validation split of that fold's training
+patients (group-aware: a patient is wholly inner-train or inner-validation; stratified on the task
+label). The fold's test patients are never read, and no fold's parameters are chosen with another
+fold's data, which would include this fold's test patients.
+
+A trial is an ordinary harness job (`runner.run_job`) on the inner split: the method runs in a
+worker process, its outputs are validated and the harness scores them. Studies live in optuna
+storage (an SQLite file in the cache folder by default, any optuna URL otherwise), so several
+processes or machines can work on one study. The result is a JSON file with each fold's best
+parameters; `bhbench run --params FILE` runs each fold with its own, under one record folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bhbench import registry, results
+from bhbench.config import cache_dir
+from bhbench.errors import UserError
+from bhbench.runner import Job, MethodSpec, Options, Plan, run_job
+from bhbench.splits import Fold
+from bhbench.worker import Worker
+from sklearn.model_selection import StratifiedGroupKFold
+
+SEARCH_SPACE = "search_space"  # the classmethod a tunable method declares
+INNER_FOLDS = 4  # the inner validation holds out 1/4 of a fold's training patients
+FILE_FORMAT = 1
+OBJECTIVE = (
+    "patient recognition rate on an inner validation split holding out 1/4 of the fold's training "
+    "patients (StratifiedGroupKFold over patients); test patients unused"
+)
+
+TrialReport = Callable[[int, Any], None]  # (fold index, optuna FrozenTrial) after each trial
+
+
+class TrialFailed(Exception):
+    """The method failed with this trial's parameters; optuna records the trial as failed."""
+
+
+def search_space(name: str) -> Callable[[Any], dict[str, Any]]:
+    """The method's search space, or a UserError explaining how to declare one."""
+    cls = registry.get(name).cls
+    space = getattr(cls, SEARCH_SPACE, None)
+    if space is None:
+        raise UserError(
+            f"{name} declares no search space, so it cannot be tuned; add a classmethod "
+            f"`{SEARCH_SPACE}(cls, trial) -> dict` returning constructor parameters drawn from the optuna "
+            "trial (see submissions/README.md)"
+        )
+    return space
+
+
+def default_storage() -> str:
+    return f"sqlite:///{cache_dir('tuning') / 'optuna.sqlite3'}"
+
+
+def public_url(storage: str) -> str:
+    """The storage URL without its password (it goes into files and records)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(storage).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL (e.g. an optuna journal path): nothing to hide
+        return storage
+
+
+def default_study(plan: Plan, spec: MethodSpec, fixed: dict[str, Any]) -> str:
+    suffix = f"-{results.params_hash(fixed)[:6]}" if fixed else ""
+    return f"{spec.name}-{plan.dataset.id}-{plan.protocol.id}{suffix}"
+
+
+def inner_fold(plan: Plan, fold: Fold) -> Fold:
+    """Group-aware, label-stratified split of the fold's training images (its test part unused)."""
+    table = plan.dataset.table.set_index("filename").loc[sorted(fold.train)]
+    y, groups = plan.protocol.labels(table), table["patient"].to_numpy()
+    if len(np.unique(groups)) < INNER_FOLDS:
+        raise UserError(f"fold {fold.index} has fewer than {INNER_FOLDS} training patients; too few to tune on")
+    splitter = StratifiedGroupKFold(INNER_FOLDS, shuffle=True, random_state=plan.protocol.seed)
+    train_idx, val_idx = next(splitter.split(np.zeros(len(y)), y, groups))
+    names = table.index.to_numpy()
+    return Fold(fold.index, sorted(names[train_idx]), sorted(names[val_idx]))
+
+
+@dataclass
+class Tuner:
+    """Runs trials of one method on the folds of a plan, one optuna study per fold."""
+
+    plan: Plan
+    method: str
+    fixed: dict[str, Any]  # parameters held fixed (the CLI's --set)
+    storage: str
+    study: str  # base name; fold k's study is f"{study}-fold{k}"
+    options: Options
+
+    def _study(self, fold: Fold) -> Any:
+        import optuna
+
+        name = f"{self.study}-fold{fold.index}"
+        study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize", load_if_exists=True)
+        identity = {
+            "method": self.method,
+            "fixed": self.fixed,
+            "dataset": self.plan.dataset.id,
+            "protocol": self.plan.protocol.id,
+            "split_hash": self.plan.split.hash,
+            "fold": fold.index,
+        }
+        known = {k: study.user_attrs[k] for k in identity if k in study.user_attrs}
+        if known and known != identity:
+            raise UserError(f"study {name} in {public_url(self.storage)} was made for {known}, not {identity}")
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+        return study
+
+    def tune(self, trials: int, report: TrialReport | None = None) -> dict[str, Any]:
+        """Run `trials` more trials per fold (0: none) and return the tuned-parameters document."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        space = search_space(self.method)
+        worker = Worker(self.options.submissions)
+        folds: dict[str, Any] = {}
+        try:
+            with tempfile.TemporaryDirectory(prefix="bhbench-trials-") as scratch:
+                for fold in self.plan.split.folds:
+                    study = self._study(fold)
+                    inner = inner_fold(self.plan, fold)
+
+                    def objective(trial: Any, inner: Fold = inner) -> float:
+                        return self._score(trial, space, inner, worker, Path(scratch))
+
+                    callbacks = [lambda s, t, k=fold.index: report(k, t)] if report else []
+                    study.optimize(objective, n_trials=trials, catch=(TrialFailed,), callbacks=callbacks)
+                    folds[str(fold.index)] = self._best(study, fold)
+        finally:
+            worker.stop(kill=True)
+        return {
+            "format": FILE_FORMAT,
+            "method": self.method,
+            "fixed": self.fixed,
+            "dataset": self.plan.dataset.id,
+            "protocol": self.plan.protocol.id,
+            "split_hash": self.plan.split.hash,
+            "objective": OBJECTIVE,
+            "storage": public_url(self.storage),
+            "folds": folds,
+        }
+
+    def _score(self, trial: Any, space: Callable[[Any], dict], inner: Fold, worker: Worker, scratch: Path) -> float:
+        spec = MethodSpec.create(self.method, {**self.fixed, **space(trial)})
+        trial.set_user_attr("params", spec.params)  # what the method got, whatever the trial's names
+        where = results.RecordPath(
+            scratch, self.plan.dataset.id, self.plan.protocol.id, self.method, f"trial{trial.number}", inner.index
+        )
+        record = run_job(self.plan, Job(spec, inner, where), worker, replace(self.options, fps_images=0))
+        if record["status"] != "ok":
+            trial.set_user_attr("error", record["error"])
+            raise TrialFailed(record["error"])
+        return float(record["metrics"]["overall"]["patient_rr"])
+
+    def _best(self, study: Any, fold: Fold) -> dict[str, Any]:
+        import optuna
+
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not done:
+            raise UserError(f"no trial of study {study.study_name} has completed; run more trials")
+        best = study.best_trial
+        return {
+            "study": study.study_name,
+            "trial": best.number,
+            "trials": len(done),
+            "inner_patient_rr": best.value,
+            "params": best.user_attrs["params"],
+        }
+
+
+# --- using tuned parameters ----------------------------------------------------------------------
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"--params {path}: cannot read it ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--params {path}: not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT or "folds" not in doc:
+        raise UserError(f"--params {path}: not a file written by `bhbench tune`")
+    return doc
+
+
+def write_params(path: Path, doc: dict[str, Any]) -> None:
+    results.atomic_write(path, json.dumps(doc, indent=1, sort_keys=True).encode())
+
+
+def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: Options, source: Path) -> list[Job]:
+    """One job per fold, each with the parameters tuned on that fold's training patients. All folds
+    share one record folder (named by the tuning file and `sets`), so they form one leaderboard row."""
+    here = {"dataset": plan.dataset.id, "protocol": plan.protocol.id, "split_hash": plan.split.hash}
+    there = {k: doc.get(k) for k in here}
+    if here != there:
+        raise UserError(f"--params {source} was tuned for {there}; this run is {here}")
+    missing = [f.index for f in plan.split.folds if str(f.index) not in doc["folds"]]
+    if missing:
+        raise UserError(f"--params {source} has no tuned parameters for fold(s) {missing}; tune them first")
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    folder = results.params_hash({"tuned": digest, "set": sets})
+    jobs = []
+    for fold in plan.split.folds:
+        tuned = doc["folds"][str(fold.index)]
+        how = {
+            "by": "optuna",
+            "objective": doc["objective"],
+            "storage": doc["storage"],
+            "fixed": doc["fixed"],
+            "file": source.name,
+            "file_sha256": digest,
+            **{k: v for k, v in tuned.items() if k != "params"},
+        }
+        spec = MethodSpec.create(doc["method"], {**tuned["params"], **sets}, tuned=how)
+        where = results.RecordPath(options.results, plan.dataset.id, plan.protocol.id, spec.name, folder, fold.index)
+        jobs.append(Job(spec, fold, where))
+    return jobs
