@@ -1,9 +1,11 @@
-"""Where bhbench keeps its caches; one place so every module agrees."""
+"""Where bhbench keeps its caches and records; one place so every module agrees."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+DEFAULT_RESULTS = Path("leaderboard") / "results"
 
 
 def cache_root() -> Path:

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 SCHEMA = 1
-DEFAULT_RESULTS = Path("leaderboard") / "results"
 _VERSIONED = ("numpy", "scikit-learn", "scikit-image", "mahotas", "torch", "timm", "opencv-python-headless")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from bhbench import registry, results
+from bhbench.config import DEFAULT_RESULTS
 from bhbench.data.images import ImageStore
 from bhbench.data.index import Dataset, Problem, stage
 from bhbench.errors import DataError, UserError
@@ -41,7 +42,7 @@ class MethodSpec:
 
 @dataclass
 class Options:
-    results: Path = results.DEFAULT_RESULTS
+    results: Path = DEFAULT_RESULTS
     force: bool = False
     timeout: float | None = None
     skip_bad: bool = False

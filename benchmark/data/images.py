@@ -15,11 +15,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 from bhbench.config import cache_dir
 from bhbench.errors import DataError
-from PIL import Image, UnidentifiedImageError
 
 Size = tuple[int, int]  # (height, width)
 
@@ -38,6 +36,8 @@ def content_key(path: Path) -> str:
 
 def decode(source: Path | bytes, name: str | None = None) -> np.ndarray:
     """Decode a PNG (path or bytes) to an RGB uint8 array; a bad file raises DataError naming it."""
+    from PIL import Image, UnidentifiedImageError  # imported on first use: `bhbench list` stays fast
+
     label = name or str(source if isinstance(source, Path) else "<bytes>")
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
@@ -54,6 +54,7 @@ def decode(source: Path | bytes, name: str | None = None) -> np.ndarray:
 
 def resize(img: np.ndarray, size: Size, square: bool = False) -> np.ndarray:
     """Resize to (height, width); `square` centre-crops to a square first (no distortion)."""
+    import cv2  # imported on first use: `bhbench list` stays fast
     if square:
         h, w = img.shape[:2]
         side = min(h, w)
