@@ -290,10 +290,14 @@ def build(root: Path) -> tuple[str, pd.DataFrame, list[Checked]]:
     return "\n".join(lines), pd.DataFrame(csv_rows), checked
 
 
+def _csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, float_format="%.6g")
+
+
 def write(root: Path, output: Path) -> list[Checked]:
     text, frame, checked = build(root)
     results.atomic_write(output / "README.md", text.encode())
-    results.atomic_write(output / "leaderboard.csv", frame.to_csv(index=False, float_format="%.6g").encode())
+    results.atomic_write(output / "leaderboard.csv", _csv(frame).encode())
     return checked
 
 
