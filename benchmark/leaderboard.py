@@ -307,7 +307,7 @@ def stale(root: Path, output: Path) -> list[str]:
     reasons = [f"{c.path}: {p}" for c in checked for p in c.problems]
     for name, expected in (
         ("README.md", text),
-        ("leaderboard.csv", frame.to_csv(index=False, float_format="%.6g")),
+        ("leaderboard.csv", _csv(frame)),
     ):
         path = output / name
         if not path.exists() or path.read_text() != expected:
