@@ -1,0 +1,222 @@
+"""The four classifiers of Spanhol et al. on standardised features, tuned by group-aware CV.
+
+Each classifier has settings (constructor parameters of the methods). A setting left at None is
+chosen by cross-validation on the training set only, over a small grid, with folds grouped by
+patient (StratifiedGroupKFold): no patient is ever on both sides of an inner split. The first grid
+value of each setting is the fallback when there are too few patients to cross-validate, and wins
+ties. What was chosen, and how, is returned for the record.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from bhbench.errors import UserError
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+Settings = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Classifier:
+    name: str
+    title: str
+    settings: Mapping[str, Any]  # defaults; None means "choose by inner CV from the grid"
+    grid: Callable[[int], Mapping[str, Sequence[Any]]]  # candidates given the feature dimension
+    build: Callable[[Settings, int, bool], Pipeline]  # (settings, seed, final fit?) -> pipeline
+    min_class_size: int = 1  # classes with fewer training images are left out of the fit
+
+
+def _one_nn(s: Settings, seed: int, final: bool) -> Pipeline:
+    return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=1))
+
+
+def _qda(s: Settings, seed: int, final: bool) -> Pipeline:
+    # Per-class covariances of 162..1352-d features from tens of images are singular: project on
+    # the leading principal components first, and shrink each covariance towards a scaled identity.
+    return make_pipeline(
+        StandardScaler(),
+        PCA(n_components=s["pca_components"], svd_solver="full"),
+        QuadraticDiscriminantAnalysis(solver="eigen", shrinkage=s["shrinkage"]),
+    )
+
+
+def _svm(s: Settings, seed: int, final: bool) -> Pipeline:
+    svc = SVC(kernel="rbf", C=s["C"], gamma=s["gamma"], random_state=seed)
+    if not final:  # the search only needs decisions
+        return make_pipeline(StandardScaler(), svc)
+    # Platt scaling on 3-fold out-of-fold decision values, as libsvm's probability=True did
+    # (scikit-learn 1.9 deprecates that flag for this). The folds are image-level: grouped by
+    # patient, a subtype with one or two patients would vanish from some training folds.
+    return make_pipeline(StandardScaler(), CalibratedClassifierCV(svc, method="sigmoid", cv=3, ensemble=False))
+
+
+def _forest(s: Settings, seed: int, final: bool) -> Pipeline:
+    forest = RandomForestClassifier(
+        n_estimators=s["n_estimators"],
+        max_features=s["max_features"],
+        min_samples_leaf=s["min_samples_leaf"],
+        random_state=seed,
+    )
+    return make_pipeline(StandardScaler(), forest)
+
+
+CLASSIFIERS: dict[str, Classifier] = {
+    c.name: c
+    for c in (
+        Classifier("1nn", "1-nearest neighbour", {}, lambda d: {}, _one_nn),
+        Classifier(
+            "qda",
+            "regularised QDA",
+            {"pca_components": 32, "shrinkage": None},
+            lambda d: {"shrinkage": (0.2, 0.05, 0.5, 0.8)},
+            _qda,
+            min_class_size=2,
+        ),
+        Classifier(
+            "svm",
+            "RBF SVM",
+            {"C": None, "gamma": None},
+            # gamma in units of 1/d, scikit-learn's "scale" for standardised features
+            lambda d: {"C": (10.0, 1.0, 100.0), "gamma": tuple(g / d for g in (1.0, 0.1, 10.0))},
+            _svm,
+            min_class_size=3,  # the calibration folds need every class in each
+        ),
+        Classifier(
+            "rf",
+            "random forest",
+            {"n_estimators": 100, "max_features": "sqrt", "min_samples_leaf": None},
+            lambda d: {"min_samples_leaf": (1, 5)},
+            _forest,
+        ),
+    )
+}
+
+
+@dataclass
+class FittedClassifier:
+    """A fitted pipeline, or the one class seen in training when there was only one."""
+
+    pipeline: Pipeline | None
+    constant: int | None = None
+
+    def predict_proba(self, X: np.ndarray, n_classes: int) -> np.ndarray:
+        """Probabilities for all `n_classes` of the task, zero for classes absent from training."""
+        out = np.zeros((len(X), n_classes))
+        if self.pipeline is None:
+            out[:, self.constant] = 1.0
+        else:
+            out[:, self.pipeline.classes_] = self.pipeline.predict_proba(X)
+        return out
+
+
+def fit_classifier(
+    clf: Classifier,
+    settings: Settings,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    seed: int,
+    cv_folds: int,
+) -> tuple[FittedClassifier, dict[str, Any]]:
+    """Choose the unset settings by patient-grouped CV on (X, y), fit on all of it; returns the
+    model and what the record should keep (chosen settings, searched grid, CV scores, notes)."""
+    grid = clf.grid(X.shape[1])
+    unsettable = [k for k, v in settings.items() if v is None and k not in grid]
+    if unsettable:
+        raise UserError(f"{clf.name}: {', '.join(unsettable)} must be set (no grid to choose from)")
+    info: dict[str, Any] = {"classifier": clf.name}
+    labels, counts = np.unique(y, return_counts=True)
+    kept = labels[counts >= clf.min_class_size]
+    if len(kept) < len(labels):
+        info["classes_left_out"] = [int(c) for c in labels if c not in kept]
+        rows = np.isin(y, kept)
+        X, y, groups = X[rows], y[rows], groups[rows]
+    if len(kept) < 2:
+        only = int(kept[0]) if len(kept) else int(labels[np.argmax(counts)])
+        info["note"] = f"only class {only} can be learned; it is predicted with probability 1"
+        return FittedClassifier(None, only), info
+
+    fixed = {k: v for k, v in settings.items() if v is not None}
+    grid = {k: v for k, v in grid.items() if k not in fixed}
+    splits = _inner_splits(y, groups, seed, cv_folds, info) if grid else []
+    if "pca_components" in fixed:  # PCA keeps at most as many components as it has rows
+        rows_per_fit = [len(train) for train, _ in splits] + [len(X)]
+        fixed["pca_components"] = min(fixed["pca_components"], X.shape[1], *rows_per_fit)
+    chosen = _search(clf, fixed, grid, X, y, splits, seed, info)
+    pipeline = clf.build({**fixed, **chosen}, seed, True).fit(X, y)
+    info["settings"] = _plain({**fixed, **chosen})
+    return FittedClassifier(pipeline), info
+
+
+def _inner_splits(
+    y: np.ndarray, groups: np.ndarray, seed: int, cv_folds: int, info: dict[str, Any]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Patient-grouped, class-stratified folds of the training set; none with fewer than 2 patients."""
+    folds = min(cv_folds, len(np.unique(groups)))
+    if folds < 2:
+        info["search"] = f"skipped: {folds} training patient(s) cannot make 2 folds; first grid values used"
+        return []
+    with warnings.catch_warnings():  # "a class has fewer patients than folds" is expected here
+        warnings.simplefilter("ignore", UserWarning)
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(y)), y, groups))
+
+
+def _search(
+    clf: Classifier,
+    fixed: Settings,
+    grid: Mapping[str, Sequence[Any]],
+    X: np.ndarray,
+    y: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    seed: int,
+    info: dict[str, Any],
+) -> Settings:
+    """Best grid point by mean accuracy over the inner splits; fills `info` with the story."""
+    fallback = {k: v[0] for k, v in grid.items()}
+    if not splits:
+        return fallback
+    candidates = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    scores = []
+    with warnings.catch_warnings():
+        # A fit failing on a tiny inner fold (e.g. QDA meeting a one-image class) scores NaN;
+        # the scores below show it.
+        warnings.simplefilter("ignore")
+        for candidate in candidates:
+            model = clf.build({**fixed, **candidate}, seed, False)
+            fold_scores = cross_val_score(model, X, y, cv=splits, error_score=np.nan)
+            scores.append(float(np.mean(fold_scores)))
+    info["search"] = {
+        "folds": len(splits),
+        "grouped_by": "patient",
+        "scoring": "accuracy",
+        "grid": _plain(dict(grid)),
+        "scores": [round(s, 4) if s == s else None for s in scores],
+    }
+    if all(s != s for s in scores):
+        info["search"]["note"] = "every candidate failed on some fold; first grid values used"
+        return fallback
+    return candidates[int(np.nanargmax(scores))]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars to Python, tuples to lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value

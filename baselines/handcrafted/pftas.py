@@ -1,0 +1,50 @@
+"""Parameter-free threshold adjacency statistics (Hamilton et al. 2007; Coelho et al. 2010), per
+RGB channel, numerically identical to `mahotas.features.pftas` applied to each channel.
+
+Why not call mahotas directly: for each of its three binarisations mahotas convolves the image
+and its complement separately and counts with `np.histogram`, which sorts every pixel; that is
+about 50 ms per 700x460 channel, most of a BreaKHis image's extraction budget. The complement's
+neighbour counts follow from the image's (8 - n), so one 3x3 box count and one `np.bincount` per
+binarisation give the same 54 numbers about five times faster. Otsu's threshold still comes from
+mahotas, and the tests check equality with `mahotas.features.pftas` on real and random images.
+"""
+
+from __future__ import annotations
+
+import cv2
+import mahotas
+import numpy as np
+from bhbench_baselines.handcrafted.grey import check_rgb
+
+
+def _adjacency(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """mahotas' TAS pair for one binarisation: the normalised histogram of the number of set
+    neighbours (0..8) over unset pixels, and the same for the complement (borders mirrored)."""
+    b = binary.view(np.uint8)
+    count = cv2.boxFilter(b, -1, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT)  # incl. centre
+    joint = np.bincount((count + 10 * b).ravel(), minlength=20)  # unset: 0..8; set: 11..19
+    unset = joint[0:9]
+    complement = joint[19:10:-1]  # a set pixel with n set neighbours has 8 - n unset ones
+    return tuple(h / h.sum() if h.sum() else h.astype(np.float64) for h in (unset, complement))
+
+
+def pftas_channel(channel: np.ndarray) -> np.ndarray:
+    """54 statistics of one uint8 channel: 27 for three Otsu-derived binarisations, 27 for their
+    complements, in mahotas' order."""
+    threshold = mahotas.thresholding.otsu(channel)
+    above = channel[channel > threshold]
+    spread = above.std() if above.size else 0.0
+    mean = above.sum() / (above.size + 1e-8)
+    binaries = (
+        (channel > mean - spread) & (channel < mean + spread),
+        channel > mean - spread,
+        channel > mean,
+    )
+    pairs = [_adjacency(np.ascontiguousarray(b)) for b in binaries]
+    return np.concatenate([p[0] for p in pairs] + [p[1] for p in pairs])
+
+
+def pftas(rgb: np.ndarray) -> np.ndarray:
+    """PFTAS [162]: `pftas_channel` of the red, green and blue channels, concatenated."""
+    check_rgb(rgb)
+    return np.concatenate([pftas_channel(np.ascontiguousarray(rgb[..., c])) for c in range(3)])
