@@ -56,9 +56,9 @@ def _check_feature_map(model: nn.Module, name: str, input_size: int) -> None:
 
 
 def load_backbone_weights(model: nn.Module, path: str) -> None:
-    """Load a state dict (PyTorch or safetensors file, as timm's hub serves) into `model`. Keys the
-    backbone lacks (the ImageNet classifier, auxiliary heads) are ignored; every backbone key must be
-    in the file with the right shape."""
+    """Load a state dict (PyTorch or safetensors file, as timm's hub serves) into `model`. The file
+    must hold every backbone weight with the right shape; the only extra keys allowed are the
+    ImageNet classifier's, which a feature-only backbone drops."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise UserError(f"weights file {path} does not exist")
@@ -71,13 +71,21 @@ def load_backbone_weights(model: nn.Module, path: str) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"weights file {path} does not hold a state dict (name -> tensor)")
     expected = model.state_dict()
+    classifier = model.pretrained_cfg.get("classifier") or ()
+    prefixes = (classifier,) if isinstance(classifier, str) else tuple(classifier)
     missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected and not k.startswith(tuple(p + "." for p in prefixes))]
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or wrong:
-        detail = f"{len(missing)} weights missing (e.g. {missing[0]})" if missing else ""
-        if wrong:
-            k = wrong[0]
-            shapes = f"{tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
-            detail += ("; " if detail else "") + f"{len(wrong)} of the wrong shape (e.g. {k}: {shapes})"
-        raise UserError(f"weights file {path} does not match backbone {type(model).__name__}: {detail}")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} backbone weights missing (e.g. {missing[0]})")
+    if extra:
+        problems.append(f"{len(extra)} weights the backbone does not have (e.g. {extra[0]})")
+    if wrong:
+        k = wrong[0]
+        shapes = f"{tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
+        problems.append(f"{len(wrong)} of the wrong shape (e.g. {k}: {shapes})")
+    if problems:
+        arch = model.pretrained_cfg.get("architecture", type(model).__name__)
+        raise UserError(f"weights file {path} does not match backbone {arch}: {'; '.join(problems)}")
     model.load_state_dict({k: state[k] for k in expected})

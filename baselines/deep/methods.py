@@ -57,7 +57,8 @@ class DeepMethod(Method):
 
         return {"class": Head(train.y, train.n_classes, 1.0)}
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, profile: Profile) -> dict[str, Any]:
+        """Facts about the network for fit_info."""
         return {}
 
     def fit(self, train: TrainSet) -> DeepMethod:
@@ -177,7 +178,7 @@ class BackboneMethod(DeepMethod):
 
         return create_backbone(self.backbone, bool(self.pretrained), self.weights, profile.input_size)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, profile: Profile) -> dict[str, Any]:
         weights = "timm hub (pretrained)" if self.pretrained else self.weights or "random initialisation"
         return {"backbone": self.backbone, "head": self.head, "weights": weights}
 
@@ -239,8 +240,8 @@ class BilinearMethod(BackboneMethod):
         second = self._backbone(profile) if self.head == "bcnn" else None
         return BilinearClassifier(self._backbone(profile), second, n_classes, profile.bilinear_dim)
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "bilinear_dim": self.bilinear_dim}
+    def describe(self, profile: Profile) -> dict[str, Any]:
+        return {**super().describe(profile), "bilinear_dim": profile.bilinear_dim}
 
 
 # name suffix -> (base class, head, class-name suffix, summary)

@@ -108,17 +108,13 @@ class BilinearClassifier(nn.Module):
         super().__init__()
         channels = first.num_features
         self.first, self.second = first, second
-        self.reduce_first = _reducer(channels, reduce_dim)
-        self.reduce_second = _reducer(channels, reduce_dim) if second is not None else None
+        self.reduce = nn.ModuleList(_reducer(channels, reduce_dim) for _ in range(1 if second is None else 2))
         dim = reduce_dim or channels
         self.fc = nn.Linear(dim * dim, n_classes)
 
     def forward(self, x: torch.Tensor) -> Logits:
-        a = self.reduce_first(feature_map(self.first, x))
-        if self.second is None or self.reduce_second is None:
-            b = a
-        else:
-            b = self.reduce_second(feature_map(self.second, x))
+        a = self.reduce[0](feature_map(self.first, x))
+        b = a if self.second is None else self.reduce[1](feature_map(self.second, x))
         with torch.autocast(x.device.type, enabled=False):  # outer products in float32
             pooled = bilinear_pool(a.float(), b.float())
         return {"class": self.fc(pooled)}

@@ -18,7 +18,6 @@ class Profile:
     weight_decay: float
     plateau_patience: int  # epochs without a better validation loss before the lr is divided by 10
     stop_patience: int  # epochs without a better validation loss before training stops
-    images_per_epoch: int | None  # each epoch draws this many training images (None: all of them)
     quarter_turns: bool  # augment with random 90-degree rotations
     flips: bool  # augment with random horizontal and vertical flips
     max_shift: float  # augment with random shifts up to this fraction of the side
@@ -37,7 +36,6 @@ LIU_PAPER = Profile(
     weight_decay=0.0,
     plateau_patience=10,
     stop_patience=20,
-    images_per_epoch=None,
     quarter_turns=True,
     flips=True,
     max_shift=0.1,
@@ -57,7 +55,6 @@ LIU_QUICK = Profile(
     weight_decay=1e-4,
     plateau_patience=1,
     stop_patience=3,
-    images_per_epoch=None,
     quarter_turns=True,
     flips=True,
     max_shift=0.05,
@@ -77,7 +74,6 @@ BAYRAMOGLU_PAPER = Profile(
     weight_decay=5e-4,
     plateau_patience=10,
     stop_patience=20,
-    images_per_epoch=None,
     quarter_turns=True,
     flips=True,
     max_shift=0.0,
@@ -94,7 +90,6 @@ BAYRAMOGLU_QUICK = Profile(
     weight_decay=1e-4,
     plateau_patience=1,
     stop_patience=4,
-    images_per_epoch=None,
     quarter_turns=True,
     flips=True,
     max_shift=0.0,

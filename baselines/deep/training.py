@@ -53,7 +53,7 @@ class TrainableMethod(Protocol):
 
     def targets(self, train: TrainSet) -> dict[str, Head]: ...
 
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self, profile: Profile) -> dict[str, Any]: ...
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -66,9 +66,7 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def choose_profile(
-    requested: str, device: torch.device, paper: Profile, quick: Profile
-) -> tuple[Profile, str]:
+def choose_profile(requested: str, device: torch.device, paper: Profile, quick: Profile) -> tuple[Profile, str]:
     """The profile and why it was chosen (stored in the record, shown in the run output)."""
     if requested == "auto":
         if device.type == "cuda":
@@ -161,7 +159,7 @@ def fit(method: TrainableMethod, train: TrainSet) -> Fitted:
         "max_epochs": profile.max_epochs,
         "parameters": n_params,
         "backbone_parameters": sum(p.numel() for b in backbones_of(net) for p in b.parameters()),
-        **method.describe(),
+        **method.describe(profile),
         **loop,
         "fit_seconds": round(time.perf_counter() - started, 1),
     }
@@ -208,7 +206,7 @@ def _batches(order: np.ndarray, size: int) -> list[np.ndarray]:
     return batches
 
 
-def _loss(
+def objective(
     logits: dict[str, torch.Tensor], targets: dict[str, tuple[torch.Tensor, float]], idx: np.ndarray
 ) -> torch.Tensor:
     """Weighted sum of the heads' cross-entropies; a head weighted 0 does not enter at all."""
@@ -228,27 +226,24 @@ def _train(
     device = inputs.device
     amp = device.type == "cuda"
     fit_idx, val_idx, validation = validation_split(train.patient, train.y, seed)
-    on_device = {
-        h: (torch.as_tensor(t.labels, dtype=torch.long, device=device), t.weight) for h, t in targets.items()
-    }
+    on_device = {h: (torch.as_tensor(t.labels, dtype=torch.long, device=device), t.weight) for h, t in targets.items()}
     optimizer = _optimizer(net, profile)
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=0.1, patience=profile.plateau_patience
-    )
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=profile.plateau_patience)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     order_rng = np.random.default_rng(seed)
     aug_rng = torch.Generator().manual_seed(seed)
     best_loss, best_epoch, best_bacc, best_state = math.inf, 0, None, None
+    history: list[dict[str, float | None]] = []
     epoch = 0
     for epoch in range(1, profile.max_epochs + 1):
         t0 = time.perf_counter()
         net.train()
-        order = order_rng.permutation(fit_idx)[: profile.images_per_epoch]
+        order = order_rng.permutation(fit_idx)
         total, seen = 0.0, 0
         for idx in _batches(order, profile.batch_size):
             x = augment(inputs.tensor(train, idx), profile, aug_rng)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                loss = _loss(net(x), on_device, idx)
+                loss = objective(net(x), on_device, idx)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -257,10 +252,14 @@ def _train(
             seen += len(idx)
         train_loss = total / max(seen, 1)
         val_loss, val_bacc = _evaluate(net, train, val_idx, on_device, inputs, profile.batch_size)
-        watched = train_loss if val_loss is None else val_loss
-        plateau.step(watched)
-        if watched < best_loss:
-            best_loss, best_epoch, best_bacc = watched, epoch, val_bacc
+        history.append(
+            {"train_loss": round(train_loss, 4), "val_loss": None if val_loss is None else round(val_loss, 4)}
+        )
+        plateau.step(train_loss if val_loss is None else val_loss)
+        if val_loss is None:  # nothing to select on: the last epoch is kept
+            best_epoch = epoch
+        elif val_loss < best_loss:
+            best_loss, best_epoch, best_bacc = val_loss, epoch, val_bacc
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         shown = "" if val_loss is None else f", val loss {val_loss:.3f}, val balanced acc {val_bacc:.3f}"
         log(
@@ -268,8 +267,7 @@ def _train(
             f"lr {optimizer.param_groups[0]['lr']:.0e} ({time.perf_counter() - t0:.0f} s)"
         )
         if epoch - best_epoch >= profile.stop_patience:
-            watched_name = "training" if val_loss is None else "validation"
-            log(f"early stop: no better {watched_name} loss since epoch {best_epoch}")
+            log(f"early stop: no better validation loss since epoch {best_epoch}")
             break
     if best_state is not None and best_epoch != epoch:
         net.load_state_dict(best_state)
@@ -279,8 +277,9 @@ def _train(
         "val_images": int(len(val_idx)),
         "epochs_run": epoch,
         "best_epoch": best_epoch,
-        "best_val_loss": round(best_loss, 4) if len(val_idx) and best_epoch else None,
+        "best_val_loss": None if best_state is None else round(best_loss, 4),
         "best_val_balanced_accuracy": None if best_bacc is None else round(best_bacc, 4),
+        "history": history,
     }
 
 
@@ -297,7 +296,7 @@ def _evaluate(
         return None, None
     logits = _forward(net, train, val_idx, inputs, batch_size)
     with torch.no_grad():
-        loss = _loss(logits, targets, val_idx).item()
+        loss = objective(logits, targets, val_idx).item()
     predicted = logits["class"].argmax(1).cpu().numpy()
     with warnings.catch_warnings():  # a class absent from a small validation set
         warnings.simplefilter("ignore", UserWarning)
