@@ -304,8 +304,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     tuning.write_params(path, doc)
     table = Table("fold", "trials", "best inner PRR", "parameters", title=f"{args.method}: best per fold")
     for fold, best in doc["folds"].items():
-        params = ", ".join(f"{k}={best['params'][k]}" for k in sorted(best["params"]) if k not in fixed)
-        table.add_row(fold, str(best["trials"]), f"{100 * best['inner_patient_rr']:.1f}", params)
+        searched = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["searched"].items()
+        )
+        table.add_row(fold, str(best["trials"]), f"{100 * best['inner_patient_rr']:.1f}", searched)
     out.print(table)
     console.print(f"wrote {path}; use it with: bhbench run --method {args.method} --params {path}")
     return 0
@@ -420,7 +422,7 @@ def _slurm_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bhbench.results import DEFAULT_RESULTS
+    from bhbench.config import DEFAULT_RESULTS
 
     parser = argparse.ArgumentParser(
         prog="bhbench",

@@ -181,6 +181,7 @@ class Tuner:
             "trial": best.number,
             "trials": len(done),
             "inner_patient_rr": best.value,
+            "searched": best.params,  # the trial's own names and values
             "params": best.user_attrs["params"],
         }
 
