@@ -45,12 +45,14 @@ def _one_nn(s: Settings, seed: int, final: bool) -> Pipeline:
 
 
 def _qda(s: Settings, seed: int, final: bool) -> Pipeline:
-    # Per-class covariances of 162..1352-d features from tens of images are singular: project on
-    # the leading principal components first, and shrink each covariance towards a scaled identity.
+    # Per-class covariances of 162..1352-d features from tens of images are singular. Projecting
+    # on fewer principal components than the smallest class has images keeps every class's
+    # estimate full-dimensional, and reg_param shrinks it towards the identity (in standardised
+    # feature units; PCA is a rotation), which also covers classes of near-identical vectors.
     return make_pipeline(
         StandardScaler(),
         PCA(n_components=s["pca_components"], svd_solver="full"),
-        QuadraticDiscriminantAnalysis(solver="eigen", shrinkage=s["shrinkage"]),
+        QuadraticDiscriminantAnalysis(reg_param=s["reg_param"]),
     )
 
 
@@ -81,8 +83,8 @@ CLASSIFIERS: dict[str, Classifier] = {
         Classifier(
             "qda",
             "regularised QDA",
-            {"pca_components": 32, "shrinkage": None},
-            lambda d: {"shrinkage": (0.2, 0.05, 0.5, 0.8)},
+            {"pca_components": 32, "reg_param": None},
+            lambda d: {"reg_param": (0.1, 0.01, 0.5, 0.9)},
             _qda,
             min_class_size=2,
         ),
@@ -153,13 +155,19 @@ def fit_classifier(
     fixed = {k: v for k, v in settings.items() if v is not None}
     grid = {k: v for k, v in grid.items() if k not in fixed}
     splits = _inner_splits(y, groups, seed, cv_folds, info) if grid else []
-    if "pca_components" in fixed:  # PCA keeps at most as many components as it has rows
-        rows_per_fit = [len(train) for train, _ in splits] + [len(X)]
-        fixed["pca_components"] = min(fixed["pca_components"], X.shape[1], *rows_per_fit)
+    if "pca_components" in fixed:  # fewer components than any class of any fit has images
+        fits = [y[train] for train, _ in splits] + [y]
+        fixed["pca_components"] = max(1, min(fixed["pca_components"], X.shape[1], *map(_smallest_class, fits)) - 1)
     chosen = _search(clf, fixed, grid, X, y, splits, seed, info)
     pipeline = clf.build({**fixed, **chosen}, seed, True).fit(X, y)
     info["settings"] = _plain({**fixed, **chosen})
     return FittedClassifier(pipeline), info
+
+
+def _smallest_class(y: np.ndarray) -> int:
+    """Images in the smallest class that has at least two (a one-image class fails that fit anyway)."""
+    counts = np.unique(y, return_counts=True)[1]
+    return int(counts[counts >= 2].min()) if (counts >= 2).any() else 1
 
 
 def _inner_splits(
@@ -199,7 +207,7 @@ def _search(
         for candidate in candidates:
             model = clf.build({**fixed, **candidate}, seed, False)
             fold_scores = cross_val_score(model, X, y, cv=splits, error_score=np.nan)
-            scores.append(float(np.mean(fold_scores)))
+            scores.append(float(np.nanmean(fold_scores)))  # NaN only if every fold failed
     info["search"] = {
         "folds": len(splits),
         "grouped_by": "patient",

@@ -1,0 +1,326 @@
+"""The six hand-crafted descriptors: sizes, determinism, invariances, and agreement with the
+libraries and with independent computations written out here."""
+
+from __future__ import annotations
+
+import itertools
+
+import mahotas
+import numpy as np
+import pytest
+from bhbench.errors import UserError
+from bhbench_baselines.handcrafted.clbp import clbp_codes
+from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
+from bhbench_baselines.handcrafted.lpq import stft_coefficients, whitening
+from bhbench_baselines.handcrafted.pftas import pftas
+from scipy.ndimage import gaussian_filter
+from skimage.feature import local_binary_pattern
+
+SPANHOL_DIMS = {"lbp": 10, "clbp": 1352, "lpq": 256, "glcm": 13, "orb": 32, "pftas": 162}
+
+
+def grey_rgb(grey: np.ndarray) -> np.ndarray:
+    """RGB with equal channels: OpenCV's luma of it is `grey` exactly."""
+    return np.repeat(np.asarray(grey, np.uint8)[..., None], 3, axis=2)
+
+
+def texture(seed: int, shape: tuple[int, int] = (48, 64), flat: bool = True) -> np.ndarray:
+    """Smooth random texture in 0..255 with, if `flat`, constant patches (ties d_p == 0 everywhere
+    in them, the case where interpolation rounding decides LBP bits)."""
+    rng = np.random.default_rng(seed)
+    x = gaussian_filter(rng.normal(size=shape), 1.5)
+    x = 255 * (x - x.min()) / (x.max() - x.min())
+    if flat:
+        x[5:17, 7:25] = 120
+        x[30:44, 40:60] = 255
+    return np.round(x).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    stained = np.dstack([texture(1), texture(2, flat=False), texture(3)])
+    return [noise, stained, grey_rgb(texture(4))]
+
+
+@pytest.mark.parametrize("name", sorted(SPANHOL_DIMS))
+def test_default_dimension_matches_spanhol_and_output_is_finite(name, images):
+    spec = DESCRIPTORS[name].spec()
+    assert spec.dim == SPANHOL_DIMS[name]
+    for rgb in images:
+        vector = spec.compute(rgb)
+        assert vector.shape == (SPANHOL_DIMS[name],) and vector.dtype == np.float64
+        assert np.isfinite(vector).all()
+
+
+@pytest.mark.parametrize("name", sorted(SPANHOL_DIMS))
+def test_descriptors_are_deterministic(name, images):
+    spec = DESCRIPTORS[name].spec()
+    for rgb in images:
+        assert np.array_equal(spec.compute(rgb), spec.compute(rgb.copy()))
+
+
+@pytest.mark.parametrize("name", ["lbp", "clbp", "lpq", "pftas"])
+def test_histograms_are_normalised(name, images):
+    vector = DESCRIPTORS[name].spec().compute(images[1])
+    histograms = 18 if name == "pftas" else 1  # pftas: six 9-bin histograms per channel
+    assert (vector >= 0).all()
+    assert vector.sum() == pytest.approx(histograms)
+
+
+@pytest.mark.parametrize("name", ["lbp", "clbp"])
+def test_riu2_histograms_unchanged_by_90_degree_rotation(name):
+    spec = DESCRIPTORS[name].spec()
+    rgb = np.dstack([texture(5, flat=False)] * 3)
+    reference = spec.compute(rgb)
+    for k in (1, 2, 3):
+        assert np.allclose(spec.compute(np.ascontiguousarray(np.rot90(rgb, k))), reference, atol=1e-12)
+    shuffled = np.random.default_rng(0).permutation(rgb.reshape(-1, 3)).reshape(rgb.shape)
+    assert not np.allclose(spec.compute(shuffled), reference)  # it does look at the texture
+
+
+@pytest.mark.parametrize(("P", "R"), [(8, 1), (16, 2), (24, 3)])
+def test_clbp_sign_code_is_scikit_image_uniform_lbp(P, R):
+    for seed in (6, 7):
+        grey = texture(seed)  # flat patches make ties, the rounding-sensitive case
+        s, _, _ = clbp_codes(grey, P, R)
+        reference = local_binary_pattern(grey, P, R, "uniform")[R:-R, R:-R]
+        assert np.array_equal(s, reference)
+
+
+def test_clbp_magnitude_and_centre_follow_their_image_mean_thresholds():
+    grey = texture(8)
+    s, m, c = clbp_codes(grey, 8, 1)
+    inner = grey[1:-1, 1:-1].astype(float)
+    assert np.array_equal(c, inner >= grey.mean())
+    # Fully flat neighbourhoods: every |d_p| = 0 is below the mean magnitude, so M is 0 (all zeros).
+    flat = np.zeros_like(inner, dtype=bool)
+    flat[5:14, 7:22] = True  # inside the constant patch [5:17, 7:25], minus the 1-pixel ring
+    assert (m[flat] == 0).all() and (s[flat] == 8).all()
+    assert set(np.unique(m)) <= set(range(10)) and len(np.unique(m)) > 3
+
+
+def test_lpq_is_less_changed_by_a_symmetric_blur_than_by_noise_of_the_same_size():
+    spec = DESCRIPTORS["lpq"].spec()
+    rng = np.random.default_rng(0)
+    for seed in (10, 11, 12):
+        x = texture(seed, (96, 128), flat=False).astype(float)
+        blurred = gaussian_filter(x, 1.0)
+        noisy = x + rng.normal(size=x.shape) * np.std(blurred - x)
+        base = spec.compute(grey_rgb(x))
+        to_blur = np.abs(spec.compute(grey_rgb(np.round(blurred))) - base).sum()
+        to_noise = np.abs(spec.compute(grey_rgb(np.clip(np.round(noisy), 0, 255))) - base).sum()
+        assert to_blur < 0.6 * to_noise
+
+
+def _bilinear_zero_padded(g: np.ndarray, r: float, c: float) -> float:
+    def pixel(i: int, j: int) -> float:
+        inside = 0 <= i < g.shape[0] and 0 <= j < g.shape[1]
+        return float(g[i, j]) if inside else 0.0
+
+    r0, c0 = int(np.floor(r)), int(np.floor(c))
+    fr, fc = r - r0, c - c0
+    top = (1 - fc) * pixel(r0, c0) + fc * pixel(r0, c0 + 1)
+    bottom = (1 - fc) * pixel(r0 + 1, c0) + fc * pixel(r0 + 1, c0 + 1)
+    return (1 - fr) * top + fr * bottom
+
+
+def test_lbp_matches_a_pixel_by_pixel_riu2_histogram():
+    grey = np.random.default_rng(1).integers(0, 256, (12, 10)).astype(np.uint8)
+    P, R = 8, 1
+    angles = 2 * np.pi * np.arange(P) / P
+    offsets = np.round(-R * np.sin(angles), 5), np.round(R * np.cos(angles), 5)  # on-grid points exact
+    counts = np.zeros(P + 2)
+    for r, c in itertools.product(range(grey.shape[0]), range(grey.shape[1])):
+        bits = [_bilinear_zero_padded(grey, r + dy, c + dx) >= grey[r, c] for dy, dx in zip(*offsets, strict=True)]
+        transitions = sum(bits[i] != bits[i - 1] for i in range(P))
+        counts[sum(bits) if transitions <= 2 else P + 1] += 1
+    assert np.allclose(DESCRIPTORS["lbp"].spec().compute(grey_rgb(grey)), counts / counts.sum())
+
+
+def _haralick_reference(grey: np.ndarray) -> np.ndarray:
+    """Haralick's 13 features from a symmetric co-occurrence matrix, averaged over 0, 45, 90 and
+    135 degrees; levels 0..max(grey), logarithms base 2, f10 the variance of |i - j|."""
+    n = int(grey.max()) + 1
+    feats = []
+    for dy, dx in [(0, 1), (1, 1), (1, 0), (1, -1)]:
+        counts = np.zeros((n, n))
+        h, w = grey.shape
+        for r, c in itertools.product(range(h), range(w)):
+            if 0 <= r + dy < h and 0 <= c + dx < w:
+                counts[grey[r, c], grey[r + dy, c + dx]] += 1
+        counts += counts.T
+        p = counts / counts.sum()
+        i, j = np.indices(p.shape)
+        px, py = p.sum(1), p.sum(0)
+        mean_x, mean_y = (i * p).sum(), (j * p).sum()
+        sd_x, sd_y = np.sqrt(((i - mean_x) ** 2 * p).sum()), np.sqrt(((j - mean_y) ** 2 * p).sum())
+        p_sum = np.bincount((i + j).ravel(), p.ravel(), minlength=2 * n)
+        p_diff = np.bincount(np.abs(i - j).ravel(), p.ravel(), minlength=n)
+        k_sum, k_diff = np.arange(2 * n), np.arange(n)
+
+        def entropy(q: np.ndarray) -> float:
+            q = q[q > 0]
+            return float(-(q * np.log2(q)).sum())
+
+        hxy = entropy(p)
+        outer = np.outer(px, py)
+        hxy1 = float(-(p[outer > 0] * np.log2(outer[outer > 0])).sum())
+        hxy2 = entropy(outer)
+        sum_average = (k_sum * p_sum).sum()
+        diff_mean = (k_diff * p_diff).sum()
+        feats.append(
+            [
+                (p**2).sum(),
+                (k_diff**2 * p_diff).sum(),
+                ((i * j * p).sum() - mean_x * mean_y) / (sd_x * sd_y),
+                ((i - mean_x) ** 2 * p).sum(),
+                (p / (1 + (i - j) ** 2)).sum(),
+                sum_average,
+                ((k_sum - sum_average) ** 2 * p_sum).sum(),
+                entropy(p_sum),
+                hxy,
+                ((k_diff - diff_mean) ** 2 * p_diff).sum(),
+                entropy(p_diff),
+                (hxy - hxy1) / max(entropy(px), entropy(py)),
+                np.sqrt(1 - np.exp(-2 * (hxy2 - hxy))),
+            ]
+        )
+    return np.mean(feats, axis=0)
+
+
+def test_glcm_matches_haralick_features_written_out():
+    for seed in (0, 1):
+        grey = np.random.default_rng(seed).integers(0, 8, (14, 11)).astype(np.uint8)
+        assert np.allclose(DESCRIPTORS["glcm"].spec().compute(grey_rgb(grey)), _haralick_reference(grey))
+
+
+def _otsu_reference(channel: np.ndarray) -> int:
+    """Threshold t maximising the between-class variance of {<= t} and {> t} (first maximum)."""
+    best, best_t = -1.0, 0
+    values = channel.ravel().astype(float)
+    for t in range(int(channel.max())):
+        low, high = values[values <= t], values[values > t]
+        if len(low) == 0 or len(high) == 0:
+            continue
+        between = len(low) * len(high) * (low.mean() - high.mean()) ** 2
+        if between > best + 1e-9:
+            best, best_t = between, t
+    return best_t
+
+
+def _tas_reference(binary: np.ndarray) -> list[np.ndarray]:
+    """Over the unset pixels, the histogram of set 8-neighbours (edge-mirrored border), normalised;
+    then the same for the complement."""
+    out = []
+    for b in (binary, ~binary):
+        padded = np.pad(b, 1, mode="symmetric").astype(int)
+        neighbours = sum(
+            padded[1 + dy : padded.shape[0] - 1 + dy, 1 + dx : padded.shape[1] - 1 + dx]
+            for dy, dx in itertools.product((-1, 0, 1), repeat=2)
+            if (dy, dx) != (0, 0)
+        )
+        hist = np.bincount(neighbours[~b], minlength=9).astype(float)
+        out.append(hist / hist.sum() if hist.sum() else hist)
+    return out
+
+
+def _pftas_reference(rgb: np.ndarray) -> np.ndarray:
+    per_channel = []
+    for ch in np.moveaxis(rgb, 2, 0):
+        t = _otsu_reference(ch)
+        above = ch[ch > t].astype(float)
+        mu, spread = above.mean(), above.std()
+        binaries = [(ch > mu - spread) & (ch < mu + spread), ch > mu - spread, ch > mu]
+        pairs = [_tas_reference(b) for b in binaries]
+        per_channel.append(np.concatenate([p[0] for p in pairs] + [p[1] for p in pairs]))
+    return np.concatenate(per_channel)
+
+
+def test_pftas_matches_threshold_adjacency_statistics_written_out(images):
+    small = [rgb[:20, :24] for rgb in images]
+    for rgb in small:
+        assert np.allclose(pftas(rgb), _pftas_reference(rgb))
+
+
+def test_pftas_equals_mahotas_per_channel(images):
+    rng = np.random.default_rng(3)
+    cases = [*images, rng.integers(0, 3, (21, 17, 3), dtype=np.uint8), np.full((9, 9, 3), 7, np.uint8)]
+    for rgb in cases:
+        expected = np.concatenate([mahotas.features.pftas(np.ascontiguousarray(rgb[..., c])) for c in range(3)])
+        assert np.array_equal(pftas(rgb), expected)
+
+
+def test_orb_pools_byte_means_and_gives_zeros_without_keypoints():
+    spec = DESCRIPTORS["orb"].spec()
+    assert np.array_equal(spec.compute(np.full((64, 64, 3), 128, np.uint8)), np.zeros(32))
+    rng = np.random.default_rng(0)
+    blobs = gaussian_filter(rng.normal(size=(160, 200)), 2)
+    vector = spec.compute(grey_rgb(255 * (blobs > 0)))
+    assert vector.any() and (vector >= 0).all() and (vector <= 255).all()
+
+
+def test_spec_names_every_parameter_and_versions():
+    spec = DESCRIPTORS["lpq"].spec(window=5)
+    assert spec.as_dict()["params"] == {"window": 5, "rho": 0.9}
+    assert spec.code.startswith("1+numpy==")
+    assert spec.id != DESCRIPTORS["lpq"].spec().id
+    assert spec.id == DESCRIPTORS["lpq"].spec(window=5, rho=0.9).id
+    assert DESCRIPTORS["clbp"].spec(P=8, R=1).dim == 2 * 10 * 10
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("lpq", {"window": 4}, "window=4"),
+        ("lpq", {"rho": 1.0}, "rho=1.0"),
+        ("lbp", {"P": 0}, "P=0"),
+        ("clbp", {"R": -1}, "R=-1"),
+        ("orb", {"nfeatures": 10}, "nfeatures"),
+    ],
+)
+def test_bad_parameters_are_user_errors_naming_the_value(name, params, message):
+    with pytest.raises(UserError, match=message):
+        DESCRIPTORS[name].spec(**params)
+
+
+def test_too_small_or_non_rgb_image_is_a_user_error():
+    with pytest.raises(UserError, match="too small"):
+        DESCRIPTORS["clbp"].spec().compute(np.zeros((5, 40, 3), np.uint8))
+    with pytest.raises(UserError, match="RGB uint8"):
+        DESCRIPTORS["lbp"].spec().compute(np.zeros((20, 20), np.uint8))
+
+
+@pytest.mark.parametrize("window", [3, 5])
+def test_lpq_stft_is_the_windowed_fourier_sum_at_the_four_lowest_frequencies(window):
+    grey = np.random.default_rng(2).integers(0, 256, (9, 11)).astype(float)
+    parts = stft_coefficients(grey, window)
+    r = window // 2
+    a = 1 / window
+    offsets = np.arange(-r, r + 1)
+    for row, col in [(0, 0), (2, 3), (grey.shape[0] - window, grey.shape[1] - window)]:
+        centre = np.array([row + r, col + r])
+        expected = []
+        for v, u in [(0, a), (a, 0), (a, a), (a, -a)]:  # (vertical, horizontal) frequency
+            coefficient = sum(
+                grey[centre[0] - y, centre[1] - x] * np.exp(-2j * np.pi * (v * y + u * x))
+                for y, x in itertools.product(offsets, offsets)
+            )
+            expected += [coefficient.real, coefficient.imag]
+        assert np.allclose(parts[:, row, col], expected)
+
+
+def test_lpq_whitening_decorrelates_the_parts_under_the_pixel_correlation_model():
+    window, rho = 3, 0.9
+    # Covariance of the eight parts when pixel covariance is rho ** distance, from their bases.
+    impulses = np.eye(window * window).reshape(-1, window, window)
+    basis = np.stack([stft_coefficients(img, window)[:, 0, 0] for img in impulses], axis=1)
+    yy, xx = np.divmod(np.arange(window * window), window)
+    pixel_cov = rho ** np.hypot(yy[:, None] - yy, xx[:, None] - xx)
+    white = whitening(window, rho)
+    cov = white @ basis @ pixel_cov @ basis.T @ white.T
+    off_diagonal = cov - np.diag(np.diag(cov))
+    assert np.abs(off_diagonal).max() < 1e-3 * np.diag(cov).max()
+    assert np.allclose(white @ white.T, np.eye(8))  # a rotation: no part is dropped or scaled
+    assert (np.diff(np.diag(cov)) <= 1e-9).all()  # bits ordered by decreasing variance

@@ -1,0 +1,257 @@
+"""The 24 hand-crafted methods (registration, fit/predict contract, tuning, tiny training sets)
+and their feature cache (hits, invalidation, bypass)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import bhbench_baselines.handcrafted  # noqa: F401  (registers the methods)
+import numpy as np
+import pytest
+from bhbench import TASK_CLASSES, TestSet, TrainSet, registry
+from bhbench.data.images import ImageStore, content_key
+from bhbench.errors import UserError
+from bhbench.method import TrainMeta
+from bhbench_baselines.handcrafted.classifiers import CLASSIFIERS, _inner_splits
+from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS, DescriptorSpec
+from bhbench_baselines.handcrafted.features import FeatureCache, extract
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+NAMES = [f"{d}_{c}" for d in DESCRIPTORS for c in CLASSIFIERS]
+
+
+def make_image(rng: np.random.Generator, label: int, patient: int) -> np.ndarray:
+    """48x64 tissue-like texture: coarse blobs for class 0, fine grain for the others, and a
+    per-patient stain, so classes are learnable and patients differ."""
+    sigma = 3.0 if label == 0 else 0.8 + 0.2 * label
+    grey = gaussian_filter(rng.normal(size=(48, 64)), sigma)
+    grey = (grey - grey.min()) / (np.ptp(grey) + 1e-9)
+    stain = np.array([0.8, 0.5, 0.7]) + 0.05 * (patient % 4)
+    return np.clip(255 * grey[..., None] * stain, 0, 255).astype(np.uint8)
+
+
+def make_sets(
+    task: str = "binary", labels: tuple[int, ...] = (0, 1), patients: int = 6, per_patient: int = 3, seed: int = 0
+) -> tuple[list[np.ndarray], TrainMeta, list[np.ndarray]]:
+    """Training images and metadata (each patient has one label) and 6 test images."""
+    rng = np.random.default_rng(seed)
+    y = np.array([labels[p % len(labels)] for p in range(patients) for _ in range(per_patient)])
+    patient = np.array([f"P{p}" for p in range(patients) for _ in range(per_patient)])
+    images = [make_image(rng, int(label), int(p[1:])) for label, p in zip(y, patient, strict=True)]
+    if task == "binary":
+        malignant, subtype = y == 1, np.where(y == 1, "DC", "A")
+    else:
+        subtype = np.array(TASK_CLASSES["subtype"])[y]
+        malignant = y >= 4
+    meta = TrainMeta(y, malignant, subtype, np.full(len(y), 100), patient)
+    tests = [make_image(rng, labels[i % len(labels)], 99) for i in range(6)]
+    return images, meta, tests
+
+
+@pytest.fixture(scope="module")
+def binary_sets() -> tuple[TrainSet, TestSet]:
+    images, meta, tests = make_sets()
+    return TrainSet.build("binary", meta, images=images), TestSet.build("binary", images=tests)
+
+
+def test_all_24_methods_are_registered_with_their_dimension():
+    entries = {e.name: e for e in registry.entries() if e.family == "handcrafted"}
+    assert sorted(entries) == sorted(NAMES) and len(NAMES) == 24
+    assert entries["lbp_svm"].details == {"dim": 10}
+    assert entries["clbp_qda"].details == {"dim": 1352}
+    assert "Spanhol" in entries["pftas_rf"].reference
+    assert set(registry.resolve(["pftas_*"])) == {"pftas_1nn", "pftas_qda", "pftas_svm", "pftas_rf"}
+
+
+def test_parameters_are_descriptor_params_classifier_settings_seed_and_folds():
+    assert registry.get("lbp_svm").cls.param_names() == ["P", "R", "C", "gamma", "seed", "cv_folds"]
+    assert registry.get("lpq_qda").cls.param_defaults() == {
+        "window": 3,
+        "rho": 0.9,
+        "pca_components": 32,
+        "reg_param": None,
+        "seed": 0,
+        "cv_folds": 3,
+    }
+    method = registry.create("orb_rf", n_features=100, seed=3)
+    assert method.get_params()["n_features"] == 100 and method.clone().get_params() == method.get_params()
+    with pytest.raises(UserError, match="unexpected keyword"):
+        registry.create("orb_rf", C=1.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_method_fits_and_predicts_valid_probabilities(name, binary_sets):
+    train, test = binary_sets
+    method = registry.create(name)
+    assert method.fit(train) is method
+    proba = method.predict_proba(test)
+    assert proba.shape == (len(test), 2)
+    assert np.isfinite(proba).all() and (proba >= 0).all()
+    assert np.allclose(proba.sum(axis=1), 1)
+    info = method.fit_info()
+    json.dumps(info)  # the record must be able to store it
+    assert info["descriptor"]["name"] == name.split("_")[0] and info["classifier"] == name.split("_")[1]
+    assert info["dim"] == registry.get(name).details["dim"]
+
+
+@pytest.mark.parametrize("classifier", sorted(CLASSIFIERS))
+def test_probabilities_have_a_column_for_every_class_of_the_task(classifier):
+    images, meta, tests = make_sets("subtype", labels=(0, 4, 5), patients=9)
+    train = TrainSet.build("subtype", meta, images=images)
+    method = registry.create(f"glcm_{classifier}").fit(train)
+    proba = method.predict_proba(TestSet.build("subtype", images=tests))
+    assert proba.shape == (6, 8)
+    assert np.allclose(proba.sum(axis=1), 1)
+    unseen = [1, 2, 3, 6, 7]
+    assert (proba[:, unseen] == 0).all()
+
+
+@pytest.mark.parametrize("name", ["clbp_svm", "lpq_rf", "pftas_qda"])
+def test_same_seed_gives_the_same_output(name, binary_sets):
+    train, test = binary_sets
+    first = registry.create(name, seed=1).fit(train)
+    second = registry.create(name, seed=1).fit(train)
+    assert np.array_equal(first.predict_proba(test), second.predict_proba(test))
+    assert first.fit_info() == second.fit_info()
+
+
+def test_unset_settings_are_chosen_by_patient_grouped_cv_and_recorded(binary_sets):
+    train, _ = binary_sets
+    info = registry.create("lbp_svm").fit(train).fit_info()
+    search = info["search"]
+    assert search["folds"] == 3 and search["grouped_by"] == "patient"
+    assert len(search["scores"]) == len(search["grid"]["C"]) * len(search["grid"]["gamma"]) == 9
+    assert info["settings"]["C"] in search["grid"]["C"]
+    assert info["settings"]["gamma"] in search["grid"]["gamma"]
+
+    fixed = registry.create("lbp_svm", C=2.5).fit(train).fit_info()
+    assert fixed["settings"]["C"] == 2.5 and "C" not in fixed["search"]["grid"]
+
+
+def test_inner_folds_never_split_a_patient():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"P{i}" for i in range(10)], rng.integers(2, 6, 10))
+    y = np.array([int(g[1:]) % 2 for g in groups])
+    splits = _inner_splits(y, groups, seed=0, cv_folds=3, info={})
+    assert len(splits) == 3
+    for train, val in splits:
+        assert not set(groups[train]) & set(groups[val])
+
+
+def test_one_training_patient_skips_the_search_and_says_so():
+    images, meta, tests = make_sets(patients=2, per_patient=4)
+    one_patient = TrainMeta(meta.y, meta.malignant, meta.subtype, meta.magnification, np.full(8, "P0"))
+    method = registry.create("pftas_svm").fit(TrainSet.build("binary", one_patient, images=images))
+    assert "skipped" in method.fit_info()["search"]
+    assert method.fit_info()["settings"] == {"C": 10.0, "gamma": pytest.approx(1 / 162)}
+    assert np.allclose(method.predict_proba(TestSet.build("binary", images=tests)).sum(axis=1), 1)
+
+
+def test_a_training_set_with_one_learnable_class_predicts_it():
+    images, meta, tests = make_sets(labels=(1,), patients=3)
+    method = registry.create("lbp_qda").fit(TrainSet.build("binary", meta, images=images))
+    assert "only class 1" in method.fit_info()["note"]
+    assert np.array_equal(method.predict_proba(TestSet.build("binary", images=tests)), np.tile([0.0, 1.0], (6, 1)))
+
+
+def test_bad_descriptor_parameter_is_a_user_error_at_fit(binary_sets):
+    with pytest.raises(UserError, match="window=4"):
+        registry.create("lpq_1nn", window=4).fit(binary_sets[0])
+
+
+# --- feature cache ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stored(tmp_path, monkeypatch) -> tuple[TrainSet, TrainMeta, Path, list[Path]]:
+    """A training set whose images sit in an ImageStore (so they have content keys), with a
+    private BHBENCH_CACHE for features."""
+    monkeypatch.setenv("BHBENCH_CACHE", str(tmp_path / "cache"))
+    images, meta, _ = make_sets(patients=4, per_patient=2)
+    store = ImageStore(tmp_path / "images")
+    paths = []
+    for i, rgb in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rgb).save(paths[-1])
+        store.put(content_key(paths[-1]), paths[-1])
+    keys = [content_key(p) for p in paths]
+    return TrainSet.build("binary", meta, keys=keys, store=str(store.root)), meta, store.root, paths
+
+
+@pytest.fixture
+def compute_calls(monkeypatch) -> list[str]:
+    """Names of the descriptors actually computed (the cache misses), in any thread."""
+    calls: list[str] = []
+    lock = threading.Lock()
+    original = DescriptorSpec.compute
+
+    def counting(self: DescriptorSpec, rgb: np.ndarray) -> np.ndarray:
+        with lock:
+            calls.append(self.name)
+        return original(self, rgb)
+
+    monkeypatch.setattr(DescriptorSpec, "compute", counting)
+    return calls
+
+
+def test_features_are_computed_once_and_shared_by_all_classifiers(stored, compute_calls):
+    train, *_ = stored
+    for classifier in CLASSIFIERS:
+        registry.create(f"lbp_{classifier}").fit(train)
+    assert compute_calls == ["lbp"] * len(train)
+
+
+def test_a_second_extraction_reads_everything_from_the_cache(stored):
+    train, *_ = stored
+    specs = [DESCRIPTORS[name].spec() for name in ("glcm", "pftas")]
+    cold = extract(train, specs)
+    warm = extract(train, specs)
+    assert cold.computed == 2 * len(train) and warm.computed == 0
+    for a, b in zip(cold.features, warm.features, strict=True):
+        assert np.array_equal(a, b)
+    about = json.loads((FeatureCache(specs[0]).root / "spec.json").read_text())
+    assert about == specs[0].as_dict()
+
+
+def test_a_changed_parameter_invalidates_only_its_own_features(stored):
+    train, *_ = stored
+    default, changed, other = DESCRIPTORS["lbp"].spec(), DESCRIPTORS["lbp"].spec(P=16, R=2), DESCRIPTORS["orb"].spec()
+    extract(train, [default, other])
+    again = extract(train, [default, changed, other])
+    assert again.computed == len(train)  # the new spec only
+    assert again.features[1].shape == (len(train), 18)
+
+
+def test_a_changed_image_invalidates_only_that_image(stored):
+    train, meta, store_root, paths = stored
+    spec = DESCRIPTORS["glcm"].spec()
+    extract(train, [spec])
+    Image.fromarray(255 - np.asarray(Image.open(paths[0]))).save(paths[0])
+    new_key = content_key(paths[0])
+    ImageStore(store_root).put(new_key, paths[0])
+    changed = TrainSet.build("binary", meta, keys=[new_key, *train.cache_keys[1:]], store=str(store_root))
+    result = extract(changed, [spec])
+    assert result.computed == 1
+    assert not np.allclose(result.features[0][0], extract(train, [spec]).features[0][0])
+
+
+def test_a_corrupt_cache_file_is_recomputed(stored):
+    train, *_ = stored
+    spec = DESCRIPTORS["lbp"].spec()
+    first = extract(train, [spec]).features[0]
+    FeatureCache(spec).path(train.cache_keys[2]).write_bytes(b"not an npy file")
+    again = extract(train, [spec])
+    assert again.computed == 1 and np.array_equal(again.features[0], first)
+
+
+def test_image_sets_without_keys_bypass_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BHBENCH_CACHE", str(tmp_path))
+    images, _, _ = make_sets(patients=2, per_patient=2)
+    test = TestSet.build("binary", images=images)
+    spec = DESCRIPTORS["orb"].spec()
+    assert extract(test, [spec]).computed == len(images)
+    assert extract(test, [spec]).computed == len(images)
+    assert not list(tmp_path.rglob("*.npy"))
