@@ -77,6 +77,12 @@ def choose_profile(requested: str, device: torch.device, paper: Profile, quick: 
     raise UserError(f"unknown profile {requested!r}; use auto, paper or quick")
 
 
+def resolve_profile(method: TrainableMethod, device: torch.device) -> tuple[Profile, str]:
+    """The method's profile for `device` with the user's overrides (epochs=, lr=...), and why."""
+    base, reason = choose_profile(method.profile, device, method.paper_profile, method.quick_profile)
+    return _checked(replace(base, **method.profile_overrides())), reason
+
+
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -129,8 +135,7 @@ def fit(method: TrainableMethod, train: TrainSet) -> Fitted:
     started = time.perf_counter()
     log = logger(method.name)
     device = resolve_device(method.device)
-    base, reason = choose_profile(method.profile, device, method.paper_profile, method.quick_profile)
-    profile = _checked(replace(base, **method.profile_overrides()))
+    profile, reason = resolve_profile(method, device)
     if device.type == "cpu":
         torch.set_num_threads(available_cores())
     torch.manual_seed(method.seed)  # network initialisation; CUDA generators included
@@ -192,7 +197,7 @@ def validation_split(patients: np.ndarray, y: np.ndarray, seed: int) -> tuple[np
     return fit_idx, val_idx, f"{len(np.unique(patients[val_idx]))} of {n_patients} training patients"
 
 
-def _optimizer(net: nn.Module, profile: Profile) -> torch.optim.Optimizer:
+def make_optimizer(net: nn.Module, profile: Profile) -> torch.optim.Optimizer:
     params, lr, decay = net.parameters(), profile.lr, profile.weight_decay
     if profile.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=decay)
@@ -227,7 +232,7 @@ def _train(
     amp = device.type == "cuda"
     fit_idx, val_idx, validation = validation_split(train.patient, train.y, seed)
     on_device = {h: (torch.as_tensor(t.labels, dtype=torch.long, device=device), t.weight) for h, t in targets.items()}
-    optimizer = _optimizer(net, profile)
+    optimizer = make_optimizer(net, profile)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=profile.plateau_patience)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     order_rng = np.random.default_rng(seed)
@@ -250,10 +255,15 @@ def _train(
             scaler.update()
             total += loss.item() * len(idx)
             seen += len(idx)
-        train_loss = total / max(seen, 1)
+        train_loss, train_seconds = total / max(seen, 1), time.perf_counter() - t0
         val_loss, val_bacc = _evaluate(net, train, val_idx, on_device, inputs, profile.batch_size)
         history.append(
-            {"train_loss": round(train_loss, 4), "val_loss": None if val_loss is None else round(val_loss, 4)}
+            {
+                "train_loss": round(train_loss, 4),
+                "val_loss": None if val_loss is None else round(val_loss, 4),
+                "train_images": seen,
+                "train_seconds": round(train_seconds, 3),
+            }
         )
         plateau.step(train_loss if val_loss is None else val_loss)
         if val_loss is None:  # nothing to select on: the last epoch is kept
