@@ -14,6 +14,7 @@ bit for bit (ties d_p == 0 included, which flat regions produce often).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 from bhbench_baselines.handcrafted.grey import to_grey
@@ -33,13 +34,29 @@ def _axis(offset: float, n: int, margin: int) -> tuple[int, int, np.ndarray]:
     return math.floor(offset), math.ceil(offset), pos - np.floor(pos)
 
 
-def _along_row(g: np.ndarray, rows: slice, m: int, c_lo: int, c_hi: int, fc: np.ndarray) -> np.ndarray:
-    """Samples of the given rows interpolated between columns shifted by c_lo and c_hi."""
-    w = g.shape[1]
-    left = g[rows, m + c_lo : w - m + c_lo]
-    if c_hi == c_lo:  # on-grid column: scikit-image's (1 - 0) * a + 0 * b is exactly a
-        return left
-    return (1 - fc) * left + fc * g[rows, m + c_hi : w - m + c_hi]
+def _interpolate(g: np.ndarray, m: int, dy: float, dx: float, out: np.ndarray, tmp: np.ndarray) -> None:
+    """Writes into `out` the samples at offset (dy, dx) of every pixel at least m from the border,
+    as scikit-image computes them: top = (1 - fc) * TL + fc * TR, bottom likewise, then
+    (1 - fr) * top + fr * bottom; an on-grid axis skips its exact (1 - 0) * a + 0 * b."""
+    h, w = g.shape
+    r_lo, r_hi, fr = _axis(dy, h, m)
+    c_lo, c_hi, fc = _axis(dx, w, m)
+
+    def row(shift: int, dest: np.ndarray) -> None:
+        rows = slice(m + shift, h - m + shift)
+        left = g[rows, m + c_lo : w - m + c_lo]
+        if c_hi == c_lo:
+            dest[...] = left
+            return
+        np.multiply(1 - fc, left, out=dest)
+        dest += fc * g[rows, m + c_hi : w - m + c_hi]
+
+    row(r_lo, out)
+    if r_hi != r_lo:
+        row(r_hi, tmp)
+        out *= (1 - fr)[:, None]
+        tmp *= fr[:, None]
+        out += tmp
 
 
 def neighbour_differences(grey: np.ndarray, P: int, R: float) -> np.ndarray:
@@ -49,32 +66,39 @@ def neighbour_differences(grey: np.ndarray, P: int, R: float) -> np.ndarray:
     m = math.ceil(R)
     centre = g[m : h - m, m : w - m]
     out = np.empty((P, *centre.shape))
+    tmp = np.empty(centre.shape)
     for p, (dy, dx) in enumerate(zip(*circle_offsets(P, R), strict=True)):
-        r_lo, r_hi, fr = _axis(dy, h, m)
-        c_lo, c_hi, fc = _axis(dx, w, m)
-        sample = _along_row(g, slice(m + r_lo, h - m + r_lo), m, c_lo, c_hi, fc)
-        if r_hi != r_lo:
-            lower = _along_row(g, slice(m + r_hi, h - m + r_hi), m, c_lo, c_hi, fc)
-            sample = (1 - fr[:, None]) * sample + fr[:, None] * lower
-        np.subtract(sample, centre, out=out[p])
+        _interpolate(g, m, dy, dx, out[p], tmp)
+        out[p] -= centre
     return out
 
 
-def riu2(bits: np.ndarray) -> np.ndarray:
-    """Rotation-invariant uniform code of (P, ...) boolean patterns: ones if at most two circular
-    transitions, else P + 1. Values 0..P+1."""
-    P = bits.shape[0]
-    transitions = np.count_nonzero(bits[1:] != bits[:-1], axis=0) + (bits[0] != bits[-1])
-    ones = np.count_nonzero(bits, axis=0)
+def riu2(planes: Iterable[np.ndarray]) -> np.ndarray:
+    """Rotation-invariant uniform codes of P boolean planes (bit p of every pixel's pattern):
+    the number of ones if the circular pattern has at most two transitions, else P + 1.
+    Planes are consumed one at a time, so a (P, h, w) boolean array is never built."""
+    ones = transitions = first = previous = None
+    P = 0
+    for bits in planes:
+        if first is None:
+            first, ones, transitions = bits, bits.astype(np.uint8), np.zeros(bits.shape, np.uint8)
+        else:
+            ones += bits
+            transitions += bits != previous
+        previous, P = bits, P + 1
+    if first is None or ones is None or transitions is None:
+        raise ValueError("riu2 needs at least one bit plane")
+    transitions += first != previous
     return np.where(transitions <= 2, ones, P + 1)
 
 
 def clbp_codes(grey: np.ndarray, P: int, R: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """S (riu2), M (riu2) and C (0/1) code maps over the pixels whose whole circle is inside."""
     d = neighbour_differences(grey, P, R)
-    s = riu2(d >= 0)
+    s = riu2(plane >= 0 for plane in d)
     np.abs(d, out=d)
-    m = riu2(d >= d.mean())
+    threshold = d.mean()
+    m = riu2(plane >= threshold for plane in d)
     margin = math.ceil(R)
     h, w = grey.shape
     c = grey[margin : h - margin, margin : w - margin] >= grey.mean()

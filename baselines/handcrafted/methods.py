@@ -31,6 +31,8 @@ class HandcraftedMethod(Method):
 
     descriptor: ClassVar[Descriptor]
     classifier: ClassVar[Classifier]
+    seed: int
+    cv_folds: int
     _model: FittedClassifier
     _info: dict[str, Any]
 

@@ -25,7 +25,12 @@ def _adjacency(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     joint = np.bincount((count + 10 * b).ravel(), minlength=20)  # unset: 0..8; set: 11..19
     unset = joint[0:9]
     complement = joint[19:10:-1]  # a set pixel with n set neighbours has 8 - n unset ones
-    return tuple(h / h.sum() if h.sum() else h.astype(np.float64) for h in (unset, complement))
+    return _normalised(unset), _normalised(complement)
+
+
+def _normalised(hist: np.ndarray) -> np.ndarray:
+    total = hist.sum()
+    return hist / total if total else hist.astype(np.float64)
 
 
 def pftas_channel(channel: np.ndarray) -> np.ndarray:
