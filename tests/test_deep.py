@@ -115,7 +115,7 @@ def test_bilinear_pooling_is_the_mean_outer_product_with_signed_sqrt_and_l2_norm
     torch.testing.assert_close(bilinear_pool(a, b), torch.stack(expected))
 
 
-def _count_feature_calls(backbone: torch.nn.Module) -> list[int]:
+def _count_feature_calls(backbone: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls = [0]
     original = backbone.forward_features
 
@@ -123,18 +123,18 @@ def _count_feature_calls(backbone: torch.nn.Module) -> list[int]:
         calls[0] += 1
         return original(x)
 
-    backbone.forward_features = counted
+    monkeypatch.setattr(backbone, "forward_features", counted)
     return calls
 
 
-def test_bcnn_has_two_backbones_and_fast_bcnn_one_used_once():
+def test_bcnn_has_two_backbones_and_fast_bcnn_one_used_once(monkeypatch):
     nets = {}
     for name in ("bcnn", "fast_bcnn"):
         method = registry.create(name)
         nets[name] = method.build_network(2, replace(method.quick_profile, input_size=75, bilinear_dim=None))
     count = {name: sum(p.numel() for b in backbones_of(net) for p in b.parameters()) for name, net in nets.items()}
     assert count["bcnn"] == 2 * count["fast_bcnn"] > 0
-    calls = {name: [_count_feature_calls(b) for b in backbones_of(net)] for name, net in nets.items()}
+    calls = {name: [_count_feature_calls(b, monkeypatch) for b in backbones_of(net)] for name, net in nets.items()}
     for net in nets.values():
         net.eval()(torch.randn(1, 3, 75, 75))
     assert [c[0] for c in calls["bcnn"]] == [1, 1]

@@ -10,6 +10,7 @@ from pathlib import Path
 import timm
 import torch
 from bhbench.errors import UserError
+from bhbench_baselines.deep.networks import num_features, pretrained_cfg
 from timm.models import load_state_dict
 from torch import nn
 
@@ -48,7 +49,7 @@ def _check_feature_map(model: nn.Module, name: str, input_size: int) -> None:
         raise UserError(f"backbone {name!r} fails on a {input_size}x{input_size} input ({exc})") from None
     finally:
         model.train()
-    if probe.ndim != 4 or probe.shape[1] != model.num_features:
+    if probe.ndim != 4 or probe.shape[1] != num_features(model):
         raise UserError(
             f"backbone {name!r} gives features of shape {tuple(probe.shape)}, not a (n, channels, h, w) "
             f"map; the deep heads need a convolutional backbone"
@@ -71,7 +72,8 @@ def load_backbone_weights(model: nn.Module, path: str) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"weights file {path} does not hold a state dict (name -> tensor)")
     expected = model.state_dict()
-    classifier = model.pretrained_cfg.get("classifier") or ()
+    cfg = pretrained_cfg(model)
+    classifier = cfg.get("classifier") or ()
     prefixes = (classifier,) if isinstance(classifier, str) else tuple(classifier)
     missing = [k for k in expected if k not in state]
     extra = [k for k in state if k not in expected and not k.startswith(tuple(p + "." for p in prefixes))]
@@ -86,6 +88,6 @@ def load_backbone_weights(model: nn.Module, path: str) -> None:
         shapes = f"{tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
         problems.append(f"{len(wrong)} of the wrong shape (e.g. {k}: {shapes})")
     if problems:
-        arch = model.pretrained_cfg.get("architecture", type(model).__name__)
+        arch = cfg.get("architecture", type(model).__name__)
         raise UserError(f"weights file {path} does not match backbone {arch}: {'; '.join(problems)}")
     model.load_state_dict({k: state[k] for k in expected})

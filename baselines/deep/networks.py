@@ -3,12 +3,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from timm.layers import SEModule
 from torch import nn
 
 Logits = dict[str, torch.Tensor]
+
+
+def num_features(backbone: nn.Module) -> int:
+    """Channels of a timm backbone's feature map (every timm model records them)."""
+    return int(backbone.num_features)  # type: ignore[arg-type]
+
+
+def pretrained_cfg(backbone: nn.Module) -> dict[str, Any]:
+    """A timm model's pretrained configuration: input normalisation, classifier name..."""
+    return dict(backbone.pretrained_cfg)  # type: ignore[arg-type]
+
+
+def _lrn() -> nn.LocalResponseNorm:
+    return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)  # AlexNet's constants
 
 
 def _dense_head(in_features: int, n_out: int) -> nn.Sequential:
@@ -34,16 +50,15 @@ class BayramogluCNN(nn.Module):
 
     def __init__(self, n_classes: int, n_magnifications: int = 0):
         super().__init__()
-        lrn = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}  # AlexNet's constants
         self.features = nn.Sequential(
             nn.Conv2d(3, 96, 7, stride=2),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2),
-            nn.LocalResponseNorm(**lrn),
+            _lrn(),
             nn.Conv2d(96, 256, 5, padding=2),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2),
-            nn.LocalResponseNorm(**lrn),
+            _lrn(),
             nn.Conv2d(256, 384, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2),
@@ -70,7 +85,7 @@ class PooledClassifier(nn.Module):
 
     def __init__(self, backbone: nn.Module, n_classes: int, squeeze_excite: bool):
         super().__init__()
-        channels = backbone.num_features
+        channels = num_features(backbone)
         self.backbone = backbone
         self.se = SEModule(channels, rd_ratio=1 / 8) if squeeze_excite else nn.Identity()
         self.fc = nn.Linear(channels, n_classes)
@@ -106,7 +121,7 @@ class BilinearClassifier(nn.Module):
 
     def __init__(self, first: nn.Module, second: nn.Module | None, n_classes: int, reduce_dim: int | None):
         super().__init__()
-        channels = first.num_features
+        channels = num_features(first)
         self.first, self.second = first, second
         self.reduce = nn.ModuleList(_reducer(channels, reduce_dim) for _ in range(1 if second is None else 2))
         dim = reduce_dim or channels

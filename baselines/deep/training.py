@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from bhbench import TestSet, TrainSet
 from bhbench.errors import UserError
 from bhbench_baselines.deep.augment import augment
-from bhbench_baselines.deep.networks import backbones_of
+from bhbench_baselines.deep.networks import backbones_of, pretrained_cfg
 from bhbench_baselines.deep.profiles import Profile
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold
@@ -102,7 +102,7 @@ class Inputs:
         # channels-last is what cuDNN's mixed-precision kernels want; on CPU it did not help here.
         return torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
 
-    def tensor(self, images: TrainSet | TestSet, indices: Sequence[int]) -> torch.Tensor:
+    def tensor(self, images: TrainSet | TestSet, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
         batch = images.batch(indices, (self.size, self.size), square=self.square)
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255)
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
@@ -113,7 +113,7 @@ class Inputs:
 def normalisation(net: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The backbone's own mean and std (what pretrained weights expect), else ImageNet's."""
     found = backbones_of(net)
-    cfg = found[0].pretrained_cfg if found else {}
+    cfg = pretrained_cfg(found[0]) if found else {}
     return tuple(cfg.get("mean", IMAGENET_DEFAULT_MEAN)), tuple(cfg.get("std", IMAGENET_DEFAULT_STD))
 
 
@@ -142,7 +142,7 @@ def fit(method: TrainableMethod, train: TrainSet) -> Fitted:
     net = method.build_network(train.n_classes, profile)
     mean, std = normalisation(net)
     inputs = Inputs(profile.input_size, method.square, mean, std, device)
-    net = net.to(device, memory_format=inputs.memory_format)
+    net = net.to(device).to(memory_format=inputs.memory_format)
     n_params = sum(p.numel() for p in net.parameters())
     log(
         f"profile {profile.name} ({reason}); {n_params / 1e6:.1f} M parameters; {device.type}, "
