@@ -299,7 +299,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         )
         console.print(f"  fold {fold} trial {trial.number}: {value} ({shown})")
 
-    doc = tuning.Tuner(plan, args.method, fixed, storage, study, options).tune(args.trials, report)
+    doc = tuning.Tuner(plan, args.method, fixed, storage, study, options).tune(args.trials, report, args.fold)
     path = args.out or Path("tuned") / f"{study}.json"
     tuning.write_params(path, doc)
     table = Table("fold", "trials", "best inner PRR", "parameters", title=f"{args.method}: best per fold")
@@ -467,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optuna storage URL shared by processes or machines (default: SQLite in cache)")  # fmt: skip
     p.add_argument("--study", default=None, help="study name (default: method, dataset and protocol)")
     p.add_argument("--out", type=_path, default=None, help="tuned-parameters file (default tuned/<study>.json)")
+    p.add_argument("--fold", type=int, action="append", default=[], help="tune only this fold; repeatable")
     _protocol_args(p)
     p.set_defaults(func=cmd_tune)
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,23 @@ def default_storage() -> str:
     return f"sqlite:///{cache_dir('tuning') / 'optuna.sqlite3'}"
 
 
+def open_storage(url: str) -> Any:
+    """An optuna storage for `url`. SQLite waits for a lock rather than failing, and processes
+    that create the same new database at once all succeed (its tables exist on the retry)."""
+    import optuna
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    try:
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except OperationalError:  # another process was creating the same new database's tables
+            time.sleep(1.0)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    except (ArgumentError, ImportError) as exc:
+        raise UserError(f"--storage {public_url(url)}: not a usable optuna storage URL ({exc})") from None
+
+
 def public_url(storage: str) -> str:
     """The storage URL without its password (it goes into files and records)."""
     from sqlalchemy.engine import make_url
@@ -103,11 +121,11 @@ class Tuner:
     study: str  # base name; fold k's study is f"{study}-fold{k}"
     options: Options
 
-    def _study(self, fold: Fold) -> Any:
+    def _study(self, storage: Any, fold: Fold) -> Any:
         import optuna
 
         name = f"{self.study}-fold{fold.index}"
-        study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize", load_if_exists=True)
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
         identity = {
             "method": self.method,
             "fixed": self.fixed,
@@ -123,18 +141,22 @@ class Tuner:
             study.set_user_attr(key, value)
         return study
 
-    def tune(self, trials: int, report: TrialReport | None = None) -> dict[str, Any]:
-        """Run `trials` more trials per fold (0: none) and return the tuned-parameters document."""
+    def tune(self, trials: int, report: TrialReport | None = None, folds: Sequence[int] = ()) -> dict[str, Any]:
+        """Run `trials` more trials on each fold (or on `folds`: machines can split the work) and
+        return the tuned-parameters document of those folds. `trials=0` only exports."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         space = search_space(self.method)
+        known = [f.index for f in self.plan.split.folds]
+        if set(folds) - set(known):
+            raise UserError(f"--fold {sorted(set(folds) - set(known))}: the split has folds {known}")
         worker = Worker(self.options.submissions)
-        folds: dict[str, Any] = {}
+        storage = open_storage(self.storage)
+        studies = [(f, self._study(storage, f)) for f in self.plan.split.folds if not folds or f.index in folds]
         try:
             with tempfile.TemporaryDirectory(prefix="bhbench-trials-") as scratch:
-                for fold in self.plan.split.folds:
-                    study = self._study(fold)
+                for fold, study in studies:
                     inner = inner_fold(self.plan, fold)
 
                     def objective(trial: Any, inner: Fold = inner) -> float:
@@ -142,9 +164,10 @@ class Tuner:
 
                     callbacks = [lambda s, t, k=fold.index: report(k, t)] if report else []
                     study.optimize(objective, n_trials=trials, catch=(TrialFailed,), callbacks=callbacks)
-                    folds[str(fold.index)] = self._best(study, fold)
         finally:
             worker.stop(kill=True)
+        # Read the bests last: other processes on the same studies may have added trials meanwhile.
+        folds = {str(fold.index): self._best(study, fold) for fold, study in studies}
         return {
             "format": FILE_FORMAT,
             "method": self.method,

@@ -1,0 +1,127 @@
+"""The uniform battery: every registered method passes it (one test per method and check, as
+scikit-learn's parametrize_with_checks does), and a broken method fails each check by name."""
+
+import functools
+import textwrap
+from pathlib import Path
+
+import pytest
+from bhbench import checks, registry
+from bhbench.cli import main
+from bhbench.errors import UserError
+from conftest import toy_source
+
+REPO = Path(__file__).resolve().parents[1]
+# Deep methods train real networks; on the tiny set one epoch at a small input says all the battery needs.
+SMALL = {"deep": {"epochs": 1, "batch_size": 16, "input_size": 75, "bilinear_dim": 16}}
+
+registry.discover(REPO / "submissions")
+ENTRIES = registry.entries()
+
+
+@functools.cache
+def battery(name: str) -> checks.Battery:
+    """One battery per method, so its fits are shared by all of its checks."""
+    entry = registry.get(name)
+    small = SMALL.get(entry.family, {})
+    overrides = (
+        {} if hasattr(entry.cls, "check_params") else {k: v for k, v in small.items() if k in entry.cls.param_names()}
+    )
+    return checks.Battery(entry, overrides)
+
+
+CASES = [
+    pytest.param(e.name, check, marks=[pytest.mark.slow] if e.family == "deep" else [], id=f"{e.name}-{check}")
+    for e in ENTRIES
+    for check in checks.CHECKS
+]
+
+
+@pytest.mark.parametrize(("name", "check"), CASES)
+def test_registered_method_passes(name: str, check: str):
+    result = battery(name).run(check)
+    assert result.passed, result.line()
+
+
+def test_every_family_is_covered():
+    families = {e.family for e in ENTRIES}
+    assert {"handcrafted", "deep", "submission"} <= families
+    assert "hed_nuclei_rf" in {e.name for e in ENTRIES}
+
+
+# One method that breaks every check, each for its own reason.
+BROKEN = """
+import time
+import numpy as np
+from bhbench import Method, register
+
+
+@register("broken_everything")
+class Broken(Method):
+    tasks = ("binary",)
+
+    def __init__(self, width: int = 8):
+        self.width = width
+        self.cache = {}  # params: the constructor must only store its arguments
+
+    def fit(self, train):
+        time.sleep(0.6)  # time_budget: the test gives --budget 0.5
+        self.offset_ = np.random.default_rng().normal()  # deterministic: unseeded
+        # fit_returns_self: returns None
+
+    def predict_proba(self, test):
+        x = np.array([test.image(i).mean() for i in range(len(test))])
+        x = (x - x.mean()) / 10 + self.offset_  # per_image: depends on the other test images
+        if test.cache_keys is None:  # no_test_labels: behaves differently without cache keys
+            x = x + 1.0
+        p = 1 / (1 + np.exp(-x))
+        return 0.8 * np.stack([p, 1 - p], axis=1)  # probabilities: rows sum to 0.8
+"""
+
+
+def test_check_names_each_failed_check_of_a_broken_method(tmp_path: Path, clean_registry, capsys):
+    path = tmp_path / "broken.py"
+    path.write_text(textwrap.dedent(BROKEN))
+    assert main(["--submissions", str(tmp_path / "none"), "check", str(path), "--budget", "0.5"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    failed = {line.split()[2] for line in lines if line.startswith("FAIL  broken_everything")}
+    assert failed == set(checks.CHECKS)
+    by_check = {line.split()[2]: line for line in lines}
+    assert "reference" in by_check["card"] and "authors" in by_check["card"] and "licence" in by_check["card"]
+    assert "cache" in by_check["params"]
+    assert "return self" in by_check["fit_returns_self"]
+    assert "sum to one" in by_check["probabilities"]
+    assert "seed" in by_check["deterministic"]
+    assert "bare pixels" in by_check["no_test_labels"]
+    assert "other images" in by_check["per_image"]
+    assert "budget 0.5 s" in by_check["time_budget"]
+
+
+def test_a_sound_method_passes_and_exits_zero(submissions: Path, capsys):
+    (submissions / "toy.py").write_text(toy_source("toy_sound"))
+    assert main(["--submissions", str(submissions), "check", "toy_sound"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "toy_sound" in line]
+    assert len(lines) == len(checks.CHECKS) and all(line.startswith("PASS") for line in lines)
+
+
+def test_fit_that_raises_fails_the_checks_that_need_a_fit_with_the_reason(submissions: Path):
+    (submissions / "toy.py").write_text(toy_source("toy_raises", fit_body="raise ValueError('bad fit')"))
+    registry.discover(submissions)
+    results = {r.check: r for r in checks.Battery(registry.get("toy_raises")).run_all()}
+    assert results["card"].passed and results["params"].passed
+    assert not results["probabilities"].passed and "fit raised ValueError: bad fit" in results["probabilities"].detail
+
+
+def test_targets_resolve_names_paths_and_default_to_the_submissions(submissions: Path, tmp_path: Path):
+    (submissions / "a.py").write_text(toy_source("toy_a"))
+    elsewhere = tmp_path / "elsewhere.py"
+    elsewhere.write_text(toy_source("toy_elsewhere"))
+    registry.discover(submissions)
+    assert [e.name for e in checks.targets([], submissions)] == ["toy_a"]
+    assert [e.name for e in checks.targets([str(elsewhere), "toy_a"], submissions)] == ["toy_elsewhere", "toy_a"]
+    empty = tmp_path / "nothing.py"
+    empty.write_text("x = 1\n")
+    with pytest.raises(UserError, match="registers no method"):
+        checks.targets([str(empty)], submissions)
+    with pytest.raises(UserError, match="no submissions found"):
+        checks.targets([], tmp_path / "no-such-folder")

@@ -1,0 +1,147 @@
+"""Leak-free tuning: inner validation inside each fold's training patients, per-fold studies
+shared across processes, and tuned parameters that `bhbench run --params` uses and records."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from bhbench import registry, results, runner, tuning
+from bhbench.cli import main
+from bhbench.data.sources import open_dataset
+from bhbench.protocol import Protocol
+from conftest import toy_source
+
+# The toy with a search space, and a `log` parameter: every fit and predict appends the content
+# keys it was given, so a test can see exactly which images tuning showed the method.
+TUNABLE = toy_source("toy_tunable") + textwrap.dedent('''
+
+    import json
+
+
+    @register("toy_spy", family="test", reference="bhbench tests")
+    class Spy(Toy):
+        """Toy that logs the images it sees."""
+
+        def __init__(self, size: int = 16, seed: int = 0, log: str = ""):
+            self.size = size
+            self.seed = seed
+            self.log = log
+
+        @classmethod
+        def search_space(cls, trial):
+            return {"size": trial.suggest_categorical("size", [8, 12, 16])}
+
+        def _features(self, images):
+            if self.log:
+                with open(self.log, "a") as fh:
+                    fh.write(json.dumps({"n": len(images), "keys": list(images.cache_keys or [])}) + "\\n")
+            return super()._features(images)
+''')
+
+
+@pytest.fixture
+def tunable(submissions: Path) -> Path:
+    (submissions / "toy.py").write_text(TUNABLE)
+    registry.discover(submissions)
+    return submissions
+
+
+def _plan(tree: Path, tmp_path: Path, submissions: Path) -> runner.Plan:
+    options = runner.Options(results=tmp_path / "plan", submissions=submissions)
+    return runner.make_plan(open_dataset(tree), Protocol(), None, options)
+
+
+def test_a_method_without_search_space_is_refused_clearly(submissions: Path, capsys):
+    (submissions / "toy.py").write_text(toy_source("toy_fixed"))
+    assert main(["--submissions", str(submissions), "tune", "--method", "toy_fixed", "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "toy_fixed declares no search space" in err and "search_space(cls, trial)" in err
+
+
+def test_inner_validation_splits_training_patients_only_and_by_patient(tiny_tree: Path, tmp_path: Path, tunable):
+    plan = _plan(tiny_tree, tmp_path, tunable)
+    table = plan.dataset.table.set_index("filename")
+    for fold in plan.split.folds:
+        inner = tuning.inner_fold(plan, fold)
+        assert set(inner.train) | set(inner.test) == set(fold.train)
+        train_p, val_p = (set(table.loc[inner.train, "patient"]), set(table.loc[inner.test, "patient"]))
+        assert not train_p & val_p
+        assert set(table.loc[inner.test, "tumor_class"]) == {"B", "M"}
+        assert 0.15 < len(val_p) / len(train_p | val_p) < 0.35
+
+
+def test_trials_see_only_the_training_patients_of_their_fold(tiny_tree: Path, tmp_path: Path, tunable):
+    plan = _plan(tiny_tree, tmp_path, tunable)
+    log = tmp_path / "seen.jsonl"
+    options = runner.Options(results=tmp_path / "plan", submissions=tunable)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    doc = tuning.Tuner(plan, "toy_spy", {"log": str(log)}, storage, "spy", options).tune(1)
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(seen) == 2 * len(plan.split.folds)  # one trial per fold: a fit, then a predict
+    key = dict(zip(plan.dataset.table["filename"], plan.dataset.table["key"], strict=True))
+    patient = dict(zip(plan.dataset.table["key"], plan.dataset.table["patient"], strict=True))
+    for fold, fit, predict in zip(plan.split.folds, seen[::2], seen[1::2], strict=True):
+        allowed = {key[f] for f in fold.train}
+        assert set(fit["keys"]) <= allowed and set(predict["keys"]) <= allowed
+        assert not {patient[k] for k in fit["keys"]} & {patient[k] for k in predict["keys"]}
+    assert set(doc["folds"]) == {str(f.index) for f in plan.split.folds}
+    assert all(f["params"]["size"] in (8, 12, 16) and f["params"]["log"] == str(log) for f in doc["folds"].values())
+
+
+def test_two_processes_share_one_study_and_their_trials_add_up(tiny_tree: Path, tmp_path: Path, tunable):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"  # new: both processes create its tables at once
+    command = [sys.executable, "-m", "bhbench", "--submissions", str(tunable), "tune", "--method", "toy_spy",
+               "--trials", "3", "--fold", "2", "--storage", storage, "--study", "shared",
+               "--data", str(tiny_tree)]  # fmt: skip
+    procs = [
+        subprocess.Popen([*command, "--out", str(tmp_path / f"p{i}.json")], stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    study = optuna.load_study(study_name="shared-fold2", storage=storage)
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 6
+    # The process that finished last saw every trial; its file holds the study's best.
+    last = max((tmp_path / "p0.json", tmp_path / "p1.json"), key=lambda p: p.stat().st_mtime_ns)
+    fold = json.loads(last.read_text())["folds"]
+    assert list(fold) == ["2"] and fold["2"]["trials"] == 6 and fold["2"]["inner_patient_rr"] == study.best_value
+
+
+def test_run_with_params_uses_each_folds_tuned_parameters_and_says_so(tiny_tree: Path, tmp_path: Path, tunable):
+    plan = _plan(tiny_tree, tmp_path, tunable)
+    options = runner.Options(results=tmp_path / "plan", submissions=tunable)
+    doc = tuning.Tuner(plan, "toy_spy", {}, f"sqlite:///{tmp_path / 's.db'}", "s", options).tune(1)
+    # Distinct per-fold parameters, so the test can tell which fold ran with which.
+    for fold, size in zip(doc["folds"].values(), (5, 7, 9, 11, 13), strict=True):
+        fold["params"]["size"] = size
+    params = tmp_path / "tuned.json"
+    tuning.write_params(params, doc)
+    out = tmp_path / "results"
+    base = [
+        "--submissions",
+        str(tunable),
+        "run",
+        "--method",
+        "toy_spy",
+        "--data",
+        str(tiny_tree),
+        "--results",
+        str(out),
+    ]
+    assert main([*base, "--params", str(params)]) == 0
+    records = [r for _, r in results.all_records(out)]
+    assert sorted(r["method"]["params"]["size"] for r in records) == [5, 7, 9, 11, 13]
+    assert len({r["method"]["params_hash"] for r in records}) == 1  # one leaderboard row
+    for r in records:
+        tuned = r["method"]["tuned"]
+        assert tuned["by"] == "optuna" and tuned["study"] == f"s-fold{r['split']['fold']}" and tuned["trials"] == 1
+        assert "inner validation" in tuned["objective"] and np.isfinite(tuned["inner_patient_rr"])
+    assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path)]) == 0
+    assert "toy_spy (tuned)" in (tmp_path / "README.md").read_text()
+    # Parameters tuned on one protocol do not run under another.
+    assert main([*base, "--params", str(params), "--task", "subtype"]) == 2
