@@ -175,7 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bhbench import executors, runner
 
     _discover(args)
-    _specs(args)  # a bad --method or --set fails before any image is decoded
+    _specs(args)  # a bad --method, --set or --executor fails before any image is decoded
+    executor = executors.choose(args.executor, args.workers)
     options = runner.Options(
         results=args.results,
         force=args.force,
@@ -199,7 +200,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             prr_text = f" PRR {100 * prr['overall']['patient_rr']:.1f}" if prr else ""
             console.print(f"  {result.job.spec.name} fold {result.job.fold.index}: {state}{prr_text}")
 
-        executor = args.executor or ("process" if args.workers > 1 else "local")
         try:
             ran = executors.execute(plan, jobs, options, executor, _slurm_options(args), done)
         except KeyboardInterrupt:

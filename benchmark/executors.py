@@ -56,23 +56,33 @@ def execute(
     plan: Plan,
     jobs: list[Job],
     options: Options,
-    executor: str = "local",
+    executor: str | None = None,
     slurm: SlurmOptions | None = None,
     on_done: Callable[[JobResult], None] | None = None,
 ) -> Ran:
-    if executor == "local":
-        return Ran(run(plan, jobs, replace(options, workers=1), on_done))
-    if executor == "process":
+    chosen = choose(executor, options.workers)
+    if chosen == "local":
+        return Ran(run(plan, jobs, options, on_done))
+    if chosen == "process":
         workers = options.workers if options.workers > 1 else default_workers()
         return Ran(run(plan, jobs, replace(options, workers=workers), on_done))
-    if executor == "slurm":
-        return run_array(plan, jobs, options, slurm or SlurmOptions(), on_done)
-    raise UserError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    return run_array(plan, jobs, options, slurm or SlurmOptions(), on_done)
+
+
+def choose(executor: str | None, workers: int) -> str:
+    """The executor to use: as given, else `process` for several workers, else `local`."""
+    if executor is None:
+        return "process" if workers > 1 else "local"
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if executor == "local" and workers > 1:
+        raise UserError(f"--workers {workers} needs --executor process (local runs one worker)")
+    return executor
 
 
 def _array_task(plan: Plan, job: Job, options: Options) -> str:
     """What one array task runs: the job in a fresh worker process, record written by run_job."""
-    registry.discover(options.submissions)  # a fresh interpreter: the record names the method's origin
+    registry.discover(options.submissions)  # a fresh interpreter: run_job looks the method up
     worker = Worker(options.submissions)
     try:
         return str(run_job(plan, job, worker, options)["status"])

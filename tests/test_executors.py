@@ -1,0 +1,82 @@
+"""Where jobs run does not change what they write: local, process and a submitit job array
+(through submitit's local executor, the stand-in for Slurm) give the same records."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from bhbench import executors, registry, results, runner
+from bhbench.cli import main
+from bhbench.data.sources import open_dataset
+from bhbench.protocol import Protocol
+from conftest import toy_source
+
+
+@pytest.fixture
+def make(submissions: Path, tiny_tree: Path):
+    """(plan, two jobs of the toy, options) writing records under a given folder."""
+    (submissions / "toy.py").write_text(toy_source("toy"))
+    registry.discover(submissions)
+
+    def build(out: Path) -> tuple[runner.Plan, list[runner.Job], runner.Options]:
+        options = runner.Options(results=out, submissions=submissions)
+        plan = runner.make_plan(open_dataset(tiny_tree), Protocol(), None, options)
+        return plan, runner.make_jobs(plan, [runner.MethodSpec.create("toy", {})], options)[:2], options
+
+    return build
+
+
+def _array(tmp_path: Path) -> executors.SlurmOptions:
+    return executors.SlurmOptions(cluster="local", logs=tmp_path / "logs", time_min=10)
+
+
+def _written(jobs: list[runner.Job]) -> dict[int, tuple[dict, bytes]]:
+    """Per fold: the metrics of the record on disk and the bytes of its predictions."""
+    return {j.fold.index: (results.read(j.where.record)["metrics"], j.where.predictions.read_bytes()) for j in jobs}
+
+
+def test_local_process_and_job_array_write_the_same_records(make, tmp_path: Path):
+    written = {}
+    for name, workers in (("local", 1), ("process", 2), ("slurm", 1)):
+        plan, jobs, options = make(tmp_path / name)
+        ran = executors.execute(plan, jobs, replace(options, workers=workers), name, _array(tmp_path))
+        assert not ran.failures and sorted(r.job.fold.index for r in ran.results) == [1, 2]
+        assert all(r.record["status"] == "ok" and not r.skipped for r in ran.results)
+        written[name] = _written(jobs)
+    assert written["process"] == written["local"]
+    assert written["slurm"] == written["local"]
+
+
+def test_job_array_rerun_resubmits_only_missing_records_and_reports_failures(make, tmp_path: Path):
+    plan, jobs, options = make(tmp_path / "results")
+    executors.execute(plan, jobs, options)
+    jobs[1].where.record.unlink()
+    kept = jobs[0].where.record.stat().st_mtime_ns
+    ran = executors.run_array(plan, jobs, options, _array(tmp_path))
+    assert {r.job.fold.index: r.skipped for r in ran.results} == {1: True, 2: False}
+    assert jobs[1].where.record.exists() and jobs[0].where.record.stat().st_mtime_ns == kept
+    # A job that dies without writing its record (here: it cannot write to /proc) is reported with its log.
+    doomed = replace(jobs[0], where=replace(jobs[0].where, results=Path("/proc/bhbench-test")))
+    ran = executors.run_array(plan, [doomed], options, _array(tmp_path))
+    assert not ran.results and len(ran.failures) == 1
+    failure = ran.failures[0]
+    assert failure.log is not None and failure.log.is_file() and "/proc/bhbench-test" in failure.log.read_text()
+
+
+def test_local_executor_refuses_several_workers(submissions: Path, capsys):
+    (submissions / "toy.py").write_text(toy_source("toy"))
+    argv = [
+        "--submissions",
+        str(submissions),
+        "run",
+        "--method",
+        "toy",
+        "--executor",
+        "local",
+        "--workers",
+        "3",
+        "--data",
+        "/nonexistent",
+    ]  # fmt: skip  (refused before the data is opened)
+    assert main(argv) == 2
+    assert "--workers 3 needs --executor process" in capsys.readouterr().err
