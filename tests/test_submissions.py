@@ -1,0 +1,83 @@
+"""Submissions: one file dropped into the folder is listed, checked, run and ranked with no other
+edit; the example submission is found and scores sensibly; the CI workflow calls real commands."""
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from bhbench import results
+from bhbench.cli import build_parser, main
+from conftest import toy_source
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO / ".github" / "workflows" / "leaderboard.yml"
+
+
+def _card(name: str) -> str:
+    """A toy carrying a full submission card."""
+    return toy_source(name).replace(
+        'family="test", reference="bhbench tests"',
+        'family="submission", reference="bhbench tests", authors="A. Tester", licence="MIT"',
+    )
+
+
+def test_the_example_submission_is_listed(clean_registry, capsys):
+    assert main(["--submissions", str(REPO / "submissions"), "list", "submission"]) == 0
+    listed = capsys.readouterr().out
+    assert "hed_nuclei_rf" in listed and "licence=MIT" in listed
+
+
+def test_a_dropped_in_file_is_listed_checked_run_and_ranked(submissions: Path, tiny_tree: Path, tmp_path, capsys):
+    (submissions / "dropin.py").write_text(_card("dropin"))
+    common = ["--submissions", str(submissions)]
+    assert main([*common, "list"]) == 0
+    assert "dropin" in capsys.readouterr().out
+    assert main([*common, "check"]) == 0  # no argument: every submission in the folder
+    checked = [line for line in capsys.readouterr().out.splitlines() if "dropin" in line]
+    assert checked and all(line.startswith("PASS") for line in checked)
+    out = tmp_path / "results"
+    assert main([*common, "run", "--method", "dropin", "--data", str(tiny_tree), "--results", str(out)]) == 0
+    assert len(results.all_records(out)) == 5
+    assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path)]) == 0
+    ranked = [line for line in (tmp_path / "README.md").read_text().splitlines() if "dropin" in line]
+    assert ranked and ranked[0].replace(" ", "").startswith("|1|dropin|")
+
+
+def test_a_broken_file_does_not_hide_the_others(submissions: Path, capsys):
+    (submissions / "good.py").write_text(_card("good_one"))
+    (submissions / "bad.py").write_text("raise ImportError('needs a package CI lacks')\n")
+    assert main(["--submissions", str(submissions), "check", "good_one"]) == 0
+    text = capsys.readouterr()
+    assert "bad.py" in text.err and "needs a package CI lacks" in text.err
+    assert main(["--submissions", str(submissions), "check", str(submissions / "bad.py")]) == 2
+    assert "cannot be imported" in capsys.readouterr().err
+
+
+def test_ci_workflow_runs_checks_on_pull_requests_and_regenerates_on_main():
+    flow = yaml.safe_load(WORKFLOW.read_text())
+    triggers = flow[True]  # YAML 1.1 reads the key `on` as a boolean
+    assert "pull_request" in triggers and triggers["push"]["branches"] == ["main"]
+    steps = {name: [s.get("run", "") for s in job["steps"]] for name, job in flow["jobs"].items()}
+    pr, main_push = "\n".join(steps["check"]), "\n".join(steps["regenerate"])
+    assert "pytest" in pr and "bhbench check" in pr and "bhbench leaderboard --check" in pr
+    assert "bhbench leaderboard" in main_push and "git push" in main_push
+    assert flow["jobs"]["regenerate"]["permissions"]["contents"] == "write"
+    # Every bhbench command the workflow runs parses under the current CLI.
+    commands = [
+        line.strip() for run in (pr, main_push) for line in run.splitlines() if line.strip().startswith("bhbench")
+    ]
+    assert len(commands) == 3
+    for command in commands:
+        argv = [a for a in shlex.split(command)[1:] if not a.startswith("$")]
+        build_parser().parse_args(argv)
+
+
+@pytest.mark.slow
+def test_the_example_submission_scores_well_above_chance(tiny_tree: Path, tmp_path: Path, clean_registry):
+    out = tmp_path / "results"
+    argv = ["--submissions", str(REPO / "submissions"), "run", "--method", "hed_nuclei_rf", "--data", str(tiny_tree),
+            "--results", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    prr = [r["metrics"]["overall"]["patient_rr"] for _, r in results.all_records(out)]
+    assert len(prr) == 5 and sum(prr) / 5 > 0.8
