@@ -119,7 +119,10 @@ class Battery:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        return tuple(t for t in self.entry.tasks if t in TASK_CLASSES)
+        known = tuple(t for t in self.entry.tasks if t in TASK_CLASSES)
+        if not known:
+            raise CheckFailed(f"no known task in tasks={self.entry.tasks!r}; nothing to fit")
+        return known
 
     def create(self) -> Method:
         return registry.create(self.entry.name, **self.params)
@@ -140,9 +143,7 @@ class Battery:
         try:
             detail = CHECKS[check](self)
             return CheckResult(self.entry.name, check, True, detail)
-        except CheckFailed as exc:
-            return CheckResult(self.entry.name, check, False, str(exc))
-        except UserError as exc:
+        except (CheckFailed, UserError) as exc:
             return CheckResult(self.entry.name, check, False, str(exc))
         except Exception as exc:  # the method's own code raised
             return CheckResult(self.entry.name, check, False, f"raised {describe_exception(exc)}")

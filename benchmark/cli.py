@@ -153,17 +153,23 @@ def _plan(args: argparse.Namespace, options: Any) -> Any:
     return plan
 
 
-def _jobs(args: argparse.Namespace, plan: Any, options: Any) -> list:
-    """(method x fold) jobs; a method with a --params file runs each fold with its tuned parameters."""
-    from bhbench import runner, tuning
+def _tuned(args: argparse.Namespace, specs: list) -> dict[str, tuple[Path, dict]]:
+    """--params files by the method they tune, each naming a method that --method selects."""
+    from bhbench import tuning
 
-    specs = _specs(args)
     tuned = {}
     for path in args.params:
         doc = tuning.read_params(path)
         if doc["method"] not in {s.name for s in specs}:
             raise UserError(f"--params {path} holds parameters of {doc['method']}, which no --method selects")
         tuned[doc["method"]] = (path, doc)
+    return tuned
+
+
+def _jobs(args: argparse.Namespace, plan: Any, options: Any, specs: list, tuned: dict) -> list:
+    """(method x fold) jobs; a method with a --params file runs each fold with its tuned parameters."""
+    from bhbench import runner, tuning
+
     sets = {**parse_sets(args.set), **({"device": args.device} if args.device else {})}
     jobs = runner.make_jobs(plan, [s for s in specs if s.name not in tuned], options)
     for path, doc in tuned.values():
@@ -175,8 +181,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bhbench import executors, runner
 
     _discover(args)
-    _specs(args)  # a bad --method, --set or --executor fails before any image is decoded
-    executor = executors.choose(args.executor, args.workers)
+    specs = _specs(args)  # a bad --method, --set, --params or --executor fails before any image is decoded
+    tuned = _tuned(args, specs)
+    slurm = _slurm_options(args)
+    executor = executors.choose(args.executor, args.workers, slurm)
     options = runner.Options(
         results=args.results,
         force=args.force,
@@ -187,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     plan = _plan(args, options)
-    jobs = _jobs(args, plan, options)
+    jobs = _jobs(args, plan, options, specs, tuned)
     finished: list[runner.JobResult] = []
     with progress_bar("running (method x fold)", len(jobs)) as bump:
 
@@ -201,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"  {result.job.spec.name} fold {result.job.fold.index}: {state}{prr_text}")
 
         try:
-            ran = executors.execute(plan, jobs, options, executor, _slurm_options(args), done)
+            ran = executors.execute(plan, jobs, options, executor, slurm, done)
         except KeyboardInterrupt:
             console.print(
                 f"interrupted: {len(finished)} of {len(jobs)} (method, fold) jobs finished and saved; "

@@ -60,7 +60,7 @@ def execute(
     slurm: SlurmOptions | None = None,
     on_done: Callable[[JobResult], None] | None = None,
 ) -> Ran:
-    chosen = choose(executor, options.workers)
+    chosen = choose(executor, options.workers, slurm)
     if chosen == "local":
         return Ran(run(plan, jobs, options, on_done))
     if chosen == "process":
@@ -69,14 +69,17 @@ def execute(
     return run_array(plan, jobs, options, slurm or SlurmOptions(), on_done)
 
 
-def choose(executor: str | None, workers: int) -> str:
-    """The executor to use: as given, else `process` for several workers, else `local`."""
+def choose(executor: str | None, workers: int, slurm: SlurmOptions | None = None) -> str:
+    """The executor to use: as given, else `process` for several workers, else `local`. Refuses
+    what cannot work before any image is staged."""
     if executor is None:
         return "process" if workers > 1 else "local"
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if executor == "local" and workers > 1:
         raise UserError(f"--workers {workers} needs --executor process (local runs one worker)")
+    if executor == "slurm" and (slurm or SlurmOptions()).cluster == "slurm" and shutil.which("sbatch") is None:
+        raise UserError("--executor slurm: no `sbatch` on PATH; run on a Slurm login node")
     return executor
 
 
@@ -93,8 +96,6 @@ def _array_task(plan: Plan, job: Job, options: Options) -> str:
 def _executor(slurm: SlurmOptions):  # -> submitit.AutoExecutor (imported lazily: optional at runtime)
     import submitit
 
-    if slurm.cluster == "slurm" and shutil.which("sbatch") is None:
-        raise UserError("--executor slurm: no `sbatch` on PATH; run on a Slurm login node")
     ex = submitit.AutoExecutor(folder=slurm.logs / "%j", cluster=slurm.cluster)
     ex.update_parameters(
         name="bhbench",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,7 @@ class Split:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.kind}-{self.hash[:16]}.json"
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes planning one split at once
             tmp.write_text(json.dumps(self.to_json(), sort_keys=True, indent=1))
             tmp.replace(path)
         return path

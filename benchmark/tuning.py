@@ -167,7 +167,7 @@ class Tuner:
         finally:
             worker.stop(kill=True)
         # Read the bests last: other processes on the same studies may have added trials meanwhile.
-        folds = {str(fold.index): self._best(study, fold) for fold, study in studies}
+        best = {str(fold.index): self._best(study, fold) for fold, study in studies}
         return {
             "format": FILE_FORMAT,
             "method": self.method,
@@ -177,7 +177,7 @@ class Tuner:
             "split_hash": self.plan.split.hash,
             "objective": OBJECTIVE,
             "storage": public_url(self.storage),
-            "folds": folds,
+            "folds": best,
         }
 
     def _score(self, trial: Any, space: Callable[[Any], dict], inner: Fold, worker: Worker, scratch: Path) -> float:
@@ -229,8 +229,9 @@ def write_params(path: Path, doc: dict[str, Any]) -> None:
 
 
 def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: Options, source: Path) -> list[Job]:
-    """One job per fold, each with the parameters tuned on that fold's training patients. All folds
-    share one record folder (named by the tuning file and `sets`), so they form one leaderboard row."""
+    """One job per fold, each with the parameters tuned on that fold's training patients (`sets`, the
+    CLI's --set, on top). All folds share one record folder named by the tuning file and `sets`, so
+    they form one leaderboard row."""
     here = {"dataset": plan.dataset.id, "protocol": plan.protocol.id, "split_hash": plan.split.hash}
     there = {k: doc.get(k) for k in here}
     if here != there:
@@ -238,6 +239,8 @@ def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: O
     missing = [f.index for f in plan.split.folds if str(f.index) not in doc["folds"]]
     if missing:
         raise UserError(f"--params {source} has no tuned parameters for fold(s) {missing}; tune them first")
+    accepted = registry.get(doc["method"]).cls.param_names()
+    sets = {k: v for k, v in sets.items() if k in accepted}  # --set may address other selected methods
     digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
     folder = results.params_hash({"tuned": digest, "set": sets})
     jobs = []

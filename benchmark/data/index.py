@@ -171,7 +171,7 @@ class _IndexCache:
         return None
 
     def save(self, entries: list[tuple[dict, os.stat_result]]) -> None:
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")  # processes indexing one tree at once
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, self.FIELDS)
             writer.writeheader()
