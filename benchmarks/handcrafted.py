@@ -32,7 +32,7 @@ import mahotas
 import numpy as np
 from bhbench import TestSet
 from bhbench.data.images import ImageStore, content_key
-from bhbench_baselines.handcrafted.clbp import clbp
+from bhbench_baselines.handcrafted.binary_patterns import clbp
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
 from bhbench_baselines.handcrafted.features import default_jobs, extract
 from bhbench_baselines.handcrafted.lpq import lpq

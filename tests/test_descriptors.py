@@ -9,9 +9,9 @@ import mahotas
 import numpy as np
 import pytest
 from bhbench.errors import UserError
-from bhbench_baselines.handcrafted.clbp import clbp_codes
+from bhbench_baselines.handcrafted.binary_patterns import clbp_codes, neighbour_differences, riu2
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
-from bhbench_baselines.handcrafted.lpq import stft_coefficients, whitening
+from bhbench_baselines.handcrafted.lpq import stft_kernels, whitened_parts, whitening
 from bhbench_baselines.handcrafted.pftas import pftas
 from scipy.ndimage import gaussian_filter
 from skimage.feature import local_binary_pattern
@@ -78,6 +78,16 @@ def test_riu2_histograms_unchanged_by_90_degree_rotation(name):
         assert np.allclose(spec.compute(np.ascontiguousarray(np.rot90(rgb, k))), reference, atol=1e-12)
     shuffled = np.random.default_rng(0).permutation(rgb.reshape(-1, 3)).reshape(rgb.shape)
     assert not np.allclose(spec.compute(shuffled), reference)  # it does look at the texture
+
+
+@pytest.mark.parametrize(("P", "R"), [(8, 1), (16, 2), (8, 2.5)])
+def test_lbp_codes_equal_scikit_image_on_every_pixel_border_included(P, R):
+    for grey in (texture(6), np.random.default_rng(P).integers(0, 256, (30, 41)).astype(np.uint8)):
+        codes = riu2(plane >= 0 for plane in neighbour_differences(grey, P, R, pad=True))
+        reference = local_binary_pattern(grey, P, R, "uniform")
+        assert np.array_equal(codes, reference)
+    hist = DESCRIPTORS["lbp"].spec(P=P, R=R).compute(grey_rgb(grey))
+    assert np.array_equal(hist, np.bincount(reference.astype(int).ravel(), minlength=P + 2) / reference.size)
 
 
 @pytest.mark.parametrize(("P", "R"), [(8, 1), (16, 2), (24, 3)])
@@ -293,29 +303,27 @@ def test_too_small_or_non_rgb_image_is_a_user_error():
 
 
 @pytest.mark.parametrize("window", [3, 5])
-def test_lpq_stft_is_the_windowed_fourier_sum_at_the_four_lowest_frequencies(window):
+def test_lpq_parts_are_whitened_windowed_fourier_sums_at_the_four_lowest_frequencies(window):
     grey = np.random.default_rng(2).integers(0, 256, (9, 11)).astype(float)
-    parts = stft_coefficients(grey, window)
+    parts = np.stack(list(whitened_parts(grey, window, 0.9)))
     r = window // 2
-    a = 1 / window
     offsets = np.arange(-r, r + 1)
     for row, col in [(0, 0), (2, 3), (grey.shape[0] - window, grey.shape[1] - window)]:
-        centre = np.array([row + r, col + r])
-        expected = []
-        for v, u in [(0, a), (a, 0), (a, a), (a, -a)]:  # (vertical, horizontal) frequency
+        centre = (row + r, col + r)
+        stft = []
+        for u, v in [(1, 0), (0, 1), (1, 1), (1, -1)]:  # (horizontal, vertical), cycles per window
             coefficient = sum(
-                grey[centre[0] - y, centre[1] - x] * np.exp(-2j * np.pi * (v * y + u * x))
+                grey[centre[0] - y, centre[1] - x] * np.exp(-2j * np.pi * (u * x + v * y) / window)
                 for y, x in itertools.product(offsets, offsets)
             )
-            expected += [coefficient.real, coefficient.imag]
-        assert np.allclose(parts[:, row, col], expected)
+            stft += [coefficient.real, coefficient.imag]
+        assert np.allclose(parts[:, row, col], whitening(window, 0.9) @ stft)
 
 
 def test_lpq_whitening_decorrelates_the_parts_under_the_pixel_correlation_model():
     window, rho = 3, 0.9
-    # Covariance of the eight parts when pixel covariance is rho ** distance, from their bases.
-    impulses = np.eye(window * window).reshape(-1, window, window)
-    basis = np.stack([stft_coefficients(img, window)[:, 0, 0] for img in impulses], axis=1)
+    # Covariance of the eight parts when pixel covariance is rho ** distance, from their kernels.
+    basis = stft_kernels(window).reshape(8, -1)
     yy, xx = np.divmod(np.arange(window * window), window)
     pixel_cov = rho ** np.hypot(yy[:, None] - yy, xx[:, None] - xx)
     white = whitening(window, rho)

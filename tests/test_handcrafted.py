@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from bhbench import TASK_CLASSES, TestSet, TrainSet, registry
 from bhbench.data.images import ImageStore, content_key
-from bhbench.errors import UserError
+from bhbench.errors import DataError, UserError
 from bhbench.method import TrainMeta
 from bhbench_baselines.handcrafted.classifiers import CLASSIFIERS, _inner_splits
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS, DescriptorSpec
@@ -255,3 +255,10 @@ def test_image_sets_without_keys_bypass_the_cache(tmp_path, monkeypatch):
     assert extract(test, [spec]).computed == len(images)
     assert extract(test, [spec]).computed == len(images)
     assert not list(tmp_path.rglob("*.npy"))
+
+
+def test_an_image_missing_from_the_image_cache_is_a_data_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("BHBENCH_CACHE", str(tmp_path))
+    test = TestSet.build("binary", keys=["ab" * 16], store=str(tmp_path / "images"))
+    with pytest.raises(DataError, match="not in the image cache"):
+        extract(test, [DESCRIPTORS["lbp"].spec()])

@@ -6,9 +6,10 @@ plus `spec.json` saying what the folder holds. A changed parameter, code version
 gives a new spec id (a new folder); a changed image gives a new key. Image sets without keys (the
 harness timing FPS) bypass the cache entirely.
 
-Extraction runs on threads: the descriptors spend their time in numpy, OpenCV and mahotas code that
-releases the GIL, and threads also work inside the harness's worker process, which, being
-daemonic, may not start processes of its own.
+Extraction runs on threads, one image per task: the descriptors spend most of their time in numpy
+and OpenCV code that releases the GIL (scikit-image's LBP and mahotas' Haralick features hold it),
+and threads also work inside the harness's worker process, which, being daemonic, may not start
+processes of its own.
 """
 
 from __future__ import annotations
@@ -104,13 +105,19 @@ def extract(images: TrainSet | TestSet, specs: Sequence[DescriptorSpec], jobs: i
     with _single_threaded_libraries(), _progress(len(todo), specs) as bump:
         workers = max(1, min(jobs or default_jobs(), len(todo)))
         with ThreadPoolExecutor(workers) as pool:
-            for future in as_completed([pool.submit(work, i) for i in todo]):
-                i, vectors = future.result()
-                for j, vector in zip(todo[i], vectors, strict=True):
-                    matrices[j][i] = vector
-                    if keys is not None:
-                        caches[j].save(keys[i], vector)
-                bump()
+            futures = [pool.submit(work, i) for i in todo]
+            try:
+                for future in as_completed(futures):
+                    i, vectors = future.result()
+                    for j, vector in zip(todo[i], vectors, strict=True):
+                        matrices[j][i] = vector
+                        if keys is not None:
+                            caches[j].save(keys[i], vector)
+                    bump()
+            except BaseException:  # a bad image or Ctrl-C: do not finish the queue first
+                for future in futures:
+                    future.cancel()
+                raise
     return Extraction(matrices, sum(len(v) for v in todo.values()))
 
 

@@ -2,10 +2,14 @@
 
 A short-term Fourier transform over a window x window neighbourhood (uniform window) is taken at
 the four lowest non-zero frequencies u1 = (a, 0), u2 = (0, a), u3 = (a, a), u4 = (a, -a),
-a = 1 / window. The real and imaginary parts of the four coefficients form an 8-vector per pixel.
-Under a model where pixel correlation decays as rho ** distance, these eight are correlated; they
-are whitened with the eigenvectors of their model covariance before each is quantised by its sign
-into one bit of an 8-bit code. The descriptor is the normalised 256-bin histogram of the codes.
+a = 1 / window ((horizontal, vertical) cycles per pixel). The real and imaginary parts of the four
+coefficients form an 8-vector per pixel. Under a model where pixel correlation decays as
+rho ** distance these eight are correlated; they are whitened with the eigenvectors of their model
+covariance before each is quantised by its sign into one bit of an 8-bit code. The descriptor is
+the normalised 256-bin histogram of the codes.
+
+Every part is a linear filter of the window, and so is every whitened part: the whitening is
+folded into eight window x window kernels, applied with OpenCV's `filter2D`.
 
 The phase of a frequency is unchanged by a centrally symmetric blur wherever the blur's transfer
 function is positive there, which is what makes the codes blur-insensitive.
@@ -14,57 +18,38 @@ function is positive there, which is what makes the codes blur-insensitive.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
+import cv2
 import numpy as np
 from bhbench_baselines.handcrafted.grey import to_grey
 
-
-def _filters(window: int) -> tuple[np.ndarray, np.ndarray]:
-    """1-D filters over offsets -r..r: w0 (frequency 0) and w1 (frequency a = 1/window)."""
-    r = (window - 1) // 2
-    x = np.arange(-r, r + 1)
-    return np.ones(window, dtype=complex), np.exp(-2j * np.pi * x / window)
+FREQUENCIES = ((1, 0), (0, 1), (1, 1), (1, -1))  # (horizontal, vertical), in units of 1/window
 
 
-def _convolve_valid(f: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
-    """'valid' convolution along one axis: out[n] = sum_y f[c - y] w[y], c the window centre."""
-    n = f.shape[axis] - len(w) + 1
-    out = np.zeros((n, f.shape[1]) if axis == 0 else (f.shape[0], n), dtype=complex)
-    for j, wj in enumerate(w):  # one shifted slice per tap (window is small)
-        start = len(w) - 1 - j
-        part = f[start : start + n] if axis == 0 else f[:, start : start + n]
-        out += wj * part
-    return out
-
-
-def stft_coefficients(grey: np.ndarray, window: int) -> np.ndarray:
-    """Real and imaginary STFT parts at u1..u4 for every full window: shape (8, h', w')."""
-    w0, w1 = _filters(window)
-    f = np.asarray(grey, dtype=np.float64)
-    v0, v1 = _convolve_valid(f, w0, 0), _convolve_valid(f, w1, 0)  # vertical frequency 0 and a
-    responses = (
-        _convolve_valid(v0, w1, 1),  # u1 = (a, 0): horizontal a
-        _convolve_valid(v1, w0, 1),  # u2 = (0, a): vertical a
-        _convolve_valid(v1, w1, 1),  # u3 = (a, a)
-        _convolve_valid(v1, np.conj(w1), 1),  # u4 = (a, -a)
-    )
-    return np.stack([part for z in responses for part in (z.real, z.imag)])
+def stft_kernels(window: int) -> np.ndarray:
+    """(8, window, window) correlation kernels of Re and Im of F(u, x) = sum_y f(x - y) exp(-2 pi i
+    u.y) for u1..u4: the pixel at offset t from the centre weighs exp(+2 pi i u.t)."""
+    r = window // 2
+    ty, tx = np.mgrid[-r : r + 1, -r : r + 1]
+    kernels = []
+    for fx, fy in FREQUENCIES:
+        phase = 2 * np.pi * (fx * tx + fy * ty) / window
+        kernels += [np.cos(phase), np.sin(phase)]
+    return np.stack(kernels)
 
 
 @functools.lru_cache(maxsize=16)
 def whitening(window: int, rho: float) -> np.ndarray:
-    """8x8 matrix decorrelating the STFT parts when pixel correlation is rho ** distance.
+    """8x8 rotation decorrelating the STFT parts when pixel correlation is rho ** distance.
 
     Eigenvectors are ordered by decreasing variance, and each is signed so its largest entry is
     positive, so the same (window, rho) always gives the same codes. The eight parts come in
     symmetric pairs of equal variance, whose eigenvectors are only defined up to a rotation; a
     slightly unequal scaling of the parts (1 + k * 1e-6) separates them deterministically."""
-    # Each STFT part is a linear function of the window's pixels; probe it with unit impulses.
-    impulses = np.eye(window * window).reshape(-1, window, window)
-    basis = np.stack([stft_coefficients(img, window)[:, 0, 0] for img in impulses], axis=1)
+    basis = stft_kernels(window).reshape(8, -1)
     yy, xx = np.divmod(np.arange(window * window), window)
-    distance = np.hypot(yy[:, None] - yy[None, :], xx[:, None] - xx[None, :])
-    covariance = basis @ (rho**distance) @ basis.T
+    covariance = basis @ (rho ** np.hypot(yy[:, None] - yy, xx[:, None] - xx)) @ basis.T
     scale = np.diag(1 + 1e-6 * np.arange(8, 0, -1))
     values, vectors = np.linalg.eigh(scale @ covariance @ scale)
     vectors = vectors[:, np.argsort(values)[::-1]]
@@ -72,16 +57,27 @@ def whitening(window: int, rho: float) -> np.ndarray:
     return (vectors * signs).T
 
 
-def lpq_codes(grey: np.ndarray, window: int, rho: float) -> np.ndarray:
-    """8-bit LPQ code of every pixel with a full window around it."""
-    parts = stft_coefficients(grey, window)
-    white = np.tensordot(whitening(window, rho), parts, axes=1)
-    weights = (1 << np.arange(8)).reshape(8, 1, 1)
-    return ((white > 0) * weights).sum(axis=0)
+@functools.lru_cache(maxsize=16)
+def _whitened_kernels(window: int, rho: float) -> np.ndarray:
+    return np.tensordot(whitening(window, rho), stft_kernels(window), axes=1)
+
+
+def whitened_parts(grey: np.ndarray, window: int, rho: float) -> Iterator[np.ndarray]:
+    """The eight decorrelated STFT parts, one (h', w') plane at a time, of every pixel with a full
+    window."""
+    f = np.asarray(grey, dtype=np.float64)
+    r = window // 2
+    h, w = f.shape
+    for kernel in _whitened_kernels(window, rho):
+        yield cv2.filter2D(f, cv2.CV_64F, kernel)[r : h - r, r : w - r]
 
 
 def lpq(rgb: np.ndarray, window: int = 3, rho: float = 0.9) -> np.ndarray:
     """LPQ histogram [256]: codes of all pixels with a full window x window neighbourhood,
     decorrelated with correlation coefficient `rho` (0.9 as in the paper), normalised."""
-    codes = lpq_codes(to_grey(rgb, min_side=window), window, float(rho))
+    grey = to_grey(rgb, min_side=window)
+    r = window // 2
+    codes = np.zeros((grey.shape[0] - 2 * r, grey.shape[1] - 2 * r), np.uint8)
+    for bit, part in enumerate(whitened_parts(grey, window, float(rho))):
+        codes |= (part > 0).view(np.uint8) << bit
     return np.bincount(codes.ravel(), minlength=256) / codes.size
