@@ -35,16 +35,17 @@ from numpy.typing import ArrayLike
 GENERATOR_VERSION = 1
 
 SUBTYPE_PATIENTS: dict[str, int] = {"A": 4, "F": 10, "PT": 3, "TA": 7, "DC": 38, "LC": 5, "MC": 9, "PC": 6}
-MAGNIFICATIONS = (40, 100, 200, 400)
-# Real patient ids are at most five digits below 30000; these cannot collide with them.
+# Real BreaKHis patient numbers are below 30000; these can never be mistaken for them.
 _FIRST_PATIENT_NUMBER = 90001
 
-# Geometry is defined at this width and scales with the configured width, so a larger image is
-# the same field at a higher resolution.
+# Lengths below are in units: one unit is a pixel at 40X in an image of the reference width.
+# A wider image is the same field at a higher resolution.
 _REFERENCE_WIDTH = 350
-# BreaKHis's 10x zoom range, compressed so nuclei at 40X stay a few pixels wide.
+# Pixels per unit at each magnification: BreaKHis's 10x zoom range, compressed so that nuclei at
+# 40X stay a few pixels wide.
 _MAG_SCALE = {40: 1.0, 100: 1.7, 200: 2.8, 400: 4.6}
-_NUCLEUS_RADIUS = 1.7  # epithelial nucleus radius in pixels at 40X and the reference width
+MAGNIFICATIONS = tuple(_MAG_SCALE)
+_NUCLEUS_RADIUS = 1.7  # epithelial nucleus radius in units
 
 # Mean latent atypia of each class; patients scatter around it with unit spread, so the classes
 # overlap. This is the main difficulty knob (see the module docstring).
@@ -78,7 +79,7 @@ class _Subtype:
     """Architecture and cytology of one subtype, before per-patient variation."""
 
     atypia: float  # offset added to the class mean atypia
-    glands: float  # gland rings per 10,000 unit^2 (a unit is a 40X nucleus radius)
+    glands: float  # gland rings per 10,000 unit^2
     gland_radius: float  # ring radius in nucleus radii
     gland_aspect: float  # ring elongation (fibroadenoma's slit-like ducts are long)
     nests: float  # area fraction of solid epithelial nests
@@ -91,6 +92,7 @@ class _Subtype:
 
 
 _SUBTYPES: dict[str, _Subtype] = {
+    # atypia, glands, gland_radius, gland_aspect, nests, files, spindles, spaces, mucin, nucleus_size
     "A": _Subtype(-0.2, 9.0, 5.0, 1.3, 0.05, 0.0, 2.0, 0.10, 0.0, 1.0),
     "F": _Subtype(-0.4, 2.5, 7.0, 3.5, 0.0, 0.0, 4.0, 0.06, 0.0, 0.95),
     "PT": _Subtype(0.1, 1.5, 8.0, 3.0, 0.0, 0.0, 11.0, 0.12, 0.0, 1.0),
@@ -199,7 +201,7 @@ class _Renderer:
         self.p, self.rng = patient, rng
         self.shape = (config.height, config.width)
         self.res = config.width / _REFERENCE_WIDTH
-        self.unit = self.res * _MAG_SCALE[mag]  # pixels per unit (a 40X nucleus radius / 1.7 px)
+        self.unit = self.res * _MAG_SCALE[mag]  # pixels per unit
         self.sub = _SUBTYPES[patient.subtype]
         # Fields of one patient differ a little in how atypical they look.
         a = patient.atypia + rng.normal(0.0, 0.35)
@@ -242,9 +244,9 @@ class _Renderer:
             2 * np.pi * proj / (0.37 * self.p.fibre_period * u) + 3.0 * _smooth_noise(self.rng, self.shape, 5 * u)
         )
         fibres = (0.5 + 0.3 * coarse + 0.2 * fine) ** 2
-        looseness = np.clip(0.55 + 0.35 * _smooth_noise(self.rng, self.shape, 25 * u), 0.15, 1.0)
+        packing = np.clip(0.55 + 0.35 * _smooth_noise(self.rng, self.shape, 25 * u), 0.15, 1.0)
         grain = _smooth_noise(self.rng, self.shape, 1.2 * self.res)
-        eosin = self.p.stroma_density * (0.55 + 0.9 * looseness * fibres + 0.12 * grain)
+        eosin = self.p.stroma_density * (0.55 + 0.9 * packing * fibres + 0.12 * grain)
         return eosin.astype(np.float32), direction
 
     def glands(self, lumen: np.ndarray, cytoplasm: np.ndarray) -> None:
