@@ -30,11 +30,15 @@ def circle_offsets(P: int, R: float) -> tuple[np.ndarray, np.ndarray]:
     return np.round(-R * np.sin(angles), 5), np.round(R * np.cos(angles), 5)
 
 
-def _shifted(a: np.ndarray, offset: float, origin: int, m: int, axis: int) -> np.ndarray:
+def _shifted(
+    a: np.ndarray, offset: float, origin: int, m: int, axis: int, out: np.ndarray, tmp: np.ndarray
+) -> np.ndarray:
     """Values of `a` at `offset` along `axis` for the coded positions (all but m at each end), as
     scikit-image computes them: (1 - f) * low + f * high, with f = pos - floor(pos) for each
     position in scikit-image's coordinates (`origin` is the first one's). An on-grid offset gives
-    the pixels themselves, exactly what (1 - 0) * a + 0 * b gives."""
+    a view of the pixels themselves, exactly what (1 - 0) * a + 0 * b gives; otherwise the result
+    is written to `out` (`tmp` is scratch: reusing buffers avoids a page-faulting allocation per
+    neighbour, which cost more than the arithmetic)."""
     n = a.shape[axis]
 
     def take(shift: int) -> np.ndarray:
@@ -47,7 +51,9 @@ def _shifted(a: np.ndarray, offset: float, origin: int, m: int, axis: int) -> np
     f = pos - np.floor(pos)
     if axis == 0:
         f = f[:, None]
-    return (1 - f) * take(low) + f * take(high)
+    np.multiply(1 - f, take(low), out=out)
+    np.multiply(f, take(high), out=tmp)
+    return np.add(out, tmp, out=out)
 
 
 def neighbour_differences(grey: np.ndarray, P: int, R: float, pad: bool = False) -> np.ndarray:
@@ -61,11 +67,13 @@ def neighbour_differences(grey: np.ndarray, P: int, R: float, pad: bool = False)
     h, w = g.shape
     centre = g[m : h - m, m : w - m]
     out = np.empty((P, *centre.shape))
+    across, across_tmp, tmp = np.empty((h, w - 2 * m)), np.empty((h, w - 2 * m)), np.empty(centre.shape)
     dys, dxs = circle_offsets(P, R)
     for dx in np.unique(dxs):  # neighbours sharing a column offset share the column interpolation
-        across = _shifted(g, dx, origin, m, axis=1)
+        columns = _shifted(g, dx, origin, m, 1, across, across_tmp)
         for p in np.flatnonzero(dxs == dx):
-            np.subtract(_shifted(across, dys[p], origin, m, axis=0), centre, out=out[p])
+            sample = _shifted(columns, dys[p], origin, m, 0, out[p], tmp)
+            np.subtract(sample, centre, out=out[p])
     return out
 
 
