@@ -99,6 +99,19 @@ def test_clbp_sign_code_is_scikit_image_uniform_lbp(P, R):
         assert np.array_equal(s, reference)
 
 
+def test_clbp_is_the_normalised_joint_histogram_of_its_three_codes():
+    rgb = np.dstack([texture(9)] * 3)
+    s, m, c = clbp_codes(texture(9), 24, 3)
+    counts: dict[tuple[int, int, int], int] = {}
+    for key in zip(s.ravel().tolist(), m.ravel().tolist(), c.ravel().tolist(), strict=True):
+        counts[key] = counts.get(key, 0) + 1
+    expected = np.zeros((26, 26, 2))
+    for (si, mi, ci), count in counts.items():
+        expected[si, mi, ci] = count / s.size
+    assert len(counts) > 20  # many distinct (S, M, C) triples, large S and M codes among them
+    assert np.array_equal(DESCRIPTORS["clbp"].spec().compute(rgb), expected.ravel())
+
+
 def test_clbp_magnitude_and_centre_follow_their_image_mean_thresholds():
     grey = texture(8)
     s, m, c = clbp_codes(grey, 8, 1)
@@ -109,6 +122,16 @@ def test_clbp_magnitude_and_centre_follow_their_image_mean_thresholds():
     flat[5:14, 7:22] = True  # inside the constant patch [5:17, 7:25], minus the 1-pixel ring
     assert (m[flat] == 0).all() and (s[flat] == 8).all()
     assert set(np.unique(m)) <= set(range(10)) and len(np.unique(m)) > 3
+
+
+def test_lpq_codes_flat_regions_as_zero_whatever_the_rounding():
+    flat = DESCRIPTORS["lpq"].spec().compute(np.full((20, 30, 3), 97, np.uint8))
+    assert flat[0] == 1.0
+    half = np.full((20, 30), 40, np.uint8)
+    half[:, 15:] = 200
+    vector = DESCRIPTORS["lpq"].spec(window=5).compute(grey_rgb(half)) * (16 * 26)  # in pixels
+    assert vector[0] == 16 * 22  # windows inside either half: columns 2..12 and 17..27
+    assert vector.sum() - vector[0] == 16 * 4  # those across the edge see it: nonzero codes
 
 
 def test_lpq_is_less_changed_by_a_symmetric_blur_than_by_noise_of_the_same_size():
@@ -274,7 +297,7 @@ def test_orb_pools_byte_means_and_gives_zeros_without_keypoints():
 def test_spec_names_every_parameter_and_versions():
     spec = DESCRIPTORS["lpq"].spec(window=5)
     assert spec.as_dict()["params"] == {"window": 5, "rho": 0.9}
-    assert spec.code.startswith("1+numpy==")
+    assert spec.code.startswith("2+numpy==")  # code version 2, then the library's
     assert spec.id != DESCRIPTORS["lpq"].spec().id
     assert spec.id == DESCRIPTORS["lpq"].spec(window=5, rho=0.9).id
     assert DESCRIPTORS["clbp"].spec(P=8, R=1).dim == 2 * 10 * 10

@@ -85,7 +85,7 @@ def riu2(planes: Iterable[np.ndarray]) -> np.ndarray:
     P = 0
     for bits in planes:
         if first is None:
-            first, ones, transitions = bits, bits.astype(np.uint8), np.zeros(bits.shape, np.uint8)
+            first, ones, transitions = bits, bits.astype(np.intp), np.zeros(bits.shape, np.intp)
         else:
             ones += bits
             transitions += bits != previous

@@ -114,6 +114,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             checks=_CIRCLE,
             dim=lambda p: 2 * (p["P"] + 2) ** 2,
             library="numpy",
+            version=2,
         ),
         Descriptor(
             name="lpq",
@@ -127,6 +128,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             },
             dim=lambda p: 256,
             library="numpy",
+            version=2,
         ),
         Descriptor(
             name="glcm",

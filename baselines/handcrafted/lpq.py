@@ -5,7 +5,7 @@ the four lowest non-zero frequencies u1 = (a, 0), u2 = (0, a), u3 = (a, a), u4 =
 a = 1 / window ((horizontal, vertical) cycles per pixel). The real and imaginary parts of the four
 coefficients form an 8-vector per pixel. Under a model where pixel correlation decays as
 rho ** distance these eight are correlated; they are whitened with the eigenvectors of their model
-covariance before each is quantised by its sign into one bit of an 8-bit code. The descriptor is
+covariance before each is quantised by its sign (positive: 1) into one bit of an 8-bit code. The descriptor is
 the normalised 256-bin histogram of the codes.
 
 Every part is a linear filter of the window, and so is every whitened part: the whitening is
@@ -25,6 +25,10 @@ import numpy as np
 from bhbench_baselines.handcrafted.grey import to_grey
 
 FREQUENCIES = ((1, 0), (0, 1), (1, 1), (1, -1))  # (horizontal, vertical), in units of 1/window
+# In a flat window every part is zero, computed as +-1e-13 or so: parts below ZERO count as zero
+# (bit 0), so flat regions get code 0 whatever the rounding. Grey levels are integers, and any
+# real response is far above this.
+ZERO = 1e-9
 
 
 def stft_kernels(window: int) -> np.ndarray:
@@ -79,5 +83,5 @@ def lpq(rgb: np.ndarray, window: int = 3, rho: float = 0.9) -> np.ndarray:
     r = window // 2
     codes = np.zeros((grey.shape[0] - 2 * r, grey.shape[1] - 2 * r), np.uint8)
     for bit, part in enumerate(whitened_parts(grey, window, float(rho))):
-        codes |= (part > 0).view(np.uint8) << bit
+        codes |= (part > ZERO).view(np.uint8) << bit
     return np.bincount(codes.ravel(), minlength=256) / codes.size
