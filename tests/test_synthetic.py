@@ -153,6 +153,12 @@ def test_bad_config_is_a_user_error() -> None:
         render(TINY, parse_name("SOB_B_A-14-22549AB-40-001.png"))
 
 
+def test_generate_refuses_to_mix_with_an_existing_tree(tree: tuple[Path, list[int]]) -> None:
+    top, _ = tree
+    with pytest.raises(UserError, match="not empty"):
+        generate(top.parent, TINY)
+
+
 def test_slug_names_every_setting_and_the_generator_version() -> None:
     slugs = {
         SynthConfig().slug(),

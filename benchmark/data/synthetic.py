@@ -425,6 +425,8 @@ def generate(root: Path, config: SynthConfig, progress: Callable[[int], None] | 
     patient with the number of images just written; the calls add up to `len(image_names(config))`.
     """
     top = Path(root) / "BreaKHis_v1"
+    if top.is_dir() and any(top.iterdir()):
+        raise UserError(f"{top} already exists and is not empty; generate into an empty folder")
     slides = top / "histology_slides"
     slides.mkdir(parents=True, exist_ok=True)
     # joblib's loky workers are fresh interpreters (a forked child of a parent whose OpenCV threads
