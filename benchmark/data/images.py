@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
 from bhbench.config import cache_dir
 from bhbench.errors import DataError
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+
 from bhbench.config import cache_dir
 from bhbench.data.images import ImageStore, content_key
 from bhbench.data.names import ImageName, folder_disagreements, parse_name
 from bhbench.errors import DataError
-from PIL import Image
 
 COLUMNS = [
     "relpath", "filename", "tumor_class", "subtype", "patient",

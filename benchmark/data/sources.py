@@ -6,19 +6,17 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from bhbench.data import synthetic
 from bhbench.data.index import Dataset, index_tree, resolve_root
 
 FOLD_FILES = ("dsfold1.txt", "Folds.csv")
-SYNTHETIC_MARKER = "SYNTHETIC.txt"  # written by the generator beside histology_slides/
 
 
 def open_dataset(data: Path | None = None, progress: Callable[[int], None] | None = None) -> Dataset:
     data = data or (Path(os.environ["BHBENCH_DATA"]) if os.environ.get("BHBENCH_DATA") else None)
     if data is not None:
-        synthetic = (resolve_root(data).parent / SYNTHETIC_MARKER).is_file()
-        return index_tree(data, "synthetic" if synthetic else "breakhis", progress)
-    from bhbench.data import synthetic  # generating is only needed when no data is configured
-
+        generated = (resolve_root(data).parent / synthetic.SYNTHETIC_MARKER).is_file()
+        return index_tree(data, "synthetic" if generated else "breakhis", progress)
     return index_tree(synthetic.default_root(), "synthetic", progress)
 
 

@@ -25,11 +25,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from joblib import Parallel, delayed
+from numpy.typing import ArrayLike
+
 from bhbench.config import cache_dir
 from bhbench.data.names import BENIGN_SUBTYPES, ImageName
 from bhbench.errors import UserError
-from joblib import Parallel, delayed
-from numpy.typing import ArrayLike
+
+SYNTHETIC_MARKER = "SYNTHETIC.txt"  # beside histology_slides/: names the tree synthetic wherever it is
 
 # Bump whenever the images change for the same config: it is part of the cache folder name.
 GENERATOR_VERSION = 1
@@ -436,6 +439,8 @@ def generate(root: Path, config: SynthConfig, progress: Callable[[int], None] | 
     for written in Parallel(n_jobs=workers, return_as="generator_unordered")(jobs):
         if progress is not None:
             progress(written)
+    # Marks the tree as generated, so it is named "synthetic" wherever it is indexed from.
+    (top / SYNTHETIC_MARKER).write_text(f"bhbench synthetic BreaKHis-like data, not real tissue: {config}\n")
     return top
 
 
