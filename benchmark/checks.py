@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from bhbench import registry
 from bhbench.config import cache_root
 from bhbench.data import synthetic

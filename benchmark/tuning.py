@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
 from bhbench import registry, results
 from bhbench.config import cache_dir
 from bhbench.errors import UserError
 from bhbench.runner import Job, MethodSpec, Options, Plan, run_job
 from bhbench.splits import Fold
 from bhbench.worker import Worker
-from sklearn.model_selection import StratifiedGroupKFold
 
 SEARCH_SPACE = "search_space"  # the classmethod a tunable method declares
 INNER_FOLDS = 4  # the inner validation holds out 1/4 of a fold's training patients

@@ -17,12 +17,13 @@ import os
 from typing import TYPE_CHECKING
 
 import numpy as np
-from bhbench import Method, TestSet, TrainSet, cache_dir, register
 from skimage.color import rgb2hed
 from skimage.feature import graycomatrix, graycoprops
 from skimage.filters import gaussian, threshold_otsu
 from skimage.measure import label, regionprops_table
 from sklearn.ensemble import RandomForestClassifier
+
+from bhbench import Method, TestSet, TrainSet, cache_dir, register
 
 if TYPE_CHECKING:
     import optuna

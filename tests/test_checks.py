@@ -6,10 +6,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import toy_source
+
 from bhbench import checks, registry
 from bhbench.cli import main
 from bhbench.errors import UserError
-from conftest import toy_source
 
 REPO = Path(__file__).resolve().parents[1]
 # Deep methods train real networks; on the tiny set one epoch at a small input says all the battery needs.

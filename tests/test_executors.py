@@ -5,11 +5,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import toy_source
+
 from bhbench import executors, registry, results, runner
 from bhbench.cli import main
 from bhbench.data.sources import open_dataset
 from bhbench.protocol import Protocol
-from conftest import toy_source
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import toy_source
+
 from bhbench import results
 from bhbench.cli import build_parser, main
-from conftest import toy_source
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github" / "workflows" / "leaderboard.yml"

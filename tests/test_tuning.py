@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from conftest import toy_source
+
 from bhbench import registry, results, runner, tuning
 from bhbench.cli import main
 from bhbench.data.sources import open_dataset
 from bhbench.protocol import Protocol
-from conftest import toy_source
 
 # The toy with a search space, and a `log` parameter: every fit and predict appends the content
 # keys it was given, so a test can see exactly which images tuning showed the method.
