@@ -31,8 +31,8 @@ from bhbench.data.index import index_tree, stage
 from bhbench.errors import UserError
 from bhbench.method import TASK_CLASSES, Method, TestSet, TrainMeta, TrainSet
 from bhbench.protocol import Protocol
-from bhbench.runner import _invalid as invalid_output
-from bhbench.worker import _describe as describe_exception
+from bhbench.runner import invalid_output
+from bhbench.worker import describe_exception
 
 BUDGET_SECONDS = 60.0  # one fit + predict on the tiny set
 TOLERANCE = 1e-5  # probabilities that must agree may differ by float noise (BLAS, batch size)

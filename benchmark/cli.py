@@ -74,13 +74,6 @@ def _discover(args: argparse.Namespace) -> None:
         console.print(f"[yellow]warning:[/] skipped {err.source}: {err.message}")
 
 
-def _pct(values: list[float]) -> str:
-    from bhbench.metrics import mean_std
-
-    mean, std = mean_std(values)
-    return "–" if mean != mean else f"{100 * mean:.1f} ± {100 * std:.1f}"
-
-
 # --- commands --------------------------------------------------------------------------------
 
 
@@ -238,21 +231,20 @@ def _slurm_options(args: argparse.Namespace) -> Any:
 
 
 def _report(finished: list, synthetic: bool) -> int:
+    from bhbench.leaderboard import aggregate, pct
     from bhbench.method import MAGNIFICATIONS
-    from bhbench.runner import summary_rows
 
     records = [f.record for f in finished if f.record]
-    title = "patient recognition rate, % (mean ± std over folds)" + (" — synthetic data" if synthetic else "")
-    table = Table("method", "folds", "failed", "overall", *(f"{m}X" for m in MAGNIFICATIONS), title=title)
-    for row in summary_rows(records):
-        table.add_row(
-            row["method"],
-            str(row["folds"]),
-            str(row["failed"]),
-            *(_pct(row[k]) for k in ("overall", *map(str, MAGNIFICATIONS))),
-        )
-    out.print(table)
     failures = [r for r in records if r["status"] != "ok"]
+    title = "% mean ± std over folds; PRR = patient recognition rate" + (" — synthetic data" if synthetic else "")
+    mags = [f"{m}X" for m in MAGNIFICATIONS]
+    table = Table("method", "folds", "failed", "PRR", *(f"PRR {m}" for m in mags), "accuracy", "AUC", title=title)
+    for name in dict.fromkeys(r["method"]["name"] for r in records):
+        ok = [r for r in records if r["method"]["name"] == name and r["status"] == "ok"]
+        row = aggregate(name, ok) if ok else {}
+        cells = [pct(row.get(k, [])) for k in ("patient_rr", *mags, "accuracy", "auc")]
+        table.add_row(name, str(len(ok)), str(sum(r["method"]["name"] == name for r in failures)), *cells)
+    out.print(table)
     for r in failures:
         console.print(f"[red]failed:[/] {r['method']['name']} fold {r['split']['fold']}: {r['error']}")
     if failures:
@@ -512,6 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UserError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    except OSError as exc:  # unwritable results folder, full disk, vanished file: the message names it
         console.print(f"[red]error:[/] {exc}")
         return 2
     except KeyboardInterrupt:

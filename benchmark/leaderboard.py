@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tabulate import tabulate
+
 from bhbench import results
 from bhbench.data.index import fingerprint
 from bhbench.data.names import parse_name
 from bhbench.method import MAGNIFICATIONS, TASK_CLASSES
 from bhbench.metrics import METRICS, mean_std, score_all
-from tabulate import tabulate
 
 PUBLISHED = [
     # (method, 40X, 100X, 200X, 400X, source) — patient recognition rate, %, DESIGN.md section 7
@@ -129,7 +130,7 @@ def check_all(root: Path) -> list[Checked]:
     return [verify(p, r, root) for p, r in results.all_records(root)]
 
 
-def _pct(values: list[float]) -> str:
+def pct(values: list[float]) -> str:
     mean, std = mean_std(values)
     if math.isnan(mean):
         return "–"
@@ -159,7 +160,8 @@ def _protocol_title(p: dict) -> str:
     return f"{liu[(p['regime'], p['task'])]} — {p['task']} task, {regime}, {p['split']} split{mag}"
 
 
-def _row(method: str, recs: list[dict]) -> dict:
+def aggregate(method: str, recs: list[dict]) -> dict:
+    """Per-fold values of every metric of one method's successful records, ready for mean ± std."""
     overall = [r["metrics"]["overall"] for r in recs]
     row: dict = {"method": method, "folds": len(recs)}
     row["patient_rr"] = [o["patient_rr"] for o in overall]
@@ -227,7 +229,7 @@ def build(root: Path) -> tuple[str, pd.DataFrame, list[Checked]]:
             multi[name] += 1
         for (name, phash), recs in entries.items():
             label = f"{name} [{phash[:6]}]" if multi[name] > 1 else name
-            rows.append(_row(label, sorted(recs, key=lambda r: r["split"]["fold"])))
+            rows.append(aggregate(label, sorted(recs, key=lambda r: r["split"]["fold"])))
         rows.sort(key=lambda r: (-np.nanmean(r["patient_rr"]), r["method"]))
         show_mag_acc = any(r["magnification_accuracy"] for r in rows)
         table = []
@@ -236,12 +238,12 @@ def build(root: Path) -> tuple[str, pd.DataFrame, list[Checked]]:
                 rank,
                 row["method"] + (" (tuned)" if row["tuned"] else ""),
                 row["folds"],
-                _pct(row["patient_rr"]),
+                pct(row["patient_rr"]),
             ]
-            cells += [_pct(row[f"{m}X"]) for m in MAGNIFICATIONS]
-            cells += [_pct(row[m]) for m in METRICS[1:]]
+            cells += [pct(row[f"{m}X"]) for m in MAGNIFICATIONS]
+            cells += [pct(row[m]) for m in METRICS[1:]]
             if show_mag_acc:
-                cells.append(_pct(row["magnification_accuracy"]))
+                cells.append(pct(row["magnification_accuracy"]))
             cells += [_num(row["fps_model"]), _num(row["fps_end_to_end"]), row["profile"]]
             table.append(cells)
             csv_rows.append(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
 from bhbench.data.images import ImageStore, Size, decode, resize
 
 TASK_CLASSES: dict[str, tuple[str, ...]] = {

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+
 from bhbench.errors import UserError
 from bhbench.method import MAGNIFICATIONS, TASK_CLASSES
 from bhbench.splits import SPLIT_KINDS

@@ -4,7 +4,6 @@ worker process, validate its outputs, score, and write a record. Finished folds 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from bhbench import registry, results
 from bhbench.config import DEFAULT_RESULTS
 from bhbench.data.images import ImageStore
@@ -175,7 +175,7 @@ def _train_set(plan: Plan, rows: pd.DataFrame) -> TrainSet:
     return TrainSet.build(plan.protocol.task, meta, keys=list(rows["key"]), store=str(plan.store.root))
 
 
-def _invalid(name: str, values: np.ndarray, n: int, k: int) -> str | None:
+def invalid_output(name: str, values: np.ndarray, n: int, k: int) -> str | None:
     """Why a method's output breaks the contract, or None."""
     if values.shape != (n, k):
         return f"{name} returned shape {values.shape}, expected ({n}, {k})"
@@ -191,9 +191,11 @@ def _invalid(name: str, values: np.ndarray, n: int, k: int) -> str | None:
 
 def _check_outcome(outcome: Outcome, tests: list[pd.DataFrame], k: int) -> None:
     for proba, aux, rows in zip(outcome.proba, outcome.aux, tests, strict=True):
-        reason = _invalid("predict_proba", proba, len(rows), k)
+        reason = invalid_output("predict_proba", proba, len(rows), k)
         if reason is None and "magnification" in aux:
-            reason = _invalid("predict_aux['magnification']", aux["magnification"], len(rows), len(MAGNIFICATIONS))
+            reason = invalid_output(
+                "predict_aux['magnification']", aux["magnification"], len(rows), len(MAGNIFICATIONS)
+            )
         if reason:
             raise MethodFailure(reason)
 
@@ -326,24 +328,3 @@ def run(
         for w in workers:
             w.stop(kill=True)
     return done
-
-
-def summary_rows(records: list[dict]) -> list[dict]:
-    """Per method: folds, failures and mean patient recognition rate per magnification."""
-    by: dict[str, list[dict]] = {}
-    for r in records:
-        by.setdefault(r["method"]["name"], []).append(r)
-    rows = []
-    for name, recs in by.items():
-        ok = [r for r in recs if r["status"] == "ok"]
-        row: dict[str, Any] = {"method": name, "folds": len(ok), "failed": len(recs) - len(ok)}
-        for key in ("overall", *map(str, MAGNIFICATIONS)):
-            vals = [
-                (r["metrics"]["overall"] if key == "overall" else r["metrics"]["by_magnification"].get(key, {})).get(
-                    "patient_rr", math.nan
-                )
-                for r in ok
-            ]
-            row[key] = vals
-        rows.append(row)
-    return rows

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
 from bhbench.data.names import parse_name
 from bhbench.errors import DataError
-from sklearn.model_selection import StratifiedKFold
 
 SPLIT_KINDS = ("official", "patient", "image-kfold")
 N_FOLDS = 5

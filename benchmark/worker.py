@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from bhbench.data.images import decode
 from bhbench.method import TestSet, TrainSet
 
@@ -89,7 +90,7 @@ def execute(task: Task) -> Outcome:
         try:
             fitted = method.fit(train)
         except Exception as exc:
-            raise MethodFailure(f"fit raised {_describe(exc)}") from exc
+            raise MethodFailure(f"fit raised {describe_exception(exc)}") from exc
         fit_s += time.perf_counter() - t0
         if fitted is not method:
             raise MethodFailure("fit must return self")
@@ -98,17 +99,17 @@ def execute(task: Task) -> Outcome:
             probas.append(np.asarray(method.predict_proba(test), dtype=float))
             auxes.append({k: np.asarray(v, dtype=float) for k, v in method.predict_aux(test).items()})
         except Exception as exc:
-            raise MethodFailure(f"predict_proba raised {_describe(exc)}") from exc
+            raise MethodFailure(f"predict_proba raised {describe_exception(exc)}") from exc
         predict_s += time.perf_counter() - t0
         infos.append(method.fit_info())
     try:
         timing = _fps(method, task.parts[-1][1].task, task.fps_blobs) if method is not None else {}
     except Exception as exc:
-        raise MethodFailure(f"predict_proba raised {_describe(exc)} while timing FPS") from exc
+        raise MethodFailure(f"predict_proba raised {describe_exception(exc)} while timing FPS") from exc
     return Outcome(probas, auxes, infos, fit_s, predict_s, timing)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
@@ -132,7 +133,7 @@ def serve(conn: Connection, submissions: str | None) -> None:
         except MethodFailure as exc:
             conn.send(("failed", str(exc)))
         except Exception as exc:  # the method may raise anything, even on construction
-            conn.send(("failed", _describe(exc)))
+            conn.send(("failed", describe_exception(exc)))
 
 
 class Worker:
