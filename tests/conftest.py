@@ -66,6 +66,8 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     mp.setenv("BHBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
     mp.delenv("BHBENCH_DATA", raising=False)
     mp.delenv("BHBENCH_SUBMISSIONS", raising=False)
+    # Built-ins register once, on first import; discover them before any test copies the registry.
+    registry.discover()
     yield
     mp.undo()
 
