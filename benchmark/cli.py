@@ -26,9 +26,10 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 
 
 @contextmanager
-def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich bar on a terminal; in CI and pipes a single line when done (no control codes)."""
-    if not console.is_terminal or total == 0:
+def progress_bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A rich bar on a terminal (a pulsing one when the total is unknown); in CI and pipes a single
+    line when done, with no control codes."""
+    if not console.is_terminal:
         count = [0]
 
         def bump(n: int) -> None:
@@ -42,7 +43,9 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
-    console.print(f"{label}: {total} done")
+        done = bar.tasks[0].completed
+    if done:
+        console.print(f"{label}: {done:.0f} done")
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ def _plan(args: argparse.Namespace, options: Any) -> Any:
     from bhbench.data.sources import folds_beside, open_dataset
     from bhbench.protocol import Protocol
 
-    with progress_bar("indexing images", 0) as bump:
+    with progress_bar("preparing images (the synthetic set is generated once)") as bump:
         dataset = open_dataset(args.data, bump)
     folds = args.folds or folds_beside(dataset)
     split = args.split or ("official" if folds else "patient")
@@ -340,7 +343,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     if args.out is None:
         root = synthetic.default_root(config)
     else:
-        with progress_bar("generating images", 0) as bump:
+        with progress_bar("generating images") as bump:
             root = synthetic.generate(args.out, config, bump)
     out.print(f"synthetic BreaKHis-like tree at {root}")
     return 0
@@ -376,7 +379,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
     if args.data is None and args.folds is None and not os.environ.get("BHBENCH_DATA"):
         raise UserError("give --data PATH and/or --folds PATH (or set BHBENCH_DATA)")
-    with progress_bar("checking images", 0) as bump:
+    with progress_bar("checking images") as bump:
         report = check.check(args.data, args.folds, bump)
     for line in report.lines():
         out.print(line)

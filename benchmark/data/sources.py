@@ -17,7 +17,7 @@ def open_dataset(data: Path | None = None, progress: Callable[[int], None] | Non
     if data is not None:
         generated = (resolve_root(data).parent / synthetic.SYNTHETIC_MARKER).is_file()
         return index_tree(data, "synthetic" if generated else "breakhis", progress)
-    return index_tree(synthetic.default_root(), "synthetic", progress)
+    return index_tree(synthetic.default_root(progress=progress), "synthetic", progress)
 
 
 def folds_beside(dataset: Dataset) -> Path | None:
