@@ -32,15 +32,16 @@ from pathlib import Path
 import cv2
 import mahotas
 import numpy as np
+from PIL import Image
+from skimage.feature import local_binary_pattern
+from threadpoolctl import threadpool_limits
+
 from bhbench import TestSet
 from bhbench.data.images import ImageStore, content_key
 from bhbench_baselines.handcrafted.binary_patterns import clbp
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
 from bhbench_baselines.handcrafted.features import default_jobs, extract
 from bhbench_baselines.handcrafted.lpq import lpq
-from PIL import Image
-from skimage.feature import local_binary_pattern
-from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,13 +8,14 @@ import itertools
 import mahotas
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
+from skimage.feature import local_binary_pattern
+
 from bhbench.errors import UserError
 from bhbench_baselines.handcrafted.binary_patterns import clbp_codes, neighbour_differences, riu2
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
 from bhbench_baselines.handcrafted.lpq import stft_kernels, whitened_parts, whitening
 from bhbench_baselines.handcrafted.pftas import pftas
-from scipy.ndimage import gaussian_filter
-from skimage.feature import local_binary_pattern
 
 SPANHOL_DIMS = {"lbp": 10, "clbp": 1352, "lpq": 256, "glcm": 13, "orb": 32, "pftas": 162}
 

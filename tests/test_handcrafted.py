@@ -7,9 +7,12 @@ import json
 import threading
 from pathlib import Path
 
-import bhbench_baselines.handcrafted  # noqa: F401  (registers the methods)
 import numpy as np
 import pytest
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+import bhbench_baselines.handcrafted  # noqa: F401  (registers the methods)
 from bhbench import TASK_CLASSES, TestSet, TrainSet, registry
 from bhbench.data.images import ImageStore, content_key
 from bhbench.errors import DataError, UserError
@@ -17,8 +20,6 @@ from bhbench.method import TrainMeta
 from bhbench_baselines.handcrafted.classifiers import CLASSIFIERS, _inner_splits
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS, DescriptorSpec
 from bhbench_baselines.handcrafted.features import FeatureCache, extract
-from PIL import Image
-from scipy.ndimage import gaussian_filter
 
 NAMES = [f"{d}_{c}" for d in DESCRIPTORS for c in CLASSIFIERS]
 
@@ -157,9 +158,18 @@ def test_a_training_set_with_one_learnable_class_predicts_it():
     assert np.array_equal(method.predict_proba(TestSet.build("binary", images=tests)), np.tile([0.0, 1.0], (6, 1)))
 
 
-def test_bad_descriptor_parameter_is_a_user_error_at_fit(binary_sets):
-    with pytest.raises(UserError, match="window=4"):
-        registry.create("lpq_1nn", window=4).fit(binary_sets[0])
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("lpq_1nn", {"window": 4}, "window=4"),
+        ("lbp_svm", {"cv_folds": 1}, "cv_folds=1"),
+        ("lbp_rf", {"seed": "x"}, "seed='x'"),
+        ("lbp_qda", {"pca_components": None}, "pca_components must be set"),
+    ],
+)
+def test_bad_parameters_are_user_errors_at_fit(name, params, message, binary_sets):
+    with pytest.raises(UserError, match=message):
+        registry.create(name, **params).fit(binary_sets[0])
 
 
 # --- feature cache ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
+
 from bhbench_baselines.handcrafted.grey import to_grey
 
 

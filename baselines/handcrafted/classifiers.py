@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from bhbench.errors import UserError
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
@@ -26,6 +25,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+
+from bhbench.errors import UserError
 
 Settings = dict[str, Any]
 
@@ -216,7 +217,7 @@ def _search(
         "scores": [round(s, 4) if s == s else None for s in scores],
     }
     if all(s != s for s in scores):
-        info["search"]["note"] = "every candidate failed on some fold; first grid values used"
+        info["search"]["note"] = "every candidate failed on every fold; first grid values used"
         return fallback
     return candidates[int(np.nanargmax(scores))]
 

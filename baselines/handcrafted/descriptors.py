@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import mahotas
 import numpy as np
+
 from bhbench.errors import UserError
 from bhbench_baselines.handcrafted.binary_patterns import clbp, lbp
 from bhbench_baselines.handcrafted.grey import to_grey
@@ -34,7 +35,7 @@ def glcm(rgb: np.ndarray, distance: int = 1) -> np.ndarray:
     `mahotas.features.haralick` on the 256-level grey image (symmetric co-occurrence at
     `distance`). One departure from mahotas' defaults, to follow Haralick's definition: feature 10,
     difference variance, is the variance of |i - j| under p_{x-y} (mahotas' default is the variance
-    of the 256 probabilities p_{x-y}(k) themselves)."""
+    of the probabilities p_{x-y}(k) themselves)."""
     grey = to_grey(rgb, min_side=distance + 1)
     return mahotas.features.haralick(grey, distance=distance, return_mean=True, use_x_minus_y_variance=True)
 
@@ -43,9 +44,9 @@ def orb(rgb: np.ndarray, n_features: int = 500) -> np.ndarray:
     """ORB descriptors pooled [32]: the mean, over all keypoints, of OpenCV's 32-byte binary
     descriptors read as 32 byte values (0..255); all zeros when no keypoint is found.
 
-    OpenCV's ORB (`cv2.ORB.create(nfeatures=n_features)`, its other defaults) is about 70x faster
-    than scikit-image's on BreaKHis images. Averaging the bytes is how a variable set of 32-byte
-    descriptors becomes the 32 numbers Spanhol et al. report."""
+    OpenCV's ORB (`cv2.ORB.create(nfeatures=n_features)`, its other defaults) is about 70x faster than
+    scikit-image's on BreaKHis images (258 vs 3.6 images/s on this project's machine). Averaging the bytes
+    is how a variable set of 32-byte descriptors becomes the 32 numbers Spanhol et al. report."""
     _, descriptors = cv2.ORB.create(nfeatures=n_features).detectAndCompute(to_grey(rgb), None)
     if descriptors is None or len(descriptors) == 0:
         return np.zeros(32)

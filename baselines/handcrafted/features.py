@@ -27,9 +27,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
+
 from bhbench import TestSet, TrainSet, cache_dir
 from bhbench_baselines.handcrafted.descriptors import DescriptorSpec
-from threadpoolctl import threadpool_limits
 
 
 class FeatureCache:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import cv2
 import numpy as np
+
 from bhbench_baselines.handcrafted.grey import to_grey
 
 FREQUENCIES = ((1, 0), (0, 1), (1, 1), (1, -1))  # (horizontal, vertical), in units of 1/window

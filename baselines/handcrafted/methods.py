@@ -16,11 +16,13 @@ import inspect
 from typing import Any, ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
+
 from bhbench import Method, TestSet, TrainSet, register
+from bhbench.errors import UserError
 from bhbench_baselines.handcrafted.classifiers import CLASSIFIERS, Classifier, FittedClassifier, fit_classifier
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS, Descriptor, DescriptorSpec
 from bhbench_baselines.handcrafted.features import extract
-from threadpoolctl import threadpool_limits
 
 COMMON = {"seed": 0, "cv_folds": 3}
 REFERENCE = "Spanhol et al., IEEE TBME 2016"
@@ -47,12 +49,16 @@ class HandcraftedMethod(Method):
         return self.descriptor.spec(**{k: getattr(self, k) for k in self.descriptor.defaults})
 
     def fit(self, train: TrainSet) -> HandcraftedMethod:
+        for name, lowest in (("seed", 0), ("cv_folds", 2)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+                raise UserError(f"{self.name}: {name}={value!r}, expected an integer >= {lowest}")
         spec = self.spec()
         X = extract(train, [spec]).features[0]
         settings = {k: getattr(self, k) for k in self.classifier.settings}
         with threadpool_limits(1):  # see module docstring
             self._model, info = fit_classifier(
-                self.classifier, settings, X, train.y, train.patient, int(self.seed), int(self.cv_folds)
+                self.classifier, settings, X, train.y, train.patient, self.seed, self.cv_folds
             )
         self._info = {"descriptor": spec.as_dict(), "dim": spec.dim, **info}
         return self

@@ -14,6 +14,7 @@ from __future__ import annotations
 import cv2
 import mahotas
 import numpy as np
+
 from bhbench_baselines.handcrafted.grey import check_rgb
 
 
