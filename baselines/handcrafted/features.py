@@ -103,22 +103,23 @@ def extract(images: TrainSet | TestSet, specs: Sequence[DescriptorSpec], jobs: i
         rgb = images.image(i)
         return i, [specs[j].compute(rgb) for j in todo[i]]
 
-    with _single_threaded_libraries(), _progress(len(todo), specs) as bump:
-        workers = max(1, min(jobs or default_jobs(), len(todo)))
-        with ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(work, i) for i in todo]
-            try:
-                for future in as_completed(futures):
-                    i, vectors = future.result()
-                    for j, vector in zip(todo[i], vectors, strict=True):
-                        matrices[j][i] = vector
-                        if keys is not None:
-                            caches[j].save(keys[i], vector)
-                    bump()
-            except BaseException:  # a bad image or Ctrl-C: do not finish the queue first
-                for future in futures:
-                    future.cancel()
-                raise
+    if not todo:
+        return Extraction(matrices, 0)
+    workers = max(1, min(jobs or default_jobs(), len(todo)))
+    with _single_threaded_libraries(), _progress(len(todo), specs) as bump, ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(work, i) for i in todo]
+        try:
+            for future in as_completed(futures):
+                i, vectors = future.result()
+                for j, vector in zip(todo[i], vectors, strict=True):
+                    matrices[j][i] = vector
+                    if keys is not None:
+                        caches[j].save(keys[i], vector)
+                bump()
+        except BaseException:  # a bad image or Ctrl-C: do not finish the queue first
+            for future in futures:
+                future.cancel()
+            raise
     return Extraction(matrices, sum(len(v) for v in todo.values()))
 
 
