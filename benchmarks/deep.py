@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from bhbench import Method, TestSet, TrainSet, registry
 from bhbench.data.images import ImageStore
 from bhbench.method import TrainMeta

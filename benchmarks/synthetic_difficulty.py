@@ -24,14 +24,15 @@ from pathlib import Path
 import cv2
 import mahotas.features
 import numpy as np
-from bhbench.data.names import parse_name
-from bhbench.data.synthetic import SynthConfig, generate
 from skimage.feature import local_binary_pattern
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+
+from bhbench.data.names import parse_name
+from bhbench.data.synthetic import SynthConfig, generate
 
 
 def lbp(path: Path) -> np.ndarray:

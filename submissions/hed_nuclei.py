@@ -21,7 +21,6 @@ from skimage.color import rgb2hed
 from skimage.feature import graycomatrix, graycoprops
 from skimage.filters import gaussian, threshold_otsu
 from skimage.measure import label, regionprops_table
-from sklearn.ensemble import RandomForestClassifier
 
 from bhbench import Method, TestSet, TrainSet, cache_dir, register
 
@@ -141,6 +140,8 @@ class HedNucleiForest(Method):
         return np.stack(rows)
 
     def fit(self, train: TrainSet) -> HedNucleiForest:
+        from sklearn.ensemble import RandomForestClassifier  # slow to import; `bhbench list` imports this file
+
         self.forest_ = RandomForestClassifier(
             n_estimators=self.n_estimators,
             max_features=self.max_features,

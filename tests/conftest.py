@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from bhbench import registry
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "breakhis"

@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+
 from bhbench import Method, TestSet, TrainSet
 from bhbench.method import TrainMeta
 

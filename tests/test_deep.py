@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+
 from bhbench import TestSet, TrainSet, registry
 from bhbench.errors import UserError
 from bhbench.method import TrainMeta

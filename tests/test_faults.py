@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from conftest import toy_source
+
 from bhbench import results
 from bhbench.cli import main
-from conftest import toy_source
 
 # --- bad data ----------------------------------------------------------------------------------
 

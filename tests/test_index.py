@@ -4,10 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MINI, needs_real
+
 from bhbench.data.images import ImageStore, content_key
 from bhbench.data.index import index_tree, resolve_root, stage
 from bhbench.errors import DataError
-from conftest import MINI, needs_real
 
 
 @needs_real

@@ -4,9 +4,10 @@ import math
 
 import numpy as np
 import pytest
-from bhbench.metrics import mean_std, patient_recognition_rate, score, score_all
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from bhbench.metrics import mean_std, patient_recognition_rate, score, score_all
 
 
 def onehot(pred, k=2):

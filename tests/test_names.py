@@ -1,9 +1,10 @@
 """File-name parsing: strict, round-trips, and agrees with the folder layout."""
 
 import pytest
-from bhbench.data.names import SUBTYPE_FOLDERS, ImageName, folder_disagreements, parse_name
 from hypothesis import given
 from hypothesis import strategies as st
+
+from bhbench.data.names import SUBTYPE_FOLDERS, ImageName, folder_disagreements, parse_name
 
 BENIGN = ["A", "F", "PT", "TA"]
 

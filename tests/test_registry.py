@@ -3,9 +3,10 @@
 from pathlib import Path
 
 import pytest
+from conftest import toy_source
+
 from bhbench import Method, register
 from bhbench.errors import UserError
-from conftest import toy_source
 
 
 def test_builtin_baselines_are_discovered(clean_registry):

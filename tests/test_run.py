@@ -4,9 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import toy_source
+
 from bhbench import leaderboard, results
 from bhbench.cli import main
-from conftest import toy_source
 
 
 @pytest.fixture

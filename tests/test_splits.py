@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import FOLDS, MINI, needs_real
+
 from bhbench.data.index import index_tree
 from bhbench.errors import DataError
 from bhbench.splits import (
@@ -14,7 +16,6 @@ from bhbench.splits import (
     patient_split,
     read_official,
 )
-from conftest import FOLDS, MINI, needs_real
 
 
 @needs_real

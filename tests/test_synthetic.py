@@ -9,12 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from skimage.color import rgb2hed
+from sklearn.metrics import roc_auc_score
+
 from bhbench.data import synthetic
 from bhbench.data.names import ImageName, folder_disagreements, parse_name
 from bhbench.data.synthetic import TINY, SynthConfig, default_root, generate, image_names, render
 from bhbench.errors import UserError
-from skimage.color import rgb2hed
-from sklearn.metrics import roc_auc_score
 
 
 def _read(path: Path) -> np.ndarray:

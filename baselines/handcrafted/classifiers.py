@@ -13,18 +13,12 @@ import itertools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.decomposition import PCA
-from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 from bhbench.errors import UserError
 
@@ -41,11 +35,24 @@ class Classifier:
     min_class_size: int = 1  # classes with fewer training images are left out of the fit
 
 
+# scikit-learn is imported inside the builders: importing it costs over a second, and `bhbench list`
+# imports this module to register the methods.
+
+
 def _one_nn(s: Settings, seed: int, final: bool) -> Pipeline:
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=1))
 
 
 def _qda(s: Settings, seed: int, final: bool) -> Pipeline:
+    from sklearn.decomposition import PCA
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     # Per-class covariances of 162..1352-d features from tens of images are singular. Projecting
     # on fewer principal components than the smallest class has images keeps every class's
     # estimate full-dimensional, and reg_param shrinks it towards the identity (in standardised
@@ -58,6 +65,11 @@ def _qda(s: Settings, seed: int, final: bool) -> Pipeline:
 
 
 def _svm(s: Settings, seed: int, final: bool) -> Pipeline:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
     svc = SVC(kernel="rbf", C=s["C"], gamma=s["gamma"], random_state=seed)
     if not final:  # the search only needs decisions
         return make_pipeline(StandardScaler(), svc)
@@ -68,6 +80,10 @@ def _svm(s: Settings, seed: int, final: bool) -> Pipeline:
 
 
 def _forest(s: Settings, seed: int, final: bool) -> Pipeline:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     forest = RandomForestClassifier(
         n_estimators=s["n_estimators"],
         max_features=s["max_features"],
@@ -175,6 +191,8 @@ def _inner_splits(
     y: np.ndarray, groups: np.ndarray, seed: int, cv_folds: int, info: dict[str, Any]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Patient-grouped, class-stratified folds of the training set; none with fewer than 2 patients."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
     folds = min(cv_folds, len(np.unique(groups)))
     if folds < 2:
         info["search"] = f"skipped: {folds} training patient(s) cannot make 2 folds; first grid values used"
@@ -196,6 +214,8 @@ def _search(
     info: dict[str, Any],
 ) -> Settings:
     """Best grid point by mean accuracy over the inner splits; fills `info` with the story."""
+    from sklearn.model_selection import cross_val_score
+
     fallback = {k: v[0] for k, v in grid.items()}
     if not splits:
         return fallback

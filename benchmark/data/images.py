@@ -56,6 +56,7 @@ def decode(source: Path | bytes, name: str | None = None) -> np.ndarray:
 def resize(img: np.ndarray, size: Size, square: bool = False) -> np.ndarray:
     """Resize to (height, width); `square` centre-crops to a square first (no distortion)."""
     import cv2  # imported on first use: `bhbench list` stays fast
+
     if square:
         h, w = img.shape[:2]
         side = min(h, w)
