@@ -10,7 +10,8 @@
 
 Defaults are the `quick` profile's sizes (96 px, batch 32) and a few batches, so the script takes a
 few minutes on a 2-core CPU. Each throughput is the best of its repeats: on a shared machine that is
-the least disturbed one. Run: python benchmarks/deep.py [--input-size 224 --batch-size 16]
+the least disturbed one. Run: python benchmarks/deep.py [--input-size 224 --batch-size 16
+--bilinear-dim 0] (the paper's sizes and full 2048x2048 bilinear features).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--method", default="fast_bcnn", help="a Fast BCNN method; its BCNN twin is timed too")
     p.add_argument("--input-size", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--bilinear-dim", type=int, default=None, help="default: the profile's; 0: no reduction")
     p.add_argument("--batches", type=int, default=4, help="training batches per epoch")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per repeat")
     p.add_argument("--fps-images", type=int, default=64)
@@ -68,7 +70,12 @@ def stored_train_set(n: int, root: Path, size: int) -> TrainSet:
 
 def create(name: str, args: argparse.Namespace, epochs: int) -> Method:
     return registry.create(
-        name, epochs=epochs, batch_size=args.batch_size, input_size=args.input_size, device=args.device
+        name,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        input_size=args.input_size,
+        bilinear_dim=args.bilinear_dim,
+        device=args.device,
     )
 
 
