@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -115,11 +116,19 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A killed harness (SIGKILL included) must not leave its worker training on for hours."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def serve(conn: Connection, submissions: str | None) -> None:
     """Worker loop: receive Tasks, send ("ok", Outcome) or ("failed", reason)."""
     from bhbench import registry
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     registry.discover(Path(submissions) if submissions else None)
     while True:
         try:

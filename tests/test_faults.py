@@ -210,6 +210,36 @@ def test_sigkill_during_training_resumes_without_recomputing(submissions, tiny_t
     assert all(after[p] == t for p, t in before.items())  # finished folds not recomputed
 
 
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_a_killed_run_takes_its_worker_with_it(submissions, tiny_tree, tmp_path):
+    """A worker deep in a long fit must not train on for hours after its harness is SIGKILLed."""
+    (submissions / "toy.py").write_text(toy_source("toy", fit_body="import time; time.sleep(120)"))
+    proc = subprocess.Popen(_cli(submissions, tiny_tree, tmp_path / "results"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    assert _wait_for(lambda: len(_children(proc.pid)) >= 1)
+    time.sleep(3)  # the worker is now inside fit
+    children = _children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _wait_for(lambda: not _running(children), timeout=15), f"{_running(children)} outlived the killed run"
+
+
+def _running(pids: list[int]) -> list[int]:
+    """The processes among `pids` that exist and are not zombies."""
+    running = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.append(pid)
+    return running
+
+
 def test_sigkill_at_random_moments_never_leaves_a_readable_half_record(submissions, tiny_tree, tmp_path):
     (submissions / "toy.py").write_text(toy_source())
     out = tmp_path / "results"
