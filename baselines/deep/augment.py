@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from bhbench_baselines.deep.profiles import Profile
 
 # cos and sin of 0, 90, 180 and 270 degrees, exact, so a pure quarter turn resamples losslessly.

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import timm
 import torch
-from bhbench.errors import UserError
-from bhbench_baselines.deep.networks import num_features, pretrained_cfg
 from timm.models import load_state_dict
 from torch import nn
+
+from bhbench.errors import UserError
+from bhbench_baselines.deep.networks import num_features, pretrained_cfg
 
 
 def create_backbone(name: str, pretrained: bool, weights: str | None, input_size: int) -> nn.Module:

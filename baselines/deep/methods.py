@@ -7,6 +7,7 @@ import types
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
 from bhbench import MAGNIFICATIONS, Method, TestSet, TrainSet, register
 from bhbench.errors import UserError
 from bhbench_baselines.deep.profiles import (
@@ -18,8 +19,9 @@ from bhbench_baselines.deep.profiles import (
 )
 
 if TYPE_CHECKING:
-    from bhbench_baselines.deep.training import Fitted, Head
     from torch import nn
+
+    from bhbench_baselines.deep.training import Fitted, Head
 
 BAYRAMOGLU = "Bayramoglu, Kannala, Heikkila, ICPR 2016"
 LIU = "Liu, Juhas, Zhang, Front. Genet. 2020"

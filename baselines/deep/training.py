@@ -15,15 +15,16 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import StratifiedGroupKFold
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import nn
+
 from bhbench import TestSet, TrainSet
 from bhbench.errors import UserError
 from bhbench_baselines.deep.augment import augment
 from bhbench_baselines.deep.networks import backbones_of, pretrained_cfg
 from bhbench_baselines.deep.profiles import Profile
-from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import StratifiedGroupKFold
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from torch import nn
 
 VALIDATION_FOLDS = 5  # one fold of a patient-grouped 5-fold split (20% of patients) validates
 
