@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from bhbench.data.images import decode
+from bhbench.errors import UserError
 from bhbench.method import TestSet, TrainSet
 
 
@@ -90,6 +91,8 @@ def execute(task: Task) -> Outcome:
         t0 = time.perf_counter()
         try:
             fitted = method.fit(train)
+        except UserError:
+            raise  # a setting the user must fix (missing weights file, ...): stops the run
         except Exception as exc:
             raise MethodFailure(f"fit raised {describe_exception(exc)}") from exc
         fit_s += time.perf_counter() - t0
@@ -141,6 +144,8 @@ def serve(conn: Connection, submissions: str | None) -> None:
             conn.send(("ok", execute(task)))
         except MethodFailure as exc:
             conn.send(("failed", str(exc)))
+        except UserError as exc:
+            conn.send(("user error", f"{task.method}: {exc}"))
         except Exception as exc:  # the method may raise anything, even on construction
             conn.send(("failed", describe_exception(exc)))
 
@@ -176,6 +181,8 @@ class Worker:
             code = self.process.exitcode if self.process else None
             self.stop(kill=True)
             raise MethodFailure(f"worker process died (exit code {code})") from None
+        if status == "user error":
+            raise UserError(payload)
         if status != "ok":
             raise MethodFailure(payload)
         return payload

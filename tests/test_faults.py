@@ -150,6 +150,17 @@ def test_faulty_methods_fail_alone_and_are_listed(submissions, tiny_tree, tmp_pa
     assert "bad_nan" in failed and "timed out" in failed
 
 
+def test_a_user_error_inside_a_method_stops_the_run_with_one_line(submissions, tiny_tree, tmp_path, capsys):
+    fit = "from bhbench.errors import UserError; raise UserError('weights file /nope.pth does not exist')"
+    (submissions / "needs_weights.py").write_text(toy_source("needs_weights", fit_body=fit))
+    code = main(["--submissions", str(submissions), "run", "--method", "needs_weights", "--data", str(tiny_tree),
+                 "--results", str(tmp_path / "results"), "--fps-images", "0"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error: needs_weights: weights file /nope.pth does not exist" in err and "Traceback" not in err
+    assert "fold 2" not in err  # stopped at the first fold instead of failing five times
+
+
 def test_test_labels_are_not_in_the_method_process(submissions, tiny_tree, tmp_path):
     """A nosy method searches its own process for patient tokens; test patients must be absent."""
     spy = tmp_path / "spy.json"
