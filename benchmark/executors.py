@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bhbench import registry, results
 from bhbench.errors import UserError
-from bhbench.runner import Job, JobResult, Options, Plan, run, run_job
+from bhbench.runner import Job, JobResult, Options, Plan, run, run_job, unfinished
 from bhbench.worker import Worker
 
 EXECUTORS = ("local", "process", "slurm")
@@ -125,12 +125,7 @@ def run_array(
         if on_done is not None:
             on_done(result)
 
-    todo = []
-    for job in jobs:
-        if not options.force and results.is_finished(job.where):
-            finish(JobResult(job, results.read(job.where.record), skipped=True))
-        else:
-            todo.append(job)
+    todo = unfinished(jobs, options, finish)
     if not todo:
         return ran
     slurm.logs.mkdir(parents=True, exist_ok=True)

@@ -282,6 +282,18 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
     return record
 
 
+def unfinished(jobs: list[Job], options: Options, finish: Callable[[JobResult], None]) -> list[Job]:
+    """The jobs still to run; finished ones (all of them count as unfinished with --force) are
+    reported to `finish` as skipped."""
+    todo = []
+    for job in jobs:
+        if not options.force and results.is_finished(job.where):
+            finish(JobResult(job, results.read(job.where.record), skipped=True))
+        else:
+            todo.append(job)
+    return todo
+
+
 def run(
     plan: Plan,
     jobs: list[Job],
@@ -298,12 +310,7 @@ def run(
         if on_done is not None:
             on_done(result)
 
-    todo = []
-    for job in jobs:
-        if not options.force and results.is_finished(job.where):
-            finish(JobResult(job, results.read(job.where.record), skipped=True))
-        else:
-            todo.append(job)
+    todo = unfinished(jobs, options, finish)
     pool: Queue[Worker] = Queue()
     workers = [Worker(options.submissions) for _ in range(max(1, min(options.workers, len(todo))))]
     for w in workers:
