@@ -111,10 +111,9 @@ def submission_files(folder: Path) -> list[Path]:
 
 
 def _guarded(source: str, action: Callable[[], Any]) -> None:
-    key = f"{source}"
-    if key in _DISCOVERED:
+    if source in _DISCOVERED:
         return
-    _DISCOVERED.add(key)
+    _DISCOVERED.add(source)
     try:
         action()
     except Exception as exc:  # a broken plugin must not stop the others
