@@ -71,15 +71,18 @@ def open_storage(url: str) -> Any:
     """An optuna storage for `url`. SQLite waits for a lock rather than failing, and processes
     that create the same new database at once all succeed (its tables exist on the retry)."""
     import optuna
-    from sqlalchemy.exc import ArgumentError, OperationalError
+    from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-        except OperationalError:  # another process was creating the same new database's tables
-            time.sleep(1.0)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        for _ in range(4):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+            # Another process is creating the same new database's tables (locked table, or its
+            # version row inserted first): they exist on a retry.
+            except (OperationalError, IntegrityError):
+                time.sleep(1.0)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
     except (ArgumentError, ImportError) as exc:
         raise UserError(f"--storage {public_url(url)}: not a usable optuna storage URL ({exc})") from None
 
