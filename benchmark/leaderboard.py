@@ -8,6 +8,7 @@ is stored beside it is refused with the reason.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 from collections import defaultdict
@@ -88,7 +89,7 @@ def verify(path: Path, record: dict | None, root: Path) -> Checked:
         return Checked(path, record, ["predictions file is missing"])
     if hashlib.sha256(blob).hexdigest() != record["predictions"]["sha256"]:
         problems.append("predictions file does not match the hash in the record")
-    frame = results.load_predictions(path, record)
+    frame = pd.read_csv(io.BytesIO(blob))  # the bytes just hashed, not a second read
     dataset_dir = root / record["dataset"]["id"]
     split_file = dataset_dir / "splits" / record["split"]["file"]
     try:

@@ -189,8 +189,7 @@ class TrainSet(ImageSet):
     def as_test(self, indices: Sequence[int] | np.ndarray | None = None) -> TestSet:
         """The same images (or a subset) without labels: for validation inside `fit`."""
         idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=int)
-        sub = self.subset(idx)
-        return TestSet(sub._source, self.task)
+        return TestSet(self._source.take(idx), self.task)
 
 
 class Method:
