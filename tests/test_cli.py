@@ -57,7 +57,7 @@ def test_list_is_fast_and_never_imports_torch():
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "lbp_svm" in out.stdout and "fast_bcnn" in out.stdout
-    assert time.perf_counter() - start < 30  # generous: the point is no torch, timed by benchmarks
+    assert time.perf_counter() - start < 30  # generous: the point is no torch, timed by perf scripts
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["list"], ["leaderboard"], ["data", "check"], ["data", "synth"]])

@@ -16,7 +16,7 @@ machine hits both alike. Both run with one BLAS thread: OpenBLAS threads spinnin
 machine slow mahotas' Haralick features 15x, which would flatter bhbench. Prints images/s, the
 ratio (target >= 2) and cold/warm (target >= 50), and checks that both computed the same numbers.
 
-Run: python benchmarks/handcrafted.py [--data PATH] [--limit N] [--jobs 1 (bhbench on one thread)]
+Run: python perf/handcrafted.py [--data PATH] [--limit N] [--jobs 1 (bhbench on one thread)]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
 
 Defaults are the `quick` profile's sizes (96 px, batch 32) and a few batches, so the script takes a
 few minutes on a 2-core CPU. Each throughput is the best of its repeats: on a shared machine that is
-the least disturbed one. Run: python benchmarks/deep.py [--input-size 224 --batch-size 16
+the least disturbed one. Run: python perf/deep.py [--input-size 224 --batch-size 16
 --bilinear-dim 0] (the paper's sizes and full 2048x2048 bilinear features).
 """
 

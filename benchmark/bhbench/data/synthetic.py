@@ -10,7 +10,7 @@ crowded and disordered). They are driven by a per-patient latent "atypia" whose 
 malignant distributions overlap, so some benign patients look atypical and some carcinomas
 bland; stain, focus, noise and field composition vary on top. The overlap is calibrated so a
 weak descriptor (LBP P=8 R=1 + SVM) lands well below perfect and richer ones do better:
-`benchmarks/synthetic_difficulty.py` measures it.
+`perf/synthetic_difficulty.py` measures it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ fraction of their images classified correctly:
 - strong: PFTAS (mahotas) on each RGB channel + RBF SVM
 
 The generator is calibrated so that the weak pipeline lands between 0.60 and 0.95 (ideally about
-0.75-0.85) and the strong one above it. Run: python benchmarks/synthetic_difficulty.py [--help]
+0.75-0.85) and the strong one above it. Run: python perf/synthetic_difficulty.py [--help]
 """
 
 from __future__ import annotations

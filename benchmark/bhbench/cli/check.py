@@ -1,0 +1,38 @@
+"""`bhbench check`: the uniform battery of checks on methods or submissions."""
+
+from __future__ import annotations
+
+import argparse
+
+from bhbench.cli.common import discover, parse_sets
+from bhbench.cli.output import console, out
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="run the uniform method checks (contract, determinism, no test labels...)")
+    p.add_argument("target", nargs="*", metavar="NAME|PATH",
+                   help="method, wildcard, family, or submission file/folder (default: all submissions)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds one fit + predict on the tiny set may take")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bhbench import checks, registry
+
+    discover(args)
+    entries = checks.targets(args.target, args.submissions or registry.default_submissions_dir())
+    sets = parse_sets(args.set)
+    failed = []
+    for entry in entries:
+        mine = {k: v for k, v in sets.items() if k in entry.cls.param_names()}
+        battery = checks.Battery(entry, mine, args.budget)
+        found = battery.run_all(lambda r: out.print(r.line(), style=None if r.passed else "red", markup=False))
+        if not all(r.passed for r in found):
+            failed.append(entry.name)
+    passed = len(entries) - len(failed)
+    console.print(
+        f"{passed} of {len(entries)} method(s) passed every check"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0

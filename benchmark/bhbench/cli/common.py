@@ -1,0 +1,94 @@
+"""Argument helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bhbench.cli.output import console, progress_bar
+from bhbench.errors import UserError
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values: JSON where it parses (numbers, true/false, null, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    sets = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected key=value")
+        sets[key.strip()] = parse_value(value.strip())
+    return sets
+
+
+def discover(args: argparse.Namespace) -> None:
+    from bhbench import registry
+
+    registry.discover(args.submissions)
+    for err in registry.discovery_errors():
+        console.print(f"[yellow]warning:[/] skipped {err.source}: {err.message}")
+
+
+def prepare(args: argparse.Namespace, options: Any) -> Any:
+    """Open the dataset, stage its images and build the split, saying what was found (run, tune)."""
+    from bhbench import runner
+    from bhbench.data.sources import folds_beside, open_dataset
+    from bhbench.protocol import Protocol
+
+    with progress_bar("preparing images (the synthetic set is generated once)") as bump:
+        dataset = open_dataset(args.data, bump)
+    folds = args.folds or folds_beside(dataset)
+    split = args.split or ("official" if folds else "patient")
+    protocol = Protocol(args.task, args.regime, split, args.mag, args.seed)
+    label = "synthetic (generated BreaKHis-like data)" if dataset.synthetic else f"BreaKHis at {dataset.root}"
+    console.print(f"dataset: {label}: {len(dataset.table)} images, {dataset.table['patient'].nunique()} patients")
+    for p in dataset.problems:
+        if p.severity == "warning":
+            console.print(f"[yellow]warning:[/] {p}")
+    with progress_bar("decoding images into the cache", len(dataset.table)) as bump:
+        plan = runner.make_plan(dataset, protocol, folds, options, bump)
+    console.print(f"protocol: {protocol.title} ({len(plan.split.folds)} folds, {plan.split.source})")
+    for p in plan.skipped:
+        console.print(f"[yellow]skipped (--skip-bad):[/] {p}")
+    if plan.split.missing:
+        console.print(
+            f"[yellow]note:[/] the fold files name {len(plan.split.missing)} image(s) not in this data "
+            f"(e.g. {plan.split.missing[0]}); folds use the {len(plan.dataset.table)} present"
+        )
+    for fold, patients in plan.leaks.items():
+        console.print(f"[red]leak:[/] fold {fold}: patient(s) {', '.join(patients)} in both train and test")
+    if plan.split.kind == "image-kfold":
+        console.print("[red]leaky protocol:[/] image-level folds put images of one patient on both sides")
+    return plan
+
+
+def path_arg(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def protocol_args(p: argparse.ArgumentParser) -> None:
+    """What to run on and how (shared by run and tune)."""
+    p.add_argument("--task", choices=["binary", "subtype"], default="binary")
+    p.add_argument("--regime", choices=["mi", "ms"], default="mi",
+                   help="mi: one model over all magnifications; ms: one model per magnification")  # fmt: skip
+    p.add_argument("--split", choices=["official", "patient", "image-kfold"], default=None,
+                   help="default: official if fold files are given or beside the data, else patient")  # fmt: skip
+    p.add_argument("--mag", type=int, choices=[40, 100, 200, 400], default=None, help="use one magnification only")
+    p.add_argument("--data", type=path_arg, default=None,
+                   help="BreaKHis_v1, its histology_slides, or a folder holding them (default: $BHBENCH_DATA, "
+                        "else the synthetic dataset)")  # fmt: skip
+    p.add_argument("--folds", type=path_arg, default=None, help="official dsfold1..5.txt folder or Folds.csv")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="for deep methods")
+    p.add_argument("--timeout", type=float, default=None, help="seconds one (method, fold) may take")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed images (listed in records)")
+    p.add_argument("--seed", type=int, default=0, help="seed of generated splits")

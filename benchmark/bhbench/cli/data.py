@@ -1,0 +1,84 @@
+"""`bhbench data synth|index|check`: make, summarise or check a dataset tree."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from rich.table import Table
+
+from bhbench.cli.common import path_arg
+from bhbench.cli.output import console, out, progress_bar
+from bhbench.errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="synthesise, index or check a dataset").add_subparsers(
+        dest="data_command", required=True, metavar="ACTION"
+    )
+    p = data.add_parser("synth", help="generate the synthetic BreaKHis-like tree")
+    p.add_argument("--out", type=path_arg, default=None, help="folder to write (default: the cache used by run)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--images-per-patient", type=int, default=None, help="per magnification")
+    p.set_defaults(func=synth)
+    p = data.add_parser("index", help="index a tree and summarise it")
+    p.add_argument("--data", type=path_arg, default=None)
+    p.add_argument("--csv", type=path_arg, default=None, help="also write the index table here")
+    p.set_defaults(func=index)
+    p = data.add_parser("check", help="report every problem of a tree and/or fold files in one pass")
+    p.add_argument("--data", type=path_arg, default=None)
+    p.add_argument("--folds", type=path_arg, default=None)
+    p.set_defaults(func=check)
+
+
+def synth(args: argparse.Namespace) -> int:
+    from bhbench.data import synthetic
+
+    given = {"width": args.width, "height": args.height, "images_per_patient": args.images_per_patient}
+    config = synthetic.SynthConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    if args.out is None:
+        root = synthetic.default_root(config)
+    else:
+        with progress_bar("generating images") as bump:
+            root = synthetic.generate(args.out, config, bump)
+    out.print(f"synthetic BreaKHis-like tree at {root}")
+    return 0
+
+
+def index(args: argparse.Namespace) -> int:
+    from bhbench.data.sources import open_dataset
+
+    dataset = open_dataset(args.data)
+    table = dataset.table
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        console.print(f"wrote {len(table)} rows to {args.csv}")
+    summary = Table("class", "subtype", "patients", "images", *(f"{m}X" for m in (40, 100, 200, 400)))
+    for (cls, sub), part in table.groupby(["tumor_class", "subtype"]):
+        counts = part["magnification"].value_counts()
+        summary.add_row(
+            cls,
+            sub,
+            str(part["patient"].nunique()),
+            str(len(part)),
+            *(str(counts.get(m, 0)) for m in (40, 100, 200, 400)),
+        )
+    out.print(summary)
+    out.print(f"{dataset.name}: {len(table)} images, {table['patient'].nunique()} patients, id {dataset.id}")
+    for p in dataset.problems:
+        console.print(f"{p.severity}: {p}")
+    return 1 if dataset.errors else 0
+
+
+def check(args: argparse.Namespace) -> int:
+    from bhbench.data import check
+
+    if args.data is None and args.folds is None and not os.environ.get("BHBENCH_DATA"):
+        raise UserError("give --data PATH and/or --folds PATH (or set BHBENCH_DATA)")
+    with progress_bar("checking images") as bump:
+        report = check.check(args.data, args.folds, bump)
+    for line in report.lines():
+        out.print(line)
+    return 1 if report.errors else 0

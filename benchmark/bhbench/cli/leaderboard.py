@@ -1,0 +1,36 @@
+"""`bhbench leaderboard`: regenerate or verify the leaderboard from records."""
+
+from __future__ import annotations
+
+import argparse
+
+from bhbench.cli.common import path_arg
+from bhbench.cli.output import console
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from bhbench.config import DEFAULT_RESULTS
+
+    p = sub.add_parser("leaderboard", help="regenerate leaderboard/README.md and leaderboard.csv from records")
+    p.add_argument("--check", action="store_true", help="fail if the committed leaderboard is stale or a record is bad")
+    p.add_argument("--results", type=path_arg, default=DEFAULT_RESULTS)
+    p.add_argument("--output", type=path_arg, default=DEFAULT_RESULTS.parent, help="where README.md and the CSV go")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bhbench import leaderboard
+
+    if args.check:
+        reasons = leaderboard.stale(args.results, args.output)
+        for reason in reasons:
+            console.print(f"[red]check failed:[/] {reason}")
+        if not reasons:
+            console.print(f"{args.output / 'README.md'} matches the records in {args.results}")
+        return 1 if reasons else 0
+    checked = leaderboard.write(args.results, args.output)
+    refused = [c for c in checked if not c.accepted]
+    for c in refused:
+        console.print(f"[yellow]refused:[/] {c.path}: {'; '.join(c.problems)}")
+    console.print(f"wrote {args.output / 'README.md'} and leaderboard.csv from {len(checked) - len(refused)} record(s)")
+    return 1 if refused else 0

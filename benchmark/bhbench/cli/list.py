@@ -1,0 +1,32 @@
+"""`bhbench list`: the registered methods."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from bhbench.cli.common import discover
+from bhbench.cli.output import out
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list registered methods")
+    p.add_argument("pattern", nargs="?", help="shell pattern or family, e.g. 'pftas_*' or handcrafted")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import fnmatch
+
+    from bhbench import registry
+
+    discover(args)
+    table = Table("name", "family", "tasks", "details", "reference", title="bhbench methods")
+    for e in registry.entries():
+        if args.pattern and not (fnmatch.fnmatchcase(e.name, args.pattern) or e.family == args.pattern):
+            continue
+        details = ", ".join(f"{k}={v}" for k, v in e.details.items())
+        table.add_row(e.name, e.family, ",".join(e.tasks), details, e.reference)
+    out.print(table)
+    return 0
