@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bhbench.data import breakhis
 from bhbench.data.images import ImageStore
 from bhbench.data.index import Problem, stage
 from bhbench.data.sources import open_dataset
@@ -19,6 +20,7 @@ SHOWN = 5  # example file names per fold-file note
 class Report:
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    differences: list[str] | None = None  # counts unlike the complete BreaKHis_v1; None: not compared
 
     @property
     def errors(self) -> list[Problem]:
@@ -26,6 +28,11 @@ class Report:
 
     def lines(self) -> list[str]:
         out = list(self.notes)
+        if self.differences == []:
+            out.append("complete BreaKHis_v1: every count per class, subtype and magnification as published")
+        elif self.differences:
+            out.append(f"not the complete BreaKHis_v1; {len(self.differences)} count(s) differ from the published:")
+            out += [f"  {line}" for line in self.differences]
         for p in self.problems:
             out.append(f"{p.severity}: {p}")
         counts = Counter((p.severity, p.kind) for p in self.problems)
@@ -54,6 +61,10 @@ def check(data: Path | None, folds: Path | None, progress: Callable[[int], None]
             f"{dataset.root}: {len(dataset.table)} indexed image(s), {len(good)} readable, "
             f"{good['patient'].nunique()} patients"
         )
+        if dataset.synthetic:
+            report.notes.append("synthetic tree: not compared with BreaKHis_v1's published counts")
+        else:
+            report.differences = breakhis.differences(good)
     if folds is not None:
         table = read_official(folds)
         per_fold = table.groupby("fold").size()

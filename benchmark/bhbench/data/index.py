@@ -21,6 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from bhbench.config import cache_dir
+from bhbench.data import breakhis
 from bhbench.data.images import ImageStore, content_key
 from bhbench.data.names import ImageName, folder_disagreements, parse_name
 from bhbench.errors import DataError
@@ -72,6 +73,8 @@ class Dataset:
             "synthetic": self.synthetic,
             "images": int(len(self.table)),
             "patients": int(self.table["patient"].nunique()),
+            # False: a real tree lacking (or exceeding) BreaKHis_v1's published counts; None: synthetic
+            "complete": None if self.synthetic else breakhis.is_complete(self.table),
             "fingerprint": self.fingerprint,
             "id": self.id,
         }
