@@ -316,21 +316,35 @@ def run(
     for w in workers:
         pool.put(w)
 
+    stopping = threading.Event()
+
     def one(job: Job) -> None:
         worker = pool.get()
         try:
-            finish(JobResult(job, run_job(plan, job, worker, options)))
+            record = run_job(plan, job, worker, options)
         finally:
             pool.put(worker)
+        if stopping.is_set() and record["status"] != "ok":
+            # Its worker was killed by the interrupt, not failed by the method: a rerun redoes it.
+            job.where.record.unlink(missing_ok=True)
+            return
+        finish(JobResult(job, record))
 
     try:
         if len(workers) == 1:
             for job in todo:
                 one(job)
         else:
-            with ThreadPoolExecutor(len(workers)) as ex:
+            # Not `with`: leaving the block waits for every queued job, so Ctrl-C would drain the queue.
+            ex = ThreadPoolExecutor(len(workers))
+            try:
                 for future in [ex.submit(one, job) for job in todo]:
                     future.result()
+            except BaseException:
+                stopping.set()
+                ex.shutdown(wait=False, cancel_futures=True)
+                raise
+            ex.shutdown()
     finally:
         for w in workers:
             w.stop(kill=True)
