@@ -90,9 +90,7 @@ def tree_copy(tiny_tree: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def clean_registry(monkeypatch: pytest.MonkeyPatch):
     """Registry state as it is now, restored after the test (submissions register globally)."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_ERRORS", list(registry._ERRORS))
-    monkeypatch.setattr(registry, "_DISCOVERED", set(registry._DISCOVERED))
+    monkeypatch.setattr(registry, "DEFAULT", registry.DEFAULT.copy())
     return registry
 
 

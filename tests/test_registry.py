@@ -7,6 +7,7 @@ from conftest import toy_source
 
 from bhbench import Method, register
 from bhbench.errors import UserError
+from bhbench.registry import MethodCard, Registry
 
 
 def test_builtin_baselines_are_discovered(clean_registry):
@@ -64,3 +65,75 @@ def test_submission_reusing_a_builtin_name_is_refused_with_both_origins(clean_re
     clean_registry.discover(submissions)
     message = next(e.message for e in clean_registry.discovery_errors() if "clash.py" in e.source)
     assert "registered twice" in message and "clash.py" in message and "handcrafted" in message
+
+
+class Scaled(Method):
+    """A method with two parameters, registered below under several names."""
+
+    def __init__(self, width: int = 8, depth: int = 1, seed: int = 0):
+        self.width = width
+        self.depth = depth
+        self.seed = seed
+
+
+def test_one_class_under_many_names_with_their_own_defaults():
+    reg = Registry()
+    reg.register("scaled", Scaled, card=MethodCard(family="test", reference="r"))
+    reg.register("scaled_wide", Scaled, width=32, card=MethodCard(family="test", reference="r", facts={"dim": 32}))
+    wide = reg.create("scaled_wide")
+    assert type(wide) is Scaled and wide.get_params() == {"width": 32, "depth": 1, "seed": 0}
+    assert reg.create("scaled_wide", depth=3).get_params() == {"width": 32, "depth": 3, "seed": 0}
+    assert wide.clone().get_params() == wide.get_params()  # a variant's record keeps every effective value
+    assert reg.get("scaled_wide").param_defaults() == {"width": 32, "depth": 1, "seed": 0}
+    assert reg.get("scaled").param_defaults() == {"width": 8, "depth": 1, "seed": 0}
+    assert reg.get("scaled_wide").details == {"dim": 32}
+    assert reg.get("scaled").summary == "A method with two parameters, registered below under several names."
+    assert [e.name for e in reg.list_methods("scaled_*")] == ["scaled_wide"]
+    assert [e.name for e in reg.list_methods("test")] == ["scaled", "scaled_wide"]
+
+
+def test_registry_objects_are_independent():
+    first, second = Registry(), Registry()
+    first.register("only_here", Scaled, card=MethodCard(family="test"))
+    assert [e.name for e in first.entries()] == ["only_here"] and second.entries() == []
+    with pytest.raises(UserError, match="unknown method 'only_here'"):
+        second.get("only_here")
+
+
+def test_defaults_must_be_parameters_and_unknown_params_are_user_errors():
+    reg = Registry()
+    with pytest.raises(TypeError, match="no parameter colour"):
+        reg.register("bad_default", Scaled, colour="red")
+    reg.register("scaled", Scaled)
+    with pytest.raises(UserError, match="scaled has no parameter widht; its parameters are"):
+        reg.create("scaled", widht=3)
+
+
+def test_duplicate_name_by_direct_call_names_both_origins():
+    reg = Registry()
+    reg.register("taken", Scaled)
+
+    class Other(Method):
+        pass
+
+    with pytest.raises(UserError, match="registered twice") as err:
+        reg.register("taken", Other)
+    assert str(err.value).count("test_registry.py") == 2
+
+
+def test_decorator_takes_card_keywords_or_a_card(clean_registry):
+    @register("card_kw", family="test", reference="ref", authors="A. B.", licence="MIT", dim=3)
+    class ByKeywords(Method):
+        """Summary line."""
+
+    @register("card_obj", card=MethodCard(family="test", summary="Given summary.", licence="MIT"))
+    class ByCard(Method):
+        pass
+
+    kw, obj = clean_registry.get("card_kw"), clean_registry.get("card_obj")
+    assert (kw.family, kw.reference, kw.card.authors, kw.card.licence) == ("test", "ref", "A. B.", "MIT")
+    assert kw.details == {"authors": "A. B.", "licence": "MIT", "dim": 3} and kw.summary == "Summary line."
+    assert obj.summary == "Given summary." and obj.details == {"licence": "MIT"}
+    assert clean_registry.create("card_kw").__class__ is ByKeywords
+    with pytest.raises(TypeError, match="not both"):
+        register("both", card=MethodCard(), family="test")

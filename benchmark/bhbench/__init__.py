@@ -4,7 +4,7 @@ The public API for method authors is what this module exports."""
 
 from bhbench.config import cache_dir
 from bhbench.method import MAGNIFICATIONS, TASK_CLASSES, Method, TestSet, TrainSet
-from bhbench.registry import register
+from bhbench.registry import MethodCard, register
 
 __version__ = "0.1.0"
-__all__ = ["MAGNIFICATIONS", "TASK_CLASSES", "Method", "TestSet", "TrainSet", "cache_dir", "register"]
+__all__ = ["MAGNIFICATIONS", "TASK_CLASSES", "Method", "MethodCard", "TestSet", "TrainSet", "cache_dir", "register"]
