@@ -1,9 +1,10 @@
-"""`bhbench data synth|index|check`: make, summarise or check a dataset tree."""
+"""`bhbench data download|synth|index|check`: fetch, make, summarise or check a dataset tree."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from rich.table import Table
 
@@ -16,6 +17,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="synthesise, index or check a dataset").add_subparsers(
         dest="data_command", required=True, metavar="ACTION"
     )
+    p = data.add_parser("download", help="download BreaKHis_v1 from its authors (resumable) and unpack it safely")
+    p.add_argument("--to", type=path_arg, default=Path("."), help="folder to put BreaKHis_v1 in (default: here)")
+    p.add_argument(
+        "--url",
+        default=None,
+        help="archive to fetch, e.g. from a mirror (default: $BHBENCH_BREAKHIS_URL if set, else the authors' archive)",
+    )
+    p.add_argument("--keep-archive", action="store_true", help="keep the .tar.gz after unpacking it")
+    p.set_defaults(func=fetch)
     p = data.add_parser("synth", help="generate the synthetic BreaKHis-like tree")
     p.add_argument("--out", type=path_arg, default=None, help="folder to write (default: the cache used by run)")
     p.add_argument("--seed", type=int, default=0)
@@ -31,6 +41,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=path_arg, default=None)
     p.add_argument("--folds", type=path_arg, default=None)
     p.set_defaults(func=check)
+
+
+def fetch(args: argparse.Namespace) -> int:
+    from bhbench.data import download
+
+    got = download.fetch(args.to, args.url, progress_bar, args.keep_archive)
+    where = "already in" if got.already else "unpacked into"
+    console.print(f"BreaKHis_v1 {where} {got.data}: {got.images:,} images")
+    if got.differences:
+        console.print(f"not the complete BreaKHis_v1; {len(got.differences)} count(s) differ from the published:")
+        for line in got.differences:
+            console.print(f"  {line}")
+    else:
+        console.print("complete BreaKHis_v1 by its file names (`bhbench data check` also decodes every image)")
+    folds = f" --folds {got.folds}" if got.folds else ""
+    if not got.folds:
+        console.print(
+            "The official folds (dsfold1.txt .. dsfold5.txt) are not in the archive; the dataset authors hand them "
+            "out separately. Put them in a folder and add --folds FOLDER; without them bhbench uses its own "
+            "patient-level splits."
+        )
+    out.print(f"bhbench data check --data {got.data}{folds}")
+    out.print(f"bhbench run --method pftas_svm --data {got.data}{folds}")
+    out.print(f"export BHBENCH_DATA={got.data}   # instead of --data, for every command")
+    return 0
 
 
 def synth(args: argparse.Namespace) -> int:
