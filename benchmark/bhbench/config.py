@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_RESULTS = Path("leaderboard") / "results"
+# The committed leaderboard's records. A run writes here only when told `--results leaderboard/results`.
+COMMITTED_RESULTS = Path("leaderboard") / "results"
+# A user's own records, ignored by git: experiments never touch the committed leaderboard.
+SCRATCH_RESULTS = Path("bhbench-results")
+
+
+def results_dir() -> Path:
+    """`BHBENCH_RESULTS`, else `./bhbench-results`: where `run`, `tune` and `reproduce` write by default."""
+    env = os.environ.get("BHBENCH_RESULTS")
+    return Path(env).expanduser() if env else SCRATCH_RESULTS
 
 
 def cache_root() -> Path:

@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import zlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +21,12 @@ import numpy as np
 import pandas as pd
 
 SCHEMA = 1
-_VERSIONED = ("numpy", "scikit-learn", "scikit-image", "mahotas", "torch", "timm", "opencv-python-headless")
+# Packages whose version can change a record's numbers: numpy (random streams, sums), OpenCV
+# (synthetic shapes and PNG encoding, so the dataset's bytes), Pillow (decoding), SciPy and the
+# feature and model libraries. `bhbench reproduce` refuses to compare across a change in any of them.
+VERSIONED = (
+    "numpy", "scipy", "pillow", "opencv-python-headless", "scikit-learn", "scikit-image", "mahotas", "torch", "timm",
+)  # fmt: skip
 
 
 def params_hash(params: dict[str, Any]) -> str:
@@ -42,11 +48,31 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def environment() -> dict[str, Any]:
-    versions = {"python": platform.python_version()}
-    for dist in ("bhbench", *_VERSIONED):
+    versions = {"python": platform.python_version(), "zlib": zlib.ZLIB_RUNTIME_VERSION}
+    for dist in ("bhbench", *VERSIONED):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
     return {"versions": versions, "git_commit": git_commit(), "platform": platform.platform()}
+
+
+def code_files(module_file: str | Path) -> list[Path]:
+    """The source files that define a method: the .py files of its package folder (a built-in
+    family, a folder submission with method.py), or the one file of a single-file submission."""
+    path = Path(module_file).resolve()
+    folder = path.parent
+    if path.name in ("__init__.py", "method.py") or (folder / "__init__.py").is_file():
+        return sorted(folder.glob("*.py"))
+    return [path]
+
+
+def code_fingerprint(files: list[Path]) -> dict[str, Any]:
+    """Hash of a method's source files and the harness version: a record names the code that made it."""
+    harness = metadata.version("bhbench")
+    digest = hashlib.sha256(f"bhbench {harness}\n".encode())
+    for f in files:
+        # Line endings normalised: a Windows checkout of the same commit has the same code.
+        digest.update(f"{f.name}\n".encode() + f.read_bytes().replace(b"\r\n", b"\n") + b"\0")
+    return {"hash": digest.hexdigest()[:10], "files": [f.name for f in files], "harness": harness}
 
 
 def git_commit() -> str | None:

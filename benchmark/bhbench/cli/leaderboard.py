@@ -9,12 +9,13 @@ from bhbench.cli.output import console
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from bhbench.config import DEFAULT_RESULTS
+    from bhbench.config import COMMITTED_RESULTS
 
     p = sub.add_parser("leaderboard", help="regenerate leaderboard/README.md and leaderboard.csv from records")
     p.add_argument("--check", action="store_true", help="fail if the committed leaderboard is stale or a record is bad")
-    p.add_argument("--results", type=path_arg, default=DEFAULT_RESULTS)
-    p.add_argument("--output", type=path_arg, default=DEFAULT_RESULTS.parent, help="where README.md and the CSV go")
+    p.add_argument("--results", type=path_arg, default=COMMITTED_RESULTS,
+                   help=f"record folder (default {COMMITTED_RESULTS}; or your own, e.g. bhbench-results)")  # fmt: skip
+    p.add_argument("--output", type=path_arg, default=COMMITTED_RESULTS.parent, help="where README.md and the CSV go")
     p.set_defaults(func=run)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bhbench.data import synthetic
-from bhbench.data.index import Dataset, index_tree, resolve_root
+from bhbench.data.index import Dataset, Problem, index_tree, resolve_root
 
 FOLD_FILES = ("dsfold1.txt", "Folds.csv")
 
@@ -17,7 +17,15 @@ def open_dataset(data: Path | None = None, progress: Callable[[int], None] | Non
     if data is not None:
         generated = (resolve_root(data).parent / synthetic.SYNTHETIC_MARKER).is_file()
         return index_tree(data, "synthetic" if generated else "breakhis", progress)
-    return index_tree(synthetic.default_root(progress=progress), "synthetic", progress)
+    dataset = index_tree(synthetic.default_root(progress=progress), "synthetic", progress)
+    if dataset.id != synthetic.DEFAULT_DATASET_ID:
+        message = (
+            f"generated {dataset.id}, not {synthetic.DEFAULT_DATASET_ID} as the committed leaderboard's "
+            "synthetic default: the package versions that write its bytes (numpy, opencv-python-headless) "
+            "differ from the ones in its records, so its rows cannot be compared"
+        )
+        dataset.problems.append(Problem(str(dataset.root), message, "synthetic-drift", "warning"))
+    return dataset
 
 
 def folds_beside(dataset: Dataset) -> Path | None:

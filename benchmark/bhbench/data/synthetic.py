@@ -16,6 +16,8 @@ weak descriptor (LBP P=8 R=1 + SVM) lands well below perfect and richer ones do 
 from __future__ import annotations
 
 import functools
+import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -35,7 +37,8 @@ from bhbench.errors import UserError
 SYNTHETIC_MARKER = "SYNTHETIC.txt"  # beside histology_slides/: names the tree synthetic wherever it is
 
 # Bump whenever the images change for the same config: it is part of the cache folder name.
-GENERATOR_VERSION = 1
+# 2: pixel values computed with IEEE basic operations only (see "Same bytes everywhere" below).
+GENERATOR_VERSION = 2
 
 SUBTYPE_PATIENTS: dict[str, int] = {"A": 4, "F": 10, "PT": 3, "TA": 7, "DC": 38, "LC": 5, "MC": 9, "PC": 6}
 # Real BreaKHis patient numbers are below 30000; these can never be mistaken for them.
@@ -138,9 +141,98 @@ class _Patient:
         ]
 
 
+# Same bytes everywhere. Every value that feeds a pixel is computed with +, -, *, /, sqrt and
+# floor on float64 numpy arrays, one ufunc at a time and in a fixed order: IEEE 754 rounds each of
+# them exactly, so they give the same bits on every CPU, SIMD width and thread count (separate
+# ufuncs are never fused into FMAs). Library transcendentals are not like that (numpy picks SVML
+# or its own SIMD exp/sin by CPU; libm has FMA variants; OpenCV's float resize and blur pick SIMD
+# kernels at run time, and BLAS picks kernels too), and a one-ulp difference flips a pixel that sits
+# on a rounding edge: one image in 1,315 came out different on another machine with generator 1.
+# So exp, sin and cos below are polynomials on basic operations, blurring and upsampling are
+# written out as fixed-order weighted sums, and OpenCV only rasterises shapes (integer arithmetic)
+# and writes the PNG. numpy's random generators are bit-stable by its policy.
+_LN2 = 0.6931471805599453
+_PI = 3.141592653589793
+
+
+def _exp(x: ArrayLike) -> np.ndarray:
+    """e**x to about 1e-15 relative, from basic operations only (see above)."""
+    x = np.asarray(x, dtype=np.float64)
+    k = np.clip(np.floor(x * (1.0 / _LN2) + 0.5), -1000, 1000)
+    r = x - k * _LN2  # |r| <= ln2 / 2: the Taylor series to r**14 is exact to ~1e-17
+    p = np.ones_like(r)
+    for n in range(14, 0, -1):
+        p = 1.0 + r * p / n
+    return np.ldexp(p, k.astype(np.int64))
+
+
+def _sin(x: ArrayLike) -> np.ndarray:
+    """sin(x) to about 1e-15 absolute for |x| below ~1e6, from basic operations only."""
+    x = np.asarray(x, dtype=np.float64)
+    r = x - np.floor(x * (0.5 / _PI) + 0.5) * (2.0 * _PI)  # in [-pi, pi]
+    r = np.where(r > _PI / 2, _PI - r, np.where(r < -_PI / 2, -_PI - r, r))  # in [-pi/2, pi/2]
+    r2 = r * r
+    p = np.ones_like(r)
+    for n in range(20, 0, -2):
+        p = 1.0 - r2 * p / (n * (n + 1))
+    return r * p
+
+
+def _cos(x: ArrayLike) -> np.ndarray:
+    return _sin(np.asarray(x, dtype=np.float64) + _PI / 2)
+
+
+def _lognormal(rng: np.random.Generator, sigma: float, size: int | None = None) -> np.ndarray:
+    return _exp(rng.normal(0.0, sigma, size))
+
+
+def _weighted_sum(parts: list[np.ndarray], weights: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    """sum_k weights[k] * parts[k], accumulated in list order (a fixed order: same bits everywhere)."""
+    total = weights[0] * parts[0]
+    for w, part in zip(weights[1:], parts[1:], strict=True):
+        total = total + w * part
+    return total
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur over the first two axes, edges mirrored as OpenCV's default (reflect-101)."""
+    radius = max(1, int(4.0 * sigma + 0.5))
+    taps = _exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps = taps / math.fsum(taps.tolist())  # fsum: exactly rounded, so order cannot matter
+    for axis in (0, 1):
+        n = img.shape[axis]
+        pad = [(0, 0)] * img.ndim
+        pad[axis] = (radius, radius)
+        padded = np.pad(img, pad, mode="reflect")
+        img = _weighted_sum([np.take(padded, np.arange(k, k + n), axis=axis) for k in range(2 * radius + 1)], taps)
+    return img
+
+
+def _cubic_taps(n_out: int, n_in: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Source indices (n_out, 4) and Catmull-Rom weights for resizing an axis of n_in to n_out."""
+    pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5  # pixel centres, as OpenCV maps them
+    base = np.floor(pos)
+    t = pos - base
+    index = np.clip(base.astype(np.int64)[:, None] + np.arange(-1, 3), 0, n_in - 1)
+    weights = [
+        ((-0.5 * t + 1.0) * t - 0.5) * t,
+        (1.5 * t - 2.5) * t * t + 1.0,
+        ((-1.5 * t + 2.0) * t + 0.5) * t,
+        (0.5 * t - 0.5) * t * t,
+    ]
+    return index, weights
+
+
+def _upsample(small: np.ndarray, h: int, w: int) -> np.ndarray:
+    rows, row_w = _cubic_taps(h, small.shape[0])
+    tall = _weighted_sum([small[rows[:, k]] for k in range(4)], [wk[:, None] for wk in row_w])
+    cols, col_w = _cubic_taps(w, small.shape[1])
+    return _weighted_sum([tall[:, cols[:, k]] for k in range(4)], col_w)
+
+
 def _stain(rng: np.random.Generator, base: np.ndarray, spread: float) -> tuple[float, float, float]:
     vec = np.abs(base + rng.normal(0.0, spread, 3))
-    vec = vec / np.linalg.norm(vec) * rng.lognormal(0.0, 0.18)
+    vec = vec / np.sqrt(vec[0] * vec[0] + vec[1] * vec[1] + vec[2] * vec[2]) * _lognormal(rng, 0.18)
     return (float(vec[0]), float(vec[1]), float(vec[2]))
 
 
@@ -164,7 +256,7 @@ def _cohort(config: SynthConfig) -> tuple[_Patient, ...]:
                 atypia=_CLASS_ATYPIA[cls] + _SUBTYPES[subtype].atypia + rng.normal(),
                 haematoxylin=_stain(rng, _HAEMATOXYLIN, 0.10),
                 eosin=_stain(rng, _EOSIN, 0.12),
-                stroma_density=float(rng.lognormal(np.log(0.45), 0.25)),
+                stroma_density=float(0.45 * _lognormal(rng, 0.25)),
                 fibre_period=float(rng.uniform(3.0, 7.0)),
                 blur=float(rng.uniform(0.55, 0.85)),
                 noise=float(rng.uniform(1.0, 2.0)),
@@ -183,8 +275,8 @@ def image_names(config: SynthConfig) -> list[ImageName]:
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
     """Zero-mean, unit-variance noise with features about `scale` pixels wide (upsampled, so cheap)."""
     h, w = shape
-    small = rng.standard_normal((max(2, int(h / scale) + 2), max(2, int(w / scale) + 2)), dtype=np.float32)
-    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    small = rng.standard_normal((max(2, int(h / scale) + 2), max(2, int(w / scale) + 2)))
+    big = _upsample(small, h, w)
     sample = big[::3, ::3]  # statistics of a subsample are as good and much cheaper
     return (big - sample.mean()) / (sample.std() + 1e-6)
 
@@ -208,17 +300,17 @@ class _Renderer:
         self.sub = _SUBTYPES[patient.subtype]
         # Fields of one patient differ a little in how atypical they look.
         a = patient.atypia + rng.normal(0.0, 0.35)
-        self.radius = _NUCLEUS_RADIUS * self.unit * self.sub.nucleus_size * np.exp(0.11 * a)
+        self.radius = _NUCLEUS_RADIUS * self.unit * self.sub.nucleus_size * float(_exp(0.11 * a))
         self.pleomorphism = float(np.clip(0.12 + 0.07 * a, 0.04, 0.45))
         self.disorder = float(np.clip(0.2 + 0.15 * a, 0.03, 0.9))
-        self.crowding = float(np.exp(-0.08 * a))  # spacing multiplier: < 1 is crowded
+        self.crowding = float(_exp(-0.08 * a))  # spacing multiplier: < 1 is crowded
         self.darkness = float(np.clip(0.85 + 0.08 * a, 0.5, 1.3))
         self.chromatin = float(np.clip(0.25 + 0.12 * a, 0.05, 0.7))
-        self.vesicular = float(1.0 / (1.0 + np.exp(-(a - 1.2) * 2.0)))
+        self.vesicular = float(1.0 / (1.0 + _exp(-(a - 1.2) * 2.0)))
         self.nuclei: list[np.ndarray] = []  # rows of (x, y, semi-axis a, semi-axis b, angle deg, darkness)
         h, w = self.shape
         self.area_units = h * w / self.unit**2
-        self.yy, self.xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        self.yy, self.xx = np.mgrid[0:h, 0:w].astype(np.float64)
 
     def _count(self, per_area: float, area: float) -> int:
         return int(self.rng.poisson(per_area * self.area_units / area))
@@ -230,35 +322,33 @@ class _Renderer:
 
     def _epithelial(self, x: np.ndarray, y: np.ndarray, angle: np.ndarray | float, aspect: float = 1.15) -> None:
         n = np.size(x)
-        r = self.radius * self.rng.lognormal(0.0, self.pleomorphism, n)
+        r = self.radius * _lognormal(self.rng, self.pleomorphism, n)
         elong = aspect + np.abs(self.rng.normal(0.0, 0.1 + self.pleomorphism, n))
-        dark = self.darkness * self.rng.lognormal(0.0, 0.08 + 0.5 * self.pleomorphism, n)
+        dark = self.darkness * _lognormal(self.rng, 0.08 + 0.5 * self.pleomorphism, n)
         self._add_nuclei(x, y, r * np.sqrt(elong), r / np.sqrt(elong), angle, dark)
 
     def stroma(self) -> tuple[np.ndarray, np.ndarray]:
         """Eosin density of wavy collagen, and the local fibre direction (radians)."""
         u = self.unit
         direction = self.rng.uniform(0, np.pi) + 0.6 * _smooth_noise(self.rng, self.shape, 40 * u)
-        proj = self.xx * np.cos(direction) + self.yy * np.sin(direction)
-        coarse = np.sin(
-            2 * np.pi * proj / (self.p.fibre_period * u) + 2.5 * _smooth_noise(self.rng, self.shape, 12 * u)
-        )
-        fine = np.sin(
+        proj = self.xx * _cos(direction) + self.yy * _sin(direction)
+        coarse = _sin(2 * np.pi * proj / (self.p.fibre_period * u) + 2.5 * _smooth_noise(self.rng, self.shape, 12 * u))
+        fine = _sin(
             2 * np.pi * proj / (0.37 * self.p.fibre_period * u) + 3.0 * _smooth_noise(self.rng, self.shape, 5 * u)
         )
         fibres = (0.5 + 0.3 * coarse + 0.2 * fine) ** 2
         packing = np.clip(0.55 + 0.35 * _smooth_noise(self.rng, self.shape, 25 * u), 0.15, 1.0)
         grain = _smooth_noise(self.rng, self.shape, 1.2 * self.res)
         eosin = self.p.stroma_density * (0.55 + 0.9 * packing * fibres + 0.12 * grain)
-        return eosin.astype(np.float32), direction
+        return eosin, direction
 
     def glands(self, lumen: np.ndarray, cytoplasm: np.ndarray) -> None:
         """Rings of epithelium around lumens; orderly and with a myoepithelial rim when bland."""
         sub, rng = self.sub, self.rng
         for _ in range(self._count(sub.glands, 10_000)):
             cx, cy = rng.uniform(0, self.shape[1]), rng.uniform(0, self.shape[0])
-            ring = sub.gland_radius * self.radius * rng.lognormal(0.0, 0.25)
-            aspect = sub.gland_aspect * rng.lognormal(0.0, 0.15)
+            ring = sub.gland_radius * self.radius * _lognormal(rng, 0.25)
+            aspect = sub.gland_aspect * _lognormal(rng, 0.15)
             ra, rb = ring * np.sqrt(aspect), ring / np.sqrt(aspect)
             tilt = rng.uniform(0, 180)
             centre, lumen_axes = (int(cx * 16), int(cy * 16)), (int(ra * 16), int(rb * 16))
@@ -270,19 +360,19 @@ class _Renderer:
             t = np.linspace(0, 2 * np.pi, n, endpoint=False) + rng.normal(0, 0.15 * self.disorder, n)
             off = 1.0 + rng.normal(0, 0.5 * self.disorder, n) * self.radius / ring
             rot = np.deg2rad(tilt)
-            ex, ey = ra * np.cos(t) * off, rb * np.sin(t) * off
-            x = cx + ex * np.cos(rot) - ey * np.sin(rot)
-            y = cy + ex * np.sin(rot) + ey * np.cos(rot)
+            ex, ey = ra * _cos(t) * off, rb * _sin(t) * off
+            x = cx + ex * _cos(rot) - ey * _sin(rot)
+            y = cy + ex * _sin(rot) + ey * _cos(rot)
             radial = np.rad2deg(np.arctan2(y - cy, x - cx))
             self._epithelial(x, y, radial, aspect=1.3)  # columnar cells point at the lumen
-            if rng.random() < 1.0 / (1.0 + np.exp(2.0 * self.p.atypia)):
+            if rng.random() < 1.0 / (1.0 + _exp(2.0 * self.p.atypia)):
                 # Myoepithelial cells: a thin outer layer of flat nuclei, lost in carcinoma.
                 m = max(3, n // 2)
                 t = rng.uniform(0, 2 * np.pi, m)
                 grow = 1.0 + 2.6 * self.radius / ring
-                ex, ey = ra * grow * np.cos(t), rb * grow * np.sin(t)
-                x = cx + ex * np.cos(rot) - ey * np.sin(rot)
-                y = cy + ex * np.sin(rot) + ey * np.cos(rot)
+                ex, ey = ra * grow * _cos(t), rb * grow * _sin(t)
+                x = cx + ex * _cos(rot) - ey * _sin(rot)
+                y = cy + ex * _sin(rot) + ey * _cos(rot)
                 tangent = np.rad2deg(np.arctan2(y - cy, x - cx)) + 90
                 r = 0.8 * self.radius
                 self._add_nuclei(x, y, 1.6 * r, 0.5 * r, tangent, 0.95)
@@ -315,8 +405,8 @@ class _Renderer:
             n = max(3, int(length / (2.4 * self.radius * self.crowding)))
             s = np.linspace(-length / 2, length / 2, n)
             bend = 0.15 * rng.normal() * (s / length) ** 2 * length
-            x = x0 + s * np.cos(theta) - bend * np.sin(theta)
-            y = y0 + s * np.sin(theta) + bend * np.cos(theta)
+            x = x0 + s * _cos(theta) - bend * _sin(theta)
+            y = y0 + s * _sin(theta) + bend * _cos(theta)
             if not sub.fronds:
                 jitter = rng.normal(0, 0.4 * self.disorder * self.radius, (2, n))
                 self._epithelial(x + jitter[0], y + jitter[1], np.rad2deg(theta), aspect=1.1)
@@ -325,7 +415,7 @@ class _Renderer:
             pts = np.stack([x, y], 1).astype(np.int32)
             cv2.polylines(cytoplasm, [pts], False, 1.0, int(2 * core + 2.6 * self.radius))
             for side in (-1, 1):
-                nx, ny = -np.sin(theta) * core * side, np.cos(theta) * core * side
+                nx, ny = -_sin(theta) * core * side, _cos(theta) * core * side
                 self._epithelial(x + nx, y + ny, np.rad2deg(theta) + 90, aspect=1.5)
 
     def background_cells(self, direction: np.ndarray, tissue: np.ndarray) -> None:
@@ -336,7 +426,7 @@ class _Renderer:
         keep = tissue[y.astype(int), x.astype(int)]
         x, y = x[keep], y[keep]
         angle = np.rad2deg(direction[y.astype(int), x.astype(int)])
-        r = _NUCLEUS_RADIUS * self.unit * rng.lognormal(0.0, 0.15, x.size)
+        r = _NUCLEUS_RADIUS * self.unit * _lognormal(rng, 0.15, x.size)
         self._add_nuclei(x, y, 1.9 * r, 0.45 * r, angle, 0.9)
         n = self._count(0.6, 1_000)
         r = 0.75 * _NUCLEUS_RADIUS * self.unit
@@ -360,7 +450,7 @@ class _Renderer:
                 inner = (int(ax * 0.6), int(bx * 0.6))
                 cv2.ellipse(canvas, (cx, cy), inner, angle, 0, 360, int(tone) // 2, -1, cv2.LINE_AA, 4)
                 cv2.circle(canvas, (cx, cy), max(16, int(bx / 4)), 255, -1, cv2.LINE_AA, 4)
-        density = canvas.astype(np.float32) / 180.0
+        density = canvas / 180.0
         grain = _smooth_noise(self.rng, self.shape, max(1.0, 0.5 * self.radius))
         return density * np.clip(1.0 + self.chromatin * grain, 0.2, None) * 1.5
 
@@ -369,9 +459,9 @@ class _Renderer:
         eosin, direction = self.stroma()
         lumen = np.zeros(self.shape, np.float32)
         cytoplasm = np.zeros(self.shape, np.float32)
-        spaces = _area_mask(self.rng, self.shape, 10 * u, sub.spaces * self.rng.lognormal(0, 0.4))
-        mucin = _area_mask(self.rng, self.shape, 25 * u, sub.mucin * self.rng.lognormal(0, 0.2))
-        nests = _area_mask(self.rng, self.shape, 14 * u, sub.nests * self.rng.lognormal(0, 0.3))
+        spaces = _area_mask(self.rng, self.shape, 10 * u, sub.spaces * _lognormal(self.rng, 0.4))
+        mucin = _area_mask(self.rng, self.shape, 25 * u, sub.mucin * _lognormal(self.rng, 0.2))
+        nests = _area_mask(self.rng, self.shape, 14 * u, sub.nests * _lognormal(self.rng, 0.3))
         self.glands(lumen, cytoplasm)
         self.cords(direction, cytoplasm)
         self.nests(cytoplasm, nests)
@@ -379,19 +469,18 @@ class _Renderer:
         self.background_cells(direction, tissue)
         haem = self.draw_nuclei()
 
-        empty = ((spaces | mucin | (lumen > 0.5)) & (cytoplasm < 0.5)).astype(np.float32)
-        empty = cv2.GaussianBlur(empty, (0, 0), 0.5 * u)
+        empty = _blur(((spaces | mucin | (lumen > 0.5)) & (cytoplasm < 0.5)).astype(np.float64), 0.5 * u)
         eosin = eosin * (1.0 - empty) + 0.04 * empty
-        eosin += 0.35 * cv2.GaussianBlur(cytoplasm, (0, 0), 0.8 * self.radius)
+        eosin += 0.35 * _blur(cytoplasm.astype(np.float64), 0.8 * self.radius)
         haem += np.where(mucin & ~nests, 0.10 + 0.03 * _smooth_noise(self.rng, self.shape, 3 * u), 0.0)
 
-        od = haem[..., None] * np.array(self.p.haematoxylin, np.float32)
-        od += eosin[..., None] * np.array(self.p.eosin, np.float32)
+        od = haem[..., None] * np.array(self.p.haematoxylin)
+        od += eosin[..., None] * np.array(self.p.eosin)
         light = 1.0 - self.p.vignette * ((self.xx / self.shape[1] - 0.5) ** 2 + (self.yy / self.shape[0] - 0.5) ** 2)
-        rgb = 250.0 * np.exp(-od) * light[..., None]
-        rgb = cv2.GaussianBlur(rgb, (0, 0), self.p.blur * self.res * self.rng.lognormal(0, 0.15))
-        rgb += self.p.noise * self.rng.standard_normal(rgb.shape, dtype=np.float32)
-        return np.clip(rgb, 0, 255).astype(np.uint8)
+        rgb = 250.0 * _exp(-od) * light[..., None]
+        rgb = _blur(rgb, self.p.blur * self.res * float(_lognormal(self.rng, 0.15)))
+        rgb += self.p.noise * self.rng.standard_normal(rgb.shape)
+        return np.floor(np.clip(rgb, 0, 255)).astype(np.uint8)
 
 
 def _render(patient: _Patient, mag: int, seq: int, config: SynthConfig) -> np.ndarray:
@@ -465,3 +554,23 @@ def default_root(config: SynthConfig = SynthConfig(), progress: Callable[[int], 
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return top
+
+
+# What the default config generates, committed so any machine can tell whether it makes the same
+# dataset: the id it indexes to (file bytes, so it also pins the PNG encoder) and a digest of the
+# raw pixels of `coverage_names` (seconds to recompute; tests do).
+DEFAULT_DATASET_ID = "synthetic-fd7a3515"
+DEFAULT_COVERAGE_SHA256 = "37e86ec91c9b465313cc5a531d70005304def577675786b0e6f4255ddf92bac2"
+
+
+def coverage_names(config: SynthConfig) -> list[ImageName]:
+    """One image per subtype and magnification: every drawing path of the renderer."""
+    first = {p.subtype: p for p in reversed(_cohort(config))}
+    return [ImageName(p.tumor_class, p.subtype, p.name, mag, 1) for p in first.values() for mag in MAGNIFICATIONS]
+
+
+def coverage_digest(config: SynthConfig) -> str:
+    digest = hashlib.sha256()
+    for name in coverage_names(config):
+        digest.update(np.ascontiguousarray(render(config, name)).tobytes())
+    return digest.hexdigest()
