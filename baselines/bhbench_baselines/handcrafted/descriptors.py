@@ -12,45 +12,16 @@ library that computes it. Its id keys the feature cache, and it goes into every 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.metadata
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
-import mahotas
 import numpy as np
 
 from bhbench.errors import UserError
-from bhbench_baselines.handcrafted.binary_patterns import clbp, lbp
-from bhbench_baselines.handcrafted.grey import to_grey
-from bhbench_baselines.handcrafted.lpq import lpq
-from bhbench_baselines.handcrafted.pftas import pftas
-
-
-def glcm(rgb: np.ndarray, distance: int = 1) -> np.ndarray:
-    """Haralick's 13 grey-level co-occurrence features [13], mean over the four directions.
-
-    `mahotas.features.haralick` on the 256-level grey image (symmetric co-occurrence at
-    `distance`). One departure from mahotas' defaults, to follow Haralick's definition: feature 10,
-    difference variance, is the variance of |i - j| under p_{x-y} (mahotas' default is the variance
-    of the probabilities p_{x-y}(k) themselves)."""
-    grey = to_grey(rgb, min_side=distance + 1)
-    return mahotas.features.haralick(grey, distance=distance, return_mean=True, use_x_minus_y_variance=True)
-
-
-def orb(rgb: np.ndarray, n_features: int = 500) -> np.ndarray:
-    """ORB descriptors pooled [32]: the mean, over all keypoints, of OpenCV's 32-byte binary
-    descriptors read as 32 byte values (0..255); all zeros when no keypoint is found.
-
-    OpenCV's ORB (`cv2.ORB.create(nfeatures=n_features)`, its other defaults) is about 70x faster than
-    scikit-image's on BreaKHis images (258 vs 3.6 images/s on this project's machine). Averaging the bytes
-    is how a variable set of 32-byte descriptors becomes the 32 numbers Spanhol et al. report."""
-    _, descriptors = cv2.ORB.create(nfeatures=n_features).detectAndCompute(to_grey(rgb), None)
-    if descriptors is None or len(descriptors) == 0:
-        return np.zeros(32)
-    return descriptors.mean(axis=0, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -60,12 +31,18 @@ class Descriptor:
     name: str
     title: str
     reference: str
-    function: Callable[..., np.ndarray]
+    module: str  # module of this package defining the function `name` (imported on first use)
     defaults: Mapping[str, Any]
     checks: Mapping[str, tuple[Callable[[Any], bool], str]]  # param -> (valid?, what is expected)
     dim: Callable[[Mapping[str, Any]], int]
     library: str  # distribution doing the work; its version is part of the spec
     version: int = 1  # bump when this code changes the numbers, so cached features are recomputed
+
+    @property
+    def function(self) -> Callable[..., np.ndarray]:
+        """The function computing the vector. Imported here, not at module import: the catalogue is
+        read by `bhbench list`, which must not pay for OpenCV and mahotas."""
+        return getattr(importlib.import_module(f"bhbench_baselines.handcrafted.{self.module}"), self.name)
 
     def spec(self, **params: Any) -> DescriptorSpec:
         """The spec for these params (defaults filled in); a bad value is a UserError naming it."""
@@ -100,7 +77,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             name="lbp",
             title="rotation-invariant uniform LBP",
             reference="Ojala et al. 2002",
-            function=lbp,
+            module="binary_patterns",
             defaults={"P": 8, "R": 1},
             checks=_CIRCLE,
             dim=lambda p: p["P"] + 2,
@@ -110,7 +87,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             name="clbp",
             title="completed LBP, joint S/M/C riu2 histogram",
             reference="Guo et al. 2010",
-            function=clbp,
+            module="binary_patterns",
             defaults={"P": 24, "R": 3},
             checks=_CIRCLE,
             dim=lambda p: 2 * (p["P"] + 2) ** 2,
@@ -121,7 +98,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             name="lpq",
             title="local phase quantisation",
             reference="Ojansivu and Heikkila 2008",
-            function=lpq,
+            module="lpq",
             defaults={"window": 3, "rho": 0.9},
             checks={
                 "window": (lambda v: _integer(3)(v) and v % 2 == 1, "an odd integer >= 3"),
@@ -135,7 +112,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             name="glcm",
             title="Haralick co-occurrence features",
             reference="Haralick et al. 1973",
-            function=glcm,
+            module="glcm",
             defaults={"distance": 1},
             checks={"distance": (_integer(1), "a positive integer")},
             dim=lambda p: 13,
@@ -145,7 +122,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             name="orb",
             title="pooled ORB descriptors",
             reference="Rublee et al. 2011",
-            function=orb,
+            module="orb",
             defaults={"n_features": 500},
             checks={"n_features": (_integer(1), "a positive integer")},
             dim=lambda p: 32,
@@ -155,7 +132,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             name="pftas",
             title="parameter-free threshold adjacency statistics",
             reference="Coelho et al. 2010",
-            function=pftas,
+            module="pftas",
             defaults={},
             checks={},
             dim=lambda p: 162,

@@ -1,10 +1,11 @@
 """The 24 hand-crafted baselines: six descriptors x four classifiers, registered as
 `<descriptor>_<classifier>` (`lbp_1nn`, `clbp_qda`, `pftas_svm`, `orb_rf`, ...).
 
-Every method's parameters are its descriptor's parameters, its classifier's settings, `seed` and
-`cv_folds`, so `--set` can change any of them and the record stores all of them. The classes are
-generated from the two catalogues rather than written out 24 times; each gets a real constructor
-signature (what `Method.param_names` and the CLI read) and a module-level name (so it pickles).
+A method's parameters are its descriptor's parameters, its classifier's settings, `seed` and
+`cv_folds`, so `--set` can change any of them and the record stores all of them. Each
+descriptor x classifier pair is a one-line class naming the two; its parameters come from their
+catalogues (`param_defaults`), not from a constructor signature. A variant with other defaults is one
+more `register(...)` line, e.g. `register("lbp16_svm", LbpSVM, P=16, R=2, card=_card(LbpSVM))`.
 
 Classifiers run with one BLAS thread: the matrices are small, and on a busy machine OpenBLAS
 threads spinning against each other made a QDA fit 40x slower (20 s instead of 0.5 s).
@@ -12,24 +13,22 @@ threads spinning against each other made a QDA fit 40x slower (20 s instead of 0
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from bhbench import Method, TestSet, TrainSet, register
+from bhbench import Method, MethodCard, TestSet, TrainSet, register
 from bhbench.errors import UserError
-from bhbench_baselines.handcrafted.classifiers import CLASSIFIERS, Classifier, FittedClassifier, fit_classifier
+from bhbench_baselines.handcrafted.classifiers import CLASSIFIERS, Classifier, FittedClassifier
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS, Descriptor, DescriptorSpec
-from bhbench_baselines.handcrafted.features import extract
 
 COMMON = {"seed": 0, "cv_folds": 3}
 REFERENCE = "Spanhol et al., IEEE TBME 2016"
 
 
 class HandcraftedMethod(Method):
-    """A descriptor's (cached) features fed to a classifier tuned on the training patients."""
+    """A descriptor's (cached) features fed to a classifier tuned on the training patients.
+    Subclasses name the pair: `class LbpSVM(HandcraftedMethod, descriptor="lbp", classifier="svm")`."""
 
     descriptor: ClassVar[Descriptor]
     classifier: ClassVar[Classifier]
@@ -38,21 +37,58 @@ class HandcraftedMethod(Method):
     _model: FittedClassifier
     _info: dict[str, Any]
 
+    def __init_subclass__(cls, descriptor: str, classifier: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.descriptor, cls.classifier = DESCRIPTORS[descriptor], CLASSIFIERS[classifier]
+        if cls.classifier.space is None:
+            cls.search_space = None  # nothing to tune (1-NN)
+
     def __init__(self, **params: Any):
-        bound = inspect.signature(type(self).__init__).bind(self, **params)
-        bound.apply_defaults()
-        for name, value in list(bound.arguments.items())[1:]:
+        defaults = self.param_defaults()
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise TypeError(f"unexpected parameter(s) {', '.join(unknown)}")
+        for name, value in {**defaults, **params}.items():
             setattr(self, name, value)
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        return {**cls.descriptor.defaults, **cls.classifier.settings, **COMMON}
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> None:
+        """Ranges checked before any job starts (`bhbench run --set C=-1` is one line, not a failed fold)."""
+        for name, lowest in (("seed", 0), ("cv_folds", 2)):
+            value = params[name]
+            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+                raise ValueError(f"{name}={value!r} is not allowed: expected an integer >= {lowest}")
+        cls.descriptor.spec(**{k: params[k] for k in cls.descriptor.defaults})
+        cls.classifier.check({k: params[k] for k in cls.classifier.settings})
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:  # type: ignore[override]
+        """The classifier's settings, drawn from the optuna trial (`bhbench tune`)."""
+        assert cls.classifier.space is not None  # 1-NN classes have search_space = None
+        return cls.classifier.space(trial)
 
     def spec(self) -> DescriptorSpec:
         """What this instance's descriptor computes (validates the descriptor parameters)."""
         return self.descriptor.spec(**{k: getattr(self, k) for k in self.descriptor.defaults})
 
+    def _pair(self) -> str:
+        return f"{self.descriptor.name}_{self.classifier.name}"
+
     def fit(self, train: TrainSet) -> HandcraftedMethod:
-        for name, lowest in (("seed", 0), ("cv_folds", 2)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-                raise UserError(f"{self.name}: {name}={value!r}, expected an integer >= {lowest}")
+        # Imported here: OpenCV, the feature cache and threadpoolctl are not needed to list methods.
+        from threadpoolctl import threadpool_limits
+
+        from bhbench_baselines.handcrafted.classifiers import fit_classifier
+        from bhbench_baselines.handcrafted.features import extract
+
+        try:
+            self.validate_params(self.get_params())
+        except ValueError as exc:
+            raise UserError(f"{self._pair()}: {exc}") from None
         spec = self.spec()
         X = extract(train, [spec]).features[0]
         settings = {k: getattr(self, k) for k in self.classifier.settings}
@@ -64,8 +100,12 @@ class HandcraftedMethod(Method):
         return self
 
     def predict_proba(self, test: TestSet) -> np.ndarray:
+        from threadpoolctl import threadpool_limits
+
+        from bhbench_baselines.handcrafted.features import extract
+
         if not hasattr(self, "_model"):
-            raise RuntimeError(f"{self.name}: call fit before predict_proba")
+            raise RuntimeError(f"{self._pair()}: call fit before predict_proba")
         X = extract(test, [self.spec()]).features[0]
         with threadpool_limits(1):
             return self._model.predict_proba(X, test.n_classes)
@@ -74,36 +114,66 @@ class HandcraftedMethod(Method):
         return dict(getattr(self, "_info", {}))
 
 
-def _define(descriptor: Descriptor, classifier: Classifier) -> type[HandcraftedMethod]:
-    defaults = {**descriptor.defaults, **classifier.settings, **COMMON}
-    signature = inspect.Signature(
-        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        + [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()]
+def _card(cls: type[HandcraftedMethod]) -> MethodCard:
+    d, c = cls.descriptor, cls.classifier
+    dim = d.dim(d.defaults)
+    return MethodCard(
+        family="handcrafted",
+        reference=f"{REFERENCE}; {d.reference}",
+        summary=f"{d.title} [{dim}] with {c.title}.",
+        facts={"dim": dim},
     )
 
-    def __init__(self: HandcraftedMethod, **params: Any) -> None:
-        HandcraftedMethod.__init__(self, **params)
 
-    __init__.__signature__ = signature  # type: ignore[attr-defined]
-    dim = descriptor.dim(descriptor.defaults)
-    class_name = f"{descriptor.name.capitalize()}{classifier.name.upper()}"
-    cls = type(
-        class_name,
-        (HandcraftedMethod,),
-        {
-            "__init__": __init__,
-            "__module__": __name__,
-            "__qualname__": class_name,
-            "__doc__": f"{descriptor.title} [{dim}] with {classifier.title}.",
-            "descriptor": descriptor,
-            "classifier": classifier,
-        },
-    )
-    name = f"{descriptor.name}_{classifier.name}"
-    return register(name, family="handcrafted", reference=f"{REFERENCE}; {descriptor.reference}", dim=dim)(cls)
+# fmt: off
+class Lbp1NN(HandcraftedMethod, descriptor="lbp", classifier="1nn"): ...
+class LbpQDA(HandcraftedMethod, descriptor="lbp", classifier="qda"): ...
+class LbpSVM(HandcraftedMethod, descriptor="lbp", classifier="svm"): ...
+class LbpRF(HandcraftedMethod, descriptor="lbp", classifier="rf"): ...
+class Clbp1NN(HandcraftedMethod, descriptor="clbp", classifier="1nn"): ...
+class ClbpQDA(HandcraftedMethod, descriptor="clbp", classifier="qda"): ...
+class ClbpSVM(HandcraftedMethod, descriptor="clbp", classifier="svm"): ...
+class ClbpRF(HandcraftedMethod, descriptor="clbp", classifier="rf"): ...
+class Lpq1NN(HandcraftedMethod, descriptor="lpq", classifier="1nn"): ...
+class LpqQDA(HandcraftedMethod, descriptor="lpq", classifier="qda"): ...
+class LpqSVM(HandcraftedMethod, descriptor="lpq", classifier="svm"): ...
+class LpqRF(HandcraftedMethod, descriptor="lpq", classifier="rf"): ...
+class Glcm1NN(HandcraftedMethod, descriptor="glcm", classifier="1nn"): ...
+class GlcmQDA(HandcraftedMethod, descriptor="glcm", classifier="qda"): ...
+class GlcmSVM(HandcraftedMethod, descriptor="glcm", classifier="svm"): ...
+class GlcmRF(HandcraftedMethod, descriptor="glcm", classifier="rf"): ...
+class Orb1NN(HandcraftedMethod, descriptor="orb", classifier="1nn"): ...
+class OrbQDA(HandcraftedMethod, descriptor="orb", classifier="qda"): ...
+class OrbSVM(HandcraftedMethod, descriptor="orb", classifier="svm"): ...
+class OrbRF(HandcraftedMethod, descriptor="orb", classifier="rf"): ...
+class Pftas1NN(HandcraftedMethod, descriptor="pftas", classifier="1nn"): ...
+class PftasQDA(HandcraftedMethod, descriptor="pftas", classifier="qda"): ...
+class PftasSVM(HandcraftedMethod, descriptor="pftas", classifier="svm"): ...
+class PftasRF(HandcraftedMethod, descriptor="pftas", classifier="rf"): ...
 
 
-for _descriptor in DESCRIPTORS.values():
-    for _classifier in CLASSIFIERS.values():
-        _cls = _define(_descriptor, _classifier)
-        globals()[_cls.__name__] = _cls
+register("lbp_1nn", Lbp1NN, card=_card(Lbp1NN))
+register("lbp_qda", LbpQDA, card=_card(LbpQDA))
+register("lbp_svm", LbpSVM, card=_card(LbpSVM))
+register("lbp_rf", LbpRF, card=_card(LbpRF))
+register("clbp_1nn", Clbp1NN, card=_card(Clbp1NN))
+register("clbp_qda", ClbpQDA, card=_card(ClbpQDA))
+register("clbp_svm", ClbpSVM, card=_card(ClbpSVM))
+register("clbp_rf", ClbpRF, card=_card(ClbpRF))
+register("lpq_1nn", Lpq1NN, card=_card(Lpq1NN))
+register("lpq_qda", LpqQDA, card=_card(LpqQDA))
+register("lpq_svm", LpqSVM, card=_card(LpqSVM))
+register("lpq_rf", LpqRF, card=_card(LpqRF))
+register("glcm_1nn", Glcm1NN, card=_card(Glcm1NN))
+register("glcm_qda", GlcmQDA, card=_card(GlcmQDA))
+register("glcm_svm", GlcmSVM, card=_card(GlcmSVM))
+register("glcm_rf", GlcmRF, card=_card(GlcmRF))
+register("orb_1nn", Orb1NN, card=_card(Orb1NN))
+register("orb_qda", OrbQDA, card=_card(OrbQDA))
+register("orb_svm", OrbSVM, card=_card(OrbSVM))
+register("orb_rf", OrbRF, card=_card(OrbRF))
+register("pftas_1nn", Pftas1NN, card=_card(Pftas1NN))
+register("pftas_qda", PftasQDA, card=_card(PftasQDA))
+register("pftas_svm", PftasSVM, card=_card(PftasSVM))
+register("pftas_rf", PftasRF, card=_card(PftasRF))
+# fmt: on
