@@ -1,16 +1,19 @@
 """The plugin contract: what a method is given and what it must return.
 
 A method sees a `TrainSet` (images plus the labels and metadata it may learn from) and a
-`TestSet` (images only). Both hand out pixels through an image source that knows content
-hashes, never file names: BreaKHis names spell out class, subtype, patient and magnification.
+`TestSet` (images only). Both hand out pixels through an image source that knows opaque handles,
+never file names (BreaKHis names spell out class, subtype, patient and magnification) nor content
+hashes (which the harness's own tables map to file names); see `bhbench.blind`.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,11 +28,11 @@ MAGNIFICATIONS: tuple[int, ...] = (40, 100, 200, 400)
 
 
 class _StoredImages:
-    """Pixels from the decoded-image cache, addressed by content hash."""
+    """Pixels from a decoded-image store, addressed by key (a handle in the harness's jobs)."""
 
-    def __init__(self, keys: Sequence[str], store_root: str):
+    def __init__(self, keys: Sequence[str], store: ImageStore):
         self.keys = tuple(keys)
-        self._store = ImageStore(store_root)  # type: ignore[arg-type]
+        self._store = store
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -38,7 +41,7 @@ class _StoredImages:
         return self._store.load(self.keys[i], size, square)
 
     def take(self, indices: np.ndarray) -> _StoredImages:
-        return _StoredImages([self.keys[i] for i in indices], str(self._store.root))
+        return _StoredImages([self.keys[i] for i in indices], self._store)
 
 
 class _EncodedImages:
@@ -96,8 +99,10 @@ class ImageSet:
 
     @property
     def cache_keys(self) -> tuple[str, ...] | None:
-        """Content hashes for caching derived data (features); None while the harness times FPS,
-        when every cache must be bypassed."""
+        """Keys for caching derived data (features), one per image; None while the harness times
+        FPS, when every cache must be bypassed. In the harness's jobs these are handles: stable
+        across runs and methods for the same image in the same fold, different in another fold,
+        and matching nothing on disk."""
         return self._source.keys
 
     def __len__(self) -> int:
@@ -118,18 +123,25 @@ class ImageSet:
         return (self.image(i) for i in range(len(self)))
 
     @staticmethod
-    def _source_for(images: Sequence[np.ndarray] | None, keys: Sequence[str] | None, store: str | None):
+    def _source_for(
+        images: Sequence[np.ndarray] | None, keys: Sequence[str] | None, store: str | ImageStore | None
+    ) -> ImageSource:
         if images is not None:
             return _ArrayImages(images)
         if keys is None or store is None:
             raise TypeError("give either images or keys and store")
-        return _StoredImages(keys, store)
+        return _StoredImages(keys, store if isinstance(store, ImageStore) else ImageStore(Path(store)))
 
 
 class TestSet(ImageSet):
-    """Images to predict. Holds no labels, patients or magnifications."""
+    """Images to predict. Holds no labels, patients or magnifications, and their order carries
+    nothing: the harness shuffles them per (run, fold) and restores its own order after."""
 
     __test__ = False  # not a pytest class
+
+    def __init__(self, source: ImageSource, task: str, order: np.ndarray | None = None):
+        super().__init__(source, task)
+        self._order = order  # set only by TrainSet.as_test: the method's own training images
 
     @classmethod
     def build(
@@ -137,10 +149,23 @@ class TestSet(ImageSet):
         task: str,
         images: Sequence[np.ndarray] | None = None,
         keys: Sequence[str] | None = None,
-        store: str | None = None,
+        store: str | ImageStore | None = None,
     ) -> TestSet:
-        """From in-memory RGB arrays (no caching), or from content keys in an ImageStore folder."""
+        """From in-memory RGB arrays (no caching), or from keys in an ImageStore (or its folder)."""
         return cls(cls._source_for(images, keys, store), task)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TestSet:
+        """The images at `indices`, in that order."""
+        return TestSet(self._source.take(np.asarray(indices, dtype=int)), self.task)
+
+    def restore(self, rows: np.ndarray) -> np.ndarray:
+        """Predictions for a set made by `TrainSet.as_test`, put back in the order of the indices
+        given there. The harness's test sets keep their order secret and refuse."""
+        if self._order is None:
+            raise ValueError("only a TestSet made by TrainSet.as_test can be restored to its indices' order")
+        out = np.empty_like(rows)
+        out[self._order] = rows
+        return out
 
 
 @dataclass(frozen=True)
@@ -172,9 +197,9 @@ class TrainSet(ImageSet):
         meta: TrainMeta,
         images: Sequence[np.ndarray] | None = None,
         keys: Sequence[str] | None = None,
-        store: str | None = None,
+        store: str | ImageStore | None = None,
     ) -> TrainSet:
-        """From in-memory RGB arrays (no caching), or from content keys in an ImageStore folder."""
+        """From in-memory RGB arrays (no caching), or from keys in an ImageStore (or its folder)."""
         return cls(cls._source_for(images, keys, store), task, meta)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> TrainSet:
@@ -187,9 +212,12 @@ class TrainSet(ImageSet):
         return TrainSet(source, self.task, meta)
 
     def as_test(self, indices: Sequence[int] | np.ndarray | None = None) -> TestSet:
-        """The same images (or a subset) without labels: for validation inside `fit`."""
+        """The same images (or a subset) without labels, for validation inside `fit`. Like the
+        harness's test sets they come in a fresh random order, so validation runs the code path
+        that is scored; `test.restore(proba)` gives the rows back in the order of `indices`."""
         idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=int)
-        return TestSet(self._source.take(idx), self.task)
+        order = np.random.default_rng(secrets.randbits(64)).permutation(len(idx))
+        return TestSet(self._source.take(idx[order]), self.task, order)
 
 
 class Method:
@@ -202,6 +230,11 @@ class Method:
     family: ClassVar[str] = ""
     reference: ClassVar[str] = ""
     tasks: ClassVar[tuple[str, ...]] = ("binary", "subtype")
+    # An image's prediction must not depend on the other test images (their order or which are
+    # there): `bhbench run` predicts a random sample again in another order and subset on every
+    # fold and fails the record when they disagree. A method that uses the test set as a whole on
+    # purpose sets `transductive = True`: it skips that check and is ranked in its own section.
+    transductive: ClassVar[bool] = False
 
     @classmethod
     def param_names(cls) -> list[str]:

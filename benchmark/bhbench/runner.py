@@ -4,6 +4,7 @@ worker process, validate its outputs, score, and write a record. Finished folds 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bhbench import registry, results
+from bhbench.blind import Area, partition_id, secret_rng
 from bhbench.config import DEFAULT_RESULTS
 from bhbench.data.images import ImageStore
 from bhbench.data.index import Dataset, Problem, stage
@@ -27,6 +29,15 @@ from bhbench.splits import Fold, Split, image_kfold, official_split, patient_spl
 from bhbench.worker import MethodFailure, Outcome, Task, Worker
 
 Progress = Callable[[int], None]
+
+# The contract check (`run_job`): a random 5% of each part's test images (at least 2) is predicted
+# again, in another order and without the rest, and must agree with the full-set predictions. 5% of
+# the images costs about 5% of the predict time (measured: see README, "Trust"), within the 10%
+# budget. 1e-4 on probabilities is ten times the battery's margin for float noise (BLAS blocking and
+# batch size change float32 results by ~1e-6), and a thousand times below what moves a ranking: a
+# prediction that uses the other images moves by tenths.
+CHECK_FRACTION = 0.05
+CHECK_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -164,7 +175,7 @@ def _parts(plan: Plan, fold: Fold) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     return parts
 
 
-def _train_set(plan: Plan, rows: pd.DataFrame) -> TrainSet:
+def _train_set(plan: Plan, rows: pd.DataFrame, area: Area) -> TrainSet:
     meta = TrainMeta(
         y=plan.protocol.labels(rows),
         malignant=(rows["tumor_class"] == "M").to_numpy(),
@@ -172,7 +183,24 @@ def _train_set(plan: Plan, rows: pd.DataFrame) -> TrainSet:
         magnification=rows["magnification"].to_numpy(),
         patient=rows["patient"].to_numpy(),
     )
-    return TrainSet.build(plan.protocol.task, meta, keys=list(rows["key"]), store=str(plan.store.root))
+    return TrainSet.build(plan.protocol.task, meta, keys=area.stage(list(rows["key"]), plan.store), store=area.store)
+
+
+def _test_set(plan: Plan, rows: pd.DataFrame, area: Area) -> TestSet:
+    return TestSet.build(plan.protocol.task, keys=area.stage(list(rows["key"]), plan.store), store=area.store)
+
+
+def _check_sample(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of a random subset of n test images, in a random order."""
+    return rng.choice(n, size=min(n, max(2, math.ceil(CHECK_FRACTION * n))), replace=False)
+
+
+def _restore(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows the method returned in the order it was handed (`order[j]` = canonical row of row j),
+    put back in canonical order."""
+    out = np.empty_like(rows)
+    out[order] = rows
+    return out
 
 
 def invalid_output(name: str, values: np.ndarray, n: int, k: int) -> str | None:
@@ -198,6 +226,25 @@ def _check_outcome(outcome: Outcome, tests: list[pd.DataFrame], k: int) -> None:
             )
         if reason:
             raise MethodFailure(reason)
+
+
+def _check_contract(outcome: Outcome, samples: list[np.ndarray], k: int) -> dict[str, Any]:
+    """Compare the check sample's second predictions with the full-set ones (both in the order the
+    method was handed); MethodFailure when they disagree."""
+    gap = 0.0
+    for full, sample, again in zip(outcome.proba, samples, outcome.check, strict=True):
+        reason = invalid_output("predict_proba on a sample of the test images", again, len(sample), k)
+        if reason:
+            raise MethodFailure(reason)
+        gap = max(gap, float(np.abs(full[sample] - again).max()) if len(sample) else 0.0)
+    checked = sum(len(s) for s in samples)
+    if gap > CHECK_TOLERANCE:
+        raise MethodFailure(
+            f"predictions depend on the other test images: {checked} images predicted again in another "
+            f"order and subset differ by up to {gap:.3g} (tolerance {CHECK_TOLERANCE:g}); predict each image "
+            "on its own, or declare `transductive = True` to be ranked apart"
+        )
+    return {"checked": checked, "max_diff": gap, "tolerance": CHECK_TOLERANCE, "seconds": outcome.check_seconds}
 
 
 def _record(plan: Plan, job: Job) -> dict:
@@ -229,7 +276,9 @@ def _record(plan: Plan, job: Job) -> dict:
             "params_hash": job.where.params_hash,
             "tuned": job.spec.tuned,
             "fit_info": None,
+            "transductive": entry.cls.transductive,
         },
+        "contract": None,
         "seed": plan.protocol.seed,
         "metrics": None,
         "timing": None,
@@ -238,36 +287,46 @@ def _record(plan: Plan, job: Job) -> dict:
 
 
 def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
-    """Run one (method, fold) in the worker and write its record, failed or not."""
+    """Run one (method, fold) in the worker and write its record, failed or not.
+
+    The method gets each part's test images in a fresh secret order, by handles of the fold's blind
+    area (`bhbench.blind`); their predictions are put back in file-name order before scoring."""
     parts = _parts(plan, job.fold)
     tests = [te for _, te in parts]
+    area = Area(partition_id(job.fold.train, job.fold.test))
+    rng = secret_rng()
+    orders = [rng.permutation(len(te)) for te in tests]
+    samples = [] if registry.get(job.spec.name).cls.transductive else [_check_sample(len(te), rng) for te in tests]
     blobs = []
     if job.fold.index == plan.split.folds[0].index and options.fps_images > 0:
-        sample = tests[0]["relpath"].head(options.fps_images)
+        sample = tests[0]["relpath"].iloc[orders[0][: options.fps_images]]
         blobs = [plan.dataset.path(r).read_bytes() for r in sample]
     task = Task(
         job.spec.name,
         job.spec.params,
         [
-            (
-                _train_set(plan, tr),
-                TestSet.build(plan.protocol.task, keys=list(te["key"]), store=str(plan.store.root)),
-            )
-            for tr, te in parts
+            (_train_set(plan, tr, area), _test_set(plan, te.iloc[order], area))
+            for (tr, te), order in zip(parts, orders, strict=True)
         ],
         blobs,
+        samples,
+        str(area.root),
     )
     record = _record(plan, job)
     try:
         outcome = worker.run(task, options.timeout)
-        _check_outcome(outcome, tests, len(plan.protocol.classes))
+        _check_outcome(outcome, [te.iloc[o] for te, o in zip(tests, orders, strict=True)], len(plan.protocol.classes))
+        if samples:
+            record["contract"] = _check_contract(outcome, samples, len(plan.protocol.classes))
     except MethodFailure as exc:
         record.update(status="failed", error=str(exc))
         results.write(job.where, record, None)
         return record
     test = pd.concat(tests, ignore_index=True)
-    proba = np.concatenate(outcome.proba)
-    aux = {k: np.concatenate([a[k] for a in outcome.aux]) for k in outcome.aux[0]} if outcome.aux[0] else {}
+    proba = np.concatenate([_restore(p, o) for p, o in zip(outcome.proba, orders, strict=True)])
+    aux = {
+        k: np.concatenate([_restore(a[k], o) for a, o in zip(outcome.aux, orders, strict=True)]) for k in outcome.aux[0]
+    }
     record["metrics"] = score_all(
         plan.protocol.labels(test), proba, test["patient"].to_numpy(), test["magnification"].to_numpy(), aux
     )

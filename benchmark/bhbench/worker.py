@@ -8,6 +8,7 @@ probabilities. The harness scores them in the parent.
 
 from __future__ import annotations
 
+import copy
 import multiprocessing as mp
 import os
 import signal
@@ -35,6 +36,10 @@ class Task:
     params: dict[str, Any]
     parts: list[tuple[TrainSet, TestSet]]
     fps_blobs: list[bytes] = field(default_factory=list)  # PNG bytes of a timing sample (no names)
+    # Per part: positions of test images to predict again, in this order, on a copy of the method as
+    # fitted (the contract check, see runner); empty for a transductive method.
+    checks: list[np.ndarray] = field(default_factory=list)
+    area: str | None = None  # the partition's blind area (bhbench.blind); its cache/ is the method's
 
 
 @dataclass
@@ -45,6 +50,8 @@ class Outcome:
     fit_seconds: float
     predict_seconds: float
     timing: dict[str, Any]
+    check: list[np.ndarray] = field(default_factory=list)  # probabilities of the check samples
+    check_seconds: float = 0.0
 
 
 class MethodFailure(Exception):
@@ -81,12 +88,25 @@ def _threads() -> int:
 
 def execute(task: Task) -> Outcome:
     """Run a task in this process (the worker calls this; tests may too)."""
+    previous = os.environ.get("BHBENCH_CACHE")
+    if task.area is not None:  # the method's caches (features...) live in the partition's area
+        os.environ["BHBENCH_CACHE"] = str(Path(task.area) / "cache")
+    try:
+        return _execute(task)
+    finally:
+        if previous is None:
+            os.environ.pop("BHBENCH_CACHE", None)
+        else:
+            os.environ["BHBENCH_CACHE"] = previous
+
+
+def _execute(task: Task) -> Outcome:
     from bhbench import registry
 
-    probas, auxes, infos = [], [], []
-    fit_s = predict_s = 0.0
+    probas, auxes, infos, checks = [], [], [], []
+    fit_s = predict_s = check_s = 0.0
     method = None
-    for train, test in task.parts:
+    for part, (train, test) in enumerate(task.parts):
         method = registry.create(task.method, **task.params)
         t0 = time.perf_counter()
         try:
@@ -99,18 +119,42 @@ def execute(task: Task) -> Outcome:
         if fitted is not method:
             raise MethodFailure("fit must return self")
         t0 = time.perf_counter()
+        # Taken before the first prediction, so what predict_proba keeps on the instance (say, its
+        # answers by handle) cannot make the check agree.
+        snapshot = _copy(method) if task.checks else None
+        check_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
         try:
             probas.append(np.asarray(method.predict_proba(test), dtype=float))
             auxes.append({k: np.asarray(v, dtype=float) for k, v in method.predict_aux(test).items()})
         except Exception as exc:
             raise MethodFailure(f"predict_proba raised {describe_exception(exc)}") from exc
         predict_s += time.perf_counter() - t0
+        if snapshot is not None:
+            t0 = time.perf_counter()
+            try:
+                checks.append(np.asarray(snapshot.predict_proba(test.subset(task.checks[part])), dtype=float))
+            except Exception as exc:
+                raise MethodFailure(
+                    f"predict_proba raised {describe_exception(exc)} on a sample of the test images"
+                ) from exc
+            check_s += time.perf_counter() - t0
         infos.append(method.fit_info())
     try:
         timing = _fps(method, task.parts[-1][1].task, task.fps_blobs) if method is not None else {}
     except Exception as exc:
         raise MethodFailure(f"predict_proba raised {describe_exception(exc)} while timing FPS") from exc
-    return Outcome(probas, auxes, infos, fit_s, predict_s, timing)
+    return Outcome(probas, auxes, infos, fit_s, predict_s, timing, checks, check_s)
+
+
+def _copy(method: Any) -> Any:
+    try:
+        return copy.deepcopy(method)
+    except Exception as exc:
+        raise MethodFailure(
+            f"the fitted method cannot be copied ({describe_exception(exc)}); the harness predicts a sample "
+            "of the test images again on a copy to check that predictions do not depend on the other images"
+        ) from exc
 
 
 def describe_exception(exc: BaseException) -> str:

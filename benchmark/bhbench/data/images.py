@@ -79,23 +79,25 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
 
 
 class ImageStore:
-    """Decoded images keyed by content hash: `<root>/<k[:2]>/<k>.npy` plus resized variants."""
+    """Decoded images by key: `<root>/<k[:2]>/<k>.npy`, resized variants under `derived` (default:
+    beside them). The harness's own store is keyed by content hash; a job's blind area (see
+    `bhbench.blind`) by handle, with its full-resolution arrays read-only and its resized ones apart."""
 
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, derived: Path | None = None):
         self.root = Path(root) if root is not None else cache_dir("images")
+        self.derived = Path(derived) if derived is not None else self.root
 
-    def _path(self, key: str, size: Size | None = None, square: bool = False) -> Path:
-        folder = self.root / key[:2]
+    def path(self, key: str, size: Size | None = None, square: bool = False) -> Path:
         if size is None:
-            return folder / f"{key}.npy"
-        return folder / f"{key}_{size[0]}x{size[1]}{'s' if square else ''}.npy"
+            return self.root / key[:2] / f"{key}.npy"
+        return self.derived / key[:2] / f"{key}_{size[0]}x{size[1]}{'s' if square else ''}.npy"
 
     def has(self, key: str) -> bool:
-        return self._path(key).exists()
+        return self.path(key).exists()
 
     def put(self, key: str, source: Path) -> None:
         """Decode `source` into the store unless it is there already."""
-        path = self._path(key)
+        path = self.path(key)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_save(path, decode(source))
@@ -126,12 +128,13 @@ class ImageStore:
 
     def load(self, key: str, size: Size | None = None, square: bool = False) -> np.ndarray:
         """Pixels of a stored image, resized (and cached at that size) when `size` is given."""
-        path = self._path(key, size, square)
+        path = self.path(key, size, square)
         try:
             return np.load(path)
         except FileNotFoundError:
             if size is None:
                 raise DataError(f"image {key} is not in the image cache {self.root}") from None
         img = resize(self.load(key), size, square)
+        path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save(path, img)
         return img
