@@ -17,10 +17,6 @@ import os
 from typing import TYPE_CHECKING
 
 import numpy as np
-from skimage.color import rgb2hed
-from skimage.feature import graycomatrix, graycoprops
-from skimage.filters import gaussian, threshold_otsu
-from skimage.measure import label, regionprops_table
 
 from bhbench import Method, TestSet, TrainSet, cache_dir, register
 
@@ -46,6 +42,9 @@ def stain_statistics(od: np.ndarray) -> list[float]:
 def nuclear_morphometry(haematoxylin: np.ndarray) -> list[float]:
     """Nuclei segmented by Otsu's threshold on the smoothed haematoxylin density: density, area
     fraction, area distribution, shape (eccentricity, circularity) and chromatin darkness."""
+    from skimage.filters import gaussian, threshold_otsu
+    from skimage.measure import label, regionprops_table
+
     smooth = gaussian(haematoxylin, sigma=1.0)
     if np.ptp(smooth) == 0:
         return [0.0] * N_MORPHOMETRY
@@ -71,6 +70,8 @@ def nuclear_morphometry(haematoxylin: np.ndarray) -> list[float]:
 
 def stain_texture(od: np.ndarray) -> list[float]:
     """Haralick properties of one stain, quantised between its 1st and 99th percentiles."""
+    from skimage.feature import graycomatrix, graycoprops
+
     low, high = np.percentile(od, (1, 99))
     scaled = np.clip((od - low) / max(high - low, 1e-9), 0, 1)
     levels = np.minimum((scaled * GLCM_LEVELS).astype(np.uint8), GLCM_LEVELS - 1)
@@ -80,6 +81,9 @@ def stain_texture(od: np.ndarray) -> list[float]:
 
 
 def describe(rgb: np.ndarray) -> np.ndarray:
+    # scikit-image (and SciPy behind it) is imported where it is used: `bhbench list` imports this file.
+    from skimage.color import rgb2hed
+
     hed = rgb2hed(rgb)
     h, e = np.clip(hed[..., 0], 0, None), np.clip(hed[..., 1], 0, None)
     features = stain_statistics(h) + stain_statistics(e) + nuclear_morphometry(h)

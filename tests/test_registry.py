@@ -1,5 +1,7 @@
 """Registration, lookup and discovery of built-ins, submissions and entry points."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,21 @@ def test_decorator_takes_card_keywords_or_a_card(clean_registry):
     assert clean_registry.create("card_kw").__class__ is ByKeywords
     with pytest.raises(TypeError, match="not both"):
         register("both", card=MethodCard(), family="test")
+
+
+HEAVY = ("scipy", "skimage", "sklearn", "torch")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("argv", [["list"], ["--help"], ["list", "--help"]])
+def test_listing_and_help_import_no_heavy_library(argv):
+    """`bhbench list` imports every built-in and the repository's submissions to read their cards:
+    none of them may pull in SciPy, scikit-image, scikit-learn or torch to do so."""
+    code = (
+        "import sys\nfrom bhbench.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        f"print('HEAVY', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout[-300:]
+    if argv == ["list"]:
+        assert "lbp_svm" in out.stdout and "hed_nuclei_rf" in out.stdout  # the submission was imported too
