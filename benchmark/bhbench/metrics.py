@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
+from bhbench.method import MAGNIFICATIONS
+
 METRICS = ("patient_rr", "accuracy", "balanced_accuracy", "auc", "f1_macro")
+
+
+def patient_scores(correct: np.ndarray, patients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Patient tokens (sorted) and each one's fraction of images classified correctly."""
+    tokens, inverse = np.unique(patients, return_inverse=True)
+    return tokens, np.bincount(inverse, weights=correct.astype(float)) / np.bincount(inverse)
 
 
 def patient_recognition_rate(correct: np.ndarray, patients: np.ndarray) -> float:
     """Mean over patients of the fraction of their images classified correctly."""
-    _, inverse = np.unique(patients, return_inverse=True)
-    per_patient = np.bincount(inverse, weights=correct.astype(float)) / np.bincount(inverse)
-    return float(per_patient.mean())
+    return float(patient_scores(correct, patients)[1].mean())
 
 
 def auc(y: np.ndarray, proba: np.ndarray) -> float:
@@ -48,16 +56,19 @@ def score_all(
     patients: np.ndarray,
     magnifications: np.ndarray,
     aux: dict[str, np.ndarray] | None = None,
-    mag_classes: tuple[int, ...] = (40, 100, 200, 400),
+    mag_classes: tuple[int, ...] = MAGNIFICATIONS,
 ) -> dict:
-    """Overall and per-magnification scores; magnification accuracy when a method predicts it."""
+    """Overall and per-magnification scores; magnification accuracy and magnification patient
+    recognition rate (Bayramoglu et al.'s 80.10 is one) when a method predicts magnification."""
     out: dict = {"overall": score(y, proba, patients), "by_magnification": {}}
     for mag in sorted(np.unique(magnifications)):
         sel = magnifications == mag
         out["by_magnification"][str(int(mag))] = score(y[sel], proba[sel], patients[sel])
     if aux and "magnification" in aux:
         mag_pred = np.asarray(mag_classes)[np.asarray(aux["magnification"]).argmax(axis=1)]
-        out["overall"]["magnification_accuracy"] = float((mag_pred == magnifications).mean())
+        right = mag_pred == magnifications
+        out["overall"]["magnification_accuracy"] = float(right.mean())
+        out["overall"]["magnification_patient_rr"] = patient_recognition_rate(right, patients)
     return out
 
 
@@ -67,3 +78,165 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     if arr.size == 0:
         return math.nan, math.nan
     return float(arr.mean()), float(arr.std())
+
+
+# Uncertainty (DESIGN.md section 4): a patient-level bootstrap that respects the design. Within each
+# fold the test patients are drawn with replacement (the same draws for every row, so comparisons
+# are paired), each statistic is computed on the drawn patients, and the fold values are averaged,
+# as the point estimate is. A draw is a (resamples x patients) matrix of multiplicities, so every
+# statistic of every row is a handful of matrix products: no Python loop over resamples or images.
+
+BOOTSTRAP_RESAMPLES = 20_000  # the smallest p-value is 1/(B+1): Holm over ~45 rows' pairs still works
+ALPHA = 0.05
+STATISTICS = ("headline", "patient_rr", "accuracy", "balanced_accuracy", *(f"{m}X" for m in MAGNIFICATIONS))
+
+
+@dataclass(frozen=True)
+class FoldOutcomes:
+    """One fold's test images (the same for every row) and whether each row got each one right.
+
+    `patients`, `magnifications` and `y` are small integer codes per image; `correct` is
+    (rows, images), and `present` says which rows have a record for this fold."""
+
+    patients: np.ndarray
+    magnifications: np.ndarray
+    y: np.ndarray
+    correct: np.ndarray
+    present: np.ndarray
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
+def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
+    with warnings.catch_warnings():  # an all-NaN slice (a magnification no drawn patient has) is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)
+
+
+def fold_statistics(fold: FoldOutcomes, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every statistic of every row for each row of patient multiplicities `weights` (draws x
+    patients): {name: (draws, rows)}. A row of ones gives the fold's own values."""
+    n_pat = int(fold.patients.max()) + 1
+    correct = fold.correct.astype(float)
+
+    def per_patient(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Images (patients, k) and correct images (rows, patients, k) per patient and code."""
+        cell = fold.patients * k + codes
+        images = np.bincount(cell, minlength=n_pat * k).reshape(n_pat, k).astype(float)
+        right = np.stack([np.bincount(cell, weights=c, minlength=n_pat * k) for c in correct])
+        return images, right.reshape(len(correct), n_pat, k)
+
+    out: dict[str, np.ndarray] = {}
+    mag_n, mag_c = per_patient(fold.magnifications, len(MAGNIFICATIONS))
+    has = (mag_n > 0).astype(float)
+    score = np.nan_to_num(_ratio(mag_c, mag_n))  # (rows, patients, mags): patient score per magnification
+    per_mag = _ratio(np.einsum("bp,rpm->brm", weights, score), (weights @ has)[:, None, :])
+    for j, m in enumerate(MAGNIFICATIONS):
+        out[f"{m}X"] = per_mag[:, :, j]
+    out["headline"] = _nanmean(per_mag, axis=2)
+    n_p, c_p = mag_n.sum(1), mag_c.sum(2)
+    out["patient_rr"] = _ratio(weights @ (c_p / n_p).T, weights.sum(1, keepdims=True))
+    out["accuracy"] = _ratio(weights @ c_p.T, (weights @ n_p)[:, None])
+    k = int(fold.y.max()) + 1
+    cls_n, cls_c = per_patient(fold.y, k)
+    recall = _ratio(np.einsum("bp,rpk->brk", weights, cls_c), (weights @ cls_n)[:, None, :])
+    out["balanced_accuracy"] = _nanmean(recall, axis=2)
+    return out
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Per-fold point values {stat: (rows, folds)}, fold-averaged resamples {stat: (draws, rows)},
+    and the headline's resamples per fold (draws, rows, folds) for paired comparisons."""
+
+    folds: dict[str, np.ndarray]
+    draws: dict[str, np.ndarray]
+    headline_by_fold: np.ndarray
+
+    def mean(self, stat: str) -> np.ndarray:
+        return _nanmean(self.folds[stat], axis=1)
+
+    def interval(self, stat: str) -> tuple[np.ndarray, np.ndarray]:
+        """95% percentile interval of each row's fold-averaged statistic."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanpercentile(self.draws[stat], [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)], axis=0)
+        return lo, hi
+
+
+def bootstrap(folds: list[FoldOutcomes], resamples: int | None = None, seed: int = 0) -> Bootstrap:
+    """Patient-level bootstrap within folds, averaged over the folds each row has (BOOTSTRAP_RESAMPLES
+    resamples unless told)."""
+    resamples = resamples or BOOTSTRAP_RESAMPLES
+    per_fold_points, per_fold_draws = [], []
+    for i, fold in enumerate(folds):
+        n_pat = int(fold.patients.max()) + 1
+        rng = np.random.default_rng([seed, i])
+        weights = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=resamples).astype(float)
+        stats = fold_statistics(fold, np.vstack([np.ones(n_pat), weights]))
+        mask = np.where(fold.present, 1.0, np.nan)
+        per_fold_points.append({k: v[0] * mask for k, v in stats.items()})
+        per_fold_draws.append({k: v[1:] * mask for k, v in stats.items()})
+    points = {k: np.stack([p[k] for p in per_fold_points], axis=1) for k in STATISTICS}
+    draws = {k: _nanmean(np.stack([d[k] for d in per_fold_draws], axis=2), axis=2) for k in STATISTICS}
+    by_fold = np.stack([d["headline"] for d in per_fold_draws], axis=2)
+    return Bootstrap(points, draws, by_fold)
+
+
+def paired_difference(boot: Bootstrap, a: int, b: int) -> tuple[float, float, float, float]:
+    """Headline of row a minus row b over the folds both have: (difference, 95% interval low,
+    high, two-sided bootstrap p-value)."""
+    common = ~np.isnan(boot.folds["headline"][a]) & ~np.isnan(boot.folds["headline"][b])
+    if not common.any():
+        return math.nan, math.nan, math.nan, math.nan
+    point = float(np.mean(boot.folds["headline"][a, common] - boot.folds["headline"][b, common]))
+    d = _nanmean(boot.headline_by_fold[:, a, common] - boot.headline_by_fold[:, b, common], axis=1)
+    lo, hi = np.nanpercentile(d, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+    return point, float(lo), float(hi), _two_sided(d[None, :])[0]
+
+
+def _two_sided(d: np.ndarray) -> np.ndarray:
+    """Bootstrap p-value of "no difference" per row of draws d (.., draws), with the +1 correction."""
+    n = d.shape[-1]
+    below = (1 + (d <= 0).sum(-1)) / (n + 1)
+    above = (1 + (d >= 0).sum(-1)) / (n + 1)
+    return np.minimum(1.0, 2 * np.minimum(below, above))
+
+
+def holm(pvalues: np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values (family-wise error control, any dependence); NaN stays NaN."""
+    adjusted = np.full_like(pvalues, np.nan, dtype=float)
+    ok = ~np.isnan(pvalues)
+    p = pvalues[ok]
+    order = np.argsort(p, kind="stable")
+    scaled = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
+    out = np.empty_like(p)
+    out[order] = np.minimum(1.0, scaled)
+    adjusted[ok] = out
+    return adjusted
+
+
+def tied_ranks(boot: Bootstrap) -> tuple[np.ndarray, np.ndarray]:
+    """Rank of each row = 1 + rows significantly better on the headline: paired bootstrap over the
+    folds both rows have, Holm over all pairs of the section at family-wise level ALPHA. Returns
+    the ranks and the matrix better[i, j] (row i significantly better than row j)."""
+    rows = boot.headline_by_fold.shape[1]
+    points = boot.folds["headline"]
+    p = np.full((rows, rows), np.nan)
+    diff = np.full((rows, rows), np.nan)
+    for i in range(rows - 1):
+        j = np.arange(i + 1, rows)
+        common = ~np.isnan(points[i][None, :]) & ~np.isnan(points[j])  # (pairs, folds)
+        delta = boot.headline_by_fold[:, i : i + 1, :] - boot.headline_by_fold[:, j, :]  # (draws, pairs, folds)
+        d = _nanmean(np.where(common[None], delta, np.nan), axis=2)
+        diff[i, j] = _nanmean(np.where(common, points[i][None, :] - points[j], np.nan), axis=1)
+        p[i, j] = np.where(common.any(1), _two_sided(d.T), np.nan)
+    upper = np.triu_indices(rows, 1)
+    adjusted = np.full((rows, rows), np.nan)
+    adjusted[upper] = holm(p[upper])
+    significant = adjusted < ALPHA
+    better = (significant & (diff > 0)) | (significant & (diff < 0)).T
+    return 1 + better.sum(axis=0), better

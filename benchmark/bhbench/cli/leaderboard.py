@@ -11,11 +11,13 @@ from bhbench.cli.output import console
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from bhbench.config import COMMITTED_RESULTS
 
-    p = sub.add_parser("leaderboard", help="regenerate leaderboard/README.md and leaderboard.csv from records")
+    p = sub.add_parser("leaderboard", help="regenerate leaderboard/README.md, the CSV and figures/ from records")
     p.add_argument("--check", action="store_true", help="fail if the committed leaderboard is stale or a record is bad")
     p.add_argument("--results", type=path_arg, default=COMMITTED_RESULTS,
                    help=f"record folder (default {COMMITTED_RESULTS}; or your own, e.g. bhbench-results)")  # fmt: skip
-    p.add_argument("--output", type=path_arg, default=COMMITTED_RESULTS.parent, help="where README.md and the CSV go")
+    p.add_argument(
+        "--output", type=path_arg, default=COMMITTED_RESULTS.parent, help="where README.md, the CSV and figures/ go"
+    )
     p.set_defaults(func=run)
 
 
@@ -33,5 +35,7 @@ def run(args: argparse.Namespace) -> int:
     refused = [c for c in checked if not c.accepted]
     for c in refused:
         console.print(f"[yellow]refused:[/] {c.path}: {'; '.join(c.problems)}")
-    console.print(f"wrote {args.output / 'README.md'} and leaderboard.csv from {len(checked) - len(refused)} record(s)")
+    console.print(
+        f"wrote {args.output / 'README.md'}, leaderboard.csv and figures/ from {len(checked) - len(refused)} record(s)"
+    )
     return 1 if refused else 0

@@ -1,0 +1,307 @@
+"""Group verified records into sections (dataset x protocol) and rows (method x parameters x code),
+and compute one DataFrame with every number the Markdown, the CSV and the figures show.
+
+Within a section rows are split into blocks that are never ranked together: measured inductive
+rows with the harness's reference rows, smoke results (deep models trained by the CPU `quick`
+recipe), and transductive methods (which see the whole test set at once).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bhbench.data.names import parse_name
+from bhbench.leaderboard.verify import Checked, Scored
+from bhbench.method import MAGNIFICATIONS
+from bhbench.metrics import STATISTICS, Bootstrap, FoldOutcomes, bootstrap, mean_std, tied_ranks
+
+BLOCKS = ("ranked", "smoke", "transductive")
+REFERENCE_FAMILY = "reference"
+EXTRA = ("auc", "f1_macro", "magnification_accuracy", "magnification_patient_rr")
+
+
+def code_of(record: dict) -> str | None:
+    """The fingerprint of the harness and method code that produced a record, where recorded."""
+    for place in (record.get("code"), record["method"].get("code"), (record.get("environment") or {}).get("code")):
+        if isinstance(place, str):
+            return place
+        if isinstance(place, dict):
+            found = place.get("fingerprint") or place.get("hash")
+            if found:
+                return str(found)
+    return None
+
+
+def fit_info(record: dict) -> dict:
+    info = record["method"].get("fit_info")
+    info = info[0] if isinstance(info, list) and info else info
+    return info if isinstance(info, dict) else {}
+
+
+def recipe_of(record: dict) -> str:
+    """The training recipe of a deep record (`quick`, `paper`...), empty for other methods."""
+    info, params = fit_info(record), record["method"].get("params") or {}
+    for source in (info, params):
+        for key in ("recipe", "profile"):
+            if isinstance(source.get(key), str):
+                return source[key]
+    return ""
+
+
+@dataclass
+class Row:
+    name: str
+    params_hash: str
+    code: str | None
+    folds: dict[int, Checked] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def first(self) -> dict:
+        record = self.folds[min(self.folds)].record
+        assert record is not None
+        return record
+
+    @property
+    def reference(self) -> bool:
+        return self.first["method"].get("family") == REFERENCE_FAMILY
+
+    @property
+    def block(self) -> str:
+        if self.first["method"].get("transductive"):
+            return "transductive"
+        return "smoke" if recipe_of(self.first) == "quick" else "ranked"
+
+
+@dataclass
+class Section:
+    dataset: dict
+    protocol: dict
+    split: dict
+    rows: list[Row] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return f"{self.dataset['id']}-{self.protocol['id']}"
+
+    @property
+    def leaky(self) -> bool:
+        return bool(self.split.get("leaky"))
+
+    def block(self, name: str) -> list[Row]:
+        return [r for r in self.rows if r.block == name]
+
+
+def sections(checked: list[Checked]) -> list[Section]:
+    """Accepted records grouped; real data first, then synthetic; protocols by id."""
+    found: dict[tuple[str, str], Section] = {}
+    rows: dict[tuple[str, str], dict[tuple, Row]] = defaultdict(dict)
+    for c in checked:
+        if not c.accepted or c.record is None:
+            continue
+        r = c.record
+        key = (r["dataset"]["id"], r["protocol"]["id"])
+        section = found.setdefault(key, Section(r["dataset"], r["protocol"], r["split"]))
+        if r["status"] != "ok":
+            section.failed.append(r)
+            continue
+        row_key = (r["method"]["name"], r["method"]["params_hash"], code_of(r))
+        row = rows[key].setdefault(row_key, Row(*row_key))
+        row.folds[r["split"]["fold"]] = c
+    for key, section in found.items():
+        section.rows = list(rows[key].values())
+        _label(section.rows)
+    return [found[k] for k in sorted(found, key=lambda k: (found[k].dataset["synthetic"], k))]
+
+
+def _label(rows: list[Row]) -> None:
+    """Method name, with the parameter hash when one name has several variants and the code
+    fingerprint when records of one variant come from different code (they are never mixed)."""
+    variants = defaultdict(set)
+    codes = defaultdict(set)
+    for r in rows:
+        variants[r.name].add(r.params_hash)
+        codes[(r.name, r.params_hash)].add(r.code)
+    for r in rows:
+        label = r.name if len(variants[r.name]) == 1 else f"{r.name} [{r.params_hash[:6]}]"
+        if len(codes[(r.name, r.params_hash)]) > 1:
+            label += f" (code {(r.code or 'unrecorded')[:8]})"
+        r.label = label
+
+
+def outcomes(rows: list[Row]) -> list[FoldOutcomes]:
+    """Each fold's test images (sorted by file name) with every row's correctness on them."""
+    folds = sorted({f for r in rows for f in r.folds})
+    out = []
+    for fold in folds:
+        names = sorted({n for r in rows if fold in r.folds for n in _scored(r, fold).filenames})
+        index = {n: i for i, n in enumerate(names)}
+        parsed = [parse_name(n) for n in names]
+        patients = np.unique([p.patient for p in parsed], return_inverse=True)[1]
+        mags = np.array([MAGNIFICATIONS.index(p.magnification) for p in parsed])
+        y = np.zeros(len(names), dtype=int)
+        correct = np.zeros((len(rows), len(names)), dtype=bool)
+        for i, r in enumerate(rows):
+            if fold in r.folds:
+                s = _scored(r, fold)
+                at = np.array([index[n] for n in s.filenames])
+                y[at] = s.y
+                correct[i, at] = s.correct
+        out.append(FoldOutcomes(patients, mags, y, correct, np.array([fold in r.folds for r in rows])))
+    return out
+
+
+def _scored(row: Row, fold: int) -> Scored:
+    scored = row.folds[fold].scored
+    assert scored is not None
+    return scored
+
+
+def pooled(row: Row) -> Scored:
+    """The row's test predictions of all folds in one (for ROC curves and confusion matrices)."""
+    parts = [_scored(row, f) for f in sorted(row.folds)]
+    return Scored(
+        [n for p in parts for n in p.filenames],
+        np.concatenate([p.y for p in parts]),
+        np.concatenate([p.proba for p in parts]),
+        np.concatenate([p.patients for p in parts]),
+        np.concatenate([p.magnifications for p in parts]),
+        {},
+        {},
+    )
+
+
+def uncertainty(rows: list[Row], seed: int = 0) -> Bootstrap | None:
+    return bootstrap(outcomes(rows), seed=seed) if rows else None
+
+
+def _metric_values(row: Row, metric: str) -> list[float]:
+    return [
+        c.scored.metrics["overall"][metric]
+        for c in row.folds.values()
+        if c.scored is not None and metric in c.scored.metrics["overall"]
+    ]
+
+
+def _timing(row: Row, key: str) -> float:
+    values = [(c.record or {}).get("timing", {}) or {} for c in row.folds.values()]
+    return mean_std([v[key] for v in values if v.get(key) is not None])[0]
+
+
+def frame(section: Section) -> pd.DataFrame:
+    """One line per row of the section: rank (ranked block only), mean, std and 95% interval of
+    every bootstrapped statistic, the other metrics' mean and std, speed and provenance."""
+    lines = []
+    for block in BLOCKS:
+        rows = section.block(block)
+        boot = uncertainty(rows)
+        if boot is None:
+            continue
+        ranks = tied_ranks(boot)[0] if block == "ranked" else [None] * len(rows)
+        lo_hi = {s: boot.interval(s) for s in STATISTICS}
+        for i, row in enumerate(rows):
+            line: dict = {
+                "dataset": section.dataset["id"],
+                "protocol": section.protocol["id"],
+                "block": block,
+                "rank": ranks[i],
+                "method": row.label,
+                "name": row.name,
+                "params_hash": row.params_hash,
+                "code": row.code or "",
+                "reference": row.reference,
+                "folds": len(row.folds),
+            }
+            for s in STATISTICS:
+                values = boot.folds[s][i]
+                mean, std = mean_std(list(values))
+                line.update({f"{s}_mean": mean, f"{s}_std": std, f"{s}_lo": lo_hi[s][0][i], f"{s}_hi": lo_hi[s][1][i]})
+            for m in EXTRA:
+                mean, std = mean_std(_metric_values(row, m))
+                line.update({f"{m}_mean": mean, f"{m}_std": std})
+            line["fps_model"] = _timing(row, "fps_model")
+            line["fps_end_to_end"] = _timing(row, "fps_end_to_end")
+            line["recipe"] = recipe_of(row.first)
+            line["tuned"] = bool(row.first["method"].get("tuned"))
+            lines.append(line)
+    table = pd.DataFrame(lines)
+    if len(table):
+        order = table["block"].map(BLOCKS.index)
+        rank = table["rank"].fillna(0)
+        table = table.assign(_o=order, _r=rank, _h=-table["headline_mean"].fillna(-1))
+        table = table.sort_values(["_o", "_r", "_h", "method"]).drop(columns=["_o", "_r", "_h"])
+        table["rank"] = table["rank"].astype("Int64")
+    return table.reset_index(drop=True)
+
+
+def failures(section: Section) -> list[tuple[str, int, int, str]]:
+    """One line per failed method: (name, failed folds, folds with records, first reason)."""
+    by_name: dict[str, list[dict]] = defaultdict(list)
+    for r in section.failed:
+        by_name[r["method"]["name"]].append(r)
+    out = []
+    for name, recs in sorted(by_name.items()):
+        ok = sum(len(r.folds) for r in section.rows if r.name == name)
+        first = sorted(recs, key=lambda r: r["split"]["fold"])[0]
+        reason = (first.get("error") or "").strip().splitlines()
+        out.append((name, len(recs), len(recs) + ok, reason[-1] if reason else "no reason recorded"))
+    return out
+
+
+def pct(values: list[float]) -> str:
+    """Per-fold values as "mean ± std" in % (the run summary uses it too)."""
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "–"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
+
+
+def aggregate(method: str, recs: list[dict]) -> dict:
+    """Per-fold values of a method's main metrics from its successful records (the run summary)."""
+    overall = [r["metrics"]["overall"] for r in recs]
+    row: dict = {"method": method, "folds": len(recs), "patient_rr": [o["patient_rr"] for o in overall]}
+    for mag in MAGNIFICATIONS:
+        row[f"{mag}X"] = [
+            r["metrics"]["by_magnification"][str(mag)]["patient_rr"]
+            for r in recs
+            if str(mag) in r["metrics"]["by_magnification"]
+        ]
+    for metric in ("accuracy", "balanced_accuracy", "auc", "f1_macro"):
+        row[metric] = [o[metric] for o in overall]
+    return row
+
+
+def patient_table(row: Row) -> pd.DataFrame:
+    """Per fold, patient and magnification: images, correctly classified images and the score."""
+    parts = []
+    for fold in sorted(row.folds):
+        s = _scored(row, fold)
+        parsed = [parse_name(n) for n in s.filenames]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "fold": fold,
+                    "patient": s.patients,
+                    "subtype": [f"{p.tumor_class}/{p.subtype}" for p in parsed],
+                    "magnification": s.magnifications,
+                    "correct": s.correct.astype(int),
+                }
+            )
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    table = frame.groupby(["fold", "patient", "subtype", "magnification"], as_index=False).agg(
+        images=("correct", "size"), correct=("correct", "sum")
+    )
+    table["score"] = table["correct"] / table["images"]
+    return table
+
+
+def find_rows(found: list[Section], name: str) -> list[tuple[Section, Row]]:
+    """Every (section, row) whose method name or label is `name`."""
+    return [(s, r) for s in found for r in s.rows if name in (r.name, r.label)]

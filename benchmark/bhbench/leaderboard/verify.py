@@ -1,0 +1,140 @@
+"""Verify every record: its metrics are recomputed from the stored per-image predictions and the
+labels the file names carry; a record whose numbers, split, dataset fingerprint or predicted images
+do not match what is stored beside it is refused with the reason. An accepted record keeps its
+scored predictions, from which everything downstream (intervals, ranks, figures) is computed."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bhbench import results
+from bhbench.data.index import fingerprint
+from bhbench.data.names import parse_name
+from bhbench.method import TASK_CLASSES
+from bhbench.metrics import score_all
+
+TOLERANCE = 1e-6
+# Metrics the harness computes now that records written before them lack; their absence is no mismatch.
+ADDED_METRICS = frozenset({"magnification_patient_rr"})
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A fold's predictions as the harness scores them, in the order of the predictions file."""
+
+    filenames: list[str]
+    y: np.ndarray
+    proba: np.ndarray
+    patients: np.ndarray
+    magnifications: np.ndarray
+    aux: dict[str, np.ndarray]
+    metrics: dict  # recomputed by the harness
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.proba.argmax(axis=1) == self.y
+
+
+@dataclass
+class Checked:
+    path: Path
+    record: dict | None
+    problems: list[str] = field(default_factory=list)
+    scored: Scored | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.record is not None and not self.problems
+
+
+def _labels(filenames: list[str], task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    names = [parse_name(f) for f in filenames]
+    if task == "binary":
+        y = np.array([n.tumor_class == "M" for n in names], dtype=int)
+    else:
+        y = np.array([TASK_CLASSES["subtype"].index(n.subtype) for n in names], dtype=int)
+    return y, np.array([n.patient for n in names]), np.array([n.magnification for n in names])
+
+
+def _differs(a: object, b: object, where: str = "") -> str | None:
+    """First path at which two metric trees (recomputed a, stored b) differ beyond rounding, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key in a and key not in b and key in ADDED_METRICS:
+                continue
+            if key not in a or key not in b:
+                return f"{where}{key}"
+            found = _differs(a[key], b[key], f"{where}{key}.")
+            if found:
+                return found
+        return None
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if math.isnan(a) and math.isnan(b):
+            return None
+        return None if abs(a - b) <= TOLERANCE else where.rstrip(".")
+    return None if a == b else where.rstrip(".")
+
+
+def verify(path: Path, record: dict | None, root: Path) -> Checked:
+    """Check one record against its predictions, split file and dataset manifest."""
+    if record is None:
+        return Checked(path, None, ["unreadable record (not JSON of this schema)"])
+    if record.get("status") != "ok":
+        return Checked(path, record)
+    problems: list[str] = []
+    try:
+        blob = (path.parent / record["predictions"]["file"]).read_bytes()
+    except (OSError, KeyError, TypeError):
+        return Checked(path, record, ["predictions file is missing"])
+    if hashlib.sha256(blob).hexdigest() != record["predictions"]["sha256"]:
+        problems.append("predictions file does not match the hash in the record")
+    frame = pd.read_csv(io.BytesIO(blob))  # the bytes just hashed, not a second read
+    dataset_dir = root / record["dataset"]["id"]
+    split_file = dataset_dir / "splits" / record["split"]["file"]
+    try:
+        split = json.loads(split_file.read_text())
+        split_hash = hashlib.sha256(json.dumps(split, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    except (OSError, json.JSONDecodeError):
+        split, split_hash = None, None
+    if split is None:
+        problems.append(f"split file {split_file.name} is missing")
+    elif split_hash != record["split"]["hash"]:
+        problems.append(f"split hash does not match the split file {split_file.name}")
+    elif split is not None:
+        fold = next((f for f in split["folds"] if f["fold"] == record["split"]["fold"]), None)
+        if fold is None or sorted(fold["test"]) != sorted(frame["filename"]):
+            problems.append("predictions do not cover exactly the test images of the fold")
+    try:
+        manifest = pd.read_csv(dataset_dir / "manifest.csv")
+        if fingerprint(manifest) != record["dataset"]["fingerprint"]:
+            problems.append("dataset fingerprint does not match the dataset manifest")
+    except OSError:
+        problems.append("dataset manifest is missing")
+    task = record["protocol"]["task"]
+    classes = TASK_CLASSES[task]
+    try:
+        proba = frame[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
+        y, patients, mags = _labels(frame["filename"].tolist(), task)
+        aux_cols = [c for c in frame.columns if c.startswith("aux_magnification_")]
+        aux = {"magnification": frame[aux_cols].to_numpy(dtype=float)} if aux_cols else {}
+        recomputed = score_all(y, proba, patients, mags, aux)
+    except (KeyError, ValueError) as exc:
+        return Checked(path, record, [*problems, f"predictions cannot be scored ({exc})"])
+    where = _differs(recomputed, record.get("metrics"))
+    if where:
+        problems.append(f"stored metric {where} differs from the one recomputed from the predictions")
+    scored = Scored(frame["filename"].tolist(), y, proba, patients, mags, aux, recomputed)
+    return Checked(path, record, problems, scored)
+
+
+def check_all(root: Path) -> list[Checked]:
+    """Every record under `root`, verified."""
+    return [verify(p, r, root) for p, r in results.all_records(root)]

@@ -1,0 +1,144 @@
+"""Aggregation of verified records: intervals, tied ranks, blocks that are never ranked together,
+headlines as the papers define them. Records are built in memory with known predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bhbench import metrics
+from bhbench.leaderboard import render
+from bhbench.leaderboard.aggregate import frame, sections
+from bhbench.leaderboard.verify import Checked, Scored
+from bhbench.metrics import score_all
+
+MAGS = (40, 100, 200, 400)
+
+
+@pytest.fixture(autouse=True)
+def _fewer_resamples(monkeypatch: pytest.MonkeyPatch):
+    """2,000 resamples (p >= 1/2001) still clear Holm's bar for the few pairs of these tests."""
+    monkeypatch.setattr(metrics, "BOOTSTRAP_RESAMPLES", 2000)
+
+
+def _images(fold: int, patients: int = 12) -> tuple[list[str], np.ndarray]:
+    """Test images of one fold: patients alternate benign/malignant, 2 images per magnification."""
+    names, y = [], []
+    for p in range(patients):
+        malignant = p % 2
+        prefix = "SOB_M_DC" if malignant else "SOB_B_A"
+        for mag in MAGS:
+            for i in range(2):
+                names.append(f"{prefix}-14-{fold}P{p:02d}-{mag}-{i + 1:03d}.png")
+                y.append(malignant)
+    return names, np.array(y)
+
+
+def _record(name: str, fold: int, **method: object) -> dict:
+    return {
+        "status": "ok",
+        "dataset": {"id": "synthetic-test", "synthetic": True, "images": 96},
+        "protocol": {"id": "binary-mi-patient-seed0", "task": "binary", "regime": "mi", "split": "patient"},
+        "split": {"fold": fold, "leaky": False, "kind": "patient"},
+        "method": {"name": name, "params_hash": "abc1234567", "family": "test", "params": {}, **method},
+        "timing": {},
+    }
+
+
+def _checked(name: str, accuracy: float, seed: int = 0, folds: int = 3, **method: object) -> list[Checked]:
+    """A row whose predictions are right on a known fraction of images (same draw for a seed)."""
+    out = []
+    for fold in range(1, folds + 1):
+        names, y = _images(fold)
+        right = np.random.default_rng([seed, fold]).random(len(y)) < accuracy
+        pred = np.where(right, y, 1 - y)
+        proba = np.column_stack([1 - pred, pred]).astype(float) * 0.8 + 0.1
+        patients = np.array([n.split("-")[2] for n in names])
+        mags = np.array([int(n.split("-")[3]) for n in names])
+        scored = Scored(names, y, proba, patients, mags, {}, score_all(y, proba, patients, mags))
+        out.append(Checked(Path(f"{name}/fold{fold}.json"), _record(name, fold, **method), [], scored))
+    return out
+
+
+def _table(*rows: list[Checked]):
+    found = sections([c for row in rows for c in row])
+    assert len(found) == 1
+    return found[0], frame(found[0]).set_index("method")
+
+
+def test_clearly_different_rows_get_different_ranks_and_identical_rows_share_one():
+    _, table = _table(
+        _checked("strong", 0.95, seed=1),
+        _checked("strong_twin", 0.95, seed=1),  # identical predictions
+        _checked("weak", 0.3, seed=2),
+        _checked("weak_twin", 0.3, seed=2),
+    )
+    assert table.loc["strong", "rank"] == table.loc["strong_twin", "rank"] == 1
+    assert table.loc["weak", "rank"] == table.loc["weak_twin", "rank"] == 3
+
+
+def test_rows_that_cannot_be_told_apart_share_a_rank():
+    _, table = _table(_checked("a", 0.6, seed=3), _checked("b", 0.605, seed=3))  # one or two images apart
+    assert set(table["rank"]) == {1}
+
+
+def test_interval_brackets_the_mean_and_is_reproducible():
+    rows = (_checked("a", 0.7, seed=5), _checked("b", 0.5, seed=6))
+    _, first = _table(*rows)
+    _, again = _table(*rows)
+    assert first.equals(again)
+    for name in ("a", "b"):
+        r = first.loc[name]
+        assert r["headline_lo"] < r["headline_mean"] < r["headline_hi"]
+        assert r["accuracy_lo"] < r["accuracy_mean"] < r["accuracy_hi"]
+
+
+def test_headline_is_the_mean_of_per_magnification_rates_not_the_pooled_rate():
+    names, y = _images(1, patients=2)
+    # patient 0 (benign) is right at 40X only; patient 1 (malignant) everywhere
+    pred = y.copy()
+    wrong = np.array([n.split("-")[2].endswith("P00") and n.split("-")[3] != "40" for n in names])
+    pred[wrong] = 1 - pred[wrong]
+    proba = np.column_stack([1 - pred, pred]).astype(float)
+    patients = np.array([n.split("-")[2] for n in names])
+    mags = np.array([int(n.split("-")[3]) for n in names])
+    scored = Scored(names, y, proba, patients, mags, {}, score_all(y, proba, patients, mags))
+    _, table = _table([Checked(Path("x"), _record("m", 1), [], scored)])
+    r = table.loc["m"]
+    assert r["patient_rr_mean"] == pytest.approx((2 / 8 + 1) / 2)
+    assert r["40X_mean"] == 1.0 and r["100X_mean"] == 0.5
+    assert r["headline_mean"] == pytest.approx((1 + 0.5 + 0.5 + 0.5) / 4)
+
+
+def test_smoke_and_transductive_rows_are_set_apart_and_failures_get_one_line():
+    failed = _record("broken", 1)
+    failed.update(status="failed", error="Traceback (most recent call last):\n  ...\nValueError: C must be > 0")
+    section, table = _table(
+        _checked("good", 0.9, seed=7),
+        _checked("quick_cnn", 0.99, seed=8, fit_info={"recipe": "quick"}),
+        _checked("peeker", 0.99, seed=9, transductive=True),
+        [Checked(Path("broken/fold1.json"), failed)],
+    )
+    assert table.loc["good", "block"] == "ranked" and table.loc["good", "rank"] == 1
+    assert table.loc["quick_cnn", "block"] == "smoke" and table.loc["peeker", "block"] == "transductive"
+    assert table.loc[["quick_cnn", "peeker"], "rank"].isna().all()
+    text = "\n".join(render.section_markdown(section, table.reset_index(), [], set()))
+    assert "- broken: 1 of 1 fold(s) failed: ValueError: C must be > 0" in text
+    assert "Traceback" not in text
+    assert text.index("Smoke results") < text.index("quick_cnn") and text.index("Transductive") < text.index("peeker")
+
+
+def test_records_of_different_code_are_never_one_row():
+    old = _checked("m", 0.8, seed=10, folds=2, code={"hash": "aaaaaaaaaa"})
+    new = _checked("m", 0.8, seed=10, folds=2, code={"hash": "bbbbbbbbbb"})
+    _, table = _table(old, new)
+    assert sorted(table.index) == ["m (code aaaaaaaa)", "m (code bbbbbbbb)"]
+    assert (table["folds"] == 2).all()
+
+
+def test_reference_rows_are_ranked_and_marked():
+    _, table = _table(_checked("good", 0.95, seed=11), _checked("majority", 0.5, seed=12, family="reference"))
+    assert table.loc["majority", "reference"] and table.loc["majority", "rank"] == 2
+    assert table.loc["good", "rank"] == 1
