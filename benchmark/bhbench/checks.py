@@ -37,7 +37,7 @@ from bhbench.worker import describe_exception
 BUDGET_SECONDS = 60.0  # one fit + predict on the tiny set
 TOLERANCE = 1e-5  # probabilities that must agree may differ by float noise (BLAS, batch size)
 TRAIN_PATIENTS, TEST_PATIENTS = 2, 1  # per subtype
-# Card fields a submission must carry in @register(...) besides name, family and reference.
+# MethodCard fields a submission must fill besides name, family and reference.
 SUBMISSION_CARD = ("authors", "licence")
 _TEST_ATTRIBUTES = ("y", "malignant", "subtype", "magnification", "patient", "filenames")
 
@@ -115,8 +115,7 @@ class Battery:
 
     @property
     def params(self) -> dict[str, Any]:
-        hook = getattr(self.entry.cls, "check_params", None)
-        return {**(hook() if hook is not None else {}), **self.overrides}
+        return {**self.entry.cls.check_params(), **self.overrides}
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -191,7 +190,7 @@ def _check_card(b: Battery) -> str:
     e = b.entry
     missing = [k for k, v in (("reference", e.reference), ("summary (class docstring)", e.summary)) if not v]
     if e.family == "submission":
-        missing += [k for k in SUBMISSION_CARD if not e.details.get(k)]
+        missing += [k for k in SUBMISSION_CARD if not getattr(e.card, k)]
     if missing:
         raise CheckFailed(f"method card lacks {', '.join(missing)}; see submissions/README.md")
     if not e.tasks or set(e.tasks) - set(TASK_CLASSES):

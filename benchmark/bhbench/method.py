@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -223,9 +223,16 @@ class TrainSet(ImageSet):
 class Method:
     """Base class of every method. Subclasses store constructor arguments as attributes of the same
     name and do nothing else in `__init__` (scikit-learn's rule), so params can be listed, set from
-    the CLI, stored in records and cloned."""
+    the CLI, stored in records and cloned. The constructor's defaults are the class's; a name
+    registered with defaults of its own (`register(name, cls, backbone="resnet50")`) is created
+    with those, and its instances store every effective value, so records and `clone` see them.
 
-    # Filled by @register.
+    Required: `fit` and `predict_proba`. Optional hooks, each with a default meaning "not used":
+    `predict_aux`, `fit_info`, `check_params`, `validate_params`, `search_space`, `transductive`.
+    """
+
+    # Filled by the @register decorator (one class, one name); a class registered under several
+    # names keeps them empty: the registry entry is the source of truth.
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     reference: ClassVar[str] = ""
@@ -235,20 +242,36 @@ class Method:
     # fold and fails the record when they disagree. A method that uses the test set as a whole on
     # purpose sets `transductive = True`: it skips that check and is ranked in its own section.
     transductive: ClassVar[bool] = False
-
-    @classmethod
-    def param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+    # Optional classmethod `search_space(cls, trial) -> dict` making the method tunable by
+    # `bhbench tune`: constructor parameters drawn from the optuna `trial`. None: not tunable.
+    search_space: ClassVar[Callable[[Any], dict[str, Any]] | None] = None
 
     @classmethod
     def param_defaults(cls) -> dict[str, Any]:
+        """Constructor parameters and their defaults, read from the `__init__` signature. A class
+        whose parameters are not spelled out in its signature overrides this (and only this)."""
         sig = inspect.signature(cls.__init__)
-        return {n: sig.parameters[n].default for n in cls.param_names()}
+        return {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        return list(cls.param_defaults())
+
+    @classmethod
+    def check_params(cls) -> dict[str, Any]:
+        """Optional: small settings (few epochs, small input) under which `bhbench check` fits the
+        method on its tiny set within the time budget. Default: none, the defaults are quick."""
+        return {}
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> None:
+        """Optional: raise ValueError naming a parameter and the values it allows when `params`
+        (every parameter, effective values) are out of range. Called before any job starts, so a
+        bad `--set` is one line instead of failed folds. Default: no ranges (types are checked)."""
 
     def get_params(self) -> dict[str, Any]:
         return {n: getattr(self, n) for n in self.param_names()}
@@ -273,12 +296,13 @@ class Method:
         raise NotImplementedError
 
     def predict_aux(self, test: TestSet) -> dict[str, np.ndarray]:
-        """Extra heads scored by the harness, e.g. {"magnification": (n, 4) probabilities}."""
+        """Optional: extra heads scored by the harness, e.g. {"magnification": (n, 4)
+        probabilities}, under the same rules as `predict_proba`. Default: none."""
         return {}
 
     def fit_info(self) -> dict[str, Any]:
-        """What fitting decided and the record should keep (chosen hyperparameters, parameter
-        count, training profile...). JSON-serialisable."""
+        """Optional: what fitting decided and the record should keep (chosen hyperparameters,
+        parameter count, training profile...). JSON-serialisable. Default: nothing."""
         return {}
 
     def __repr__(self) -> str:
