@@ -17,15 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import fnmatch
-
     from bhbench import registry
 
     discover(args)
     table = Table("name", "family", "tasks", "details", "reference", title="bhbench methods")
-    for e in registry.entries():
-        if args.pattern and not (fnmatch.fnmatchcase(e.name, args.pattern) or e.family == args.pattern):
-            continue
+    for e in registry.list_methods(args.pattern):
         details = ", ".join(f"{k}={v}" for k, v in e.details.items())
         table.add_row(e.name, e.family, ",".join(e.tasks), details, e.reference)
     out.print(table)
