@@ -44,17 +44,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def fetch(args: argparse.Namespace) -> int:
-    from bhbench.data import download
+    from bhbench.data import breakhis, download
 
     got = download.fetch(args.to, args.url, progress_bar, args.keep_archive)
     where = "already in" if got.already else "unpacked into"
     console.print(f"BreaKHis_v1 {where} {got.data}: {got.images:,} images")
-    if got.differences:
-        console.print(f"not the complete BreaKHis_v1; {len(got.differences)} count(s) differ from the published:")
-        for line in got.differences:
-            console.print(f"  {line}")
-    else:
-        console.print("complete BreaKHis_v1 by its file names (`bhbench data check` also decodes every image)")
+    for line in breakhis.verdict(got.differences):
+        console.print(line)
+    console.print("(counted from file names; `bhbench data check` also decodes every image)")
     folds = f" --folds {got.folds}" if got.folds else ""
     if not got.folds:
         console.print(

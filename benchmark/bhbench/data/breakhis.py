@@ -92,3 +92,12 @@ def differences(table: pd.DataFrame) -> list[str]:
 
 def is_complete(table: pd.DataFrame) -> bool:
     return not differences(table)
+
+
+def verdict(found: list[str]) -> list[str]:
+    """The lines that report `differences(...)`: one when complete, else a heading and each count."""
+    if not found:
+        return ["complete BreaKHis_v1: every count per class, subtype and magnification as published"]
+    return [f"not the complete BreaKHis_v1; {len(found)} count(s) differ from the published ones:"] + [
+        f"  {line}" for line in found
+    ]

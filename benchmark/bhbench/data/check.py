@@ -28,11 +28,8 @@ class Report:
 
     def lines(self) -> list[str]:
         out = list(self.notes)
-        if self.differences == []:
-            out.append("complete BreaKHis_v1: every count per class, subtype and magnification as published")
-        elif self.differences:
-            out.append(f"not the complete BreaKHis_v1; {len(self.differences)} count(s) differ from the published:")
-            out += [f"  {line}" for line in self.differences]
+        if self.differences is not None:
+            out += breakhis.verdict(self.differences)
         for p in self.problems:
             out.append(f"{p.severity}: {p}")
         counts = Counter((p.severity, p.kind) for p in self.problems)

@@ -249,8 +249,9 @@ def fetch(to: Path, url: str | None = None, bar: Bar = _no_bar, keep_archive: bo
                 transfer.close()
                 raise
             with bar("downloading BreaKHis_v1 (MB)", -(-total // MB)) as bump:
-                bump(transfer.have // MB)
-                transfer.run(_in_mb(bump))
+                counted = _in_mb(bump)
+                counted(transfer.have)  # the bar starts where the last run stopped
+                transfer.run(counted)
             part.rename(archive)
         try:
             with bar("extracting files", None) as bump:
