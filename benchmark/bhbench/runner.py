@@ -175,6 +175,19 @@ def _parts(plan: Plan, fold: Fold) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     return parts
 
 
+def missing_classes(plan: Plan, fold: Fold) -> dict[str, list[str]]:
+    """The task's classes absent from a fold's training part(s), by part ("all", or "40X"... in the
+    magnification-specific regime). Every method meets the same gap; the run says so before fitting
+    and the record keeps it, so a row is never averaged over such folds unawares."""
+    gaps = {}
+    for train, _ in _parts(plan, fold):
+        present = set(plan.protocol.labels(train).tolist())
+        lacking = [c for i, c in enumerate(plan.protocol.classes) if i not in present]
+        if lacking:
+            gaps["all" if plan.protocol.regime == "mi" else f"{train['magnification'].iloc[0]}X"] = lacking
+    return gaps
+
+
 def _train_set(plan: Plan, rows: pd.DataFrame, area: Area) -> TrainSet:
     meta = TrainMeta(
         y=plan.protocol.labels(rows),
@@ -267,6 +280,7 @@ def _record(plan: Plan, job: Job) -> dict:
             "n_train": len(job.fold.train),
             "n_test": len(job.fold.test),
             "fold_lines_without_image": len(plan.split.missing),
+            "missing_classes": missing_classes(plan, job.fold),
         },
         "method": {
             "name": entry.name,
@@ -319,7 +333,13 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
         if samples:
             record["contract"] = _check_contract(outcome, samples, len(plan.protocol.classes))
     except MethodFailure as exc:
-        record.update(status="failed", error=str(exc))
+        # One line in the record (the leaderboard shows it); a library's multi-line text (tracebacks
+        # of inner fits, with local paths) goes to a log beside it.
+        lines = str(exc).strip().splitlines() or ["(no message)"]
+        log = job.where.record.with_suffix(".log")
+        if len(lines) > 1:
+            results.atomic_write(log, str(exc).encode())
+        record.update(status="failed", error=lines[0] + (f" (full text in {log.name})" if len(lines) > 1 else ""))
         results.write(job.where, record, None)
         return record
     test = pd.concat(tests, ignore_index=True)
