@@ -164,7 +164,7 @@ def test_a_training_set_with_one_learnable_class_predicts_it():
         ("lpq_1nn", {"window": 4}, "window=4"),
         ("lbp_svm", {"cv_folds": 1}, "cv_folds=1"),
         ("lbp_rf", {"seed": "x"}, "seed='x'"),
-        ("lbp_qda", {"pca_components": None}, "pca_components must be set"),
+        ("lbp_qda", {"pca_components": None}, "pca_components=None is not allowed"),
     ],
 )
 def test_bad_parameters_are_user_errors_at_fit(name, params, message, binary_sets):

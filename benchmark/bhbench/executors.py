@@ -32,7 +32,7 @@ class SlurmOptions:
     cpus: int = 2  # per job: the driver side of the job plus the method's worker process
     mem_gb: float | None = None
     time_min: int = 120  # per job
-    logs: Path = Path("slurm-logs")
+    logs: Path = Path("bhbench-results/slurm-logs")  # the CLI puts them beside the records
     parallelism: int = 64  # array tasks running at once
     cluster: str = "slurm"  # "local": the same job array through submitit's local executor, for tests
 
@@ -86,7 +86,7 @@ def choose(executor: str | None, workers: int, slurm: SlurmOptions | None = None
 def _array_task(plan: Plan, job: Job, options: Options) -> str:
     """What one array task runs: the job in a fresh worker process, record written by run_job."""
     registry.discover(options.submissions)  # a fresh interpreter: run_job looks the method up
-    worker = Worker(options.submissions)
+    worker = Worker(options.submissions, options.sandbox)
     try:
         return str(run_job(plan, job, worker, options)["status"])
     finally:
@@ -96,7 +96,9 @@ def _array_task(plan: Plan, job: Job, options: Options) -> str:
 def _executor(slurm: SlurmOptions):  # -> submitit.AutoExecutor (imported lazily: optional at runtime)
     import submitit
 
-    ex = submitit.AutoExecutor(folder=slurm.logs / "%j", cluster=slurm.cluster)
+    # One flat folder: submitit names each file by job id already, and a "%j" folder level was
+    # created literally by the local cluster.
+    ex = submitit.AutoExecutor(folder=slurm.logs, cluster=slurm.cluster)
     ex.update_parameters(
         name="bhbench",
         timeout_min=slurm.time_min,

@@ -10,9 +10,10 @@ ties. What was chosen, and how, is returned for the record.
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +27,32 @@ Settings = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a setting allows (None, "choose by inner CV", wherever the default is None)."""
+
+    kind: type  # int or float
+    low: float
+    high: float = math.inf
+    low_open: bool = False  # low itself excluded
+    names: tuple[str, ...] = ()  # strings allowed besides numbers
+
+    def admits(self, value: Any) -> bool:
+        if isinstance(value, str):
+            return value in self.names
+        numeric = isinstance(value, int if self.kind is int else (int, float)) and not isinstance(value, bool)
+        if not numeric:
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        return above and value <= self.high
+
+    def text(self) -> str:
+        kind = "an integer" if self.kind is int else "a number"
+        low = f"{'>' if self.low_open else '>='} {self.low:g}"
+        bounds = low if self.high == math.inf else f"{low} and <= {self.high:g}"
+        return " or ".join([*(repr(n) for n in self.names), f"{kind} {bounds}"])
+
+
+@dataclass(frozen=True)
 class Classifier:
     name: str
     title: str
@@ -33,6 +60,15 @@ class Classifier:
     grid: Callable[[int], Mapping[str, Sequence[Any]]]  # candidates given the feature dimension
     build: Callable[[Settings, int, bool], Pipeline]  # (settings, seed, final fit?) -> pipeline
     min_class_size: int = 1  # classes with fewer training images are left out of the fit
+    ranges: Mapping[str, Range] = field(default_factory=dict)  # what each setting allows
+    space: Callable[[Any], Settings] | None = None  # `bhbench tune` search space (optuna trial -> settings)
+
+    def check(self, settings: Settings) -> None:
+        """ValueError naming the first setting out of its range (before any fit starts)."""
+        for key, allowed in self.ranges.items():
+            value = settings.get(key)
+            if not (value is None and self.settings.get(key) is None) and not allowed.admits(value):
+                raise ValueError(f"{key}={value!r} is not allowed: expected {allowed.text()}")
 
 
 # scikit-learn is imported inside the builders: importing it costs over a second, and `bhbench list`
@@ -40,11 +76,12 @@ class Classifier:
 
 
 def _one_nn(s: Settings, seed: int, final: bool) -> Pipeline:
-    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=1))
+    from bhbench_baselines.handcrafted.nearest import NearestPerClass
+
+    return make_pipeline(StandardScaler(), NearestPerClass())
 
 
 def _qda(s: Settings, seed: int, final: bool) -> Pipeline:
@@ -104,6 +141,8 @@ CLASSIFIERS: dict[str, Classifier] = {
             lambda d: {"reg_param": (0.1, 0.01, 0.5, 0.9)},
             _qda,
             min_class_size=2,
+            ranges={"pca_components": Range(int, 1), "reg_param": Range(float, 0.0, 1.0)},
+            space=lambda t: {"reg_param": t.suggest_float("reg_param", 1e-3, 0.99, log=True)},
         ),
         Classifier(
             "svm",
@@ -113,6 +152,12 @@ CLASSIFIERS: dict[str, Classifier] = {
             lambda d: {"C": (10.0, 1.0, 100.0), "gamma": tuple(g / d for g in (1.0, 0.1, 10.0))},
             _svm,
             min_class_size=3,  # the calibration folds need every class in each
+            ranges={"C": Range(float, 0.0, low_open=True), "gamma": Range(float, 0.0, low_open=True)},
+            # gamma spans 1/d for the descriptors' d = 10..1352 standardised features, with room either side
+            space=lambda t: {
+                "C": t.suggest_float("C", 0.1, 1000.0, log=True),
+                "gamma": t.suggest_float("gamma", 1e-5, 0.1, log=True),
+            },
         ),
         Classifier(
             "rf",
@@ -120,6 +165,16 @@ CLASSIFIERS: dict[str, Classifier] = {
             {"n_estimators": 100, "max_features": "sqrt", "min_samples_leaf": None},
             lambda d: {"min_samples_leaf": (1, 5)},
             _forest,
+            ranges={
+                "n_estimators": Range(int, 1),
+                "max_features": Range(float, 0.0, 1.0, low_open=True, names=("sqrt", "log2")),
+                "min_samples_leaf": Range(int, 1),
+            },
+            space=lambda t: {
+                "n_estimators": t.suggest_int("n_estimators", 50, 400, log=True),
+                "max_features": t.suggest_categorical("max_features", ["sqrt", "log2"]),
+                "min_samples_leaf": t.suggest_int("min_samples_leaf", 1, 10),
+            },
         ),
     )
 }
