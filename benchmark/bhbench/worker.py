@@ -1,22 +1,31 @@
 """The process that runs method code.
 
-Methods are untrusted code. They run in a spawned worker (a fresh interpreter, not a fork), so
+Methods are untrusted code. They run in a worker that is a fresh interpreter, not a fork, so
 nothing the harness holds in memory, test labels included, exists in their process: the worker
-receives training images with their labels and test images as content hashes, and sends back
+receives training images with their labels and test images by handle, and sends back
 probabilities. The harness scores them in the parent.
+
+Two launchers, one protocol (pickled Tasks and Outcomes over a connection): a `multiprocessing`
+spawn child, or a child inside the bubblewrap sandbox (`bhbench.sandbox`) that sees only the
+folders its job names. A sandboxed worker serves the jobs of one set of folders (one fold) and is
+replaced for the next, so nothing a method kept in memory while an image was a training image (its
+label) is there when that image comes back as a test image.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import multiprocessing as mp
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -40,6 +49,7 @@ class Task:
     # fitted (the contract check, see runner); empty for a transductive method.
     checks: list[np.ndarray] = field(default_factory=list)
     area: str | None = None  # the partition's blind area (bhbench.blind); its cache/ is the method's
+    threads: int | None = None  # this worker's share of the cores when several run at once
 
 
 @dataclass
@@ -83,6 +93,10 @@ def _threads() -> int:
     torch = sys.modules.get("torch")  # a deep method has set torch's own thread count
     if torch is not None:
         return int(torch.get_num_threads())
+    return _cores()
+
+
+def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -91,6 +105,8 @@ def execute(task: Task) -> Outcome:
     previous = os.environ.get("BHBENCH_CACHE")
     if task.area is not None:  # the method's caches (features...) live in the partition's area
         os.environ["BHBENCH_CACHE"] = str(Path(task.area) / "cache")
+    if task.threads is not None:  # several workers share the cores: methods read their share here
+        os.environ["BHBENCH_THREADS"] = str(task.threads)
     try:
         return _execute(task)
     finally:
@@ -194,35 +210,123 @@ def serve(conn: Connection, submissions: str | None) -> None:
             conn.send(("failed", describe_exception(exc)))
 
 
-class Worker:
-    """Parent-side handle of one worker process, restarted after a crash or timeout."""
+def main() -> None:
+    """Entry point of a sandboxed worker: `python -c '...main()' FD SUBMISSIONS`."""
+    fd, submissions = int(sys.argv[1]), sys.argv[2]
+    serve(Connection(fd), submissions or None)
 
-    def __init__(self, submissions: Path | None):
-        self.submissions = str(submissions) if submissions else None
-        self.process: mp.process.BaseProcess | None = None
-        self.conn: Connection | None = None
 
-    def _start(self) -> None:
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self.process = ctx.Process(target=serve, args=(child, self.submissions), daemon=True)
-        self.process.start()
+class _Sandboxed:
+    """A bwrap child seen through the few calls Worker makes of a multiprocessing.Process."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self._proc = proc
+
+    def is_alive(self) -> bool:
+        return self._proc.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._proc.poll()
+
+    def kill(self) -> None:
+        self._proc.kill()  # bwrap --die-with-parent takes the sandboxed tree with it
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout)
+
+
+def _spawned(submissions: str | None) -> tuple[mp.process.BaseProcess, Connection]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=serve, args=(child, submissions), daemon=True)
+    process.start()
+    child.close()
+    return process, parent
+
+
+def _folders(task: Task) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What the sandbox shows of a job's data: its area's pixels (read-only) and cache (writable)."""
+    if task.area is None:
+        return (), ()
+    return (str(Path(task.area) / "pixels"),), (str(Path(task.area) / "cache"),)
+
+
+def _sandboxed(submissions: str, task: Task) -> tuple[_Sandboxed, Connection]:
+    from bhbench import sandbox
+
+    read_only, writable = _folders(task)
+    for folder in writable:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    parent, child = socket.socketpair()
+    try:
+        command = [sys.executable, "-I", "-c", "from bhbench.worker import main; main()", str(child.fileno())]
+        proc = sandbox.launch(
+            [*command, submissions],
+            [submissions, *read_only] if Path(submissions).is_dir() else read_only,
+            writable,
+            pass_fds=(child.fileno(),),
+            stdout=subprocess.PIPE,  # relayed: the harness's own stdout may be a file whose path says too much
+            stderr=subprocess.STDOUT,
+        )
+    finally:
         child.close()
-        self.conn = parent
+    threading.Thread(target=_relay, args=(proc.stdout,), daemon=True).start()
+    return _Sandboxed(proc), Connection(parent.detach())
+
+
+def _relay(stream: Any) -> None:
+    """What a sandboxed method prints, onto the harness's stderr."""
+    for line in iter(stream.readline, b""):
+        sys.stderr.write(line.decode(errors="replace"))
+        sys.stderr.flush()
+
+
+class Worker:
+    """Parent-side handle of one worker process, restarted after a crash or timeout.
+
+    `sandbox` is the launcher `bhbench.sandbox.choose` picked: "bubblewrap" or "none"."""
+
+    def __init__(self, submissions: Path | None, sandbox: str = "none", sharing: int = 1):
+        self.sandbox = sandbox
+        # With `sharing` workers at once each gets its share of the cores, instead of all of them each.
+        self.threads = max(1, _cores() // sharing) if sharing > 1 else None
+        if sandbox == "bubblewrap":  # the sandbox has no working directory or environment to resolve it
+            from bhbench.registry import default_submissions_dir
+
+            submissions = (submissions or default_submissions_dir()).resolve()
+        self.submissions = str(submissions) if submissions else None
+        self.process: mp.process.BaseProcess | _Sandboxed | None = None
+        self.conn: Connection | None = None
+        self.folders: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+    def _start(self, task: Task) -> None:
+        if self.sandbox == "bubblewrap":
+            self.process, self.conn = _sandboxed(self.submissions or "", task)
+        else:
+            self.process, self.conn = _spawned(self.submissions)
+        self.folders = _folders(task)
 
     def run(self, task: Task, timeout: float | None) -> Outcome:
         """Outcome of the task, or MethodFailure with the reason (raised, crashed, timed out)."""
+        if self.sandbox == "bubblewrap" and self.folders != _folders(task):
+            self.stop()
         if self.process is None or not self.process.is_alive():
-            self._start()
+            self._start(task)
         assert self.conn is not None and self.process is not None
-        self.conn.send(task)
+        if self.threads is not None:
+            task = replace(task, threads=self.threads)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # died on start-up: reported below
+            self.conn.send(task)
         if not self.conn.poll(timeout):
             self.stop(kill=True)
             raise MethodFailure(f"timed out after {timeout:g} s (--timeout)")
         try:
             status, payload = self.conn.recv()
         except (EOFError, ConnectionResetError):
-            code = self.process.exitcode if self.process else None
+            self.process.join(timeout=10)
+            code = self.process.exitcode
             self.stop(kill=True)
             raise MethodFailure(f"worker process died (exit code {code})") from None
         if status == "user error":
@@ -241,4 +345,6 @@ class Worker:
                 except (BrokenPipeError, OSError):
                     self.process.kill()
             self.process.join(timeout=10)
-        self.process, self.conn = None, None
+        if self.conn is not None:
+            self.conn.close()
+        self.process, self.conn, self.folders = None, None, None

@@ -1,0 +1,154 @@
+"""The bubblewrap sandbox a method's worker runs in (`bhbench run --sandbox auto|on|off`).
+
+Inside it a method has no network, its own process tree (the harness's command line is not in its
+/proc), an environment holding only what Python and its thread pools read, a private /tmp, and
+read-only views of an allowlist: the system's libraries, the Python environment, the method's own
+code (bhbench, installed method packages, the submissions folder) and the folders its job was given.
+Everything else on the machine — home, the dataset, the caches, the results, split files,
+`leaderboard/` — does not exist there.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from bhbench.errors import UserError
+
+MODES = ("auto", "on", "off")
+INSTALL = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
+ENV_VAR = "BHBENCH_SANDBOX"
+
+# Settings of the locale, the OpenMP/BLAS thread pools and the GPUs that a method's libraries read.
+# Any value holding a "/" is dropped: nothing the method sees may name a file.
+_KEPT_ENV = ("LANG", "LC_", "TZ", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "VECLIB_", "CUDA_VISIBLE_DEVICES")
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# The dynamic loader's cache, and /etc/alternatives, which commands in /usr/bin link through.
+_SYSTEM_ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/localtime")
+
+
+def default_mode() -> str:
+    mode = os.environ.get(ENV_VAR, "auto")
+    if mode not in MODES:
+        raise UserError(f"{ENV_VAR}={mode!r}: expected one of {', '.join(MODES)}")
+    return mode
+
+
+def choose(mode: str) -> tuple[str, str | None]:
+    """The launcher for `--sandbox MODE` ("bubblewrap" or "none") and, when `auto` falls back, a
+    one-line notice. `on` without a working sandbox is a UserError."""
+    if mode not in MODES:
+        raise UserError(f"--sandbox {mode!r}: expected one of {', '.join(MODES)}")
+    if mode == "off":
+        return "none", None
+    problem = unavailable()
+    if problem is None:
+        return "bubblewrap", None
+    if mode == "on":
+        raise UserError(f"--sandbox on: {problem}; {INSTALL}, or run with --sandbox off")
+    return "none", f"note: methods run without a sandbox ({problem}); {INSTALL} to isolate them"
+
+
+@functools.cache
+def unavailable() -> str | None:
+    """Why the sandbox cannot run here, or None. Tried once per process with a real launch of this
+    Python inside it, since bwrap may be installed where user namespaces are disabled."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed"
+    check = [sys.executable, "-I", "-c", "import bhbench.worker"]
+    try:
+        proc = launch(check, (), (), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap cannot start ({exc})"
+    if proc.returncode != 0:
+        lines = err.decode(errors="replace").strip().splitlines()
+        return f"bwrap does not work here ({lines[-1] if lines else f'exit code {proc.returncode}'})"
+    return None
+
+
+def launch(
+    command: list[str],
+    read_only: Iterable[str],
+    writable: Iterable[str],
+    pass_fds: tuple[int, ...] = (),
+    **popen: object,
+) -> subprocess.Popen:
+    """Start `command` in the sandbox with `read_only` and `writable` folders visible at their own
+    paths. The sandbox's options reach bwrap through a pipe, not its command line, which the
+    sandboxed process could read from /proc/1/cmdline."""
+    options = _options([*read_only], [*writable])
+    read, write = os.pipe()
+    try:
+        with os.fdopen(write, "wb") as fh:  # a few KiB: the pipe holds it all before bwrap reads
+            fh.write(b"".join(o.encode() + b"\0" for o in options))
+        return subprocess.Popen(
+            ["bwrap", "--args", str(read), "--", *command],
+            pass_fds=(read, *pass_fds),
+            env=_environment(),  # bwrap's own environment is readable from inside too
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C is the harness's to handle; it stops the worker
+            **popen,  # type: ignore[arg-type]
+        )
+    finally:
+        os.close(read)
+
+
+def _environment() -> dict[str, str]:
+    kept = {k: v for k, v in os.environ.items() if k.startswith(_KEPT_ENV) and "/" not in v}
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", **kept}
+
+
+def _options(read_only: list[str], writable: list[str]) -> list[str]:
+    opts = ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    for key, value in _environment().items():
+        opts += ["--setenv", key, value]
+    # Fresh /proc, /dev and /tmp first: the folders bound below may lie under /tmp.
+    opts += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    for path in _SYSTEM_DIRS:
+        if os.path.islink(path):  # merged /usr: /lib -> usr/lib
+            opts += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            opts += ["--ro-bind", path, path]
+    for path in _SYSTEM_ETC:
+        opts += ["--ro-bind-try", path, path]
+    opts += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]  # core counts
+    for device in sorted(Path("/dev").glob("nvidia*")) + sorted(Path("/dev").glob("dri")):
+        opts += ["--dev-bind", str(device), str(device)]
+    for path in _code_folders():
+        opts += ["--ro-bind", path, path]
+    for path in read_only:
+        opts += ["--ro-bind", str(path), str(path)]
+    for path in writable:
+        opts += ["--bind", str(path), str(path)]
+    return opts
+
+
+@functools.cache
+def _code_folders() -> tuple[str, ...]:
+    """The Python installation, bhbench and every package registering methods (editable installs
+    live outside site-packages: their folders, never the repository around them)."""
+    import bhbench
+
+    folders = {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent.parent)}
+    folders.add(str(Path(bhbench.__file__).resolve().parent))
+    from bhbench.registry import ENTRY_POINT_GROUP
+
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        spec = importlib.util.find_spec(ep.module.partition(".")[0])
+        if spec is not None and spec.submodule_search_locations:
+            folders.update(str(Path(p).resolve()) for p in spec.submodule_search_locations)
+        elif spec is not None and spec.origin:
+            folders.add(str(Path(spec.origin).resolve()))
+    return tuple(sorted(f for f in folders if not _under(f, _SYSTEM_DIRS)))
+
+
+def _under(path: str, roots: Iterable[str]) -> bool:
+    return any(Path(path) == Path(r) or Path(r) in Path(path).parents for r in roots)

@@ -1,0 +1,184 @@
+"""The bubblewrap sandbox (`bhbench run --sandbox`): a method that goes looking for the answers
+outside the objects it is handed — the file system, its environment, /proc, its open files, the
+network — finds nothing under `--sandbox on`, and the same search finds them with `--sandbox off`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bhbench import registry, runner, sandbox
+from bhbench.cli import main
+from bhbench.config import cache_root
+from bhbench.data.sources import open_dataset
+from bhbench.protocol import Protocol
+
+needs_bwrap = pytest.mark.skipif(
+    sandbox.unavailable() is not None,
+    reason=f"no working sandbox here: {sandbox.unavailable()}; {sandbox.INSTALL}",
+)
+
+# A method that ignores the pixels and searches its surroundings instead. It reports what it found
+# through the only door the harness leaves open in every mode: the reason of a failed record.
+SNOOP = textwrap.dedent('''
+    import json, os, socket, time
+    import numpy as np
+    from bhbench import Method, register
+
+    LOOT = ("manifest.csv", "secret")  # the harness's join table; the key of its handles
+
+    def read(path):
+        try:
+            with open(path, "rb") as fh:
+                return fh.read(1 << 16).replace(b"\\0", b" ").decode(errors="replace")
+        except OSError as exc:
+            return f"<{type(exc).__name__}>"
+
+    def walk(stop_at_first):
+        """Names of files that give answers away, searched where an attacker would look first."""
+        found, seen, deadline = [], set(), time.monotonic() + 60
+        for top in ("/tmp", os.path.expanduser("~"), os.getcwd(), "/"):
+            for folder, dirs, files in os.walk(top, onerror=lambda exc: None):
+                if folder in seen or folder in ("/proc", "/sys", "/dev"):
+                    dirs[:] = []
+                    continue
+                seen.add(folder)
+                for name in dirs + files:
+                    path = os.path.join(folder, name)
+                    if name.startswith("SOB_") or name in LOOT or "/leaderboard/results/" in path:
+                        found.append(path)
+                if stop_at_first and any(os.path.basename(f).startswith("SOB_") for f in found):
+                    return found, False
+                if time.monotonic() > deadline:
+                    return found, False
+        return found, True
+
+    @register("snoop", family="test", reference="bhbench tests")
+    class Snoop(Method):
+        def __init__(self, port: int = 0, stop_at_first: bool = False):
+            self.port = port
+            self.stop_at_first = stop_at_first
+
+        def fit(self, train):
+            return self
+
+        def predict_proba(self, test):
+            files, complete = walk(self.stop_at_first)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+                network = "connected"
+            except OSError as exc:
+                network = type(exc).__name__
+            pids = [p for p in os.listdir("/proc") if p.isdigit()]
+            fds = {}
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    pass
+            seen = {
+                "environ": json.dumps(dict(os.environ)),
+                "proc_self": " ".join(read(f"/proc/self/{p}") for p in ("cmdline", "environ", "mountinfo")),
+                "proc_all": " ".join(read(f"/proc/{p}/{f}") for p in pids for f in ("cmdline", "environ")),
+                "parent": read(f"/proc/{os.getppid()}/cmdline"),
+                "fds": json.dumps(fds),
+            }
+            raise RuntimeError(json.dumps({"files": files, "complete": complete, "network": network, "seen": seen}))
+''')
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A TCP port on this machine's loopback that accepts connections: reachable from an unsandboxed
+    method, not from a sandboxed one (its loopback is its own)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server.getsockname()[1]
+
+
+def _snoop(submissions: Path, tree: Path, out: Path, launcher: str, port: int) -> dict:
+    """What the snooping method found in one (method, fold) job run with the given launcher."""
+    (submissions / "snoop.py").write_text(SNOOP)
+    registry.discover(submissions)
+    options = runner.Options(results=out, submissions=submissions, sandbox=launcher, fps_images=0)
+    plan = runner.make_plan(open_dataset(tree), Protocol(), None, options)
+    spec = runner.MethodSpec.create("snoop", {"port": port, "stop_at_first": launcher == "none"})
+    (result,) = runner.run(plan, runner.make_jobs(plan, [spec], options)[:1], options)
+    record = result.record
+    assert record["status"] == "failed" and record["environment"]["sandbox"] == launcher
+    return json.loads(record["error"].split("RuntimeError: ", 1)[1].rsplit(" at snoop.py", 1)[0])
+
+
+@needs_bwrap
+@pytest.mark.slow  # walks the whole file system visible to the method, twice
+def test_a_sandboxed_method_finds_no_answers_where_an_unsandboxed_one_does(
+    submissions: Path, tiny_tree: Path, tmp_path: Path, listener: int
+):
+    results = tmp_path / "results"
+    harness = Path("/proc/self/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    secrets_of_the_harness = [str(tiny_tree), str(results), str(cache_root() / "images"), harness]
+
+    open_ = _snoop(submissions, tiny_tree, results, "none", listener)
+    assert any(Path(f).name.startswith("SOB_") for f in open_["files"])  # the search works...
+    assert open_["network"] == "connected"
+    assert harness in open_["seen"]["parent"]
+
+    boxed = _snoop(submissions, tiny_tree, results, "bubblewrap", listener)
+    assert boxed["complete"] and boxed["files"] == []  # ...and finds nothing in the sandbox
+    assert boxed["network"] != "connected"
+    for where, text in boxed["seen"].items():
+        leaked = [s for s in secrets_of_the_harness if s in text]
+        assert not leaked, f"{where} shows {leaked}"
+
+
+def test_on_without_a_working_sandbox_refuses_in_one_line(
+    submissions: Path, tiny_tree: Path, tmp_path: Path, monkeypatch, capsys
+):
+    monkeypatch.setattr(sandbox, "unavailable", lambda: "bubblewrap (bwrap) is not installed")
+    (submissions / "snoop.py").write_text(SNOOP)
+    argv = ["--submissions", str(submissions), "run", "-m", "snoop", "--data", str(tiny_tree)]
+    code = main([*argv, "--results", str(tmp_path / "results"), "--sandbox", "on"])
+    err = capsys.readouterr().err
+    assert code != 0 and "apt-get install bubblewrap" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "bwrap" in line]) == 1
+    assert not (tmp_path / "results").exists()  # refused before staging a single image
+
+
+def test_auto_falls_back_with_a_notice_and_records_say_so(
+    submissions: Path, tiny_tree: Path, tmp_path: Path, monkeypatch, capsys
+):
+    from conftest import toy_source
+
+    monkeypatch.setattr(sandbox, "unavailable", lambda: "bubblewrap (bwrap) is not installed")
+    monkeypatch.setenv(sandbox.ENV_VAR, "auto")
+    (submissions / "toy.py").write_text(toy_source("toy"))
+    out = tmp_path / "results"
+    code = main(["--submissions", str(submissions), "run", "-m", "toy", "--data", str(tiny_tree), "--results",
+                 str(out), "--fps-images", "0"])  # fmt: skip
+    assert code == 0
+    assert "methods run without a sandbox (bubblewrap (bwrap) is not installed)" in capsys.readouterr().err
+    records = [json.loads(p.read_text()) for p in out.rglob("fold*.json")]
+    assert records and {r["environment"]["sandbox"] for r in records} == {"none"}
+
+
+@needs_bwrap
+def test_sandboxed_runs_score_like_unsandboxed_ones_and_say_which_held(
+    submissions: Path, tiny_tree: Path, tmp_path: Path
+):
+    from conftest import toy_source
+
+    (submissions / "toy.py").write_text(toy_source("toy"))
+    scores = {}
+    for mode in ("off", "on"):
+        out = tmp_path / mode
+        code = main(["--submissions", str(submissions), "run", "-m", "toy", "--data", str(tiny_tree), "--results",
+                     str(out), "--fps-images", "0", "--sandbox", mode])  # fmt: skip
+        assert code == 0
+        records = sorted((json.loads(p.read_text()) for p in out.rglob("fold*.json")), key=lambda r: r["split"]["fold"])
+        assert {r["environment"]["sandbox"] for r in records} == {"bubblewrap" if mode == "on" else "none"}
+        scores[mode] = [r["metrics"]["overall"] for r in records]
+    assert scores["on"] == [pytest.approx(s) for s in scores["off"]]
