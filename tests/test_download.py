@@ -126,6 +126,19 @@ def test_interrupted_download_resumes_where_it_stopped(server, tree_archive, tmp
     assert "not the complete BreaKHis_v1" in err and "images: 328 of 7,909" in err and "--folds FOLDER" in err
     assert index_tree(top).name == "breakhis" and not index_tree(top).problems
 
+    assert main(["data", "download", "--to", str(to)]) == 0  # already there: nothing fetched
+    assert "already in" in capsys.readouterr().err and len(server.log) == 2
+
+
+def test_a_part_file_holding_everything_is_not_fetched_again(server, tree_archive, tmp_path, capsys):
+    server.files[ARCHIVE] = tree_archive[0]
+    to = tmp_path / "data"
+    to.mkdir()
+    (to / "BreaKHis_v1.tar.gz.part").write_bytes(tree_archive[0])  # cut just before the server said "done"
+    assert main(["data", "download", "--to", str(to), "--url", server.url()]) == 0
+    assert server.log == []  # answered 416 (nothing beyond what we hold) without a body
+    assert sorted(p.name for p in to.iterdir()) == ["BreaKHis_v1"]
+
 
 def test_disk_space_is_checked_before_anything_is_written(server, tree_archive, tmp_path, monkeypatch, capsys):
     server.files[ARCHIVE] = tree_archive[0]
