@@ -3,7 +3,8 @@
 The public API for method authors is what this module exports."""
 
 from bhbench.config import cache_dir
-from bhbench.method import MAGNIFICATIONS, TASK_CLASSES, Method, TestSet, TrainSet
+from bhbench.method import Method, TestSet, TrainSet
+from bhbench.protocol import MAGNIFICATIONS, TASK_CLASSES
 from bhbench.registry import MethodCard, register
 
 __version__ = "0.1.0"

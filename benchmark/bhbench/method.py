@@ -19,12 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bhbench.data.images import ImageStore, Size, decode, resize
-
-TASK_CLASSES: dict[str, tuple[str, ...]] = {
-    "binary": ("benign", "malignant"),
-    "subtype": ("A", "F", "PT", "TA", "DC", "LC", "MC", "PC"),
-}
-MAGNIFICATIONS: tuple[int, ...] = (40, 100, 200, 400)
+from bhbench.protocol import MAGNIFICATIONS, TASK_CLASSES  # noqa: F401  (MAGNIFICATIONS: old import path)
 
 
 class _StoredImages:

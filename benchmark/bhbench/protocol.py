@@ -1,19 +1,29 @@
-"""What a number means: task, regime, split and magnification filter."""
+"""What a number means: task, regime, split and magnification filter, and the constants they are
+made of. The one source of these facts; it imports nothing heavier than numpy, so the plugin
+contract (`bhbench.method`), the data layer and the CLI can all read it."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from bhbench.errors import UserError
-from bhbench.method import MAGNIFICATIONS, TASK_CLASSES
-from bhbench.splits import SPLIT_KINDS
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+TASK_CLASSES: dict[str, tuple[str, ...]] = {
+    "binary": ("benign", "malignant"),
+    "subtype": ("A", "F", "PT", "TA", "DC", "LC", "MC", "PC"),
+}
+MAGNIFICATIONS: tuple[int, ...] = (40, 100, 200, 400)
 TASKS = tuple(TASK_CLASSES)
 REGIMES = ("mi", "ms")  # magnification-independent: one model; -specific: one model per magnification
-_LIU = {
+SPLIT_KINDS = ("official", "patient", "image-kfold")
+# Liu et al.'s names of the four (regime, task) protocols.
+LIU_NAMES: dict[tuple[str, str], str] = {
     ("mi", "binary"): "MIBC",
     ("ms", "binary"): "MSBC",
     ("mi", "subtype"): "MIFC",
@@ -53,7 +63,7 @@ class Protocol:
     def title(self) -> str:
         regime = "magnification-independent" if self.regime == "mi" else "magnification-specific"
         mag = f", {self.magnification}X only" if self.magnification else ""
-        return f"{_LIU[(self.regime, self.task)]}: {self.task} task, {regime}, {self.split} split{mag}"
+        return f"{LIU_NAMES[(self.regime, self.task)]}: {self.task} task, {regime}, {self.split} split{mag}"
 
     def to_json(self) -> dict:
         return {**asdict(self), "id": self.id}

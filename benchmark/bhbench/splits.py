@@ -22,7 +22,6 @@ from sklearn.model_selection import StratifiedKFold
 from bhbench.data.names import parse_name
 from bhbench.errors import DataError
 
-SPLIT_KINDS = ("official", "patient", "image-kfold")
 N_FOLDS = 5
 TEST_FRACTION = 0.3
 _FOLD_FILE = re.compile(r"dsfold(\d+)\.txt$")
