@@ -257,3 +257,11 @@ def test_synthetic_tree_is_not_compared_with_breakhis(tiny_tree, capsys):
     out = capsys.readouterr().out
     assert "not compared" in out and "complete BreaKHis_v1" not in out
     assert index_tree(tiny_tree, "synthetic").describe()["complete"] is None
+
+
+def test_leaderboard_labels_sections_of_an_incomplete_tree():
+    from bhbench.leaderboard.render import dataset_title
+
+    desc = {"synthetic": False, "images": 283, "patients": 22, "fingerprint": "0123456789"}
+    assert "not the complete BreaKHis_v1" in dataset_title({**desc, "complete": False})
+    assert "not the complete" not in dataset_title({**desc, "complete": True})
