@@ -1,0 +1,42 @@
+"""Three things every part of bhbench (and the built-in methods) must do the same way: write a file
+atomically, hash a JSON-able value, count the CPUs this process may use. Standard library only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: Path, data: bytes | str, fsync: bool = False) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename, so a reader
+    (another process, a rerun after a kill) sees the old file or the new one, never half of one.
+    `fsync` also makes it survive a power cut: records want that, caches that can be recomputed do
+    not need the cost. Creates the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def digest(value: Any) -> str:
+    """SHA-256 (hex) of `value` as canonical JSON: keys sorted, json's default separators, anything
+    not JSON-able by its `str`. Stable across runs and machines; truncate it for short ids."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on: its affinity mask where the OS has one (a Slurm or container
+    limit), else the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
