@@ -1,11 +1,11 @@
-"""What the complete BreaKHis_v1 is, and how a tree's counts differ from it.
+"""What the complete BreaKHis_v1 is (Spanhol et al., IEEE TBME 63(7), 2016), and how a tree differs.
 
-Image counts per subtype and magnification, counted from the authors' fold files (each lists
-all 7,909 images once). They agree with the per-class, per-magnification table the authors
-publish (Spanhol et al., IEEE TBME 63(7), 2016, and the dataset page at
-web.inf.ufpr.br/vri/databases-software/breast-cancer-histopathological-database-breakhis),
-except that the page gives 652 benign images at 40X, where its own row total (1,995) and
-column total (2,480) need 625. The totals are asserted in tests/test_download.py.
+Images per subtype and magnification and patients per subtype are counted from the authors' fold
+files (dsfold1..5.txt each list all 7,909 images once). They agree with the per-class,
+per-magnification table on the authors' dataset page
+(web.inf.ufpr.br/vri/databases-software/breast-cancer-histopathological-database-breakhis), except
+that the page gives 652 benign images at 40X where its own row total (1,995) and column total
+(2,480) need 625. tests/test_download.py checks both agreements.
 """
 
 from __future__ import annotations
