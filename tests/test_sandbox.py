@@ -135,50 +135,47 @@ def test_a_sandboxed_method_finds_no_answers_where_an_unsandboxed_one_does(
         assert not leaked, f"{where} shows {leaked}"
 
 
-def test_on_without_a_working_sandbox_refuses_in_one_line(
-    submissions: Path, tiny_tree: Path, tmp_path: Path, monkeypatch, capsys
-):
+def test_on_without_a_working_sandbox_refuses_in_one_line(submissions: Path, tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setattr(sandbox, "unavailable", lambda: "bubblewrap (bwrap) is not installed")
     (submissions / "snoop.py").write_text(SNOOP)
-    argv = ["--submissions", str(submissions), "run", "-m", "snoop", "--data", str(tiny_tree)]
+    argv = ["--submissions", str(submissions), "run", "-m", "snoop", "--data", str(tmp_path / "nowhere")]
     code = main([*argv, "--results", str(tmp_path / "results"), "--sandbox", "on"])
-    err = capsys.readouterr().err
-    assert code != 0 and "apt-get install bubblewrap" in err and "Traceback" not in err
-    assert len([line for line in err.splitlines() if "bwrap" in line]) == 1
-    assert not (tmp_path / "results").exists()  # refused before staging a single image
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "Traceback" not in err
+    assert err.splitlines()[-1].endswith(  # refused first: before the data is even looked at
+        "--sandbox on: bubblewrap (bwrap) is not installed; install bubblewrap (Debian/Ubuntu: apt-get install "
+        "bubblewrap; Fedora: dnf install bubblewrap), or run with --sandbox off"
+    )
+    assert not (tmp_path / "results").exists()
 
 
-def test_auto_falls_back_with_a_notice_and_records_say_so(
-    submissions: Path, tiny_tree: Path, tmp_path: Path, monkeypatch, capsys
+def test_auto_without_a_working_sandbox_runs_unsandboxed_with_a_notice(
+    submissions: Path, tmp_path: Path, monkeypatch, capsys
 ):
-    from conftest import toy_source
-
     monkeypatch.setattr(sandbox, "unavailable", lambda: "bubblewrap (bwrap) is not installed")
     monkeypatch.setenv(sandbox.ENV_VAR, "auto")
-    (submissions / "toy.py").write_text(toy_source("toy"))
-    out = tmp_path / "results"
-    code = main(["--submissions", str(submissions), "run", "-m", "toy", "--data", str(tiny_tree), "--results",
-                 str(out), "--fps-images", "0"])  # fmt: skip
-    assert code == 0
-    assert "methods run without a sandbox (bubblewrap (bwrap) is not installed)" in capsys.readouterr().err
-    records = [json.loads(p.read_text()) for p in out.rglob("fold*.json")]
-    assert records and {r["environment"]["sandbox"] for r in records} == {"none"}
+    assert sandbox.choose("auto")[0] == "none"
+    (submissions / "snoop.py").write_text(SNOOP)
+    main(["--submissions", str(submissions), "run", "-m", "snoop", "--data", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert "note: methods run without a sandbox (bubblewrap (bwrap) is not installed)" in err
 
 
 @needs_bwrap
-def test_sandboxed_runs_score_like_unsandboxed_ones_and_say_which_held(
+def test_sandboxed_jobs_score_like_unsandboxed_ones_and_records_say_which_held(
     submissions: Path, tiny_tree: Path, tmp_path: Path
 ):
     from conftest import toy_source
 
     (submissions / "toy.py").write_text(toy_source("toy"))
+    registry.discover(submissions)
     scores = {}
-    for mode in ("off", "on"):
-        out = tmp_path / mode
-        code = main(["--submissions", str(submissions), "run", "-m", "toy", "--data", str(tiny_tree), "--results",
-                     str(out), "--fps-images", "0", "--sandbox", mode])  # fmt: skip
-        assert code == 0
-        records = sorted((json.loads(p.read_text()) for p in out.rglob("fold*.json")), key=lambda r: r["split"]["fold"])
-        assert {r["environment"]["sandbox"] for r in records} == {"bubblewrap" if mode == "on" else "none"}
-        scores[mode] = [r["metrics"]["overall"] for r in records]
-    assert scores["on"] == [pytest.approx(s) for s in scores["off"]]
+    for launcher in ("none", "bubblewrap"):
+        options = runner.Options(results=tmp_path / launcher, submissions=submissions, sandbox=launcher, fps_images=0)
+        plan = runner.make_plan(open_dataset(tiny_tree), Protocol(), None, options)
+        done = runner.run(plan, runner.make_jobs(plan, [runner.MethodSpec.create("toy", {})], options)[:2], options)
+        records = sorted((d.record for d in done), key=lambda r: r["split"]["fold"])
+        assert [r["status"] for r in records] == ["ok", "ok"]
+        assert {r["environment"]["sandbox"] for r in records} == {launcher}
+        scores[launcher] = [r["metrics"]["overall"] for r in records]
+    assert scores["bubblewrap"] == [pytest.approx(s) for s in scores["none"]]
