@@ -157,3 +157,30 @@ def test_listing_and_help_import_no_heavy_library(argv):
     assert "HEAVY []" in out.stdout, out.stdout[-300:]
     if argv == ["list"]:
         assert "lbp_svm" in out.stdout and "hed_nuclei_rf" in out.stdout  # the submission was imported too
+
+
+def test_handcrafted_defaults_are_the_ones_the_committed_records_were_run_with():
+    """Registration may change shape, not parameters: every hand-crafted name's default parameters
+    hash to the folder its committed records are filed under."""
+    from bhbench import registry, results
+
+    registry.discover(Path("/nonexistent"))
+    committed: dict[str, set[str]] = {}
+    for folder in (REPO / "leaderboard" / "results").glob("*/*/*/*"):
+        if folder.is_dir():
+            committed.setdefault(folder.parent.name, set()).add(folder.name)
+    handcrafted = [e.name for e in registry.entries() if e.family == "handcrafted"]
+    assert len(handcrafted) == 24 and set(handcrafted) <= set(committed)
+    for name in handcrafted:
+        assert results.params_hash(registry.create(name).get_params()) in committed[name], name
+
+
+def test_a_handcrafted_variant_is_one_register_line():
+    from bhbench_baselines.handcrafted.methods import LbpSVM
+
+    reg = Registry()
+    reg.register("lbp16_svm", LbpSVM, P=16, R=2, card=MethodCard(family="handcrafted"))
+    method = reg.create("lbp16_svm")
+    assert type(method) is LbpSVM and method.spec().dim == 18
+    assert method.get_params() == {"P": 16, "R": 2, "C": None, "gamma": None, "seed": 0, "cv_folds": 3}
+    assert method.clone().get_params() == method.get_params()

@@ -26,7 +26,6 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 from bhbench.errors import UserError
@@ -171,7 +170,7 @@ class Registry:
         same = taken is not None and taken.origin == origin and taken.cls.__qualname__ == cls.__qualname__
         if taken is not None and not same:
             raise UserError(f"method name {name!r} is registered twice: by {taken.origin} and by {origin}")
-        self._entries[name] = Entry(name, cls, card, origin, MappingProxyType(dict(defaults)))
+        self._entries[name] = Entry(name, cls, card, origin, dict(defaults))
 
     # --- lookup ----------------------------------------------------------------------------------
 
