@@ -70,3 +70,17 @@ def test_folder_disagreements_name_each_field():
     problems = " ".join(folder_disagreements(parts, name))
     for word in ("class folder", "subtype folder", "patient folder", "magnification folder"):
         assert word in problems
+
+
+def test_the_naming_vocabulary_is_the_protocols():
+    """File names and folders spell the classes the protocol scores, in the protocol's order."""
+    from bhbench.data.names import BENIGN_SUBTYPES, CLASS_FOLDERS
+    from bhbench.protocol import MAGNIFICATIONS, TASK_CLASSES
+
+    assert tuple(SUBTYPE_FOLDERS) == TASK_CLASSES["subtype"]
+    assert tuple(CLASS_FOLDERS.values()) == TASK_CLASSES["binary"]
+    assert TASK_CLASSES["subtype"][: len(BENIGN_SUBTYPES)] == BENIGN_SUBTYPES  # benign first, as label 0 is
+    for mag in MAGNIFICATIONS:
+        assert parse_name(f"SOB_M_DC-14-13412-{mag}-005.png").magnification == mag
+    with pytest.raises(ValueError):
+        parse_name("SOB_M_DC-14-13412-50-005.png")
