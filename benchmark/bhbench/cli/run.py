@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +21,8 @@ from bhbench.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from bhbench.config import DEFAULT_RESULTS
+    from bhbench.config import COMMITTED_RESULTS, SCRATCH_RESULTS
+    from bhbench.sandbox import MODES
 
     p = sub.add_parser("run", help="run methods under the protocol and write records")
     p.add_argument("--method", "-m", action="append", required=True, metavar="NAME",
@@ -22,21 +30,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     protocol_args(p)
     p.add_argument("--params", action="append", default=[], type=path_arg, metavar="FILE",
                    help="parameters from `bhbench tune` (each fold runs with its own); repeatable")  # fmt: skip
-    p.add_argument(
-        "--results", type=path_arg, default=DEFAULT_RESULTS, help=f"record folder (default {DEFAULT_RESULTS})"
-    )
+    p.add_argument("--results", type=path_arg, default=None,
+                   help=f"record folder (default $BHBENCH_RESULTS, else ./{SCRATCH_RESULTS}; "
+                        f"the committed leaderboard's is {COMMITTED_RESULTS})")  # fmt: skip
     p.add_argument("--force", action="store_true", help="redo folds that already have a record")
     p.add_argument("--fps-images", type=int, default=16, help="images timed for FPS on the first fold (0: no timing)")
     p.add_argument("--executor", choices=["local", "process", "slurm"], default=None,
                    help="local: one worker process; process: --workers processes (default: one per core); "
                         "slurm: a submitit job array, one task per (method, fold)")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="worker processes running (method, fold) jobs")
+    p.add_argument("--sandbox", choices=MODES, default=None,
+                   help="run each method in a bubblewrap sandbox: no network, nothing visible but its code and "
+                        "its fold's images (on: refuse without one; auto: when bwrap works here; "
+                        "default $BHBENCH_SANDBOX, else auto)")  # fmt: skip
     _slurm_args(p)
     p.set_defaults(func=run)
 
 
 def _specs(args: argparse.Namespace) -> list:
-    from bhbench import registry
+    from bhbench import params, registry
     from bhbench.runner import MethodSpec
 
     names = registry.resolve(args.method)
@@ -49,7 +61,7 @@ def _specs(args: argparse.Namespace) -> list:
         accepted = registry.get(name).cls.param_names()
         mine = {k: v for k, v in sets.items() if k in accepted}
         unused -= set(mine)
-        specs.append(MethodSpec.create(name, mine))
+        specs.append(MethodSpec.create(name, params.validate(name, mine)))
     unused.discard("device")  # --device applies to the methods that have a device
     if unused:
         raise UserError(f"no selected method has parameter(s) {', '.join(sorted(unused))}")
@@ -82,49 +94,97 @@ def _jobs(args: argparse.Namespace, plan: Any, options: Any, specs: list, tuned:
 
 def run(args: argparse.Namespace) -> int:
     from bhbench import executors, runner
+    from bhbench.config import results_dir
 
     discover(args)
     specs = _specs(args)  # a bad --method, --set, --params or --executor fails before any image is decoded
     tuned = _tuned(args, specs)
     slurm = _slurm_options(args)
     executor = executors.choose(args.executor, args.workers, slurm)
+    launcher = _sandbox(args)
     options = runner.Options(
-        results=args.results,
+        results=args.results or results_dir(),
         force=args.force,
         timeout=args.timeout,
         skip_bad=args.skip_bad,
         fps_images=args.fps_images,
         submissions=args.submissions,
         workers=args.workers,
+        sandbox=launcher,
     )
     plan = prepare(args, options)
     jobs = _jobs(args, plan, options, specs, tuned)
+    for fold in plan.split.folds:
+        for part, lacking in runner.missing_classes(plan, fold).items():
+            where = "" if part == "all" else f" at {part}"
+            console.print(
+                f"[yellow]note:[/] fold {fold.index}{where}: the training part has no {', '.join(lacking)} "
+                "image; every method is fitted without it and the records say so"
+            )
     finished: list[runner.JobResult] = []
-    with progress_bar("running (method x fold)", len(jobs)) as bump:
+    with progress_bar("running (method x fold)", len(jobs)) as bump, Heartbeat(len(jobs)) as heart:
 
         def done(result: runner.JobResult) -> None:
             finished.append(result)
+            heart.beat(len(finished))
             bump(1)
             r = result.record or {}
             state = "finished earlier" if result.skipped else r.get("status", "?")
+            if result.job.rerun:
+                state += f" (rerun: {result.job.rerun})"
             prr = r.get("metrics", {}) or {}
             prr_text = f" PRR {100 * prr['overall']['patient_rr']:.1f}" if prr else ""
-            console.print(f"  {result.job.spec.name} fold {result.job.fold.index}: {state}{prr_text}")
+            console.print(f"  {_label(result.job.spec)} fold {result.job.fold.index}: {state}{prr_text}")
 
         try:
-            ran = executors.execute(plan, jobs, options, executor, slurm, done)
+            with collected_warnings() as caught:
+                ran = executors.execute(plan, jobs, options, executor, slurm, done)
         except KeyboardInterrupt:
+            saved = sum(1 for f in finished if f.record and f.record["status"] == "ok")
             console.print(
-                f"interrupted: {len(finished)} of {len(jobs)} (method, fold) jobs finished and saved; "
-                "rerun the same command to resume"
+                f"interrupted: {saved} of {len(jobs)} (method, fold) jobs finished and saved; "
+                f"to resume, rerun: bhbench {shlex.join(sys.argv[1:])}"
             )
             return 130
+    for text in caught:
+        console.print(f"[yellow]warning (shown once):[/] {text}")
     for f in ran.failures:
         console.print(f"[red]job failed:[/] {f.job.spec.name} fold {f.job.fold.index}: {f.reason}; log {f.log}")
-    return max(_report(finished, plan.dataset.synthetic), 1 if ran.failures else 0)
+    code = _report(finished, plan.dataset.synthetic)
+    _rank(finished, plan, options.results)
+    return max(code, 1 if ran.failures else 0)
+
+
+def _rank(finished: list, plan: Any, written: Path) -> None:
+    """Where each complete row of this run would rank on the committed leaderboard's section."""
+    from bhbench import results
+    from bhbench.config import COMMITTED_RESULTS
+
+    board = COMMITTED_RESULTS / plan.dataset.id / plan.protocol.id
+    if written.resolve() == COMMITTED_RESULTS.resolve() or not board.is_dir():
+        return
+    rows = results.mean_patient_rr([f.record for f in finished if f.record])
+    for (name, phash), (prr, folds) in rows.items():
+        if folds == len(plan.split.folds) and (place := results.would_rank((name, phash), prr, board)):
+            console.print(
+                f"{name} (PRR {100 * prr:.1f}) would rank {place[0]} of {place[1]} by mean PRR on the committed "
+                f"leaderboard ({plan.dataset.id}, {plan.protocol.id}); `bhbench leaderboard --results {written} "
+                "--output DIR` renders your own records"
+            )
+
+
+def _sandbox(args: argparse.Namespace) -> str:
+    """The worker launcher for --sandbox, checked once per run before any image is decoded."""
+    from bhbench import sandbox
+
+    launcher, notice = sandbox.choose(args.sandbox or sandbox.default_mode())
+    if notice:
+        console.print(f"[yellow]{notice}[/]")
+    return launcher
 
 
 def _slurm_options(args: argparse.Namespace) -> Any:
+    from bhbench.config import results_dir
     from bhbench.executors import SlurmOptions
 
     return SlurmOptions(
@@ -133,29 +193,50 @@ def _slurm_options(args: argparse.Namespace) -> Any:
         cpus=args.slurm_cpus,
         mem_gb=args.slurm_mem,
         time_min=args.slurm_time,
-        logs=args.slurm_logs,
+        # Beside the records by default: never a stray folder in the working directory (or the repository).
+        logs=args.slurm_logs or (args.results or results_dir()) / "slurm-logs",
         parallelism=args.slurm_parallelism,
         cluster=args.slurm_cluster,
     )
+
+
+def _label(spec: Any) -> str:
+    """A method with the parameters that make this variant: `lbp_svm [C=10]`, `pftas_svm [tuned]`."""
+    from rich.markup import escape
+
+    from bhbench.params import describe
+
+    shown = "tuned" if spec.tuned else describe(spec.name, spec.params)
+    return escape(f"{spec.name} [{shown}]" if shown else spec.name)  # printed through rich: [..] is markup
 
 
 def _report(finished: list, synthetic: bool) -> int:
     from bhbench.leaderboard import aggregate, pct
     from bhbench.method import MAGNIFICATIONS
 
-    records = [f.record for f in finished if f.record]
-    failures = [r for r in records if r["status"] != "ok"]
+    results = [f for f in finished if f.record]
+    failures = [f for f in results if f.record["status"] != "ok"]
     title = "% mean ± std over folds; PRR = patient recognition rate" + (" — synthetic data" if synthetic else "")
     mags = [f"{m}X" for m in MAGNIFICATIONS]
     table = Table("method", "folds", "failed", "PRR", *(f"PRR {m}" for m in mags), "accuracy", "AUC", title=title)
-    for name in dict.fromkeys(r["method"]["name"] for r in records):
-        ok = [r for r in records if r["method"]["name"] == name and r["status"] == "ok"]
-        row = aggregate(name, ok) if ok else {}
+    variants: dict[str, list] = {}  # one row per method and parameter set
+    for f in results:
+        variants.setdefault(_label(f.job.spec), []).append(f.record)
+    notes = []
+    for label, records in variants.items():
+        ok = [r for r in records if r["status"] == "ok"]
+        row = aggregate(label, ok) if ok else {}
         cells = [pct(row.get(k, [])) for k in ("patient_rr", *mags, "accuracy", "auc")]
-        table.add_row(name, str(len(ok)), str(sum(r["method"]["name"] == name for r in failures)), *cells)
+        table.add_row(label, f"{len(ok)} of {len(records)}", str(len(records) - len(ok)), *cells)
+        gaps = [r for r in ok if r["split"].get("missing_classes")]
+        if gaps:
+            folds = ", ".join(str(r["split"]["fold"]) for r in gaps)
+            notes.append(f"{label}: fold(s) {folds} trained without some classes (their records list them)")
     out.print(table)
-    for r in failures:
-        console.print(f"[red]failed:[/] {r['method']['name']} fold {r['split']['fold']}: {r['error']}")
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+    for f in failures:
+        console.print(f"[red]failed:[/] {_label(f.job.spec)} fold {f.job.fold.index}: {f.record['error']}")
     if failures:
         console.print(f"{len(failures)} job(s) failed; the others' records are saved")
         return 1
@@ -169,7 +250,51 @@ def _slurm_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slurm-cpus", type=int, default=2, help="CPUs per job")
     g.add_argument("--slurm-mem", type=float, default=None, help="memory per job, GB")
     g.add_argument("--slurm-time", type=int, default=120, help="time limit per job, minutes")
-    g.add_argument("--slurm-logs", type=path_arg, default=Path("slurm-logs"), help="submitit log folder")
+    g.add_argument(
+        "--slurm-logs", type=path_arg, default=None, help="submitit log folder (default <results>/slurm-logs)"
+    )
     g.add_argument("--slurm-parallelism", type=int, default=64, help="array tasks running at once")
     g.add_argument("--slurm-cluster", choices=["slurm", "local"], default="slurm",
                    help="local: the same job array through submitit's local executor (a dry run)")  # fmt: skip
+
+
+HEARTBEAT_SECONDS = 30.0  # a fold may fit for minutes: say the run is alive when nothing finishes for this long
+
+
+class Heartbeat:
+    """Prints "still working" while no (method, fold) job finishes, so a long fold is not mistaken
+    for a hang. (Progress from inside a fold would need the worker to report it.)"""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.last = total, 0, time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def beat(self, done: int) -> None:
+        self.done, self.last = done, time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            quiet = time.monotonic() - self.last
+            if quiet >= HEARTBEAT_SECONDS:
+                console.print(
+                    f"  still working: {self.done} of {self.total} (method, fold) jobs done, "
+                    f"none finished in the last {quiet:.0f} s"
+                )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+
+@contextmanager
+def collected_warnings() -> Iterator[dict[str, None]]:
+    """Library warnings raised here while the jobs run (scoring a fold that lacks a class...),
+    shown once each at the end instead of once per fold (the usual filters still apply)."""
+    caught: dict[str, None] = {}
+    with warnings.catch_warnings(record=True) as seen:
+        yield caught
+    caught.update(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in seen))
