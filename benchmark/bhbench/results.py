@@ -166,3 +166,23 @@ def load_predictions(record_path: Path, record: dict) -> pd.DataFrame:
 
 def all_records(results: Path) -> list[tuple[Path, dict | None]]:
     return [(p, read(p)) for p in sorted(results.rglob("fold*.json"))]
+
+
+def mean_patient_rr(records: list[dict]) -> dict[tuple[str, str], tuple[float, int]]:
+    """(method, params hash) -> (mean patient recognition rate, folds) over the successful records."""
+    rows: dict[tuple[str, str], list[float]] = {}
+    for r in records:
+        if r.get("status") == "ok":
+            key = (r["method"]["name"], r["method"]["params_hash"])
+            rows.setdefault(key, []).append(r["metrics"]["overall"]["patient_rr"])
+    return {k: (float(np.mean(v)), len(v)) for k, v in rows.items()}
+
+
+def would_rank(row: tuple[str, str], score: float, board: Path) -> tuple[int, int] | None:
+    """Where a row with mean PRR `score` would rank among the other methods of a leaderboard
+    section (`board` = results/<dataset>/<protocol>): (rank, rows), or None without such a section."""
+    others = [
+        prr for (name, _), (prr, _) in mean_patient_rr([r for _, r in all_records(board) if r]).items()
+        if name != row[0]
+    ]  # fmt: skip
+    return (1 + sum(prr > score for prr in others), len(others) + 1) if others else None

@@ -15,15 +15,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true", help="fail if the committed leaderboard is stale or a record is bad")
     p.add_argument("--results", type=path_arg, default=COMMITTED_RESULTS,
                    help=f"record folder (default {COMMITTED_RESULTS}; or your own, e.g. bhbench-results)")  # fmt: skip
-    p.add_argument(
-        "--output", type=path_arg, default=COMMITTED_RESULTS.parent, help="where README.md, the CSV and figures/ go"
-    )
+    p.add_argument("--output", type=path_arg, default=None,
+                   help=f"where README.md, the CSV and figures/ go (default {COMMITTED_RESULTS.parent} for the "
+                        "committed records, else the --results folder itself)")  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from bhbench import leaderboard
+    from bhbench.config import COMMITTED_RESULTS
 
+    if args.output is None:  # someone's own records never overwrite the committed leaderboard
+        committed = args.results.resolve() == COMMITTED_RESULTS.resolve()
+        args.output = COMMITTED_RESULTS.parent if committed else args.results
     if args.check:
         reasons = leaderboard.stale(args.results, args.output)
         for reason in reasons:
