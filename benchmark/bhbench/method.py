@@ -226,11 +226,7 @@ class Method:
     `predict_aux`, `fit_info`, `check_params`, `validate_params`, `search_space`, `transductive`.
     """
 
-    # Filled by the @register decorator (one class, one name); a class registered under several
-    # names keeps them empty: the registry entry is the source of truth.
-    name: ClassVar[str] = ""
-    family: ClassVar[str] = ""
-    reference: ClassVar[str] = ""
+    # A method's name, family and reference live in its registry entry: one class may have many names.
     tasks: ClassVar[tuple[str, ...]] = ("binary", "subtype")
     # An image's prediction must not depend on the other test images (their order or which are
     # there): `bhbench run` predicts a random sample again in another order and subset on every
