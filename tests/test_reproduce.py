@@ -120,17 +120,25 @@ def test_editing_a_submission_retrains_its_folds_and_says_why(
     assert set(after) == set(before) and not set(after.values()) & set(before.values())
 
 
-def test_run_writes_to_a_scratch_folder_unless_told(
-    tiny_tree: Path, submissions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_run_writes_to_a_scratch_folder_unless_told_and_says_where_it_would_rank(
+    toy_run: tuple[Path, Path],
+    tiny_tree: Path,
+    submissions: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    (submissions / "scratch_toy.py").write_text(toy_source("scratch_toy"))
+    committed = Path(shutil.copytree(toy_run[1], tmp_path / "leaderboard" / "results"))  # a one-row leaderboard
+    before = sorted(committed.rglob("*"))
+    (submissions / "scratch_toy.py").write_text(toy_source("scratch_toy", body="e = e ** 0.5"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BHBENCH_RESULTS", raising=False)
     args = ["--submissions", str(submissions), "run", "-m", "scratch_toy", "--data", str(tiny_tree),
             "--fps-images", "0"]  # fmt: skip
     assert main(args) == 0
     assert len(results.all_records(tmp_path / "bhbench-results")) == 5
-    assert not (tmp_path / "leaderboard").exists()
+    assert sorted(committed.rglob("*")) == before
+    assert "scratch_toy (PRR" in (said := _said(capsys)) and " of 2 by mean PRR on the committed leaderboard" in said
     monkeypatch.setenv("BHBENCH_RESULTS", str(tmp_path / "mine"))
     assert main(args) == 0
     assert len(results.all_records(tmp_path / "mine")) == 5
