@@ -17,7 +17,7 @@ from conftest import FOLDS, MINI, needs_real
 from bhbench.cli import main
 from bhbench.data import breakhis, download
 from bhbench.data.index import index_tree
-from bhbench.data.names import parse_name
+from bhbench.data.names import BENIGN_SUBTYPES, parse_name
 from bhbench.splits import read_official
 
 ARCHIVE = "/BreaKHis_v1.tar.gz"
@@ -204,7 +204,7 @@ def _tree_table(patients: dict[str, list[str]]) -> pd.DataFrame:
     """An index table with exactly BreaKHis_v1's published counts, images spread over `patients`."""
     rows = []
     for subtype, per_mag in breakhis.IMAGES.items():
-        cls = "B" if subtype in ("A", "F", "PT", "TA") else "M"
+        cls = "B" if subtype in BENIGN_SUBTYPES else "M"
         for mag, n in zip(breakhis.MAGNIFICATIONS, per_mag, strict=True):
             rows += [(cls, subtype, patients[subtype][i % len(patients[subtype])], mag) for i in range(n)]
     return pd.DataFrame(rows, columns=["tumor_class", "subtype", "patient", "magnification"])
