@@ -107,8 +107,10 @@ def test_defaults_must_be_parameters_and_unknown_params_are_user_errors():
     with pytest.raises(TypeError, match="no parameter colour"):
         reg.register("bad_default", Scaled, colour="red")
     reg.register("scaled", Scaled)
-    with pytest.raises(UserError, match="scaled has no parameter widht; its parameters are"):
+    with pytest.raises(UserError, match="scaled has no parameter widht; did you mean width"):
         reg.create("scaled", widht=3)
+    with pytest.raises(UserError, match="scaled has no parameter colour; its parameters are width, depth, seed"):
+        reg.create("scaled", colour="red")
 
 
 def test_duplicate_name_by_direct_call_names_both_origins():

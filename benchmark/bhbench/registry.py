@@ -196,7 +196,9 @@ class Registry:
         entry = self.get(name)
         unknown = sorted(set(params) - set(entry.param_names()))
         if unknown:
-            raise UserError(f"{name} has no parameter {', '.join(unknown)}; its parameters are {entry.param_names()}")
+            close = difflib.get_close_matches(unknown[0], entry.param_names(), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"its parameters are {', '.join(entry.param_names())}"
+            raise UserError(f"{name} has no parameter {', '.join(unknown)}; {hint}")
         try:
             return entry.cls(**copy.deepcopy({**entry.defaults, **params}))
         except TypeError as exc:
