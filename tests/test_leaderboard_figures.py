@@ -1,0 +1,100 @@
+"""Figures, method pages, compare and export through the CLI, on records of two toy methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import toy_source
+
+from bhbench import metrics, registry
+from bhbench.cli import main
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory, tiny_tree: Path):
+    """Records of two toy methods (one with a worse feature size) and the leaderboard built from them."""
+    tmp = tmp_path_factory.mktemp("board")
+    subs = tmp / "submissions"
+    subs.mkdir()
+    (subs / "toy.py").write_text(toy_source("toy"))
+    (subs / "blurry.py").write_text(toy_source("blurry").replace("size: int = 16", "size: int = 1"))
+    out, board = tmp / "results", tmp / "board"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(metrics, "BOOTSTRAP_RESAMPLES", 2000)  # enough for three rows; the default takes longer
+    mp.setattr(registry, "DEFAULT", registry.DEFAULT.copy())  # the toy submissions register globally
+    assert main(["--submissions", str(subs), "run", "-m", "toy", "-m", "blurry", "-m", "majority",
+                 "--data", str(tiny_tree), "--results", str(out), "--fps-images", "0"]) == 0  # fmt: skip
+    assert main(["leaderboard", "--results", str(out), "--output", str(board)]) == 0
+    yield out, board
+    mp.undo()
+
+
+def _check(out: Path, board: Path) -> int:
+    return main(["leaderboard", "--check", "--results", str(out), "--output", str(board)])
+
+
+def test_figures_are_embedded_and_regenerated_byte_for_byte(board):
+    out, folder = board
+    text = (folder / "README.md").read_text()
+    figures = sorted((folder / "figures").glob("*.svg"))
+    names = {f.name.rsplit("-", 1)[1] for f in figures}
+    assert names == {"forest.svg", "magnifications.svg", "roc.svg"}
+    for f in figures:
+        assert f"(figures/{f.name})" in text
+        assert b"<dc:date>" not in f.read_bytes()
+    assert "majority (reference)" in text and "95% CI" in text
+    assert _check(out, folder) == 0
+
+
+def test_an_edited_or_stray_figure_fails_the_check(board):
+    out, folder = board
+    figure = sorted((folder / "figures").glob("*forest.svg"))[0]
+    original = figure.read_bytes()
+    try:
+        figure.write_bytes(original.replace(b"toy", b"yot", 1))
+        assert _check(out, folder) == 1
+    finally:
+        figure.write_bytes(original)
+    stray = folder / "figures" / "old-section-forest.svg"
+    stray.write_bytes(original)
+    try:
+        assert _check(out, folder) == 1
+    finally:
+        stray.unlink()
+    assert _check(out, folder) == 0
+
+
+def test_report_writes_a_page_the_leaderboard_links(board, tmp_path):
+    out, folder = board
+    page_root = tmp_path / "pages"
+    assert main(["report", "--method", "toy", "--results", str(out), "--output", str(page_root)]) == 0
+    page = (page_root / "reports" / "toy.md").read_text()
+    assert "| fold" in page and "Per-patient scores" in page and "Expected calibration error" in page
+    for kind in ("roc", "confusion", "reliability"):
+        assert f"-{kind}.svg)" in page
+        assert list((page_root / "reports" / "figures").glob(f"toy-*-{kind}.svg"))
+    assert main(["leaderboard", "--results", str(out), "--output", str(page_root)]) == 0
+    assert "[toy](reports/toy.md)" in (page_root / "README.md").read_text()
+    assert main(["report", "--method", "nosuch", "--results", str(out), "--output", str(page_root)]) == 2
+
+
+def test_compare_prints_the_paired_difference(board, capsys):
+    out, _ = board
+    capsys.readouterr()
+    assert main(["compare", "toy", "majority", "--results", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "toy" in text and "majority" in text and "95% CI" in text
+    assert main(["compare", "toy", "nosuch", "--results", str(out)]) == 2
+
+
+def test_export_writes_latex_csv_and_patient_scores(board, tmp_path):
+    out, _ = board
+    assert (
+        main(["export", "--method", "toy", "--method", "maj*", "--results", str(out), "--output", str(tmp_path)]) == 0
+    )
+    tex = (tmp_path / "table.tex").read_text()
+    assert "\\begin{tabular}" in tex and "majority" in tex and "$\\pm$" in tex
+    assert (tmp_path / "table.csv").read_text().count("\n") == 3
+    patients = (tmp_path / "patients.csv").read_text().splitlines()
+    assert patients[0].startswith("dataset,protocol,method,fold,patient") and len(patients) > 10
