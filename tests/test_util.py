@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bhbench.util import atomic_write, cpu_count, digest
+from bhbench.util import THREADS_ENV, atomic_write, cpu_count, digest, thread_budget
 
 
 def test_atomic_write_replaces_whole_files_and_creates_the_folder(tmp_path: Path):
@@ -34,3 +34,12 @@ def test_digest_is_the_hash_committed_records_are_filed_under():
 
 def test_cpu_count_is_what_this_process_may_use():
     assert 1 <= cpu_count() <= (os.cpu_count() or 1)
+
+
+def test_thread_budget_is_the_harness_share_when_set(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert thread_budget() == 3
+    monkeypatch.setenv(THREADS_ENV, "0")
+    assert thread_budget() == 1
+    monkeypatch.delenv(THREADS_ENV)
+    assert thread_budget() == cpu_count()

@@ -40,3 +40,13 @@ def cpu_count() -> int:
     """CPUs this process may run on: its affinity mask where the OS has one (a Slurm or container
     limit), else the machine's count."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+THREADS_ENV = "BHBENCH_THREADS"  # the harness sets it to each worker's share when several share the cores
+
+
+def thread_budget() -> int:
+    """Threads a method may use: its share when the harness runs several workers side by side (they
+    would oversubscribe the machine each taking every core), else every CPU it may run on."""
+    share = os.environ.get(THREADS_ENV, "")
+    return max(1, int(share)) if share.isdigit() else cpu_count()
