@@ -59,14 +59,16 @@ from bhbench import Method, register
 
 @register("broken_everything")
 class Broken(Method):
-    tasks = ("binary",)
+    tasks = ("binary", "subtype")
 
     def __init__(self, width: int = 8):
         self.width = width
         self.cache = {}  # params: the constructor must only store its arguments
 
     def fit(self, train):
-        time.sleep(0.6)  # time_budget: the test gives --budget 0.5
+        start = time.process_time()
+        while time.process_time() - start < 0.6:  # time_budget: the test gives --budget 0.5 (CPU seconds)
+            pass
         self.offset_ = np.random.default_rng().normal()  # deterministic: unseeded
         # fit_returns_self: returns None
 
@@ -76,7 +78,7 @@ class Broken(Method):
         if test.cache_keys is None:  # no_test_labels: behaves differently without cache keys
             x = x + 1.0
         p = 1 / (1 + np.exp(-x))
-        return 0.8 * np.stack([p, 1 - p], axis=1)  # probabilities: rows sum to 0.8
+        return 0.8 * np.stack([p, 1 - p], axis=1)  # probabilities: rows sum to 0.8; two columns for 8 classes
 """
 
 
@@ -95,7 +97,23 @@ def test_check_names_each_failed_check_of_a_broken_method(tmp_path: Path, clean_
     assert "seed" in by_check["deterministic"]
     assert "bare pixels" in by_check["no_test_labels"]
     assert "other images" in by_check["per_image"]
-    assert "budget 0.5 s" in by_check["time_budget"]
+    assert "budget 0.5 CPU s" in by_check["time_budget"]
+    assert "trained without any PC image" in by_check["missing_class"]
+
+
+def test_a_method_that_drops_the_column_of_an_unseen_class_fails_missing_class(submissions: Path):
+    # scikit-learn's predict_proba has one column per class seen in training: the usual slip.
+    source = toy_source("toy_seen_only", body="e = e[:, np.unique(self.seen_)]")
+    (submissions / "toy.py").write_text(
+        source.replace(
+            "        x = self._features(train)\n",
+            "        self.seen_ = train.y\n        x = self._features(train)\n",
+            1,
+        )
+    )
+    registry.discover(submissions)
+    result = checks.Battery(registry.get("toy_seen_only")).run("missing_class")
+    assert not result.passed and "shape (32, 7), expected (32, 8)" in result.detail and "probability 0" in result.detail
 
 
 def test_a_sound_method_passes_and_exits_zero(submissions: Path, capsys):

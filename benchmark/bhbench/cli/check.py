@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", nargs="*", metavar="NAME|PATH",
                    help="method, wildcard, family, or submission file/folder (default: all submissions)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
-    p.add_argument("--budget", type=float, default=60.0, help="seconds one fit + predict on the tiny set may take")
+    p.add_argument("--budget", type=float, default=120.0,
+                   help="CPU seconds (all threads) one fit + predict on the tiny set may take")  # fmt: skip
     p.set_defaults(func=run)
 
 
