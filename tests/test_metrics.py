@@ -7,7 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bhbench.metrics import mean_std, patient_recognition_rate, score, score_all
+from bhbench.metrics import (
+    FoldOutcomes,
+    bootstrap,
+    fold_statistics,
+    holm,
+    mean_std,
+    paired_difference,
+    patient_recognition_rate,
+    score,
+    score_all,
+)
 
 
 def onehot(pred, k=2):
@@ -49,6 +59,8 @@ def test_per_magnification_scores_and_magnification_accuracy():
     assert out["by_magnification"]["40"]["accuracy"] == 1.0
     assert out["by_magnification"]["400"]["accuracy"] == 0.5
     assert out["overall"]["magnification_accuracy"] == 0.75
+    # patient a: both magnifications right; patient b: 40X right, 400X called 200X
+    assert out["overall"]["magnification_patient_rr"] == pytest.approx((1 + 0.5) / 2)
 
 
 def test_mean_std_ignores_nan():
@@ -94,3 +106,47 @@ def test_patient_rate_equals_accuracy_with_one_image_per_patient(case):
     y, pred, _, _ = case
     s = score(np.array(y), onehot(np.array(pred)), np.arange(len(y)))
     assert s["patient_rr"] == pytest.approx(s["accuracy"])
+
+
+def test_holm_adjusts_in_order_and_keeps_nan():
+    adjusted = holm(np.array([0.01, 0.04, np.nan, 0.03]))
+    assert adjusted[0] == pytest.approx(0.03)  # 3 x 0.01
+    assert adjusted[3] == pytest.approx(0.06)  # 2 x 0.03
+    assert adjusted[1] == pytest.approx(0.06)  # max(1 x 0.04, the previous)
+    assert math.isnan(adjusted[2])
+
+
+@given(cases)
+@settings(max_examples=40, deadline=None)
+def test_bootstrap_point_values_are_the_harness_metrics(case):
+    y, pred, patients, _ = case
+    y, pred, patients = np.array(y), np.array(pred), np.array(patients)
+    mags = np.array([40, 100, 200, 400])[patients % 4]
+    fold = FoldOutcomes(
+        np.unique(patients, return_inverse=True)[1], patients % 4, y, (pred == y)[None], np.ones(1, bool)
+    )
+    stats = fold_statistics(fold, np.ones((1, len(np.unique(patients)))))
+    expected = score_all(y, onehot(pred), patients, mags)
+    assert stats["patient_rr"][0, 0] == pytest.approx(expected["overall"]["patient_rr"])
+    assert stats["accuracy"][0, 0] == pytest.approx(expected["overall"]["accuracy"])
+    assert stats["balanced_accuracy"][0, 0] == pytest.approx(expected["overall"]["balanced_accuracy"])
+    per_mag = [v["patient_rr"] for v in expected["by_magnification"].values()]
+    assert stats["headline"][0, 0] == pytest.approx(np.mean(per_mag))
+
+
+def _fold(correct: np.ndarray, patients: int = 10) -> FoldOutcomes:
+    n = correct.shape[1]
+    pat = np.arange(n) % patients
+    return FoldOutcomes(pat, pat % 4, np.arange(n) % 2, correct, np.ones(len(correct), bool))
+
+
+def test_bootstrap_is_seeded_and_a_paired_difference_has_the_right_sign():
+    rng = np.random.default_rng(0)
+    better = rng.random(200) < 0.9
+    worse = better & (rng.random(200) < 0.5)
+    folds = [_fold(np.stack([better, worse])) for _ in range(3)]
+    a, b = bootstrap(folds, resamples=500, seed=1), bootstrap(folds, resamples=500, seed=1)
+    assert np.array_equal(a.draws["headline"], b.draws["headline"])
+    diff, lo, hi, p = paired_difference(a, 0, 1)
+    assert 0 < lo < diff < hi and p < 0.01
+    assert paired_difference(a, 0, 0)[0] == 0 and paired_difference(a, 0, 0)[3] == 1.0
