@@ -146,3 +146,24 @@ def test_run_with_params_uses_each_folds_tuned_parameters_and_says_so(tiny_tree:
     assert "toy_spy (tuned)" in (tmp_path / "README.md").read_text()
     # Parameters tuned on one protocol do not run under another.
     assert main([*base, "--params", str(params), "--task", "subtype"]) == 2
+
+
+def test_a_hand_crafted_baseline_tunes_and_its_file_lands_beside_the_records(
+    tiny_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    monkeypatch.chdir(tmp_path)  # nothing may appear in the working directory
+    monkeypatch.setenv("BHBENCH_RESULTS", str(tmp_path / "results"))
+    storage = f"sqlite:///{tmp_path / 'study.sqlite3'}"
+    argv = ["tune", "--method", "pftas_svm", "--trials", "1", "--fold", "1",
+            "--data", str(tiny_tree), "--storage", storage]  # fmt: skip
+    assert main(argv) == 0
+    written = list((tmp_path / "results" / "tuned").glob("*.json"))
+    assert len(written) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["results", "study.sqlite3"]
+    best = json.loads(written[0].read_text())["folds"]["1"]
+    assert set(best["searched"]) == {"C", "gamma"} and best["params"]["C"] == best["searched"]["C"]
+    assert "pftas_svm: best per fold" in capsys.readouterr().out
+
+
+def test_1nn_has_nothing_to_tune(capsys):
+    assert main(["tune", "--method", "pftas_1nn", "--trials", "1"]) == 2
+    assert "pftas_1nn declares no search space" in capsys.readouterr().err

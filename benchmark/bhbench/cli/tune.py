@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -19,19 +18,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None,
                    help="optuna storage URL shared by processes or machines (default: SQLite in cache)")  # fmt: skip
     p.add_argument("--study", default=None, help="study name (default: method, dataset and protocol)")
-    p.add_argument("--out", type=path_arg, default=None, help="tuned-parameters file (default tuned/<study>.json)")
+    p.add_argument("--out", type=path_arg, default=None,
+                   help="tuned-parameters file (default <results>/tuned/<study>.json, beside the records)")  # fmt: skip
     p.add_argument("--fold", type=int, action="append", default=[], help="tune only this fold; repeatable")
     protocol_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bhbench import runner, tuning
-    from bhbench.config import cache_dir
+    from bhbench import params, runner, tuning
+    from bhbench.config import cache_dir, results_dir
 
     discover(args)
     tuning.search_space(args.method)  # refuse an untunable method before decoding any image
-    fixed = {**parse_sets(args.set), **({"device": args.device} if args.device else {})}
+    fixed = params.validate(args.method, {**parse_sets(args.set), **({"device": args.device} if args.device else {})})
     spec = runner.MethodSpec.create(args.method, fixed)
     # Tuning writes no records: its split file and manifest go to the cache, not the results folder.
     options = runner.Options(
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"  fold {fold} trial {trial.number}: {value} ({shown})")
 
     doc = tuning.Tuner(plan, args.method, fixed, storage, study, options).tune(args.trials, report, args.fold)
-    path = args.out or Path("tuned") / f"{study}.json"
+    path = args.out or results_dir() / "tuned" / f"{study}.json"
     tuning.write_params(path, doc)
     table = Table("fold", "trials", "best inner PRR", "parameters", title=f"{args.method}: best per fold")
     for fold, best in doc["folds"].items():
