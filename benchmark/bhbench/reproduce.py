@@ -27,7 +27,7 @@ from bhbench.data import synthetic
 from bhbench.data.index import Dataset, index_tree
 from bhbench.data.sources import folds_beside, open_dataset
 from bhbench.errors import UserError
-from bhbench.protocol import Protocol
+from bhbench.protocol import LIU_NAMES, Protocol
 
 Progress = Callable[[int], None]
 
@@ -40,9 +40,6 @@ PROBA_TOLERANCE = 1e-6
 # Metrics agree when they agree to the leaderboard's precision: it shows percentages with one
 # decimal, so two values agree within half of that last digit.
 METRIC_TOLERANCE = 0.0005
-
-# Liu et al.'s names of (regime, task), accepted in row addresses: synthetic/MIBC/lbp_svm.
-_LIU = {"MIBC": ("mi", "binary"), "MSBC": ("ms", "binary"), "MIFC": ("mi", "subtype"), "MSFC": ("ms", "subtype")}
 
 
 def resolve(target: str, root: Path) -> list[Path]:
@@ -65,6 +62,8 @@ def resolve(target: str, root: Path) -> list[Path]:
             "(e.g. synthetic/MIBC/lbp_svm)"
         )
     dataset, protocol, method = parts
+    if dataset == "synthetic" and (root / synthetic.DEFAULT_DATASET_ID).is_dir():
+        dataset = synthetic.DEFAULT_DATASET_ID  # what this version generates, among older synthetic sets
     datasets = _match(root, dataset, lambda d: d.name == dataset or d.name.startswith(f"{dataset}-"), "dataset")
     protocols = _match(datasets, protocol, lambda p: p.name == protocol or _is_liu(p.name, protocol), "protocol")
     folder = protocols / method
@@ -76,10 +75,10 @@ def resolve(target: str, root: Path) -> list[Path]:
 
 
 def _is_liu(protocol_id: str, name: str) -> bool:
-    if name.upper() not in _LIU:
-        return False
-    regime, task = _LIU[name.upper()]
-    return protocol_id.startswith(f"{task}-{regime}-")
+    """Whether a protocol id is one of Liu et al.'s (regime, task) protocols, e.g. MIBC."""
+    return any(
+        liu == name.upper() and protocol_id.startswith(f"{task}-{regime}-") for (regime, task), liu in LIU_NAMES.items()
+    )
 
 
 def _match(folder: Path, name: str, test: Callable[[Path], bool], what: str) -> Path:
