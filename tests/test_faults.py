@@ -282,3 +282,16 @@ def test_ctrl_c_stops_cleanly_with_a_summary(submissions, tiny_tree, tmp_path):
     assert proc.returncode == 130
     assert "Traceback" not in err
     assert "interrupted:" in err and "rerun the same command to resume" in err
+
+
+def test_files_are_written_with_the_users_umask(tmp_path: Path):
+    from bhbench import util
+
+    util.umask.cache_clear()
+    old = os.umask(0o002)  # a group-shared results folder
+    try:
+        results.atomic_write(tmp_path / "record.json", b"{}")
+    finally:
+        os.umask(old)
+        util.umask.cache_clear()
+    assert (tmp_path / "record.json").stat().st_mode & 0o777 == 0o664

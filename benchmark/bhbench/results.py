@@ -7,10 +7,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import platform
 import subprocess
-import tempfile
 import zlib
 from dataclasses import dataclass
 from importlib import metadata
@@ -19,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from bhbench import util
 
 SCHEMA = 1
 # Packages whose version can change a record's numbers: numpy (random streams, sums), OpenCV
@@ -34,17 +34,7 @@ def params_hash(params: dict[str, Any]) -> str:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    util.atomic_write(path, data, fsync=True)
 
 
 def environment() -> dict[str, Any]:

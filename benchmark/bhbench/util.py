@@ -3,6 +3,7 @@ atomically, hash a JSON-able value, count the CPUs this process may use. Standar
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ def atomic_write(path: Path, data: bytes | str, fsync: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600; a shared results folder needs the user's umask
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
             if fsync:
@@ -28,6 +30,21 @@ def atomic_write(path: Path, data: bytes | str, fsync: bool = False) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@functools.cache
+def umask() -> int:
+    """The process umask, read without changing it where Linux shows it (setting it to read it
+    would briefly affect every thread's new files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def digest(value: Any) -> str:
