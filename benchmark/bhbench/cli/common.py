@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,9 @@ def prepare(args: argparse.Namespace, options: Any) -> Any:
     from bhbench.data.sources import folds_beside, open_dataset
     from bhbench.protocol import Protocol
 
-    with progress_bar("preparing images (the synthetic set is generated once)") as bump:
+    given = args.data or os.environ.get("BHBENCH_DATA")
+    step = f"indexing the images in {given}" if given else "preparing the synthetic dataset (generated on first use)"
+    with progress_bar(step) as bump:
         dataset = open_dataset(args.data, bump)
     folds = args.folds or folds_beside(dataset)
     split = args.split or ("official" if folds else "patient")

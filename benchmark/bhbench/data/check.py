@@ -32,7 +32,9 @@ class Report:
             out += breakhis.verdict(self.differences)
         for p in self.problems:
             out.append(f"{p.severity}: {p}")
-        counts = Counter((p.severity, p.kind) for p in self.problems)
+        counts: Counter[tuple[str, str]] = Counter()
+        for p in self.problems:
+            counts[p.severity, p.kind] += p.count
         if counts:
             out.append("summary: " + ", ".join(f"{n} {kind} ({sev})" for (sev, kind), n in sorted(counts.items())))
         out.append(f"{len(self.errors)} error(s), {len(self.problems) - len(self.errors)} warning(s)")
@@ -88,6 +90,7 @@ def check(data: Path | None, folds: Path | None, progress: Callable[[int], None]
                         f"{len(absent)} fold line(s) name images not in the data: {_examples(absent)}",
                         "fold lines without image",
                         "warning",
+                        len(absent),
                     )  # fmt: skip
                 )
             unlisted = sorted(filenames - listed)
@@ -98,6 +101,7 @@ def check(data: Path | None, folds: Path | None, progress: Callable[[int], None]
                         f"{len(unlisted)} image(s) appear in no fold: {_examples(unlisted)}",
                         "image in no fold",
                         "warning",
+                        len(unlisted),
                     )  # fmt: skip
                 )
     return report

@@ -39,6 +39,7 @@ class Problem:
     message: str
     kind: str  # short category, counted by `bhbench data check`
     severity: str = "error"  # "error" stops a run (unless --skip-bad); "warning" is reported only
+    count: int = 1  # files or lines this one message stands for (summaries count these)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
