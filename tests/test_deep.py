@@ -1,8 +1,10 @@
-"""Deep models: shapes of every registered network, bilinear pooling against its definition, BCNN
-versus Fast BCNN, the multi-task loss, weight files, augmentation, validation split, training."""
+"""Deep models: shapes of every registered network, SE blocks per backbone block, bilinear pooling
+against its definition, BCNN versus Fast BCNN, the multi-task CNN's sharing and loss, weight files
+and the paper recipe's refusal of random weights, augmentation, validation split, training."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from dataclasses import replace
@@ -12,6 +14,11 @@ import numpy as np
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
+from timm.layers import SEModule
+from timm.models.inception_resnet_v2 import Block8, Block17, Block35
+from timm.models.inception_v3 import InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
+from timm.models.resnet import Bottleneck
 
 from bhbench import TestSet, TrainSet, registry
 from bhbench.errors import UserError
@@ -50,6 +57,18 @@ def small(name: str, **params) -> training.TrainableMethod:
     return method
 
 
+def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """timm as it behaves without internet: building works, downloading weights does not."""
+    create = timm.create_model
+
+    def offline(*args, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("We couldn't connect to 'https://huggingface.co'")
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(backbones.timm, "create_model", offline)
+
+
 def test_registering_the_deep_methods_does_not_import_torch():
     code = (
         "import sys; from bhbench import registry; registry.discover(); "
@@ -71,13 +90,13 @@ def test_every_backbone_gets_every_head():
 @pytest.mark.parametrize("name", DEEP)
 def test_network_gives_one_row_of_logits_per_image_and_head(name: str):
     method = registry.create(name)
-    profile = method.quick_profile
+    recipe = method.quick_recipe
     if "input_size" in method.param_names():  # the CNNs are defined on 100x100 only
-        profile = replace(profile, input_size=75)  # InceptionV3's smallest input
+        recipe = replace(recipe, input_size=75)  # InceptionV3's smallest input
     torch.manual_seed(0)
-    net = method.build_network(8, profile).eval()
+    net = method.build_network(8, recipe).eval()
     with torch.no_grad():
-        out = net(torch.randn(2, 3, profile.input_size, profile.input_size))
+        out = net(torch.randn(2, 3, recipe.input_size, recipe.input_size))
     expected = {"class": (2, 8)} | ({"magnification": (2, 4)} if name == "mtcnn" else {})
     assert {head: tuple(v.shape) for head, v in out.items()} == expected
     assert all(torch.isfinite(v).all() for v in out.values())
@@ -98,8 +117,29 @@ def test_fitted_method_returns_probabilities(name: str, task: str):
     else:
         assert aux == {}
     info = method.fit_info()
-    assert info["profile"] == "quick" and "no CUDA" in info["profile_reason"]
+    assert info["recipe"] == "quick" and "no CUDA" in info["recipe_reason"] and info["init"] == "random"
     assert info["epochs_run"] == 1 and info["parameters"] > 0 and info["device"] == "cpu"
+
+
+BLOCKS = {  # backbone -> the timm block types it is made of (one SE block each)
+    "resnet50": (Bottleneck,),
+    "inception_v3": (InceptionA, InceptionB, InceptionC, InceptionD, InceptionE),
+    "inception_resnet_v2": (Block35, Block17, Block8),
+}
+
+
+@pytest.mark.parametrize("backbone", sorted(BLOCKS))
+def test_every_se_variant_has_one_se_block_per_backbone_block(backbone: str):
+    counts = {}
+    for name in (backbone, f"{backbone}_se"):
+        method = registry.create(name)
+        net = method.build_network(2, replace(method.quick_recipe, input_size=75))
+        blocks = [m for m in net.modules() if isinstance(m, BLOCKS[backbone])]
+        counts[name] = (len(blocks), sum(isinstance(m, SEModule) for m in net.modules()))
+    n_blocks = {"resnet50": 16, "inception_v3": 11, "inception_resnet_v2": 40}[backbone]
+    assert counts == {backbone: (n_blocks, 0), f"{backbone}_se": (n_blocks, n_blocks)}
+    se = [m for m in net.modules() if isinstance(m, SEModule)]
+    assert all(m.fc1.out_channels == m.fc1.in_channels // 8 for m in se)  # Liu et al.'s reduction
 
 
 def test_bilinear_pooling_is_the_mean_outer_product_with_signed_sqrt_and_l2_norm():
@@ -132,7 +172,7 @@ def test_bcnn_has_two_backbones_and_fast_bcnn_one_used_once(monkeypatch):
     nets = {}
     for name in ("bcnn", "fast_bcnn"):
         method = registry.create(name)
-        nets[name] = method.build_network(2, replace(method.quick_profile, input_size=75, bilinear_dim=None))
+        nets[name] = method.build_network(2, replace(method.quick_recipe, input_size=75, bilinear_dim=None))
     count = {name: sum(p.numel() for b in backbones_of(net) for p in b.parameters()) for name, net in nets.items()}
     assert count["bcnn"] == 2 * count["fast_bcnn"] > 0
     calls = {name: [_count_feature_calls(b, monkeypatch) for b in backbones_of(net)] for name, net in nets.items()}
@@ -142,13 +182,32 @@ def test_bcnn_has_two_backbones_and_fast_bcnn_one_used_once(monkeypatch):
     assert [c[0] for c in calls["fast_bcnn"]] == [1]
 
 
+def test_mtcnn_shares_every_layer_but_the_output_layers():
+    method = MultiTaskCNN()
+    torch.manual_seed(0)
+    net = method.build_network(2, method.quick_recipe).eval()
+    targets = {h: torch.as_tensor(t.labels) for h, t in method.targets(tiny_train()).items()}
+    logits, idx = net(torch.randn(4, 3, 100, 100)), np.arange(4)
+    names = [n for n, _ in net.named_parameters()]
+    reached = {}
+    for head, labels in targets.items():
+        loss = F.cross_entropy(logits[head], labels[idx])
+        grads = torch.autograd.grad(loss, list(net.parameters()), retain_graph=True, allow_unused=True)
+        reached[head] = {n for n, g in zip(names, grads, strict=True) if g is not None and g.abs().sum() > 0}
+    shared = reached["class"] & reached["magnification"]
+    assert shared == {n for n in names if not n.startswith("heads.")}  # every hidden layer, FC layers too
+    assert reached["class"] - shared == {"heads.class.weight", "heads.class.bias"}
+    assert reached["magnification"] - shared == {"heads.magnification.weight", "heads.magnification.bias"}
+    assert (method.w_class, method.w_mag) == (1.0, 1.0)  # the paper adds the two losses
+
+
 def test_mtcnn_gradients_reach_both_heads_and_the_loss_weights_act():
     train = tiny_train()
     x, idx = torch.randn(4, 3, 100, 100), np.arange(4)
-    for w_class, w_mag in ((0.5, 0.5), (0.25, 0.75), (1.0, 0.0)):
+    for w_class, w_mag in ((1.0, 1.0), (0.25, 0.75), (1.0, 0.0)):
         method = MultiTaskCNN(w_class=w_class, w_mag=w_mag)
         torch.manual_seed(0)
-        net = method.build_network(2, method.quick_profile)
+        net = method.build_network(2, method.quick_recipe)
         targets = {h: (torch.as_tensor(t.labels), t.weight) for h, t in method.targets(train).items()}
         logits = net(x)
         loss = training.objective(logits, targets, idx)
@@ -184,13 +243,14 @@ def test_saved_weights_reload_into_every_backbone_and_give_identical_features(tm
 
         save_file(source.state_dict(), str(path))
     method = registry.create("resnet50_bcnn", backbone="resnet18", weights=str(path))
-    net = method.build_network(2, replace(method.quick_profile, input_size=64)).eval()
+    assert method.init(method.quick_recipe) == f"file:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    net = method.build_network(2, replace(method.quick_recipe, input_size=64)).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         want = source.forward_features(x)
         for backbone in backbones_of(net):
             assert torch.equal(feature_map(backbone, x), want)
-    fresh = registry.create("resnet50_bcnn", backbone="resnet18").build_network(2, method.quick_profile)
+    fresh = registry.create("resnet50_bcnn", backbone="resnet18").build_network(2, method.quick_recipe)
     with torch.no_grad():
         assert not torch.equal(feature_map(backbones_of(fresh.eval())[0], x), want)
 
@@ -215,35 +275,54 @@ def test_unusable_weights_files_are_user_errors(tmp_path):
     ]
     for backbone, path, message in cases:
         with pytest.raises(UserError, match=message) as caught:
-            backbones.create_backbone(backbone, pretrained=False, weights=str(path), input_size=64)
+            backbones.create_backbone(backbone, str(path), input_size=64)
         assert str(path) in str(caught.value)
 
 
 def test_failed_hub_download_says_to_use_a_local_weights_file(monkeypatch):
-    def offline(*args, pretrained=False, **kwargs):
-        if pretrained:
-            raise OSError("We couldn't connect to 'https://huggingface.co'")
-        return timm.create_model(*args, **kwargs)
-
-    monkeypatch.setattr(backbones.timm, "create_model", offline)
+    offline_hub(monkeypatch)
     with pytest.raises(UserError, match="weights=PATH"):
-        backbones.create_backbone("resnet18", pretrained=True, weights=None, input_size=64)
+        backbones.create_backbone("resnet18", "imagenet", input_size=64)
+
+
+def test_paper_recipe_without_imagenet_weights_stops_with_one_line(monkeypatch):
+    offline_hub(monkeypatch)
+    for weights, message in (("random", "weights=imagenet .* or weights=PATH"), ("auto", "weights=PATH")):
+        with pytest.raises(UserError, match=message) as caught:
+            small("fast_bcnn", recipe="paper", weights=weights, epochs=1).fit(tiny_train())
+        assert "\n" not in str(caught.value)
+
+
+def test_local_weights_run_the_paper_recipe_and_the_record_names_their_hash(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), path)
+    method = small("resnet50", backbone="resnet18", recipe="paper", weights=str(path), epochs=1, input_size=64)
+    info = method.fit(tiny_train()).fit_info()
+    assert info["recipe"] == "paper" and info["lr"] == 0.1 and info["optimizer"] == "sgd"
+    assert info["init"] == f"file:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+
+
+def test_each_worker_takes_its_share_of_the_threads(monkeypatch):
+    monkeypatch.setenv(training.THREADS_ENV, "1")
+    assert small("cnn", epochs=1).fit(tiny_train()).fit_info()["threads"] == 1
 
 
 @pytest.mark.slow
 def test_real_hub_download_fails_here_with_the_weights_hint():
     """Takes about a minute offline (the hub client retries)."""
     with pytest.raises(UserError, match="weights=PATH"):
-        backbones.create_backbone("resnet18", pretrained=True, weights=None, input_size=64)
+        backbones.create_backbone("resnet18", "imagenet", input_size=64)
 
 
 def test_bad_names_and_settings_are_user_errors():
     with pytest.raises(UserError, match="did you mean"):
-        backbones.create_backbone("resnet5O", pretrained=False, weights=None, input_size=64)
+        backbones.create_backbone("resnet5O", "random", input_size=64)
     with pytest.raises(UserError, match="fails on a 40x40 input"):
-        backbones.create_backbone("inception_v3", pretrained=False, weights=None, input_size=40)
-    with pytest.raises(UserError, match="profile"):
-        training.choose_profile("fast", torch.device("cpu"), *[registry.create("cnn").quick_profile] * 2)
+        backbones.create_backbone("inception_v3", "random", input_size=40)
+    with pytest.raises(UserError, match="squeeze-and-excitation"):
+        backbones.create_backbone("vgg11", "random", input_size=64, squeeze_excite=True)
+    with pytest.raises(UserError, match="recipe"):
+        training.choose_recipe("fast", torch.device("cpu"), *[registry.create("cnn").quick_recipe] * 2)
     with pytest.raises(UserError, match="device"):
         training.resolve_device("tpu")
     if not torch.cuda.is_available():
@@ -253,14 +332,16 @@ def test_bad_names_and_settings_are_user_errors():
         small("cnn", batch_size=1).fit(tiny_train())
 
 
-def test_auto_profile_is_paper_on_cuda_and_quick_on_cpu():
+def test_auto_recipe_is_paper_on_cuda_and_quick_on_cpu():
     method = registry.create("fast_bcnn")
-    paper, quick = method.paper_profile, method.quick_profile
+    paper, quick = method.paper_recipe, method.quick_recipe
+    # Liu et al.'s code: Keras SGD(lr=0.1) (no momentum), lr / 10 after 10 flat epochs, batch 16, 100 epochs
     assert (paper.input_size, paper.batch_size, paper.max_epochs, paper.optimizer) == (224, 16, 100, "sgd")
-    assert paper.plateau_patience == 10
-    assert training.choose_profile("auto", torch.device("cuda"), paper, quick)[0] is paper
-    assert training.choose_profile("auto", torch.device("cpu"), paper, quick)[0] is quick
-    assert training.choose_profile("paper", torch.device("cpu"), paper, quick)[0] is paper
+    assert (paper.lr, paper.momentum, paper.plateau_patience, paper.needs_imagenet) == (0.1, 0.0, 10, True)
+    assert (paper.max_rotation, paper.max_shift, paper.flips, paper.fill) == (90.0, 0.1, True, "border")
+    assert training.choose_recipe("auto", torch.device("cuda"), paper, quick)[0] is paper
+    assert training.choose_recipe("auto", torch.device("cpu"), paper, quick)[0] is quick
+    assert training.choose_recipe("paper", torch.device("cpu"), paper, quick)[0] is paper
 
 
 def test_validation_holds_out_whole_patients_of_the_training_part():
@@ -279,8 +360,8 @@ def test_validation_holds_out_whole_patients_of_the_training_part():
 def test_augmentation_only_applies_symmetries_of_the_square():
     torch.manual_seed(0)
     x = torch.randn(64, 3, 8, 8)
-    profile = replace(registry.create("cnn").quick_profile, quarter_turns=True, flips=True, max_shift=0.0)
-    out = augment(x, profile, torch.Generator().manual_seed(0))
+    recipe = replace(registry.create("cnn").quick_recipe, quarter_turns=True, flips=True, max_shift=0.0)
+    out = augment(x, recipe, torch.Generator().manual_seed(0))
     seen = set()
     for image, result in zip(x, out, strict=True):
         variants = [torch.rot90(v, k, dims=(1, 2)) for v in (image, image.flip(2)) for k in range(4)]

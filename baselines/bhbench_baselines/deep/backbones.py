@@ -1,43 +1,146 @@
-"""timm backbones (feature maps only) and their initial weights: random, timm's hub download, or
-a local state dict."""
+"""timm backbones (feature maps only), squeeze-and-excitation blocks inside them, and their initial
+weights: random, timm's hub download (ImageNet), or a local state dict."""
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
+from timm.layers import SEModule
 from timm.models import load_state_dict
+from timm.models.inception_resnet_v2 import Block8, Block17, Block35, InceptionResnetV2
+from timm.models.inception_v3 import InceptionV3
+from timm.models.resnet import ResNet
 from torch import nn
 
 from bhbench.errors import UserError
 from bhbench_baselines.deep.networks import num_features, pretrained_cfg
 
+SE_REDUCTION = 8  # Liu et al.'s se_block(ratio=8)
 
-def create_backbone(name: str, pretrained: bool, weights: str | None, input_size: int) -> nn.Module:
-    """A timm model without classifier or pooling: `forward_features` gives (n, c, h, w)."""
-    if not timm.is_model(name):
+
+def resolve_init(weights: str, needs_imagenet: bool) -> str:
+    """`weights` as the network is initialised: "imagenet", "random" or a file path. "auto" means
+    ImageNet for a recipe that fine-tunes it, else random; a recipe that fine-tunes ImageNet weights
+    never silently starts from random ones."""
+    chosen = weights if weights != "auto" else ("imagenet" if needs_imagenet else "random")
+    if needs_imagenet and chosen == "random":
+        raise UserError(
+            "the paper recipe fine-tunes ImageNet weights: set weights=imagenet (timm hub download) or "
+            "weights=PATH (a local state dict), or use recipe=quick for a random-init smoke run"
+        )
+    return chosen
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a file's bytes: what `init: file:<sha256>` in a record names."""
+    digest = hashlib.sha256()
+    with open(Path(path).expanduser(), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def init_label(name: str, weights: str) -> str:
+    """How a record names the initial weights: imagenet (timm's pretrained weights of a registered
+    name), hub:<name> (those of a hub name such as hf-hub:org/model), random, or file:<sha256>."""
+    if weights == "imagenet":
+        return f"hub:{name}" if ":" in name else "imagenet"
+    return weights if weights == "random" else f"file:{file_digest(weights)}"
+
+
+def create_model(name: str, weights: str, **kwargs: Any) -> nn.Module:
+    """A timm model initialised as `weights` says ("imagenet": timm's hub, "random", or a local state
+    dict). Hub names (`hf-hub:org/model`) are accepted as timm accepts them."""
+    if ":" not in name and not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `timm.list_models()` lists them"
-        raise UserError(f"unknown timm backbone {name!r}{hint}")
-    if pretrained and weights:
-        raise UserError("give either pretrained=true or weights=PATH, not both")
+        raise UserError(f"unknown timm model {name!r}{hint}")
+    hub = weights == "imagenet"
     try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool="")
+        model = timm.create_model(name, pretrained=hub, **kwargs)
     except Exception as exc:  # hub errors come as OSError, HTTP and hub-specific exceptions
-        if not pretrained:
-            raise
+        if not hub:
+            raise UserError(f"timm cannot build {name!r}: {type(exc).__name__}: {_first_line(exc)}") from None
         raise UserError(
             f"could not download the pretrained weights of {name!r} from the timm hub "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); without internet, "
-            f"fetch them elsewhere and pass weights=PATH"
+            f"({type(exc).__name__}: {_first_line(exc)}); without internet, fetch them elsewhere and "
+            f"pass weights=PATH"
         ) from None
-    _check_feature_map(model, name, input_size)
-    if weights:
+    if weights not in ("imagenet", "random"):
         load_backbone_weights(model, weights)
     return model
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
+
+
+def create_backbone(name: str, weights: str, input_size: int, squeeze_excite: bool = False) -> nn.Module:
+    """A timm model without classifier or pooling: `forward_features` gives (n, c, h, w). With
+    `squeeze_excite`, SE blocks are inserted after the weights are loaded (they start untrained, as
+    in Liu et al.'s code, which loads the ImageNet weights by layer name)."""
+    model = create_model(name, weights, num_classes=0, global_pool="")
+    _check_feature_map(model, name, input_size)
+    if squeeze_excite:
+        insert_squeeze_excitation(model, name)
+    return model
+
+
+def insert_squeeze_excitation(model: nn.Module, name: str) -> int:
+    """One SE block (reduction 8) per block of the backbone, placed where the SE version of the
+    architecture has it; returns how many. ResNet: on the residual branch of every residual block,
+    before the addition, as timm's `seresnet50` (and SENet) do. Inception-ResNet-v2: on the residual
+    branch of each of its 40 blocks, as Liu et al.'s code does. InceptionV3: after each of its 11
+    Inception modules, as Liu et al.'s code does."""
+    if isinstance(model, ResNet):
+        blocks = [b for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for b in stage]
+        if any(b.se is not None for b in blocks):
+            raise UserError(f"backbone {name!r} already has squeeze-and-excitation blocks; use the plain head")
+        for b in blocks:
+            last = b.conv3 if hasattr(b, "conv3") else b.conv2  # bottleneck or basic block
+            b.se = _se(last.out_channels)
+        return len(blocks)
+    if isinstance(model, InceptionResnetV2):
+        blocks = [m for m in model.modules() if isinstance(m, Block35 | Block17 | Block8)]
+        for b in blocks:
+            b.conv2d = nn.Sequential(b.conv2d, _se(b.conv2d.out_channels))
+        return len(blocks)
+    if isinstance(model, InceptionV3):
+        modules = {n: m for n, m in model.named_children() if n.startswith("Mixed_")}
+        for n, channels in _output_channels(model, modules).items():
+            setattr(model, n, nn.Sequential(modules[n], _se(channels)))
+        return len(modules)
+    raise UserError(
+        f"squeeze-and-excitation blocks are placed for timm's ResNet, InceptionV3 and Inception-ResNet-v2 "
+        f"families, not {name!r}"
+    )
+
+
+def _se(channels: int) -> SEModule:
+    """channels -> channels // 8 -> channels, as Liu et al.'s se_block (no rounding to multiples of 8)."""
+    return SEModule(channels, rd_ratio=1 / SE_REDUCTION, rd_divisor=1)
+
+
+def _output_channels(model: nn.Module, modules: dict[str, nn.Module]) -> dict[str, int]:
+    """Output channels of each module, from one forward pass at InceptionV3's smallest input."""
+    found: dict[str, int] = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out, n=n: found.__setitem__(n, out.shape[1])) for n, m in modules.items()
+    ]
+    try:
+        with torch.no_grad():
+            model.eval().forward_features(torch.zeros(1, 3, 75, 75))  # type: ignore[operator]
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train()
+    return found
 
 
 def _check_feature_map(model: nn.Module, name: str, input_size: int) -> None:

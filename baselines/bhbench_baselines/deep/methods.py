@@ -3,19 +3,19 @@ listing methods stays fast."""
 
 from __future__ import annotations
 
-import types
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from bhbench import MAGNIFICATIONS, Method, TestSet, TrainSet, register
 from bhbench.errors import UserError
-from bhbench_baselines.deep.profiles import (
+from bhbench.registry import MethodCard
+from bhbench_baselines.deep.recipes import (
     BAYRAMOGLU_PAPER,
     BAYRAMOGLU_QUICK,
     LIU_PAPER,
     LIU_QUICK,
-    Profile,
+    Recipe,
 )
 
 if TYPE_CHECKING:
@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 
 BAYRAMOGLU = "Bayramoglu, Kannala, Heikkila, ICPR 2016"
 LIU = "Liu, Juhas, Zhang, Front. Genet. 2020"
+# What the `paper` recipes do differently from the publications, and why (shown by `bhbench list`).
+BAYRAMOGLU_DEVIATIONS = (
+    "strides inferred from CaffeNet (not stated); lr schedule and epochs not stated, Liu et al.'s plateau "
+    "rule used; validation on 20% of the training patients (the paper tuned on the test fold's 40X images)"
+)
+LIU_DEVIATIONS = (
+    "validation on 20% of the training patients (their code monitors the test fold); the best validation "
+    "epoch is kept and training stops after 20 flat epochs (they keep epoch 100); input 224 inferred"
+)
 
 
 def _store(method: Method, values: dict[str, Any]) -> None:
@@ -36,30 +45,40 @@ def _store(method: Method, values: dict[str, Any]) -> None:
 class DeepMethod(Method):
     """Shared fit / predict of the deep methods; subclasses give the network and the heads."""
 
-    paper_profile: ClassVar[Profile]
-    quick_profile: ClassVar[Profile]
+    paper_recipe: ClassVar[Recipe]
+    quick_recipe: ClassVar[Recipe]
     square: ClassVar[bool] = False  # centre-crop to a square before resizing
-    profile: str
+    recipe: str
     device: str
     seed: int
     epochs: int | None
     batch_size: int | None
     lr: float | None
 
-    def profile_overrides(self) -> dict[str, Any]:
-        """Profile fields the user set through parameters."""
+    @classmethod
+    def check_params(cls) -> dict[str, Any]:
+        """Small settings for the uniform checks: one epoch at a small input."""
+        small = {"epochs": 1, "batch_size": 16, "input_size": 75, "bilinear_dim": 16}  # 75: InceptionV3's least
+        return {k: v for k, v in small.items() if k in cls.param_names()}
+
+    def recipe_overrides(self) -> dict[str, Any]:
+        """Recipe fields the user set through parameters."""
         chosen = {"max_epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
         return {k: v for k, v in chosen.items() if v is not None}
 
-    def build_network(self, n_classes: int, profile: Profile) -> nn.Module:
+    def build_network(self, n_classes: int, recipe: Recipe) -> nn.Module:
         raise NotImplementedError
+
+    def init(self, recipe: Recipe) -> str:
+        """Initial weights as records name them; the CNNs of Bayramoglu et al. train from scratch."""
+        return "random"
 
     def targets(self, train: TrainSet) -> dict[str, Head]:
         from bhbench_baselines.deep.training import Head
 
         return {"class": Head(train.y, train.n_classes, 1.0)}
 
-    def describe(self, profile: Profile) -> dict[str, Any]:
+    def describe(self, recipe: Recipe) -> dict[str, Any]:
         """Facts about the network for fit_info."""
         return {}
 
@@ -88,18 +107,17 @@ class DeepMethod(Method):
         return dict(self._fitted.info)
 
 
-@register("cnn", family="deep", reference=f"{BAYRAMOGLU} (single task)", input="100x100 centre square")
 class SingleTaskCNN(DeepMethod):
     """Bayramoglu et al.'s single-task CNN (3 conv + 2 FC layers) on 100x100 centre squares."""
 
-    paper_profile = BAYRAMOGLU_PAPER
-    quick_profile = BAYRAMOGLU_QUICK
+    paper_recipe = BAYRAMOGLU_PAPER
+    quick_recipe = BAYRAMOGLU_QUICK
     square = True
 
     def __init__(
         self,
         *,
-        profile: str = "auto",
+        recipe: str = "auto",
         epochs: int | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
@@ -108,26 +126,25 @@ class SingleTaskCNN(DeepMethod):
     ):
         _store(self, locals())
 
-    def build_network(self, n_classes: int, profile: Profile) -> nn.Module:
+    def build_network(self, n_classes: int, recipe: Recipe) -> nn.Module:
         from bhbench_baselines.deep.networks import BayramogluCNN
 
         return BayramogluCNN(n_classes)
 
 
-@register("mtcnn", family="deep", reference=f"{BAYRAMOGLU} (multi-task)", input="100x100 centre square")
 class MultiTaskCNN(DeepMethod):
-    """Bayramoglu et al.'s multi-task CNN: tumour class and magnification heads on shared layers."""
+    """Bayramoglu et al.'s multi-task CNN: one shared network, tumour and magnification output layers."""
 
-    paper_profile = BAYRAMOGLU_PAPER
-    quick_profile = BAYRAMOGLU_QUICK
+    paper_recipe = BAYRAMOGLU_PAPER
+    quick_recipe = BAYRAMOGLU_QUICK
     square = True
 
     def __init__(
         self,
         *,
-        w_class: float = 0.5,
-        w_mag: float = 0.5,
-        profile: str = "auto",
+        w_class: float = 1.0,
+        w_mag: float = 1.0,
+        recipe: str = "auto",
         epochs: int | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
@@ -136,12 +153,13 @@ class MultiTaskCNN(DeepMethod):
     ):
         _store(self, locals())
 
-    def build_network(self, n_classes: int, profile: Profile) -> nn.Module:
+    def build_network(self, n_classes: int, recipe: Recipe) -> nn.Module:
         from bhbench_baselines.deep.networks import BayramogluCNN
 
         return BayramogluCNN(n_classes, n_magnifications=len(MAGNIFICATIONS))
 
     def targets(self, train: TrainSet) -> dict[str, Head]:
+        """The paper adds the two losses (their gradients add at the split), so both weights are 1."""
         from bhbench_baselines.deep.training import Head
 
         if min(self.w_class, self.w_mag) < 0 or self.w_class + self.w_mag <= 0:
@@ -161,128 +179,164 @@ class MultiTaskCNN(DeepMethod):
 
 
 class BackboneMethod(DeepMethod):
-    """A timm backbone and one of Liu et al.'s heads; `head` is set by each registered class."""
+    """A timm backbone and one of Liu et al.'s heads; `head` is set by each subclass."""
 
-    paper_profile = LIU_PAPER
-    quick_profile = LIU_QUICK
+    paper_recipe = LIU_PAPER
+    quick_recipe = LIU_QUICK
     head: ClassVar[str]  # plain, se, bcnn or fast_bcnn
     backbone: str
     input_size: int | None
-    pretrained: bool
-    weights: str | None
+    weights: str
 
-    def profile_overrides(self) -> dict[str, Any]:
-        chosen = super().profile_overrides()
-        return chosen if self.input_size is None else {**chosen, "input_size": self.input_size}
-
-    def _backbone(self, profile: Profile) -> nn.Module:
-        from bhbench_baselines.deep.backbones import create_backbone
-
-        return create_backbone(self.backbone, bool(self.pretrained), self.weights, profile.input_size)
-
-    def describe(self, profile: Profile) -> dict[str, Any]:
-        weights = "timm hub (pretrained)" if self.pretrained else self.weights or "random initialisation"
-        return {"backbone": self.backbone, "head": self.head, "weights": weights}
-
-
-class PooledMethod(BackboneMethod):
     def __init__(
         self,
         *,
         backbone: str = "inception_v3",
-        profile: str = "auto",
+        weights: str = "auto",
+        recipe: str = "auto",
         epochs: int | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
         input_size: int | None = None,
-        pretrained: bool = False,
-        weights: str | None = None,
         device: str = "auto",
         seed: int = 0,
     ):
         _store(self, locals())
 
-    def build_network(self, n_classes: int, profile: Profile) -> nn.Module:
+    def recipe_overrides(self) -> dict[str, Any]:
+        chosen = super().recipe_overrides()
+        return chosen if self.input_size is None else {**chosen, "input_size": self.input_size}
+
+    def _weights(self, recipe: Recipe) -> str:
+        from bhbench_baselines.deep.backbones import resolve_init
+
+        return resolve_init(self.weights, recipe.needs_imagenet)
+
+    def init(self, recipe: Recipe) -> str:
+        from bhbench_baselines.deep.backbones import init_label
+
+        return init_label(self.backbone, self._weights(recipe))
+
+    def _backbone(self, recipe: Recipe) -> nn.Module:
+        from bhbench_baselines.deep.backbones import create_backbone
+
+        se = self.head == "se"
+        return create_backbone(self.backbone, self._weights(recipe), recipe.input_size, squeeze_excite=se)
+
+    def describe(self, recipe: Recipe) -> dict[str, Any]:
+        return {"backbone": self.backbone, "head": self.head}
+
+
+class PooledCNN(BackboneMethod):
+    """A timm backbone, global average pool, linear (Liu et al.'s base model)."""
+
+    head = "plain"
+
+    def build_network(self, n_classes: int, recipe: Recipe) -> nn.Module:
         from bhbench_baselines.deep.networks import PooledClassifier
 
-        return PooledClassifier(self._backbone(profile), n_classes, squeeze_excite=self.head == "se")
+        return PooledClassifier(self._backbone(recipe), n_classes)
 
 
-class BilinearMethod(BackboneMethod):
+class SqueezeExciteCNN(PooledCNN):
+    """A timm backbone with a squeeze-and-excitation block (reduction 8) in every block, then global
+    average pool and linear (Liu et al.'s SE model)."""
+
+    head = "se"
+
+
+class BilinearCNN(BackboneMethod):
+    """Two timm backbones, bilinear pooling of their feature maps, linear (Liu et al.'s BCNN)."""
+
+    head = "bcnn"
     bilinear_dim: int | None
 
     def __init__(
         self,
         *,
         backbone: str = "inception_v3",
+        weights: str = "auto",
         bilinear_dim: int | None = None,
-        profile: str = "auto",
+        recipe: str = "auto",
         epochs: int | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
         input_size: int | None = None,
-        pretrained: bool = False,
-        weights: str | None = None,
         device: str = "auto",
         seed: int = 0,
     ):
         _store(self, locals())
 
-    def profile_overrides(self) -> dict[str, Any]:
-        chosen = super().profile_overrides()
+    def recipe_overrides(self) -> dict[str, Any]:
+        chosen = super().recipe_overrides()
         if self.bilinear_dim is None:
             return chosen
         if self.bilinear_dim < 0:
             raise UserError(f"bilinear_dim must be >= 0 (0: no reduction), got {self.bilinear_dim}")
         return {**chosen, "bilinear_dim": self.bilinear_dim or None}
 
-    def build_network(self, n_classes: int, profile: Profile) -> nn.Module:
+    def build_network(self, n_classes: int, recipe: Recipe) -> nn.Module:
         from bhbench_baselines.deep.networks import BilinearClassifier
 
-        second = self._backbone(profile) if self.head == "bcnn" else None
-        return BilinearClassifier(self._backbone(profile), second, n_classes, profile.bilinear_dim)
+        second = self._backbone(recipe) if self.head == "bcnn" else None
+        return BilinearClassifier(self._backbone(recipe), second, n_classes, recipe.bilinear_dim)
 
-    def describe(self, profile: Profile) -> dict[str, Any]:
-        return {**super().describe(profile), "bilinear_dim": profile.bilinear_dim}
+    def describe(self, recipe: Recipe) -> dict[str, Any]:
+        return {**super().describe(recipe), "bilinear_dim": recipe.bilinear_dim}
 
 
-# name suffix -> (base class, head, class-name suffix, summary)
-_HEADS = {
-    "": (PooledMethod, "plain", "", "global average pool + linear"),
-    "_se": (PooledMethod, "se", "SE", "squeeze-and-excitation (reduction 8), global average pool, linear"),
-    "_bcnn": (BilinearMethod, "bcnn", "BCNN", "two backbones, bilinear pooling, linear"),
-    "_fast_bcnn": (BilinearMethod, "fast_bcnn", "FastBCNN", "one backbone used twice, bilinear, linear"),
+class FastBilinearCNN(BilinearCNN):
+    """One timm backbone whose feature map is used twice, bilinear pooling, linear (Liu et al.'s
+    Fast BCNN)."""
+
+    head = "fast_bcnn"
+
+
+def _card(reference: str, summary: str, deviations: str, **facts: Any) -> MethodCard:
+    return MethodCard(family="deep", reference=reference, summary=summary, facts={**facts, "deviations": deviations})
+
+
+register(
+    "cnn",
+    SingleTaskCNN,
+    card=_card(
+        f"{BAYRAMOGLU} (single task)",
+        SingleTaskCNN.__doc__.splitlines()[0],
+        BAYRAMOGLU_DEVIATIONS,
+        input="100x100 centre square",
+    ),  # fmt: skip
+)
+register(
+    "mtcnn",
+    MultiTaskCNN,
+    card=_card(
+        f"{BAYRAMOGLU} (multi-task)",
+        MultiTaskCNN.__doc__.splitlines()[0],
+        BAYRAMOGLU_DEVIATIONS,
+        input="100x100 centre square",
+    ),  # fmt: skip
+)
+
+_HEADS = {  # name suffix -> (class, summary)
+    "": (PooledCNN, "global average pool + linear"),
+    "_se": (SqueezeExciteCNN, "SE block (reduction 8) in every block, global average pool + linear"),
+    "_bcnn": (BilinearCNN, "two backbones, bilinear pooling, linear"),
+    "_fast_bcnn": (FastBilinearCNN, "one backbone used twice, bilinear pooling, linear"),
 }
-_BACKBONES = {
-    "resnet50": "ResNet50",
-    "inception_v3": "InceptionV3",
-    "inception_resnet_v2": "InceptionResnetV2",
-}
+_BACKBONES = {"resnet50": "ResNet50", "inception_v3": "InceptionV3", "inception_resnet_v2": "InceptionResnetV2"}
+_INPUTS = f"{LIU_PAPER.input_size} (paper) / {LIU_QUICK.input_size} (quick)"
 
 
-def _register_variant(name: str, backbone: str, suffix: str, class_name: str) -> None:
-    """Register `name` as a class whose `backbone` default is `backbone` and whose head is the
-    suffix's; each name needs its own class (the registry records the name on it)."""
-    base, head, _, summary = _HEADS[suffix]
-    init = base.__init__
-    new_init = types.FunctionType(init.__code__, init.__globals__, "__init__", None, init.__closure__)
-    new_init.__kwdefaults__ = {**(init.__kwdefaults__ or {}), "backbone": backbone}
-    new_init.__qualname__ = f"{class_name}.__init__"
-    doc = f"{_BACKBONES[backbone]}, {summary}."
-    namespace = {"__init__": new_init, "__doc__": doc, "__module__": __name__, "head": head}
-    cls = type(class_name, (base,), namespace)
-    globals()[class_name] = cls  # so instances pickle
-    inputs = f"{LIU_PAPER.input_size} (paper) / {LIU_QUICK.input_size} (quick)"
-    register(name, family="deep", reference=LIU, backbone=backbone, head=head, input=inputs)(cls)
+def _register_backbone(name: str, backbone: str, suffix: str) -> None:
+    cls, summary = _HEADS[suffix]
+    card = _card(LIU, f"{_BACKBONES[backbone]}, {summary}.", LIU_DEVIATIONS, backbone=backbone, head=cls.head,
+                 input=_INPUTS)  # fmt: skip
+    register(name, cls, card=card, backbone=backbone)
 
 
-def _register_backbone_methods() -> None:
-    for backbone, label in _BACKBONES.items():
-        for suffix, (_, _, class_suffix, _) in _HEADS.items():
-            _register_variant(backbone + suffix, backbone, suffix, label + class_suffix)
-    # Liu et al.'s best backbone, under the short names.
-    _register_variant("bcnn", "inception_v3", "_bcnn", "BCNN")
-    _register_variant("fast_bcnn", "inception_v3", "_fast_bcnn", "FastBCNN")
-
-
-_register_backbone_methods()
+for _backbone in _BACKBONES:
+    for _suffix in _HEADS:
+        _register_backbone(_backbone + _suffix, _backbone, _suffix)
+# Liu et al.'s best backbone, under the short names.
+_register_backbone("bcnn", "inception_v3", "_bcnn")
+_register_backbone("fast_bcnn", "inception_v3", "_fast_bcnn")

@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import SEModule
 from torch import nn
 
 Logits = dict[str, torch.Tensor]
@@ -27,26 +26,19 @@ def _lrn() -> nn.LocalResponseNorm:
     return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)  # AlexNet's constants
 
 
-def _dense_head(in_features: int, n_out: int) -> nn.Sequential:
-    """Two fully connected layers of 512 with ReLU and dropout 0.5, then the output layer."""
-    return nn.Sequential(
-        nn.Linear(in_features, 512),
-        nn.ReLU(inplace=True),
-        nn.Dropout(0.5),
-        nn.Linear(512, 512),
-        nn.ReLU(inplace=True),
-        nn.Dropout(0.5),
-        nn.Linear(512, n_out),
-    )
-
-
 class BayramogluCNN(nn.Module):
-    """Bayramoglu et al. 2016 on a 100x100 input; with `n_magnifications` it is their multi-task
-    CNN, the fully connected layers duplicated into a tumour head and a magnification head.
+    """Bayramoglu et al. 2016 on a 100x100 input: three convolutions, two fully connected layers of
+    512 (ReLU, dropout 0.5), then an output layer. With `n_magnifications` it is their multi-task
+    CNN: the whole network is shared and only the output layer is split, into a tumour layer and a
+    magnification layer, so the gradients of the two losses add up in every shared layer (splitting
+    earlier is what the paper leaves to future work).
 
-    The filter counts and sizes, pooling and LRN order are the paper's. Strides and padding are not
-    given; we follow CaffeNet, which this layer order copies: the first convolution has stride 2, the
-    others keep their input size (padding 2 and 1), each max-pool is 3x3 with stride 2."""
+    The filter counts and sizes, pooling and LRN order are the paper's; strides and padding are not
+    given, so they are inferred. The layer order is CaffeNet's, whose first convolution (11x11 on
+    227 px) has stride 4 and leaves a 6x6 map before the fully connected layers. Here the first
+    convolution is 7x7 on 100 px: after it the three 3x3/2 max-pools leave a 2x2 map at stride 4, 3x3
+    at stride 3 and 5x5 at stride 2, the closest to CaffeNet's 6x6. So stride 2 (inferred, not
+    stated); the later convolutions keep their input size (padding 2 and 1), as CaffeNet's do."""
 
     def __init__(self, n_classes: int, n_magnifications: int = 0):
         super().__init__()
@@ -63,11 +55,16 @@ class BayramogluCNN(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2),
             nn.Flatten(),
+            nn.Linear(384 * 5 * 5, 512),  # 100 -> 47 -> 23 -> 23 -> 11 -> 11 -> 5
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(512, 512),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
         )
-        flat = 384 * 5 * 5  # 100 -> 47 -> 23 -> 23 -> 11 -> 11 -> 5
-        self.heads = nn.ModuleDict({"class": _dense_head(flat, n_classes)})
+        self.heads = nn.ModuleDict({"class": nn.Linear(512, n_classes)})
         if n_magnifications:
-            self.heads["magnification"] = _dense_head(flat, n_magnifications)
+            self.heads["magnification"] = nn.Linear(512, n_magnifications)
 
     def forward(self, x: torch.Tensor) -> Logits:
         shared = self.features(x)
@@ -80,19 +77,16 @@ def feature_map(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class PooledClassifier(nn.Module):
-    """Backbone feature map -> optional squeeze-and-excitation (reduction 8) -> global average pool
-    -> linear (Liu et al.'s plain and SE heads)."""
+    """Backbone feature map -> global average pool -> linear (Liu et al.'s plain head; their SE
+    models are the same head on a backbone with SE blocks inside, see backbones.py)."""
 
-    def __init__(self, backbone: nn.Module, n_classes: int, squeeze_excite: bool):
+    def __init__(self, backbone: nn.Module, n_classes: int):
         super().__init__()
-        channels = num_features(backbone)
         self.backbone = backbone
-        self.se = SEModule(channels, rd_ratio=1 / 8) if squeeze_excite else nn.Identity()
-        self.fc = nn.Linear(channels, n_classes)
+        self.fc = nn.Linear(num_features(backbone), n_classes)
 
     def forward(self, x: torch.Tensor) -> Logits:
-        fmap = self.se(feature_map(self.backbone, x))
-        return {"class": self.fc(fmap.mean(dim=(2, 3)))}
+        return {"class": self.fc(feature_map(self.backbone, x).mean(dim=(2, 3)))}
 
 
 def signed_sqrt(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The one training loop and the inference every deep method uses: device and profile choice,
+"""The one training loop and the inference every deep method uses: device and recipe choice,
 patient-grouped validation, augmentation, mixed precision on CUDA, early stopping."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bhbench import TestSet, TrainSet
 from bhbench.errors import UserError
 from bhbench_baselines.deep.augment import augment
 from bhbench_baselines.deep.networks import backbones_of, pretrained_cfg
-from bhbench_baselines.deep.profiles import Profile
+from bhbench_baselines.deep.recipes import Recipe
 
 VALIDATION_FOLDS = 5  # one fold of a patient-grouped 5-fold split (20% of patients) validates
 
@@ -40,21 +40,22 @@ class Head(NamedTuple):
 class TrainableMethod(Protocol):
     """What the loop needs from a deep method (see methods.py)."""
 
-    name: ClassVar[str]
-    paper_profile: ClassVar[Profile]
-    quick_profile: ClassVar[Profile]
+    paper_recipe: ClassVar[Recipe]
+    quick_recipe: ClassVar[Recipe]
     square: ClassVar[bool]
-    profile: str
+    recipe: str
     device: str
     seed: int
 
-    def profile_overrides(self) -> dict[str, Any]: ...
+    def recipe_overrides(self) -> dict[str, Any]: ...
 
-    def build_network(self, n_classes: int, profile: Profile) -> nn.Module: ...
+    def build_network(self, n_classes: int, recipe: Recipe) -> nn.Module: ...
 
     def targets(self, train: TrainSet) -> dict[str, Head]: ...
 
-    def describe(self, profile: Profile) -> dict[str, Any]: ...
+    def describe(self, recipe: Recipe) -> dict[str, Any]: ...
+
+    def init(self, recipe: Recipe) -> str: ...
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -67,25 +68,35 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def choose_profile(requested: str, device: torch.device, paper: Profile, quick: Profile) -> tuple[Profile, str]:
-    """The profile and why it was chosen (stored in the record, shown in the run output)."""
+def choose_recipe(requested: str, device: torch.device, paper: Recipe, quick: Recipe) -> tuple[Recipe, str]:
+    """The recipe and why it was chosen (stored in the record, shown in the run output)."""
     if requested == "auto":
         if device.type == "cuda":
             return paper, "auto: a CUDA device is available, so the paper's recipe"
-        return quick, "auto: no CUDA device, so the quick profile sized for a 2-core CPU"
+        return quick, "auto: no CUDA device, so the quick recipe sized for a 2-core CPU"
     if requested in ("paper", "quick"):
         return (paper if requested == "paper" else quick), "set by the user"
-    raise UserError(f"unknown profile {requested!r}; use auto, paper or quick")
+    raise UserError(f"unknown recipe {requested!r}; use auto, paper or quick")
 
 
-def resolve_profile(method: TrainableMethod, device: torch.device) -> tuple[Profile, str]:
-    """The method's profile for `device` with the user's overrides (epochs=, lr=...), and why."""
-    base, reason = choose_profile(method.profile, device, method.paper_profile, method.quick_profile)
-    return _checked(replace(base, **method.profile_overrides())), reason
+def resolve_recipe(method: TrainableMethod, device: torch.device) -> tuple[Recipe, str]:
+    """The method's recipe for `device` with the user's overrides (epochs=, lr=...), and why."""
+    base, reason = choose_recipe(method.recipe, device, method.paper_recipe, method.quick_recipe)
+    return _checked(replace(base, **method.recipe_overrides())), reason
+
+
+THREADS_ENV = "BHBENCH_THREADS"  # set by the harness for each of several workers sharing the cores
 
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def thread_budget() -> int:
+    """Threads this process may use: its share when the harness runs several workers, else every
+    core it may run on (several workers each taking all cores oversubscribe the machine)."""
+    share = os.environ.get(THREADS_ENV, "")
+    return max(1, int(share)) if share.isdigit() else available_cores()
 
 
 @dataclass(frozen=True)
@@ -132,57 +143,59 @@ def logger(name: str) -> Callable[[str], None]:
 
 
 def fit(method: TrainableMethod, train: TrainSet) -> Fitted:
-    """Build the method's network and train it on `train` with the chosen profile."""
+    """Build the method's network and train it on `train` with the chosen recipe."""
     started = time.perf_counter()
-    log = logger(method.name)
+    log = logger(type(method).__name__)
     device = resolve_device(method.device)
-    profile, reason = resolve_profile(method, device)
+    recipe, reason = resolve_recipe(method, device)
+    init = method.init(recipe)  # before any work: the paper recipe refuses random weights
     if device.type == "cpu":
-        torch.set_num_threads(available_cores())
+        torch.set_num_threads(thread_budget())
     torch.manual_seed(method.seed)  # network initialisation; CUDA generators included
-    net = method.build_network(train.n_classes, profile)
+    net = method.build_network(train.n_classes, recipe)
     mean, std = normalisation(net)
-    inputs = Inputs(profile.input_size, method.square, mean, std, device)
+    inputs = Inputs(recipe.input_size, method.square, mean, std, device)
     net = net.to(device).to(memory_format=inputs.memory_format)
     n_params = sum(p.numel() for p in net.parameters())
     log(
-        f"profile {profile.name} ({reason}); {n_params / 1e6:.1f} M parameters; {device.type}, "
-        f"{torch.get_num_threads()} threads; input {profile.input_size}x{profile.input_size}; "
+        f"recipe {recipe.name} ({reason}); {n_params / 1e6:.1f} M parameters; {device.type}, "
+        f"{torch.get_num_threads()} threads; input {recipe.input_size}x{recipe.input_size}; "
         f"{len(train)} training images"
     )
     targets = method.targets(train)
-    loop = _train(net, train, targets, profile, inputs, method.seed, log)
+    loop = _train(net, train, targets, recipe, inputs, method.seed, log)
     info = {
-        "profile": profile.name,
-        "profile_reason": reason,
+        "recipe": recipe.name,
+        "recipe_reason": reason,
+        "init": init,
         "device": device.type,
         "mixed_precision": device.type == "cuda",
         "threads": torch.get_num_threads(),
-        "input_size": profile.input_size,
-        "batch_size": profile.batch_size,
-        "optimizer": profile.optimizer,
-        "lr": profile.lr,
-        "max_epochs": profile.max_epochs,
+        "input_size": recipe.input_size,
+        "batch_size": recipe.batch_size,
+        "optimizer": recipe.optimizer,
+        "lr": recipe.lr,
+        "max_epochs": recipe.max_epochs,
         "parameters": n_params,
         "backbone_parameters": sum(p.numel() for b in backbones_of(net) for p in b.parameters()),
-        **method.describe(profile),
+        **method.describe(recipe),
         **loop,
         "fit_seconds": round(time.perf_counter() - started, 1),
     }
     heads = {name: head.outputs for name, head in targets.items()}
-    return Fitted(net, inputs, profile.batch_size, heads, info)
+    return Fitted(net, inputs, recipe.batch_size, heads, info)
 
 
-def _checked(profile: Profile) -> Profile:
-    if profile.max_epochs < 0:
-        raise UserError(f"epochs must be >= 0, got {profile.max_epochs}")
-    if profile.batch_size < 2:
-        raise UserError(f"batch_size must be >= 2 (batch norm needs two images), got {profile.batch_size}")
-    if not profile.lr > 0:
-        raise UserError(f"lr must be > 0, got {profile.lr}")
-    if profile.input_size < 32:
-        raise UserError(f"input_size must be >= 32 pixels, got {profile.input_size}")
-    return profile
+def _checked(recipe: Recipe) -> Recipe:
+    if recipe.max_epochs < 0:
+        raise UserError(f"epochs must be >= 0, got {recipe.max_epochs}")
+    if recipe.batch_size < 2:
+        raise UserError(f"batch_size must be >= 2 (batch norm needs two images), got {recipe.batch_size}")
+    if not recipe.lr > 0:
+        raise UserError(f"lr must be > 0, got {recipe.lr}")
+    if recipe.input_size < 32:
+        raise UserError(f"input_size must be >= 32 pixels, got {recipe.input_size}")
+    return recipe
 
 
 def validation_split(patients: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -198,10 +211,10 @@ def validation_split(patients: np.ndarray, y: np.ndarray, seed: int) -> tuple[np
     return fit_idx, val_idx, f"{len(np.unique(patients[val_idx]))} of {n_patients} training patients"
 
 
-def make_optimizer(net: nn.Module, profile: Profile) -> torch.optim.Optimizer:
-    params, lr, decay = net.parameters(), profile.lr, profile.weight_decay
-    if profile.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=decay)
+def make_optimizer(net: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    params, lr, decay = net.parameters(), recipe.lr, recipe.weight_decay
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, weight_decay=decay)
     return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
 
 
@@ -224,7 +237,7 @@ def _train(
     net: nn.Module,
     train: TrainSet,
     targets: dict[str, Head],
-    profile: Profile,
+    recipe: Recipe,
     inputs: Inputs,
     seed: int,
     log: Callable[[str], None],
@@ -233,21 +246,21 @@ def _train(
     amp = device.type == "cuda"
     fit_idx, val_idx, validation = validation_split(train.patient, train.y, seed)
     on_device = {h: (torch.as_tensor(t.labels, dtype=torch.long, device=device), t.weight) for h, t in targets.items()}
-    optimizer = make_optimizer(net, profile)
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=profile.plateau_patience)
+    optimizer = make_optimizer(net, recipe)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=recipe.plateau_patience)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     order_rng = np.random.default_rng(seed)
     aug_rng = torch.Generator().manual_seed(seed)
     best_loss, best_epoch, best_bacc, best_state = math.inf, 0, None, None
     history: list[dict[str, float | None]] = []
     epoch = 0
-    for epoch in range(1, profile.max_epochs + 1):
+    for epoch in range(1, recipe.max_epochs + 1):
         t0 = time.perf_counter()
         net.train()
         order = order_rng.permutation(fit_idx)
         total, seen = 0.0, 0
-        for idx in _batches(order, profile.batch_size):
-            x = augment(inputs.tensor(train, idx), profile, aug_rng)
+        for idx in _batches(order, recipe.batch_size):
+            x = augment(inputs.tensor(train, idx), recipe, aug_rng)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 loss = objective(net(x), on_device, idx)
             optimizer.zero_grad(set_to_none=True)
@@ -257,7 +270,7 @@ def _train(
             total += loss.item() * len(idx)
             seen += len(idx)
         train_loss, train_seconds = total / max(seen, 1), time.perf_counter() - t0
-        val_loss, val_bacc = _evaluate(net, train, val_idx, on_device, inputs, profile.batch_size)
+        val_loss, val_bacc = _evaluate(net, train, val_idx, on_device, inputs, recipe.batch_size)
         history.append(
             {
                 "train_loss": round(train_loss, 4),
@@ -274,10 +287,10 @@ def _train(
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         shown = "" if val_loss is None else f", val loss {val_loss:.3f}, val balanced acc {val_bacc:.3f}"
         log(
-            f"epoch {epoch}/{profile.max_epochs}: train loss {train_loss:.3f}{shown}, "
+            f"epoch {epoch}/{recipe.max_epochs}: train loss {train_loss:.3f}{shown}, "
             f"lr {optimizer.param_groups[0]['lr']:.0e} ({time.perf_counter() - t0:.0f} s)"
         )
-        if epoch - best_epoch >= profile.stop_patience:
+        if epoch - best_epoch >= recipe.stop_patience:
             log(f"early stop: no better validation loss since epoch {best_epoch}")
             break
     if best_state is not None and best_epoch != epoch:
