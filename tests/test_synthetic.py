@@ -237,3 +237,16 @@ def test_default_dataset_has_the_committed_id(tmp_path: Path) -> None:
 
     top = generate(tmp_path, SynthConfig())
     assert index_tree(top, "synthetic").id == synthetic.DEFAULT_DATASET_ID
+
+
+def test_a_default_set_that_differs_from_the_committed_one_is_a_warning(
+    tree: tuple[Path, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bhbench.data.sources import open_dataset
+
+    top, _ = tree
+    monkeypatch.setattr(synthetic, "default_root", lambda progress=None: top)  # as if generated otherwise
+    dataset = open_dataset()
+    warnings = [p for p in dataset.problems if p.kind == "synthetic-drift"]
+    assert len(warnings) == 1 and warnings[0].severity == "warning"
+    assert dataset.id in warnings[0].message and synthetic.DEFAULT_DATASET_ID in warnings[0].message
