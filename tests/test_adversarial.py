@@ -1,0 +1,189 @@
+"""Attacks a submission could try on the blind test set, each through plain `bhbench run`: it must
+end in a failed record or score at chance. (Filesystem walks, /proc, the parent's command line and
+open file descriptors under the sandbox: tests/test_sandbox.py.)"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import toy_source
+
+from bhbench import results, sandbox
+from bhbench.cli import main
+
+CHANCE = 0.65  # an honest toy scores ~0.8 on the tiny set; order and joins scored 1.0 before blinding
+
+# Ignores every pixel: calls the last (1 - benign share of training) of the test set malignant, by
+# the position it was handed ("position") or after sorting the handles ("handle").
+ORDER_ATTACK = '''
+import numpy as np
+from bhbench import Method, register
+
+
+@register("order_attack", family="test", reference="bhbench adversarial tests")
+class OrderAttack(Method):
+    """Reads the answer from the order of the test set."""
+
+    transductive = {transductive}
+
+    def __init__(self, by: str = "position"):
+        self.by = by
+
+    def fit(self, train):
+        self.benign_ = float(np.mean(train.y == 0))
+        return self
+
+    def predict_proba(self, test):
+        n = len(test)
+        rank = np.arange(n) if self.by == "position" else np.argsort(np.argsort(test.cache_keys))
+        p = np.where(rank >= round(self.benign_ * n), 0.99, 0.01)
+        return np.stack([1 - p, p], axis=1)
+'''
+
+# Reads every table the harness writes (records, predictions, manifests, split files, index tables
+# in the cache, the committed leaderboard) and tries to join what it was handed to file names: by
+# handle, and by position against each split file's sorted test list. It reports what it found in
+# its fit info, which the record keeps.
+JOIN_ATTACK = """
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from bhbench import Method, register
+
+ROOTS = {roots!r}
+NAME = re.compile(r"SOB_([BM])_[A-Z]+-[0-9]+-[0-9A-Za-z]+-[0-9]+-[0-9]+\\.png")
+
+
+def tables():
+    by_key, test_lists, read = {{}}, [], 0
+    for root in ROOTS:
+        for path in Path(root).rglob("*"):
+            if path.suffix not in (".csv", ".json", ".txt", ".tsv") or not path.is_file():
+                continue
+            text = path.read_text(errors="ignore")
+            read += 1
+            for line in text.splitlines():
+                name = NAME.search(line)
+                if name:
+                    for token in re.findall(r"[0-9a-f]{{16,}}", line):
+                        by_key[token] = name.group(1)
+            if path.suffix == ".json" and '"folds"' in text:
+                doc = json.loads(text)
+                for fold in doc.get("folds", []) if isinstance(doc, dict) else []:
+                    if isinstance(fold, dict) and "test" in fold:
+                        test_lists.append([NAME.search(n).group(1) for n in fold["test"]])
+    return by_key, test_lists, read
+
+
+@register("join_attack", family="test", reference="bhbench adversarial tests")
+class JoinAttack(Method):
+    \"\"\"Looks its test images up in the harness's tables.\"\"\"
+
+    transductive = True  # so that what it scores is what the join gave it
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def fit(self, train):
+        return self
+
+    def predict_proba(self, test):
+        by_key, test_lists, read = tables()
+        keys = list(test.cache_keys)
+        hits = [by_key.get(k) for k in keys]
+        same_length = [t for t in test_lists if len(t) == len(keys)]
+        self.found_ = {{"tables": read, "pairs": len(by_key), "handle_hits": sum(h is not None for h in hits),
+                        "position_lists": len(same_length)}}
+        if any(hits):
+            labels = hits
+        elif same_length:
+            labels = same_length[0]
+        else:
+            labels = [None] * len(keys)
+        p = np.array([0.99 if c == "M" else 0.01 if c == "B" else 0.5 for c in labels])
+        return np.stack([1 - p, p], axis=1)
+
+    def fit_info(self):
+        return self.found_
+"""
+
+# Honest predictions; reports every environment value, in os.environ and in the block the process
+# was started with, that names the dataset, the results or a BreaKHis file, and whether the
+# installation secret (which keys every handle) is there to read.
+SNOOP = toy_source("snoop").replace(
+    "        return e / e.sum(1, keepdims=True)\n",
+    """        import os
+        from pathlib import Path
+        words = {words!r}
+        initial = Path("/proc/self/environ").read_bytes().decode(errors="replace").split("\\0")
+        values = [*os.environ.values(), *initial]
+        self.found_ = sorted({{v for v in values for w in words if w in v}})
+        self.secret_ = Path({secret!r}).exists()
+        return e / e.sum(1, keepdims=True)
+""",
+) + ("\n    def fit_info(self):\n        return {{'found': self.found_, 'secret_visible': self.secret_}}\n")
+
+needs_sandbox = pytest.mark.skipif(sandbox.unavailable() is not None, reason=f"no sandbox: {sandbox.unavailable()}")
+
+
+def _run(submissions: Path, tree: Path, out: Path, method: str, *extra: str) -> list[dict]:
+    args = ["--submissions", str(submissions), "run", "--method", method, "--data", str(tree), "--results", str(out)]
+    main([*args, "--fps-images", "0", *extra])  # exit 1 when a fold failed: the records say which
+    records = [r for _, r in results.all_records(out) if r["method"]["name"] == method]
+    assert len(records) == 5
+    return records
+
+
+def _auc(records: list[dict]) -> float:
+    return float(np.mean([r["metrics"]["overall"]["auc"] for r in records]))
+
+
+def test_order_attack_fails_the_contract_check(submissions, tiny_tree, tmp_path):
+    (submissions / "order.py").write_text(ORDER_ATTACK.format(transductive=False))
+    for record in _run(submissions, tiny_tree, tmp_path / "results", "order_attack"):
+        # Position-based answers disagree when a sample comes back in another order and subset; a
+        # fold whose small sample happened to agree is scored, and at chance.
+        assert record["status"] == "failed" or record["metrics"]["overall"]["auc"] < CHANCE
+        if record["status"] == "failed":
+            assert "depend on the other test images" in record["error"]
+
+
+@pytest.mark.parametrize("by", ["position", "handle"])
+def test_order_attack_that_skips_the_check_scores_at_chance(submissions, tiny_tree, tmp_path, by):
+    (submissions / "order.py").write_text(ORDER_ATTACK.format(transductive=True))
+    records = _run(submissions, tiny_tree, tmp_path / "results", "order_attack", "--set", f"by={by}")
+    assert all(r["status"] == "ok" and r["method"]["transductive"] for r in records)
+    assert _auc(records) < CHANCE
+
+
+def test_join_table_attack_matches_no_handle(submissions, tiny_tree, tmp_path):
+    out = tmp_path / "results"
+    (submissions / "toy.py").write_text(toy_source("toy"))
+    _run(submissions, tiny_tree, out, "toy")  # records, predictions, manifest and split file to read
+    repository = Path(__file__).resolve().parents[1] / "leaderboard"
+    roots = [str(out), os.environ["BHBENCH_CACHE"], str(tiny_tree), str(repository)]
+    (submissions / "join.py").write_text(JOIN_ATTACK.format(roots=roots))
+    # Without the sandbox, so that every table is there to read.
+    records = _run(submissions, tiny_tree, out, "join_attack", "--sandbox", "off")
+    for record in records:
+        found = record["method"]["fit_info"]
+        assert found["pairs"] >= 328 and found["position_lists"] >= 1  # it did read the manifest and splits
+        assert found["handle_hits"] == 0
+    assert _auc(records) < CHANCE
+
+
+@needs_sandbox
+def test_sandboxed_method_finds_no_path_to_data_results_or_secret(submissions, tiny_tree, tmp_path, monkeypatch):
+    out = tmp_path / "results"
+    cache = os.environ["BHBENCH_CACHE"]
+    monkeypatch.setenv("BHBENCH_DATA", str(tiny_tree))  # a user's setting the method must not inherit
+    words = [str(tiny_tree), str(out), "SOB_", "BreaKHis"]
+    (submissions / "snoop.py").write_text(SNOOP.format(words=words, secret=str(Path(cache) / "secret")))
+    records = _run(submissions, tiny_tree, out, "snoop", "--sandbox", "on")
+    assert Path(cache, "secret").exists()  # the harness made it: handles are keyed by it
+    for record in records:
+        assert record["status"] == "ok"
+        assert record["method"]["fit_info"] == {"found": [], "secret_visible": False}
