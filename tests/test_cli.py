@@ -130,3 +130,13 @@ def test_prune_removes_failed_records_and_keeps_results(submissions, tiny_tree, 
     left = sorted(out.rglob("fold*.*"))
     assert len(left) == 10 and all("size" not in str(p) for p in left)  # 5 records + 5 predictions of the ok run
     assert "removed 10 file(s)" in capsys.readouterr().err
+
+
+def test_a_library_warning_is_shown_once_per_run(submissions, tiny_tree, tmp_path, capfd):
+    # capfd: the workers write to file descriptor 2 directly
+    (submissions / "toy.py").write_text(
+        toy_source("toy", fit_body="import warnings; warnings.warn('toy says careful')")
+    )
+    assert _toy_run(submissions, tiny_tree, tmp_path / "out") == 0
+    err = capfd.readouterr().err
+    assert err.count("toy says careful") == 1 and "warning (shown once): UserWarning: toy says careful" in err

@@ -351,6 +351,7 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
         plan.protocol.labels(test), proba, test["patient"].to_numpy(), test["magnification"].to_numpy(), aux
     )
     record["method"]["fit_info"] = outcome.fit_info if len(outcome.fit_info) > 1 else outcome.fit_info[0]
+    record["warnings"] = outcome.warnings  # the library's, once each; `run` shows them once at the end
     record["timing"] = {
         "fit_seconds": outcome.fit_seconds,
         "predict_seconds": outcome.predict_seconds,

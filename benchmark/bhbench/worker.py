@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -62,6 +63,7 @@ class Outcome:
     timing: dict[str, Any]
     check: list[np.ndarray] = field(default_factory=list)  # probabilities of the check samples
     check_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # library warnings, once each (the run shows them once)
 
 
 class MethodFailure(Exception):
@@ -201,7 +203,10 @@ def serve(conn: Connection, submissions: str | None) -> None:
         if task is None:
             return
         try:
-            conn.send(("ok", execute(task)))
+            with warnings.catch_warnings(record=True) as caught:  # not printed per image or per fold
+                outcome = execute(task)
+            outcome.warnings = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+            conn.send(("ok", outcome))
         except MethodFailure as exc:
             conn.send(("failed", str(exc)))
         except UserError as exc:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from bhbench.cli.common import discover, parse_sets, path_arg, prepare, protocol_args
@@ -146,8 +147,10 @@ def run(args: argparse.Namespace) -> int:
                 f"to resume, rerun: bhbench {shlex.join(sys.argv[1:])}"
             )
             return 130
+    for f in finished:  # the workers' warnings, kept in the records of this run's folds
+        caught.update(dict.fromkeys([] if f.skipped else (f.record or {}).get("warnings") or []))
     for text in caught:
-        console.print(f"[yellow]warning (shown once):[/] {text}")
+        console.print(f"[yellow]warning (shown once):[/] {escape(text)}")
     for f in ran.failures:
         console.print(f"[red]job failed:[/] {f.job.spec.name} fold {f.job.fold.index}: {f.reason}; log {f.log}")
     code = _report(finished, plan.dataset.synthetic)
@@ -168,8 +171,8 @@ def _rank(finished: list, plan: Any, written: Path) -> None:
         if folds == len(plan.split.folds) and (place := results.would_rank((name, phash), prr, board)):
             console.print(
                 f"{name} (PRR {100 * prr:.1f}) would rank {place[0]} of {place[1]} by mean PRR on the committed "
-                f"leaderboard ({plan.dataset.id}, {plan.protocol.id}); `bhbench leaderboard --results {written} "
-                "--output DIR` renders your own records"
+                f"leaderboard ({plan.dataset.id}, {plan.protocol.id}); `bhbench leaderboard --results {written}` "
+                "ranks your own records"
             )
 
 
@@ -202,8 +205,6 @@ def _slurm_options(args: argparse.Namespace) -> Any:
 
 def _label(spec: Any) -> str:
     """A method with the parameters that make this variant: `lbp_svm [C=10]`, `pftas_svm [tuned]`."""
-    from rich.markup import escape
-
     from bhbench.params import describe
 
     shown = "tuned" if spec.tuned else describe(spec.name, spec.params)
