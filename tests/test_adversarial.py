@@ -92,7 +92,7 @@ class JoinAttack(Method):
 
     def predict_proba(self, test):
         by_key, test_lists, read = tables()
-        keys = list(test.cache_keys)
+        keys = list(test.cache_keys or [None] * len(test))  # None while the harness times FPS
         hits = [by_key.get(k) for k in keys]
         same_length = [t for t in test_lists if len(t) == len(keys)]
         self.found_ = {{"tables": read, "pairs": len(by_key), "handle_hits": sum(h is not None for h in hits),

@@ -1,10 +1,13 @@
-"""Descriptor features of an image set: computed once per (image content, descriptor spec), in
-parallel, and kept on disk for every later classifier, fold and run.
+"""Descriptor features of an image set: computed once per (image, descriptor spec), in parallel,
+and kept on disk for every later classifier and run.
 
-Layout: `<cache>/features/<spec id>/<key[:2]>/<key>.npy`, one small vector per image content key,
-plus `spec.json` saying what the folder holds. A changed parameter, code version or library version
-gives a new spec id (a new folder); a changed image gives a new key. Image sets without keys (the
-harness timing FPS) bypass the cache entirely.
+Layout: `<cache>/features/<spec id>/<key[:2]>/<key>.npy`, one small vector per image key
+(`cache_keys`), plus `spec.json` saying what the folder holds. A changed parameter, code version or
+library version gives a new spec id (a new folder). In the harness's jobs the keys are handles and
+`<cache>` is the fold's own cache (see `bhbench.blind`): every classifier and rerun of a fold
+shares its features, and each fold computes its own, since a key shared across folds would let a
+method carry a label from the fold where an image is trained on to the one where it is tested.
+Image sets without keys (the harness timing FPS) bypass the cache entirely.
 
 Extraction runs on threads, one image per task: the descriptors spend most of their time in numpy
 and OpenCV code that releases the GIL (scikit-image's LBP and mahotas' Haralick features hold it),
@@ -34,7 +37,7 @@ from bhbench_baselines.handcrafted.descriptors import DescriptorSpec
 
 
 class FeatureCache:
-    """Vectors of one descriptor spec, keyed by image content key."""
+    """Vectors of one descriptor spec, keyed by image key."""
 
     def __init__(self, spec: DescriptorSpec):
         self.spec = spec
