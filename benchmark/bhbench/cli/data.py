@@ -75,7 +75,14 @@ def synth(args: argparse.Namespace) -> int:
     else:
         with progress_bar("generating images") as bump:
             root = synthetic.generate(args.out, config, bump)
-    out.print(f"synthetic BreaKHis-like tree at {root}")
+    from bhbench.data.index import index_tree
+
+    dataset = index_tree(root, "synthetic")
+    out.print(f"synthetic BreaKHis-like tree at {root}: dataset {dataset.id}, {len(dataset.table)} images")
+    if config == synthetic.SynthConfig() and dataset.id != synthetic.DEFAULT_DATASET_ID:
+        # Same bytes everywhere is the promise; name the break rather than let rows silently diverge.
+        console.print(f"[red]differs from the committed synthetic default {synthetic.DEFAULT_DATASET_ID}[/]")
+        return 1
     return 0
 
 
