@@ -150,7 +150,9 @@ class _Patient:
 # on a rounding edge: one image in 1,315 came out different on another machine with generator 1.
 # So exp, sin and cos below are polynomials on basic operations, blurring and upsampling are
 # written out as fixed-order weighted sums, and OpenCV only rasterises shapes (integer arithmetic)
-# and writes the PNG. numpy's random generators are bit-stable by its policy.
+# and writes the PNG. What remains tied to versions rather than machines: numpy's random streams and
+# the order of its pairwise sums (mean, std), OpenCV's rasteriser and PNG encoder; records carry
+# both versions, and `DEFAULT_DATASET_ID` below says whether a machine made the committed set.
 _LN2 = 0.6931471805599453
 _PI = 3.141592653589793
 
