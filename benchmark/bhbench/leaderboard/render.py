@@ -179,7 +179,7 @@ def section_markdown(section: Section, table: pd.DataFrame, figs: list[str], rep
         lines += [table_markdown(part, reports, ranked=block == "ranked"), ""]
     fails = failures(section)
     if fails:
-        lines += ["Failed runs (not ranked; `bhbench run` logs hold the tracebacks):", ""]
+        lines += ["Failed runs (not ranked):", ""]
         lines += [f"- {name}: {n} of {total} fold(s) failed: {reason}" for name, n, total, reason in fails]
         lines += [""]
     return lines
