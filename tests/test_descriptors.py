@@ -12,7 +12,8 @@ from scipy.ndimage import gaussian_filter
 from skimage.feature import local_binary_pattern
 
 from bhbench.errors import UserError
-from bhbench_baselines.handcrafted.binary_patterns import clbp_codes, neighbour_differences, riu2
+from bhbench_baselines.handcrafted import binary_patterns
+from bhbench_baselines.handcrafted.binary_patterns import clbp_codes, lbp_codes
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
 from bhbench_baselines.handcrafted.lpq import stft_kernels, whitened_parts, whitening
 from bhbench_baselines.handcrafted.pftas import pftas
@@ -84,7 +85,7 @@ def test_riu2_histograms_unchanged_by_90_degree_rotation(name):
 @pytest.mark.parametrize(("P", "R"), [(8, 1), (16, 2), (8, 2.5)])
 def test_lbp_codes_equal_scikit_image_on_every_pixel_border_included(P, R):
     for grey in (texture(6), np.random.default_rng(P).integers(0, 256, (30, 41)).astype(np.uint8)):
-        codes = riu2(plane >= 0 for plane in neighbour_differences(grey, P, R, pad=True))
+        codes = lbp_codes(grey, P, R)
         reference = local_binary_pattern(grey, P, R, "uniform")
         assert np.array_equal(codes, reference)
     hist = DESCRIPTORS["lbp"].spec(P=P, R=R).compute(grey_rgb(grey))
@@ -160,6 +161,32 @@ def _bilinear_zero_padded(g: np.ndarray, r: float, c: float) -> float:
     return (1 - fr) * top + fr * bottom
 
 
+def _riu2_reference(bits: list[bool]) -> int:
+    transitions = sum(bits[i] != bits[i - 1] for i in range(len(bits)))
+    return sum(bits) if transitions <= 2 else len(bits) + 1
+
+
+def test_clbp_codes_equal_a_pixel_by_pixel_computation_across_bands(monkeypatch):
+    """S and M of every pixel from scikit-image's interpolation written out per pixel, M against the
+    mean of all |d_p| taken as one (P, h, w) array; the image spans several row bands (the fast
+    path's unit of work) and holds flat patches, where ties d_p == 0 decide bits."""
+    monkeypatch.setattr(binary_patterns, "BAND", 8)
+    P, R, m = 8, 1.5, 2
+    grey = texture(13, (29, 17))
+    offsets = binary_patterns.circle_offsets(P, R)
+    h, w = grey.shape[0] - 2 * m, grey.shape[1] - 2 * m
+    d = np.empty((P, h, w))
+    for r, c in itertools.product(range(h), range(w)):
+        for p, (dy, dx) in enumerate(zip(*offsets, strict=True)):
+            d[p, r, c] = _bilinear_zero_padded(grey, r + m + dy, c + m + dx) - grey[r + m, c + m]
+    threshold = np.abs(d).mean()
+    s, mm, _ = clbp_codes(grey, P, R)
+    for r, c in itertools.product(range(h), range(w)):
+        assert s[r, c] == _riu2_reference(list(d[:, r, c] >= 0))
+        assert mm[r, c] == _riu2_reference(list(np.abs(d[:, r, c]) >= threshold))
+    assert (d == 0).any() and len(np.unique(mm)) > 3
+
+
 def test_lbp_matches_a_pixel_by_pixel_riu2_histogram():
     grey = np.random.default_rng(1).integers(0, 256, (12, 10)).astype(np.uint8)
     P, R = 8, 1
@@ -168,8 +195,7 @@ def test_lbp_matches_a_pixel_by_pixel_riu2_histogram():
     counts = np.zeros(P + 2)
     for r, c in itertools.product(range(grey.shape[0]), range(grey.shape[1])):
         bits = [_bilinear_zero_padded(grey, r + dy, c + dx) >= grey[r, c] for dy, dx in zip(*offsets, strict=True)]
-        transitions = sum(bits[i] != bits[i - 1] for i in range(P))
-        counts[sum(bits) if transitions <= 2 else P + 1] += 1
+        counts[_riu2_reference(bits)] += 1
     assert np.allclose(DESCRIPTORS["lbp"].spec().compute(grey_rgb(grey)), counts / counts.sum())
 
 

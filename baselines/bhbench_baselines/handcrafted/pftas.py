@@ -5,8 +5,10 @@ Why not call mahotas directly: for each of its three binarisations mahotas convo
 and its complement separately and counts with `np.histogram`, which sorts every pixel; that is
 about 50 ms per 700x460 channel, most of a BreaKHis image's extraction budget. The complement's
 neighbour counts follow from the image's (8 - n), so one 3x3 box count and one `np.bincount` per
-binarisation give the same 54 numbers about five times faster. Otsu's threshold still comes from
-mahotas, and the tests check equality with `mahotas.features.pftas` on real and random images.
+binarisation give the same 54 numbers; counting with OpenCV's histogram instead of `np.bincount`
+(which first widens every pixel to 8 bytes) halves that again: about ten times faster than mahotas
+in all. Otsu's threshold still comes from mahotas, and the tests check equality with
+`mahotas.features.pftas` on real and random images.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ def _adjacency(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     neighbours (0..8) over unset pixels, and the same for the complement (borders mirrored)."""
     b = binary.view(np.uint8)
     count = cv2.boxFilter(b, -1, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT)  # incl. centre
-    joint = np.bincount((count + 10 * b).ravel(), minlength=20)  # unset: 0..8; set: 11..19
+    count += 10 * b  # unset: 0..8; set: 11..19
+    # float32 counts are exact below 2**24 pixels (a 4096x4096 image); larger ones fall back to bincount
+    if count.size < 1 << 24:
+        joint = cv2.calcHist([count], [0], None, [20], [0, 20]).ravel().astype(np.int64)
+    else:
+        joint = np.bincount(count.ravel(), minlength=20)
     unset = joint[0:9]
     complement = joint[19:10:-1]  # a set pixel with n set neighbours has 8 - n unset ones
     return _normalised(unset), _normalised(complement)
@@ -53,4 +60,4 @@ def pftas_channel(channel: np.ndarray) -> np.ndarray:
 def pftas(rgb: np.ndarray) -> np.ndarray:
     """PFTAS [162]: `pftas_channel` of the red, green and blue channels, concatenated."""
     check_rgb(rgb)
-    return np.concatenate([pftas_channel(np.ascontiguousarray(rgb[..., c])) for c in range(3)])
+    return np.concatenate([pftas_channel(channel) for channel in cv2.split(rgb)])
