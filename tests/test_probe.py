@@ -146,3 +146,11 @@ def test_a_probe_run_writes_records_that_carry_the_weights_hash(tiny_tree, tmp_p
         info = record["method"]["fit_info"]
         assert info["init"] == f"file:{digest}" and info["parameters"] > 0
     assert any((r["timing"] or {}).get("fps_model", 0) > 0 for r in records)
+
+
+def test_model_kwargs_name_timm_layers_as_foundation_models_need():
+    """UNI2 and Virchow are timm ViTs built with SwiGLU MLPs, named in JSON by their timm name."""
+    kwargs = {"mlp_layer": "SwiGLUPacked", "act_layer": "silu", "init_values": 1e-5}
+    embedder = embed.Embedder("test_vit", "random", kwargs, "cpu", 4)
+    assert type(embedder.model.blocks[0].mlp).__name__ == "GluMlp"
+    assert embedder.spec.dim == embedder.model.num_features and embedder.spec.init == "random"

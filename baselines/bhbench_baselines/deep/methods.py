@@ -34,6 +34,10 @@ LIU_DEVIATIONS = (
     "validation on 20% of the training patients (their code monitors the test fold); the best validation "
     "epoch is kept and training stops after 20 flat epochs (they keep epoch 100); input 224 inferred"
 )
+RESNET_SE_DEVIATION = (
+    "SE on the residual branch of all 16 bottlenecks, as SENet and timm's seresnet50 (their code: after "
+    "the addition, in the 12 identity blocks only)"
+)
 
 
 def _store(method: Method, values: dict[str, Any]) -> None:
@@ -329,7 +333,8 @@ _INPUTS = f"{LIU_PAPER.input_size} (paper) / {LIU_QUICK.input_size} (quick)"
 
 def _register_backbone(name: str, backbone: str, suffix: str) -> None:
     cls, summary = _HEADS[suffix]
-    card = _card(LIU, f"{_BACKBONES[backbone]}, {summary}.", LIU_DEVIATIONS, backbone=backbone, head=cls.head,
+    deviations = LIU_DEVIATIONS + (f"; {RESNET_SE_DEVIATION}" if (backbone, suffix) == ("resnet50", "_se") else "")
+    card = _card(LIU, f"{_BACKBONES[backbone]}, {summary}.", deviations, backbone=backbone, head=cls.head,
                  input=_INPUTS)  # fmt: skip
     register(name, cls, card=card, backbone=backbone)
 

@@ -27,6 +27,18 @@ from bhbench_baselines.deep.training import Inputs, resolve_device, thread_budge
 from bhbench_baselines.handcrafted.features import FeatureCache
 
 
+def _classes_named(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`--set model_kwargs=...` is JSON, which names classes only by name: a `*_layer` value naming a
+    `timm.layers` class or layer factory becomes it (Virchow's and UNI2's `"mlp_layer": "SwiGLUPacked"`)."""
+    import timm.layers
+
+    def resolve(key: str, value: Any) -> Any:
+        found = getattr(timm.layers, value, None) if key.endswith("_layer") and isinstance(value, str) else None
+        return found if callable(found) else value  # SwiGLUPacked is a partial, not a class
+
+    return {k: resolve(k, v) for k, v in kwargs.items()}
+
+
 @dataclass(frozen=True)
 class EmbeddingSpec:
     """What one cached embedding depends on (FeatureCache's spec: `id`, `dim`, `as_dict`)."""
@@ -62,7 +74,8 @@ class Embedder:
         torch.set_num_threads(thread_budget())
         self.name = model
         self.device = resolve_device(device)
-        self.model = create_model(model, weights, num_classes=0, **model_kwargs).eval().to(self.device)
+        self.model = create_model(model, weights, num_classes=0, **_classes_named(model_kwargs))
+        self.model = self.model.eval().to(self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
         cfg = resolve_data_config(model=self.model)
