@@ -93,6 +93,9 @@ def test_summary_names_the_parameters_of_a_variant(submissions, tiny_tree, tmp_p
     captured = capsys.readouterr()
     assert "toy [size=8] fold 1: ok" in captured.err
     assert "toy [size=8]" in captured.out and "5 of 5" in captured.out
+    assert main(["leaderboard", "--results", str(tmp_path / "out"), "--output", str(tmp_path / "board")]) == 0
+    assert "| toy [size=8] " in (tmp_path / "board" / "README.md").read_text()
+    assert ",size=8," in (tmp_path / "board" / "leaderboard.csv").read_text()
 
 
 def test_a_long_fold_says_the_run_is_alive(submissions, tiny_tree, tmp_path, capsys, monkeypatch):

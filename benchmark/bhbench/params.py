@@ -100,19 +100,21 @@ def validate(name: str, values: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def non_default(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters that differ from the method's registered defaults (all of them if the
-    method is no longer registered)."""
+def non_default(name: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The parameters that differ from the method's registered defaults; None when no method of
+    that name is registered here (nothing to compare with)."""
     try:
         defaults = registry.create(name).get_params()
     except UserError:
-        return dict(params)
+        return None
     return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
 
 
-def describe(name: str, params: dict[str, Any]) -> str:
-    """`C=10, bins=16`: a row's non-default parameters, short enough for a table cell."""
-    return ", ".join(f"{k}={_short(v)}" for k, v in non_default(name, params).items())
+def describe(name: str, params: dict[str, Any]) -> str | None:
+    """`C=10, bins=16`: a row's non-default parameters, short enough for a table cell ("" for the
+    defaults; None when the method is not registered here)."""
+    changed = non_default(name, params)
+    return None if changed is None else ", ".join(f"{k}={_short(v)}" for k, v in changed.items())
 
 
 def _short(value: Any) -> str:

@@ -207,7 +207,7 @@ def _label(spec: Any) -> str:
     """A method with the parameters that make this variant: `lbp_svm [C=10]`, `pftas_svm [tuned]`."""
     from bhbench.params import describe
 
-    shown = "tuned" if spec.tuned else describe(spec.name, spec.params)
+    shown = "tuned" if spec.tuned else describe(spec.name, spec.params)  # registered: the run created it
     return escape(f"{spec.name} [{shown}]" if shown else spec.name)  # printed through rich: [..] is markup
 
 

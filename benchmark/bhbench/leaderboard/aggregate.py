@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bhbench import registry
 from bhbench.data.names import parse_name
 from bhbench.leaderboard.verify import Checked, Scored
 from bhbench.method import MAGNIFICATIONS
 from bhbench.metrics import STATISTICS, Bootstrap, FoldOutcomes, bootstrap, mean_std, tied_ranks
+from bhbench.params import describe
 
 BLOCKS = ("ranked", "smoke", "transductive")
 REFERENCE_FAMILY = "reference"
@@ -60,6 +62,7 @@ class Row:
     code: str | None
     folds: dict[int, Checked] = field(default_factory=dict)
     label: str = ""
+    params: str = ""  # the non-default parameters, as `C=10, bins=16`
 
     @property
     def first(self) -> dict:
@@ -121,15 +124,22 @@ def sections(checked: list[Checked]) -> list[Section]:
 
 
 def _label(rows: list[Row]) -> None:
-    """Method name, with the parameter hash when one name has several variants and the code
-    fingerprint when records of one variant come from different code (they are never mixed)."""
+    """Method name with its non-default parameters (`lbp_svm [C=10]`; the parameter hash for a
+    method not registered here, when one name has several variants), and the code fingerprint when
+    records of one variant come from different code (they are never mixed)."""
+    registry.discover()
     variants = defaultdict(set)
     codes = defaultdict(set)
     for r in rows:
         variants[r.name].add(r.params_hash)
         codes[(r.name, r.params_hash)].add(r.code)
     for r in rows:
-        label = r.name if len(variants[r.name]) == 1 else f"{r.name} [{r.params_hash[:6]}]"
+        shown = None if r.first["method"].get("tuned") else describe(r.name, r.first["method"].get("params") or {})
+        r.params = shown or ""
+        if shown:
+            label = f"{r.name} [{shown}]"
+        else:
+            label = r.name if len(variants[r.name]) == 1 or shown == "" else f"{r.name} [{r.params_hash[:6]}]"
         if len(codes[(r.name, r.params_hash)]) > 1:
             label += f" (code {(r.code or 'unrecorded')[:8]})"
         r.label = label
@@ -214,6 +224,7 @@ def frame(section: Section) -> pd.DataFrame:
                 "method": row.label,
                 "name": row.name,
                 "params_hash": row.params_hash,
+                "params": row.params,
                 "code": row.code or "",
                 "reference": row.reference,
                 "folds": len(row.folds),
