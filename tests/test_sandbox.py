@@ -179,3 +179,17 @@ def test_sandboxed_jobs_score_like_unsandboxed_ones_and_records_say_which_held(
         assert {r["environment"]["sandbox"] for r in records} == {launcher}
         scores[launcher] = [r["metrics"]["overall"] for r in records]
     assert scores["bubblewrap"] == [pytest.approx(s) for s in scores["none"]]
+
+
+def test_only_model_files_named_by_parameters_are_shown(tmp_path: Path, monkeypatch):
+    """`--set weights=PATH` must reach the sandbox; a submission's default naming one of the harness's
+    own files (its secret, a manifest, a record, an image) must not."""
+    for name in ("w.pth", "w.safetensors", "secret", "manifest.csv", "fold1.json", "x.png"):
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    params = {n: str(tmp_path / n) for n in ("w.pth", "secret", "manifest.csv", "fold1.json", "x.png")}
+    params |= {"relative": "w.safetensors", "missing": str(tmp_path / "gone.pth"), "number": 3}
+    assert sandbox.model_files(params) == (
+        (str(tmp_path / "w.pth"), str(tmp_path / "w.pth")),
+        (str(tmp_path / "w.safetensors"), "/tmp/w.safetensors"),  # the sandbox's working folder is /tmp
+    )

@@ -25,6 +25,7 @@ from bhbench.errors import UserError
 MODES = ("auto", "on", "off")
 INSTALL = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
 ENV_VAR = "BHBENCH_SANDBOX"
+MODEL_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".onnx")
 
 # Settings of the locale, the OpenMP/BLAS thread pools and the GPUs that a method's libraries read.
 # Any value holding a "/" is dropped: nothing the method sees may name a file.
@@ -76,14 +77,14 @@ def unavailable() -> str | None:
 
 def launch(
     command: list[str],
-    read_only: Iterable[str],
+    read_only: Iterable[str | tuple[str, str]],
     writable: Iterable[str],
     pass_fds: tuple[int, ...] = (),
     **popen: object,
 ) -> subprocess.Popen:
-    """Start `command` in the sandbox with `read_only` and `writable` folders visible at their own
-    paths. The sandbox's options reach bwrap through a pipe, not its command line, which the
-    sandboxed process could read from /proc/1/cmdline."""
+    """Start `command` in the sandbox with `read_only` (paths, or (path, where it appears)) and
+    `writable` folders visible at their own paths. The sandbox's options reach bwrap through a
+    pipe, not its command line, which the sandboxed process could read from /proc/1/cmdline."""
     options = _options([*read_only], [*writable])
     read, write = os.pipe()
     try:
@@ -103,10 +104,44 @@ def launch(
 
 def _environment() -> dict[str, str]:
     kept = {k: v for k, v in os.environ.items() if k.startswith(_KEPT_ENV) and "/" not in v}
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", **kept}
+    hub, torch_home = _model_caches_by_variable()
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        # Weights downloaded earlier on this machine load from these caches; nothing downloads.
+        "HF_HUB_CACHE": hub,
+        "HF_HUB_OFFLINE": "1",
+        "TORCH_HOME": torch_home,
+        **kept,
+    }
 
 
-def _options(read_only: list[str], writable: list[str]) -> list[str]:
+def _model_caches_by_variable() -> tuple[str, str]:
+    """Where the Hugging Face hub and torch.hub keep downloaded weights (as those libraries decide)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    hub = os.environ.get("HF_HUB_CACHE") or str(Path(os.environ.get("HF_HOME", cache / "huggingface")) / "hub")
+    return hub, os.environ.get("TORCH_HOME", str(cache / "torch"))
+
+
+def _model_caches() -> tuple[str, ...]:
+    return tuple(p for p in _model_caches_by_variable() if os.path.isdir(p))
+
+
+def model_files(params: dict[str, object]) -> tuple[tuple[str, str], ...]:
+    """Model files the method's parameters name (`--set weights=PATH`), as (file, where the method
+    will look: the same path, or under the sandbox's working folder /tmp for a relative one). Only
+    these suffixes: a submission's own defaults must not expose the harness's files by naming them."""
+    files = []
+    for value in params.values():
+        if isinstance(value, str) and value.endswith(MODEL_SUFFIXES) and os.path.isfile(value):
+            path = Path(value)
+            if path.is_absolute() or ".." not in path.parts:
+                files.append((str(path.resolve()), str(path if path.is_absolute() else Path("/tmp") / path)))
+    return tuple(sorted(files))
+
+
+def _options(read_only: list[str | tuple[str, str]], writable: list[str]) -> list[str]:
     opts = ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
     for key, value in _environment().items():
         opts += ["--setenv", key, value]
@@ -122,10 +157,11 @@ def _options(read_only: list[str], writable: list[str]) -> list[str]:
     opts += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]  # core counts
     for device in sorted(Path("/dev").glob("nvidia*")) + sorted(Path("/dev").glob("dri")):
         opts += ["--dev-bind", str(device), str(device)]
-    for path in _code_folders():
+    for path in _code_folders() + _model_caches():
         opts += ["--ro-bind", path, path]
-    for path in read_only:
-        opts += ["--ro-bind", str(path), str(path)]
+    for item in read_only:
+        source, target = (item, item) if isinstance(item, str) else item
+        opts += ["--ro-bind", source, target]
     for path in writable:
         opts += ["--bind", str(path), str(path)]
     return opts

@@ -251,11 +251,14 @@ def _spawned(submissions: str | None) -> tuple[mp.process.BaseProcess, Connectio
     return process, parent
 
 
-def _folders(task: Task) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """What the sandbox shows of a job's data: its area's pixels (read-only) and cache (writable)."""
+def _folders(task: Task) -> tuple[tuple[str | tuple[str, str], ...], tuple[str, ...]]:
+    """What the sandbox shows of a job: its area's pixels and the model files its parameters name
+    (read-only), and its area's cache (writable)."""
+    from bhbench.sandbox import model_files
+
     if task.area is None:
-        return (), ()
-    return (str(Path(task.area) / "pixels"),), (str(Path(task.area) / "cache"),)
+        return model_files(task.params), ()
+    return (str(Path(task.area) / "pixels"), *model_files(task.params)), (str(Path(task.area) / "cache"),)
 
 
 def _sandboxed(submissions: str, task: Task) -> tuple[_Sandboxed, Connection]:
@@ -304,7 +307,7 @@ class Worker:
         self.submissions = str(submissions) if submissions else None
         self.process: mp.process.BaseProcess | _Sandboxed | None = None
         self.conn: Connection | None = None
-        self.folders: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self.folders: tuple[tuple[str | tuple[str, str], ...], tuple[str, ...]] | None = None
 
     def _start(self, task: Task) -> None:
         if self.sandbox == "bubblewrap":
