@@ -15,6 +15,7 @@ from conftest import toy_source
 from bhbench import registry, results, runner, tuning
 from bhbench.cli import main
 from bhbench.data.sources import open_dataset
+from bhbench.errors import UserError
 from bhbench.protocol import Protocol
 
 # The toy with a search space, and a `log` parameter: every fit and predict appends the content
@@ -167,3 +168,20 @@ def test_a_hand_crafted_baseline_tunes_and_its_file_lands_beside_the_records(
 def test_1nn_has_nothing_to_tune(capsys):
     assert main(["tune", "--method", "pftas_1nn", "--trials", "1"]) == 2
     assert "pftas_1nn declares no search space" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["handcrafted", "deep", "probe"])
+def test_built_in_families_declare_search_spaces_whose_draws_are_valid(family: str):
+    from bhbench import params
+
+    entries = [e for e in registry.entries() if e.family == family]
+    assert entries
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for entry in entries:
+        if entry.name.endswith("_1nn"):
+            with pytest.raises(UserError, match="declares no search space"):  # nothing to tune
+                tuning.search_space(entry.name)
+            continue
+        for _ in range(3):
+            drawn = tuning.search_space(entry.name)(study.ask())
+            assert drawn and params.validate(entry.name, drawn) == drawn, entry.name

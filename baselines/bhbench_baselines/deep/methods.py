@@ -65,6 +65,20 @@ class DeepMethod(Method):
         small = {"epochs": 1, "batch_size": 16, "input_size": 75, "bilinear_dim": 16}  # 75: InceptionV3's least
         return {k: v for k, v in small.items() if k in cls.param_names()}
 
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> None:
+        """Ranges checked before any job starts (types come from the annotations)."""
+        for name, low in (("epochs", 1), ("batch_size", 1), ("input_size", 32), ("bilinear_dim", 1)):
+            if params.get(name) is not None and params[name] < low:
+                raise ValueError(f"{name}={params[name]!r} is not allowed: expected an integer >= {low} or null")
+        if params.get("lr") is not None and params["lr"] <= 0:
+            raise ValueError(f"lr={params['lr']!r} is not allowed: expected a number > 0 or null")
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """`bhbench tune`: the learning rate and the number of epochs (early stopping still applies)."""
+        return {"lr": trial.suggest_float("lr", 1e-5, 1e-2, log=True), "epochs": trial.suggest_int("epochs", 2, 40)}
+
     def recipe_overrides(self) -> dict[str, Any]:
         """Recipe fields the user set through parameters."""
         chosen = {"max_epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}

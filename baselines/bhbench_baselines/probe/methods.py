@@ -45,6 +45,11 @@ class FrozenProbe(Method):
         """The uniform checks run offline: the same network with random weights."""
         return {"weights": "random"}
 
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """`bhbench tune`: which head (each tunes its own setting by inner CV on the training patients)."""
+        return {"head": trial.suggest_categorical("head", list(HEADS))}
+
     def _embedder(self) -> Embedder:
         from bhbench_baselines.probe.embed import Embedder
 
