@@ -8,11 +8,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from skimage.color import rgb2hed
 from sklearn.metrics import roc_auc_score
 
-from bhbench.data import synthetic
+from bhbench.data import breakhis, synthetic
 from bhbench.data.names import ImageName, folder_disagreements, parse_name
 from bhbench.data.synthetic import TINY, SynthConfig, default_root, generate, image_names, render
 from bhbench.errors import UserError
@@ -250,3 +251,16 @@ def test_a_default_set_that_differs_from_the_committed_one_is_a_warning(
     warnings = [p for p in dataset.problems if p.kind == "synthetic-drift"]
     assert len(warnings) == 1 and warnings[0].severity == "warning"
     assert dataset.id in warnings[0].message and synthetic.DEFAULT_DATASET_ID in warnings[0].message
+
+
+def test_breakhis_sized_preset_has_breakhis_counts_per_subtype_and_magnification() -> None:
+    names = image_names(synthetic.BREAKHIS_SIZED)
+    table = pd.DataFrame(
+        {"tumor_class": n.tumor_class, "subtype": n.subtype, "patient": n.patient, "magnification": n.magnification}
+        for n in names
+    )
+    counts = breakhis.observed(table)
+    assert {k: v for k, v in counts.items() if k != "patient tokens"} == {
+        k: v for k, v in breakhis.expected().items() if k != "patient tokens"
+    }  # 82 patients; the synthetic cohort has no token shared by two subtypes, BreaKHis has one
+    assert synthetic.BREAKHIS_SIZED.slug() != SynthConfig(width=700, height=460).slug()

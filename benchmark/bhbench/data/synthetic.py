@@ -15,6 +15,7 @@ weak descriptor (LBP P=8 R=1 + SVM) lands well below perfect and richer ones do 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -64,6 +65,9 @@ class SynthConfig:
     width: int = 350
     height: int = 230
     images_per_patient: int = 4  # per magnification, on average
+    # True: BreaKHis_v1's own images per subtype and magnification (7,909 in all), split over each
+    # subtype's patients; images_per_patient is then unused.
+    breakhis_counts: bool = False
 
     def __post_init__(self) -> None:
         if not (64 <= self.width <= 4096 and 48 <= self.height <= 4096):
@@ -74,10 +78,13 @@ class SynthConfig:
             raise UserError(f"seed={self.seed} must be a non-negative integer")
 
     def slug(self) -> str:
-        return f"s{self.seed}-{self.width}x{self.height}-n{self.images_per_patient}-v{GENERATOR_VERSION}"
+        counts = "breakhis" if self.breakhis_counts else f"n{self.images_per_patient}"
+        return f"s{self.seed}-{self.width}x{self.height}-{counts}-v{GENERATOR_VERSION}"
 
 
 TINY = SynthConfig(width=128, height=84, images_per_patient=1)
+# BreaKHis-sized: its image size (700x460) and image count per subtype and magnification.
+BREAKHIS_SIZED = SynthConfig(width=700, height=460, breakhis_counts=True)
 
 
 @dataclass(frozen=True)
@@ -266,7 +273,30 @@ def _cohort(config: SynthConfig) -> tuple[_Patient, ...]:
                 counts=tuple(int(c) for c in np.maximum(counts, 1)),
             )
         )
+    if config.breakhis_counts:
+        patients = _breakhis_counts(patients, config.seed)
     return tuple(patients)
+
+
+def _breakhis_counts(patients: list[_Patient], seed: int) -> list[_Patient]:
+    """The patients with BreaKHis_v1's images per subtype and magnification, each subtype's total
+    split over its patients in random (lognormal) shares, at least one image each."""
+    from bhbench.data.breakhis import IMAGES  # the published counts; imports pandas, so only here
+
+    out = list(patients)
+    for k, (subtype, totals) in enumerate(IMAGES.items()):
+        mine = [i for i, p in enumerate(patients) if p.subtype == subtype]
+        rng = np.random.default_rng([seed, 3, k])
+        per_mag = []
+        for total in totals:
+            share = _lognormal(rng, 0.5, len(mine))
+            exact = 1 + (total - len(mine)) * share / share.sum()
+            counts = np.floor(exact).astype(int)
+            counts[np.argsort(counts - exact)[: total - counts.sum()]] += 1  # largest remainders
+            per_mag.append(counts)
+        for j, i in enumerate(mine):
+            out[i] = dataclasses.replace(patients[i], counts=tuple(int(c[j]) for c in per_mag))
+    return out
 
 
 def image_names(config: SynthConfig) -> list[ImageName]:
