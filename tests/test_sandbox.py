@@ -16,6 +16,7 @@ from bhbench import registry, runner, sandbox
 from bhbench.cli import main
 from bhbench.config import cache_root
 from bhbench.data.sources import open_dataset
+from bhbench.errors import UserError
 from bhbench.protocol import Protocol
 
 needs_bwrap = pytest.mark.skipif(
@@ -193,3 +194,10 @@ def test_only_model_files_named_by_parameters_are_shown(tmp_path: Path, monkeypa
         (str(tmp_path / "w.pth"), str(tmp_path / "w.pth")),
         (str(tmp_path / "w.safetensors"), "/tmp/w.safetensors"),  # the sandbox's working folder is /tmp
     )
+
+
+@needs_bwrap
+def test_a_cache_inside_a_folder_the_sandbox_shows_stops_the_run(submissions: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("BHBENCH_CACHE", str(submissions / "cache"))  # the submissions folder is shown
+    with pytest.raises(UserError, match="lies inside .*submissions.*set BHBENCH_CACHE to a folder outside it"):
+        sandbox.launch(["true"], [str(submissions)], [])

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from bhbench.config import cache_root
 from bhbench.errors import UserError
 
 MODES = ("auto", "on", "off")
@@ -157,13 +158,12 @@ def _options(read_only: list[str | tuple[str, str]], writable: list[str]) -> lis
     opts += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]  # core counts
     for device in sorted(Path("/dev").glob("nvidia*")) + sorted(Path("/dev").glob("dri")):
         opts += ["--dev-bind", str(device), str(device)]
-    for path in _code_folders() + _model_caches():
-        opts += ["--ro-bind", path, path]
-    for item in read_only:
-        source, target = (item, item) if isinstance(item, str) else item
-        opts += ["--ro-bind", source, target]
-    for path in writable:
-        opts += ["--bind", str(path), str(path)]
+    binds = [(p, p, "--ro-bind") for p in _code_folders() + _model_caches()]
+    binds += [(i, i, "--ro-bind") if isinstance(i, str) else (*i, "--ro-bind") for i in read_only]
+    binds += [(p, p, "--bind") for p in writable]
+    _check_hidden(source for source, _, _ in binds)
+    for source, target, how in binds:
+        opts += [how, source, target]
     return opts
 
 
@@ -184,6 +184,17 @@ def _code_folders() -> tuple[str, ...]:
         elif spec is not None and spec.origin:
             folders.add(str(Path(spec.origin).resolve()))
     return tuple(sorted(f for f in folders if not _under(f, _SYSTEM_DIRS)))
+
+
+def _check_hidden(shown: Iterable[str]) -> None:
+    """The cache (every image by content hash, the installation secret) must stay out of sight."""
+    root = str(cache_root().resolve())
+    for folder in shown:
+        if _under(root, [folder]):
+            raise UserError(
+                f"the cache folder {root} lies inside {folder}, which the sandbox shows to methods; "
+                "set BHBENCH_CACHE to a folder outside it"
+            )
 
 
 def _under(path: str, roots: Iterable[str]) -> bool:
