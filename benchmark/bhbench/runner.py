@@ -60,6 +60,7 @@ class Options:
     fps_images: int = 16
     submissions: Path | None = None
     workers: int = 1
+    sandbox: str = "none"  # the worker launcher, as bhbench.sandbox.choose picked it
 
 
 @dataclass
@@ -327,6 +328,7 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
         str(area.root),
     )
     record = _record(plan, job)
+    record["environment"]["sandbox"] = worker.sandbox
     try:
         outcome = worker.run(task, options.timeout)
         _check_outcome(outcome, [te.iloc[o] for te, o in zip(tests, orders, strict=True)], len(plan.protocol.classes))
@@ -392,7 +394,7 @@ def run(
 
     todo = unfinished(jobs, options, finish)
     pool: Queue[Worker] = Queue()
-    workers = [Worker(options.submissions) for _ in range(max(1, min(options.workers, len(todo))))]
+    workers = [Worker(options.submissions, options.sandbox) for _ in range(max(1, min(options.workers, len(todo))))]
     for w in workers:
         pool.put(w)
 
