@@ -102,7 +102,7 @@ class Section:
 
 
 def sections(checked: list[Checked]) -> list[Section]:
-    """Accepted records grouped; real data first, then synthetic; protocols by id."""
+    """Accepted records grouped; real data first, then synthetic; leak-free splits before leaky ones."""
     found: dict[tuple[str, str], Section] = {}
     rows: dict[tuple[str, str], dict[tuple, Row]] = defaultdict(dict)
     for c in checked:
@@ -120,7 +120,7 @@ def sections(checked: list[Checked]) -> list[Section]:
     for key, section in found.items():
         section.rows = list(rows[key].values())
         _label(section.rows)
-    return [found[k] for k in sorted(found, key=lambda k: (found[k].dataset["synthetic"], k))]
+    return [found[k] for k in sorted(found, key=lambda k: (found[k].dataset["synthetic"], k[0], found[k].leaky, k))]
 
 
 def _label(rows: list[Row]) -> None:

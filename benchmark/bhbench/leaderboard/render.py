@@ -73,7 +73,7 @@ def _num(value: float) -> str:
 
 def dataset_title(desc: dict) -> str:
     if desc["synthetic"]:
-        return f"Synthetic BreaKHis-like data (generated, not real tissue; {desc['images']} images)"
+        return f"Synthetic BreaKHis-like data (generated, not real tissue; {desc['images']} images, {desc['id']})"
     title = f"BreaKHis ({desc['images']} images, {desc['patients']} patients, fingerprint {desc['fingerprint'][:8]})"
     if desc.get("complete") is False:  # records older than dataset.complete cannot say
         title += " — a subset, not the complete BreaKHis_v1"
