@@ -1,0 +1,123 @@
+"""What the bubblewrap sandbox costs: the same work with `--sandbox off` and `--sandbox on`, side
+by side in one run, printed as ratios (on / off).
+
+1. worker start-up: a fresh worker answering a trivial task (spawned interpreter against bwrap +
+   interpreter), which a sandboxed run pays once per fold;
+2. a hand-crafted fold (lbp_svm by default): the whole (method, fold) job through `runner.run_job`,
+   the method's derived-data cache emptied before each repeat so both pay for their features;
+3. a short deep fit and predict (cnn by default): the job's fit and predict seconds as the record
+   states them, i.e. training and inference throughput inside the worker. Target: within 5%.
+
+Runs alternate (off, on, off, on...) on the synthetic tiny set in a private cache; each figure is the
+best of its repeats (the least disturbed one on a shared machine). Needs a working bwrap.
+Run from the repository root: python perf/blind.py [--repeats 3] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--startups", type=int, default=5, help="worker start-ups timed per launcher and repeat")
+    p.add_argument("--handcrafted", default="lbp_svm")
+    p.add_argument("--deep", default="cnn")
+    p.add_argument("--epochs", type=int, default=2, help="epochs of the deep fit")
+    return p.parse_args()
+
+
+def startup(launcher: str, n: int) -> float:
+    """Median seconds from nothing to a fresh worker's answer to a two-image task."""
+    import numpy as np
+
+    from bhbench.method import TestSet, TrainMeta, TrainSet
+    from bhbench.worker import Task, Worker
+
+    images = [np.zeros((8, 8, 3), np.uint8)] * 2
+    y = np.array([0, 1])
+    meta = TrainMeta(y, y > 0, np.array(["A", "DC"]), np.array([40, 40]), np.array(["p", "q"]))
+    parts = [(TrainSet.build("binary", meta, images=images), TestSet.build("binary", images=images))]
+    times = []
+    for _ in range(n):
+        worker = Worker(None, launcher)
+        t0 = time.perf_counter()
+        worker.run(Task("majority", {}, parts), timeout=120)
+        times.append(time.perf_counter() - t0)
+        worker.stop()
+    return statistics.median(times)
+
+
+def job_seconds(plan, spec, launcher: str) -> dict[str, float]:
+    """Wall seconds of one (method, fold) job in a fresh worker, and its fit and predict seconds."""
+    from bhbench import runner
+    from bhbench.config import cache_dir
+    from bhbench.worker import Worker
+
+    options = runner.Options(results=Path(tempfile.mkdtemp()), force=True, fps_images=0, sandbox=launcher)
+    (job,) = runner.make_jobs(plan, [spec], options)[:1]
+    for area in cache_dir("blind").iterdir():  # no features or resized images left by the last repeat
+        shutil.rmtree(area / "cache", ignore_errors=True)
+    worker = Worker(None, launcher)
+    try:
+        t0 = time.perf_counter()
+        record = runner.run_job(plan, job, worker, options)
+        wall = time.perf_counter() - t0
+    finally:
+        worker.stop(kill=True)
+    if record["status"] != "ok":
+        sys.exit(f"{spec.name} failed under {launcher}: {record['error']}")
+    return {"job": wall, "fit": record["timing"]["fit_seconds"], "predict": record["timing"]["predict_seconds"]}
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ["BHBENCH_CACHE"] = tempfile.mkdtemp(prefix="bhbench-perf-blind-")
+    from bhbench import registry, runner, sandbox
+    from bhbench.data import synthetic
+    from bhbench.data.sources import open_dataset
+    from bhbench.protocol import Protocol
+
+    problem = sandbox.unavailable()
+    if problem:
+        sys.exit(f"no sandbox to measure: {problem}; {sandbox.INSTALL}")
+    registry.discover()
+    tree = synthetic.generate(Path(os.environ["BHBENCH_CACHE"]) / "tiny", synthetic.TINY)
+    options = runner.Options(results=Path(tempfile.mkdtemp()), fps_images=0)
+    plan = runner.make_plan(open_dataset(tree), Protocol(), None, options)
+    specs = {
+        "hand-crafted fold": runner.MethodSpec.create(args.handcrafted, {}),
+        "deep fold": runner.MethodSpec.create(args.deep, {"epochs": args.epochs, "device": "cpu"}),
+    }
+    best: dict[tuple[str, str], float] = {}
+
+    def keep(name: str, launcher: str, seconds: float) -> None:
+        best[name, launcher] = min(best.get((name, launcher), float("inf")), seconds)
+
+    for repeat in range(args.repeats):
+        for launcher in ("none", "bubblewrap"):
+            keep("worker start-up", launcher, startup(launcher, args.startups))
+            for label, spec in specs.items():
+                timing = job_seconds(plan, spec, launcher)
+                keep(f"{label}: whole job ({spec.name})", launcher, timing["job"])
+                if label == "deep fold":
+                    keep(f"deep fit ({spec.name}, {args.epochs} epochs)", launcher, timing["fit"])
+                    keep(f"deep predict ({spec.name})", launcher, timing["predict"])
+        print(f"repeat {repeat + 1} of {args.repeats} done", file=sys.stderr)
+
+    print(f"{'seconds (best of ' + str(args.repeats) + ')':44} {'off':>9} {'on':>9} {'on/off':>8}")
+    for name in dict.fromkeys(n for n, _ in best):
+        off, on = best[name, "none"], best[name, "bubblewrap"]
+        print(f"{name:44} {off:9.3f} {on:9.3f} {on / off:8.3f}")
+
+
+if __name__ == "__main__":
+    main()
