@@ -76,6 +76,10 @@ def test_report_writes_a_page_the_leaderboard_links(board, tmp_path):
         assert list((page_root / "reports" / "figures").glob(f"toy-*-{kind}.svg"))
     assert main(["leaderboard", "--results", str(out), "--output", str(page_root)]) == 0
     assert "[toy](reports/toy.md)" in (page_root / "README.md").read_text()
+    assert _check(out, page_root) == 0  # the page is rebuilt and verified with the leaderboard
+    page_file = page_root / "reports" / "toy.md"
+    page_file.write_text(page.replace("| 1 ", "| 9 ", 1))
+    assert _check(out, page_root) == 1
     assert main(["report", "--method", "nosuch", "--results", str(out), "--output", str(page_root)]) == 2
 
 

@@ -1,6 +1,7 @@
 """The leaderboard, in three steps: `verify` every record against its predictions, `aggregate`
 the accepted ones into one DataFrame per section (intervals, tied ranks), `render` Markdown, CSV
-and figures from those DataFrames. `build` runs them; `write` and `stale` use what it builds."""
+and figures from those DataFrames. `build` runs them; `write` and `stale` use what it builds.
+Method pages (`bhbench report`) that exist in the output folder are rebuilt and verified with it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from bhbench import results
-from bhbench.leaderboard import render
+from bhbench.errors import UserError
+from bhbench.leaderboard import render, report
 from bhbench.leaderboard.aggregate import Section, aggregate, frame, pct, sections
 from bhbench.leaderboard.verify import Checked, check_all, verify
 
@@ -41,7 +43,13 @@ def build(root: Path, output: Path) -> Board:
         drawn = render.section_figures(s, tables[s.slug])
         figs[s.slug] = list(drawn)
         files.update({f"{render.FIGURES}/{name}": blob for name, blob in drawn.items()})
-    text = render.document(found, tables, figs, render.existing_reports(output))
+    pages = render.existing_reports(output)
+    for name in sorted(pages):
+        try:
+            files.update(report.page(found, name))
+        except UserError:  # no record of that method any more: the page is an orphan
+            pages.discard(name)
+    text = render.document(found, tables, figs, pages)
     files["README.md"] = text.encode()
     files["leaderboard.csv"] = render.csv(tables).encode()
     return Board(files, tables, found, checked)
@@ -51,14 +59,17 @@ def write(root: Path, output: Path) -> list[Checked]:
     board = build(root, output)
     for name, blob in board.files.items():
         results.atomic_write(output / name, blob)
-    for orphan in _figures(output) - set(board.files):
+    for orphan in _generated(output) - set(board.files):
         (output / orphan).unlink()
     return board.checked
 
 
-def _figures(output: Path) -> set[str]:
-    folder = output / render.FIGURES
-    return {f"{render.FIGURES}/{p.name}" for p in folder.glob("*.svg")} if folder.is_dir() else set()
+def _generated(output: Path) -> set[str]:
+    """Figures and method pages present in the output folder."""
+    found = set()
+    for pattern in (f"{render.FIGURES}/*.svg", f"{render.REPORTS}/*.md", f"{render.REPORTS}/{render.FIGURES}/*.svg"):
+        found |= {p.relative_to(output).as_posix() for p in output.glob(pattern)}
+    return found
 
 
 def stale(root: Path, output: Path) -> list[str]:
@@ -69,6 +80,6 @@ def stale(root: Path, output: Path) -> list[str]:
         path = output / name
         if not path.exists() or path.read_bytes() != expected:
             reasons.append(f"{path} is not what the records produce; run `bhbench leaderboard`")
-    for orphan in sorted(_figures(output) - set(board.files)):
+    for orphan in sorted(_generated(output) - set(board.files)):
         reasons.append(f"{output / orphan} is produced by no record; run `bhbench leaderboard`")
     return reasons
