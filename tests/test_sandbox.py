@@ -42,7 +42,7 @@ SNOOP = textwrap.dedent('''
 
     def walk(stop_at_first):
         """Names of files that give answers away, searched where an attacker would look first."""
-        found, seen, deadline = [], set(), time.monotonic() + 60
+        found, seen, deadline = [], set(), time.monotonic() + 240  # a bound, far above the ~5 s it takes
         for top in ("/tmp", os.path.expanduser("~"), os.getcwd(), "/"):
             for folder, dirs, files in os.walk(top, onerror=lambda exc: None):
                 if folder in seen or folder in ("/proc", "/sys", "/dev"):
@@ -115,7 +115,6 @@ def _snoop(submissions: Path, tree: Path, out: Path, launcher: str, port: int) -
 
 
 @needs_bwrap
-@pytest.mark.slow  # walks the whole file system visible to the method, twice
 def test_a_sandboxed_method_finds_no_answers_where_an_unsandboxed_one_does(
     submissions: Path, tiny_tree: Path, tmp_path: Path, listener: int
 ):
