@@ -85,7 +85,9 @@ def launch(
 ) -> subprocess.Popen:
     """Start `command` in the sandbox with `read_only` (paths, or (path, where it appears)) and
     `writable` folders visible at their own paths. The sandbox's options reach bwrap through a
-    pipe, not its command line, which the sandboxed process could read from /proc/1/cmdline."""
+    pipe, not its command line, which the sandboxed process could read from /proc/1/cmdline.
+    `--die-with-parent` ties the sandbox to the thread that calls this (Linux's parent-death signal
+    follows threads): call it from a thread that outlives the worker, as the executors do."""
     options = _options([*read_only], [*writable])
     read, write = os.pipe()
     try:
