@@ -23,6 +23,7 @@ from timm.models.resnet import Bottleneck
 from bhbench import TestSet, TrainSet, registry
 from bhbench.errors import UserError
 from bhbench.method import TrainMeta
+from bhbench.worker import Task, Worker, execute
 from bhbench_baselines.deep import backbones, training
 from bhbench_baselines.deep.augment import augment
 from bhbench_baselines.deep.methods import MultiTaskCNN
@@ -303,8 +304,14 @@ def test_local_weights_run_the_paper_recipe_and_the_record_names_their_hash(tmp_
 
 
 def test_each_worker_takes_its_share_of_the_threads(monkeypatch):
-    monkeypatch.setenv(training.THREADS_ENV, "1")
-    assert small("cnn", epochs=1).fit(tiny_train()).fit_info()["threads"] == 1
+    monkeypatch.setenv(training.THREADS_ENV, "")  # unset, and restored after the worker sets it
+    cores = training.available_cores()
+    assert Worker(None, sharing=1).threads is None  # one worker: all the cores
+    assert Worker(None, sharing=2 * cores).threads == 1
+    train = tiny_train()
+    params = {"epochs": 1, "device": "cpu", "batch_size": 8}
+    task = Task("cnn", params, [(train, train.as_test())], threads=1)  # what a worker of several is sent
+    assert execute(task).fit_info[0]["threads"] == 1
 
 
 @pytest.mark.slow
