@@ -239,6 +239,7 @@ def frame(section: Section) -> pd.DataFrame:
             line["fps_model"] = _timing(row, "fps_model")
             line["fps_end_to_end"] = _timing(row, "fps_end_to_end")
             line["recipe"] = recipe_of(row.first)
+            line["init"] = str(fit_info(row.first).get("init") or "")
             line["tuned"] = bool(row.first["method"].get("tuned"))
             lines.append(line)
     table = pd.DataFrame(lines)

@@ -153,7 +153,7 @@ def curves(histories: list[list[dict]], title: str) -> bytes:
         for i, history in enumerate(histories):
             epochs = np.arange(1, len(history) + 1)
             for key, style in (("train_loss", "-"), ("val_loss", "--")):
-                values = [h.get(key, np.nan) for h in history]
+                values = [np.nan if h.get(key) is None else h[key] for h in history]  # no validation: None
                 ax.plot(epochs, values, style, color=f"C{i}", label=f"fold {i + 1} {key.split('_')[0]}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")

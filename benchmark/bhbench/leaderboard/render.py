@@ -99,6 +99,8 @@ def table_markdown(table: pd.DataFrame, reports: set[str], ranked: bool) -> str:
     headers += ["accuracy", "95% CI ", "balanced acc.", "AUC", "macro F1"]
     headers += ["magnification acc.", "magnification PRR"] if mag_head else []
     headers += ["FPS model", "FPS e2e"]
+    training = table["recipe"].astype(bool).any()
+    headers += ["training"] if training else []
     lines = []
     for _, r in table.iterrows():
         f = int(r["folds"])
@@ -113,6 +115,8 @@ def table_markdown(table: pd.DataFrame, reports: set[str], ranked: bool) -> str:
                 _pm(r[f"{m}_mean"], r[f"{m}_std"], f) for m in ("magnification_accuracy", "magnification_patient_rr")
             ]
         cells += [_num(r["fps_model"]), _num(r["fps_end_to_end"])]
+        if training:  # deep rows: the recipe and where the weights started
+            cells.append(", ".join(v for v in (r["recipe"], r["init"]) if v))
         lines.append(cells)
     return tabulate(lines, headers, tablefmt="github", disable_numparse=True)
 
