@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -133,13 +134,17 @@ def slice_root(patients: int | None, per_patient: int | None) -> Path:
         return top
     scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=home))
     cv2.setNumThreads(1)
-    for i, name in enumerate(picked, 1):
-        path = scratch / "histology_slides" / name.relpath()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), cv2.cvtColor(synthetic.render(config, name), cv2.COLOR_RGB2BGR))
-        print(f"  rendering the slice: {i}/{len(picked)}", end="\r", flush=True)
-    (scratch / synthetic.SYNTHETIC_MARKER).write_text(f"bhbench synthetic slice of {config}: {len(picked)} images\n")
-    scratch.rename(top)
+    try:
+        for i, name in enumerate(picked, 1):
+            path = scratch / "histology_slides" / name.relpath()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), cv2.cvtColor(synthetic.render(config, name), cv2.COLOR_RGB2BGR))
+            print(f"  rendering the slice: {i}/{len(picked)}", end="\r", flush=True)
+        marker = f"bhbench synthetic slice of {config}: {len(picked)} images\n"
+        (scratch / synthetic.SYNTHETIC_MARKER).write_text(marker)
+        scratch.rename(top)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # an interrupted slice leaves nothing behind
     return top
 
 

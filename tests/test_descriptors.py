@@ -13,6 +13,7 @@ from skimage.feature import local_binary_pattern
 
 from bhbench.errors import UserError
 from bhbench_baselines.handcrafted import binary_patterns
+from bhbench_baselines.handcrafted import pftas as pftas_module
 from bhbench_baselines.handcrafted.binary_patterns import clbp_codes, lbp_codes
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
 from bhbench_baselines.handcrafted.lpq import stft_kernels, whitened_parts, whitening
@@ -310,6 +311,12 @@ def test_pftas_equals_mahotas_per_channel(images):
     for rgb in cases:
         expected = np.concatenate([mahotas.features.pftas(np.ascontiguousarray(rgb[..., c])) for c in range(3)])
         assert np.array_equal(pftas(rgb), expected)
+
+
+def test_pftas_counts_the_same_with_either_histogram(images, monkeypatch):
+    expected = [pftas(rgb) for rgb in images]
+    monkeypatch.setattr(pftas_module, "FLOAT32_EXACT", 0)  # every image takes the large-image path
+    assert all(np.array_equal(pftas(rgb), e) for rgb, e in zip(images, expected, strict=True))
 
 
 def test_orb_pools_byte_means_and_gives_zeros_without_keypoints():

@@ -19,6 +19,9 @@ import numpy as np
 
 from bhbench_baselines.handcrafted.grey import check_rgb
 
+# OpenCV counts in float32, exact below 2**24 (a 4096x4096 image); larger images use np.bincount.
+FLOAT32_EXACT = 1 << 24
+
 
 def _adjacency(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """mahotas' TAS pair for one binarisation: the normalised histogram of the number of set
@@ -26,8 +29,7 @@ def _adjacency(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     b = binary.view(np.uint8)
     count = cv2.boxFilter(b, -1, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT)  # incl. centre
     count += 10 * b  # unset: 0..8; set: 11..19
-    # float32 counts are exact below 2**24 pixels (a 4096x4096 image); larger ones fall back to bincount
-    if count.size < 1 << 24:
+    if count.size < FLOAT32_EXACT:
         joint = cv2.calcHist([count], [0], None, [20], [0, 20]).ravel().astype(np.int64)
     else:
         joint = np.bincount(count.ravel(), minlength=20)
