@@ -18,7 +18,7 @@ import pandas as pd
 
 from bhbench import registry, results
 from bhbench.blind import Area, partition_id, secret_rng
-from bhbench.config import DEFAULT_RESULTS
+from bhbench.config import results_dir
 from bhbench.data.images import ImageStore
 from bhbench.data.index import Dataset, Problem, stage
 from bhbench.errors import DataError, UserError
@@ -53,7 +53,7 @@ class MethodSpec:
 
 @dataclass
 class Options:
-    results: Path = DEFAULT_RESULTS
+    results: Path = field(default_factory=results_dir)
     force: bool = False
     timeout: float | None = None
     skip_bad: bool = False
