@@ -5,7 +5,7 @@ minutes on a 2-core CPU, and its rows are smoke results, not the papers' models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -62,20 +62,19 @@ LIU_PAPER = Recipe(
 # CPU-sized smoke recipe: a 96 px input (InceptionV3 needs >= 75 px), AdamW so that randomly
 # initialised weights learn in a few epochs, and the bilinear features reduced to 128 channels
 # (16,384 dimensions instead of 4.2 million) so the classifier on top of them trains in that time too.
-LIU_QUICK = Recipe(
+LIU_QUICK = replace(
+    LIU_PAPER,
     name="quick",
     input_size=96,
     batch_size=32,
     max_epochs=3,
     optimizer="adamw",
     lr=1e-3,
-    momentum=0.0,
     weight_decay=1e-4,
     plateau_patience=1,
     stop_patience=3,
     quarter_turns=True,
     max_rotation=0.0,
-    flips=True,
     max_shift=0.05,
     fill="reflection",
     bilinear_dim=128,
@@ -105,9 +104,9 @@ BAYRAMOGLU_PAPER = Recipe(
     needs_imagenet=False,
 )
 
-BAYRAMOGLU_QUICK = Recipe(
+BAYRAMOGLU_QUICK = replace(
+    BAYRAMOGLU_PAPER,
     name="quick",
-    input_size=100,
     batch_size=32,
     max_epochs=4,
     optimizer="adamw",
@@ -116,11 +115,4 @@ BAYRAMOGLU_QUICK = Recipe(
     weight_decay=1e-4,
     plateau_patience=1,
     stop_patience=4,
-    quarter_turns=True,
-    max_rotation=0.0,
-    flips=True,
-    max_shift=0.0,
-    fill="reflection",
-    bilinear_dim=None,
-    needs_imagenet=False,
 )
