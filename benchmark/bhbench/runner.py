@@ -4,6 +4,7 @@ worker process, validate its outputs, score, and write a record. Finished folds 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import math
 import threading
 from collections.abc import Callable
@@ -82,6 +83,7 @@ class Job:
     spec: MethodSpec
     fold: Fold
     where: results.RecordPath
+    rerun: str | None = None  # why a fold that has a record runs again (set by `unfinished`)
 
 
 @dataclass
@@ -289,6 +291,7 @@ def _record(plan: Plan, job: Job) -> dict:
             "reference": entry.reference,
             "params": job.spec.params,
             "params_hash": job.where.params_hash,
+            "code": code_of(job.spec.name),
             "tuned": job.spec.tuned,
             "fit_info": None,
             "transductive": entry.cls.transductive,
@@ -364,15 +367,25 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
     return record
 
 
+def code_of(name: str) -> dict[str, Any]:
+    """Fingerprint of the source files of a registered method (see `results.code_fingerprint`)."""
+    return results.code_fingerprint(results.code_files(inspect.getfile(registry.get(name).cls)))
+
+
 def unfinished(jobs: list[Job], options: Options, finish: Callable[[JobResult], None]) -> list[Job]:
     """The jobs still to run; finished ones (all of them count as unfinished with --force) are
-    reported to `finish` as skipped."""
+    reported to `finish` as skipped. A record made by other code than the method's current source
+    files is not finished: the job reruns, with the reason in `job.rerun`."""
     todo = []
     for job in jobs:
         if not options.force and results.is_finished(job.where):
-            finish(JobResult(job, results.read(job.where.record), skipped=True))
-        else:
-            todo.append(job)
+            record = results.read(job.where.record) or {}
+            made_by = (record["method"].get("code") or {}).get("hash")
+            if made_by == code_of(job.spec.name)["hash"]:
+                finish(JobResult(job, record, skipped=True))
+                continue
+            job.rerun = "code changed since the record" if made_by else "the record does not name its code"
+        todo.append(job)
     return todo
 
 
@@ -394,7 +407,8 @@ def run(
 
     todo = unfinished(jobs, options, finish)
     pool: Queue[Worker] = Queue()
-    workers = [Worker(options.submissions, options.sandbox) for _ in range(max(1, min(options.workers, len(todo))))]
+    n_workers = max(1, min(options.workers, len(todo)))
+    workers = [Worker(options.submissions, options.sandbox, sharing=n_workers) for _ in range(n_workers)]
     for w in workers:
         pool.put(w)
 
