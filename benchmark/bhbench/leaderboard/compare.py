@@ -54,8 +54,11 @@ def export(found: list[Section], patterns: list[str]) -> tuple[pd.DataFrame, pd.
     """The leaderboard lines of the chosen rows (with the rank they have in their section) and
     their per-patient scores."""
     chosen = _chosen(found, patterns)
-    tables = {s.slug: frame(s) for s in {s.slug: s for s, _ in chosen}.values()}
-    rows = pd.concat([tables[s.slug][tables[s.slug]["method"] == label] for s, label in chosen], ignore_index=True)
+    labels: dict[str, set[str]] = {}
+    for section, label in chosen:
+        labels.setdefault(section.slug, set()).add(label)
+    tables = [(s.slug, frame(s)) for s in found if s.slug in labels]
+    rows = pd.concat([t[t["method"].isin(labels[slug])] for slug, t in tables], ignore_index=True)
     patients = []
     for section, label in chosen:
         row = next(r for r in section.rows if r.label == label)
@@ -68,16 +71,17 @@ def export(found: list[Section], patterns: list[str]) -> tuple[pd.DataFrame, pd.
 
 
 def latex(rows: pd.DataFrame) -> str:
-    """A booktabs table: rank, method, PRR mean ± std with 95% interval, accuracy, AUC."""
+    """A LaTeX tabular: dataset, protocol, rank, method, PRR mean ± std with its 95% interval,
+    accuracy, AUC (rank as in the row's leaderboard section)."""
 
     def pm(r: pd.Series, stat: str) -> str:
         return f"{100 * r[f'{stat}_mean']:.1f} $\\pm$ {100 * r[f'{stat}_std']:.1f}"
 
     body = [
-        [r["protocol"], "" if pd.isna(r["rank"]) else int(r["rank"]), r["method"].replace("_", r"\_"),
+        [r["dataset"], r["protocol"], "" if pd.isna(r["rank"]) else int(r["rank"]), r["method"].replace("_", r"\_"),
          pm(r, "headline"), f"[{100 * r['headline_lo']:.1f}, {100 * r['headline_hi']:.1f}]",
          pm(r, "accuracy"), pm(r, "auc")]
         for _, r in rows.iterrows()
     ]  # fmt: skip
-    headers = ["protocol", "rank", "method", "PRR (\\%)", "95\\% CI", "accuracy (\\%)", "AUC (\\%)"]
+    headers = ["dataset", "protocol", "rank", "method", "PRR (\\%)", "95\\% CI", "accuracy (\\%)", "AUC (\\%)"]
     return tabulate(body, headers, tablefmt="latex_raw", disable_numparse=True) + "\n"
