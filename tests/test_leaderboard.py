@@ -36,18 +36,20 @@ def _images(fold: int, patients: int = 12) -> tuple[list[str], np.ndarray]:
     return names, np.array(y)
 
 
-def _record(name: str, fold: int, **method: object) -> dict:
+def _record(name: str, fold: int, split: str = "patient", **method: object) -> dict:
     return {
         "status": "ok",
         "dataset": {"id": "synthetic-test", "synthetic": True, "images": 96},
-        "protocol": {"id": "binary-mi-patient-seed0", "task": "binary", "regime": "mi", "split": "patient"},
-        "split": {"fold": fold, "leaky": False, "kind": "patient"},
+        "protocol": {"id": f"binary-mi-{split}-seed0", "task": "binary", "regime": "mi", "split": split},
+        "split": {"fold": fold, "leaky": split == "image-kfold", "kind": split},
         "method": {"name": name, "params_hash": "abc1234567", "family": "test", "params": {}, **method},
         "timing": {},
     }
 
 
-def _checked(name: str, accuracy: float, seed: int = 0, folds: int = 3, **method: object) -> list[Checked]:
+def _checked(
+    name: str, accuracy: float, seed: int = 0, folds: int = 3, split: str = "patient", **method: object
+) -> list[Checked]:
     """A row whose predictions are right on a known fraction of images (same draw for a seed)."""
     out = []
     for fold in range(1, folds + 1):
@@ -58,7 +60,7 @@ def _checked(name: str, accuracy: float, seed: int = 0, folds: int = 3, **method
         patients = np.array([n.split("-")[2] for n in names])
         mags = np.array([int(n.split("-")[3]) for n in names])
         scored = Scored(names, y, proba, patients, mags, {}, score_all(y, proba, patients, mags))
-        out.append(Checked(Path(f"{name}/fold{fold}.json"), _record(name, fold, **method), [], scored))
+        out.append(Checked(Path(f"{name}/fold{fold}.json"), _record(name, fold, split, **method), [], scored))
     return out
 
 
@@ -142,3 +144,19 @@ def test_reference_rows_are_ranked_and_marked():
     _, table = _table(_checked("good", 0.95, seed=11), _checked("majority", 0.5, seed=12, family="reference"))
     assert table.loc["majority", "reference"] and table.loc["majority", "rank"] == 2
     assert table.loc["good", "rank"] == 1
+
+
+def test_protocol_matters_puts_the_leaky_split_beside_the_patient_split():
+    rows = [
+        *_checked("m", 0.7, seed=13),
+        *_checked("m", 0.9, seed=13, split="image-kfold"),
+        *_checked("only_leaky", 0.9, seed=14, split="image-kfold"),
+    ]
+    found = sections(rows)
+    assert [s.split["kind"] for s in found] == ["patient", "image-kfold"]  # the leak-free split first
+    tables = {s.slug: frame(s) for s in found}
+    text = "\n".join(render.protocol_matters(found, tables))
+    assert "## Protocol matters" in text and "only_leaky" not in text
+    line = next(x for x in text.splitlines() if x.startswith("| m "))
+    honest, leaky, inflation = (float(c) for c in line.split("|")[2:5])
+    assert leaky > honest and inflation == pytest.approx(leaky - honest, abs=0.11)
