@@ -252,7 +252,8 @@ def print_table(timer: Timer, n: int, n_train: int, folds: int) -> None:
     per_fold = fits / folds / n_train * full_train
     print(
         f"  24 hand-crafted fits + predictions, {FULL_FOLDS} folds: {per_fold * FULL_FOLDS / 60:6.1f} "
-        "CPU min if every fit grew linearly (a lower bound: see --fits for the SVM and 1-NN)"
+        "CPU min if each fit's cost per training image stayed as on this slice (it does not: small slices overstate "
+        "fixed costs such as the forest's, and the SVM grows ~n^2; --fits measures the growth)"
     )
 
 
