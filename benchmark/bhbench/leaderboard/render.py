@@ -123,7 +123,10 @@ def table_markdown(table: pd.DataFrame, reports: set[str], ranked: bool) -> str:
 
 def section_figures(section: Section, table: pd.DataFrame) -> dict[str, bytes]:
     """Figure file name -> SVG bytes for one section."""
-    title = f"{protocol_title(section.protocol)}" + (" (synthetic data)" if section.dataset["synthetic"] else "")
+    p = section.protocol
+    mag = f", {p['magnification']}X" if p.get("magnification") else ""
+    data = "synthetic data" if section.dataset["synthetic"] else "BreaKHis"
+    title = f"{LIU[(p['regime'], p['task'])]}, {p['split']} split{mag}, {data}"
     out: dict[str, bytes] = {}
     ranked = table[table["block"] == "ranked"]
     if not len(ranked):
@@ -138,12 +141,12 @@ def section_figures(section: Section, table: pd.DataFrame) -> dict[str, bytes]:
             s = pooled(row)
             curves.append((row.label, s.y, s.proba[:, 1]))
         if all(len(np.unique(y)) == 2 for _, y, _ in curves):
-            out[f"{section.slug}-roc.svg"] = figures.roc(curves, f"top rows by rank — {title}")
+            out[f"{section.slug}-roc.svg"] = figures.roc(curves, f"top rows by rank\n{title}")
     if section.protocol["task"] == "subtype" and measured:
         best = measured[0]
         s = pooled(best)
         out[f"{section.slug}-confusion.svg"] = figures.confusion(
-            s.y, s.proba.argmax(1), TASK_CLASSES["subtype"], f"{best.label}, all folds pooled — {title}"
+            s.y, s.proba.argmax(1), TASK_CLASSES["subtype"], f"{best.label}, all folds pooled\n{title}"
         )
     return out
 
