@@ -113,7 +113,7 @@ def test_a_class_missing_from_training_is_said_and_recorded(submissions, tree_co
     (submissions / "toy.py").write_text(toy_source("toy"))
     assert _toy_run(submissions, tree_copy, tmp_path / "out", "--task", "subtype") == 0
     err = capsys.readouterr().err
-    assert "note: fold 1: the training part has no PC image" in err
+    assert "note: fold 1: no training image of PC; every method is fitted without them" in err
     record = json.loads(next((tmp_path / "out").rglob("fold1.json")).read_text())
     assert record["split"]["missing_classes"] == {"all": ["PC"]}
 

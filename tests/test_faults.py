@@ -119,7 +119,7 @@ FAULTS = {
     "nan": ("e = e * np.nan", "", "NaN or infinite"),
     "inf": ("e[0, 0] = np.inf", "", "NaN or infinite"),
     "shape": ("e = e[:, :1]", "", "returned shape"),
-    "unnormalised": ("return e", "", "do not sum to one"),
+    "unnormalised": ("return 0.9 * e / e.sum(1, keepdims=True)", "", "do not sum to one"),  # rows sum to 0.9
     "slow": ("import time; time.sleep(60)", "", "timed out after 8 s"),
 }
 
@@ -281,7 +281,7 @@ def test_ctrl_c_stops_cleanly_with_a_summary(submissions, tiny_tree, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "Traceback" not in err
-    assert "interrupted:" in err and "rerun the same command to resume" in err
+    assert "interrupted:" in err and "to resume, rerun: bhbench" in err
 
 
 def test_files_are_written_with_the_users_umask(tmp_path: Path):

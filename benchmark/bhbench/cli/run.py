@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
         for part, lacking in runner.missing_classes(plan, fold).items():
             where = "" if part == "all" else f" at {part}"
             console.print(
-                f"[yellow]note:[/] fold {fold.index}{where}: the training part has no {', '.join(lacking)} "
-                "image; every method is fitted without it and the records say so"
+                f"[yellow]note:[/] fold {fold.index}{where}: no training image of {', '.join(lacking)}; "
+                "every method is fitted without them and the records say so"
             )
     finished: list[runner.JobResult] = []
     with progress_bar("running (method x fold)", len(jobs)) as bump, Heartbeat(len(jobs)) as heart:
