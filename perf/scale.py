@@ -117,7 +117,13 @@ def slice_root(patients: int | None, per_patient: int | None) -> Path:
     """The full BreaKHis-sized tree (generated on first use), or a slice of it rendered once."""
     config = synthetic.BREAKHIS_SIZED
     if patients is None and per_patient is None:
-        return synthetic.default_root(config)
+        done = [0]
+
+        def progress(n: int) -> None:
+            done[0] += n
+            print(f"  generating the BreaKHis-sized set (once): {done[0]}/{FULL_IMAGES}", end="\r", flush=True)
+
+        return synthetic.default_root(config, progress)
     names = synthetic.image_names(config)
     by_subtype: dict[str, list[str]] = {}
     for n in names:
