@@ -8,9 +8,9 @@ by side in one run, printed as ratios (on / off).
 3. a short deep fit and predict (cnn by default): the job's fit and predict seconds as the record
    states them, i.e. training and inference throughput inside the worker. Target: within 5%.
 
-Runs alternate (off, on, off, on...) on the synthetic tiny set in a private cache; each figure is the
+Runs alternate (off, on, on, off...) on the synthetic tiny set in a private cache; each figure is the
 best of its repeats (the least disturbed one on a shared machine). Needs a working bwrap.
-Run from the repository root: python perf/blind.py [--repeats 3] [--epochs 2]
+Run from the repository root: python perf/blind.py [--repeats 4] [--epochs 1]
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from pathlib import Path
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=4)
     p.add_argument("--startups", type=int, default=5, help="worker start-ups timed per launcher and repeat")
     p.add_argument("--handcrafted", default="lbp_svm")
     p.add_argument("--deep", default="cnn")
-    p.add_argument("--epochs", type=int, default=2, help="epochs of the deep fit")
+    p.add_argument("--epochs", type=int, default=1, help="epochs of the deep fit")
     return p.parse_args()
 
 
@@ -103,7 +103,8 @@ def main() -> None:
         best[name, launcher] = min(best.get((name, launcher), float("inf")), seconds)
 
     for repeat in range(args.repeats):
-        for launcher in ("none", "bubblewrap"):
+        # Alternate which goes first, so a neighbour's load drifting over time favours neither.
+        for launcher in ("none", "bubblewrap") if repeat % 2 == 0 else ("bubblewrap", "none"):
             keep("worker start-up", launcher, startup(launcher, args.startups))
             for label, spec in specs.items():
                 timing = job_seconds(plan, spec, launcher)
