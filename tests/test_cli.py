@@ -133,6 +133,11 @@ def test_prune_removes_failed_records_and_keeps_results(submissions, tiny_tree, 
     left = sorted(out.rglob("fold*.*"))
     assert len(left) == 10 and all("size" not in str(p) for p in left)  # 5 records + 5 predictions of the ok run
     assert "removed 10 file(s)" in capsys.readouterr().err
+    edited = next(out.rglob("fold2.predictions.csv"))  # a damaged result goes too, with its predictions
+    edited.write_text(edited.read_text().replace("0.", "1.", 1))
+    assert main(["results", "prune", "--results", str(out)]) == 0
+    assert "fold2.json: its predictions are missing or changed" in capsys.readouterr().err
+    assert len(list(out.rglob("fold*.*"))) == 8 and not edited.exists()
 
 
 def test_a_library_warning_is_shown_once_per_run(submissions, tiny_tree, tmp_path, capfd):

@@ -9,7 +9,6 @@ changed since they were made.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +27,12 @@ def _record_of(path: Path) -> Path:
     return path.with_name(path.name.split(".")[0] + ".json")
 
 
-def _predictions_intact(path: Path, record: dict) -> bool:
-    try:
-        blob = (path.parent / record["predictions"]["file"]).read_bytes()
-    except (OSError, KeyError, TypeError):
-        return False
-    return hashlib.sha256(blob).hexdigest() == record["predictions"].get("sha256")
+def _finished(folder: Path, path: Path) -> bool:
+    """results.is_finished for a record found under `folder` (…/method/params_hash/foldK.json)."""
+    parts = path.relative_to(folder).parts
+    if len(parts) != 5 or not parts[4][4:-5].isdigit():
+        return False  # not where run writes records
+    return results.is_finished(results.RecordPath(folder, *parts[:4], int(parts[4][4:-5])))
 
 
 def _superseded(record: dict) -> str | None:
@@ -61,7 +60,7 @@ def stale(folder: Path, superseded: bool = False) -> list[Removal]:
             found.append(Removal(path, "unreadable, or written by another version of bhbench"))
         elif record.get("status") != "ok":
             found.append(Removal(path, f"failed: {str(record.get('error')).splitlines()[0]}"))
-        elif not _predictions_intact(path, record):
+        elif not _finished(folder, path):
             found.append(Removal(path, "its predictions are missing or changed"))
         elif superseded and (why := _superseded(record)):
             found.append(Removal(path, why))
