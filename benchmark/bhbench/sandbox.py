@@ -88,13 +88,16 @@ def launch(
     pipe, not its command line, which the sandboxed process could read from /proc/1/cmdline.
     `--die-with-parent` ties the sandbox to the thread that calls this (Linux's parent-death signal
     follows threads): call it from a thread that outlives the worker, as the executors do."""
+    bwrap = shutil.which("bwrap")  # on the harness's PATH: the sandbox's own is a fixed one
+    if bwrap is None:
+        raise FileNotFoundError("bubblewrap (bwrap) is not on PATH")
     options = _options([*read_only], [*writable])
     read, write = os.pipe()
     try:
         with os.fdopen(write, "wb") as fh:  # a few KiB: the pipe holds it all before bwrap reads
             fh.write(b"".join(o.encode() + b"\0" for o in options))
         return subprocess.Popen(
-            ["bwrap", "--args", str(read), "--", *command],
+            [bwrap, "--args", str(read), "--", *command],
             pass_fds=(read, *pass_fds),
             env=_environment(),  # bwrap's own environment is readable from inside too
             stdin=subprocess.DEVNULL,

@@ -278,6 +278,9 @@ def _sandboxed(submissions: str, task: Task) -> tuple[_Sandboxed, Connection]:
             stdout=subprocess.PIPE,  # relayed: the harness's own stdout may be a file whose path says too much
             stderr=subprocess.STDOUT,
         )
+    except OSError as exc:  # e.g. a Slurm node without bwrap
+        parent.close()
+        raise UserError(f"cannot start the sandbox ({exc}); {sandbox.INSTALL}, or run with --sandbox off") from None
     finally:
         child.close()
     threading.Thread(target=_relay, args=(proc.stdout,), daemon=True).start()
