@@ -53,6 +53,15 @@ def test_staged_pixels_are_links_named_by_handle(tmp_path: Path):
     assert staged.stat().st_ino == store.path(key).stat().st_ino  # no copy of the pixels
     assert area.store.load(handle, (2, 2)).shape == (2, 2, 3)
     assert area.store.path(handle, (2, 2)).is_relative_to(area.cache)  # resized copies stay out of pixels/
+    # The harness remakes that copy in its own store, and the next fold's area links it read-only.
+    (area.store.path(handle, (2, 2))).write_bytes(b"a method's file is never copied")
+    assert area.harvest(store) == 1 and store.shared_path(key, (2, 2), False).exists()
+    assert np.load(store.shared_path(key, (2, 2), False)).shape == (2, 2, 3)
+    other = Area(partition_id(["y"], ["x"]), secret=b"k" * 32)
+    (moved,) = other.stage([key], store)
+    linked = other.store.shared_path(moved, (2, 2), False)
+    assert linked.stat().st_ino == store.shared_path(key, (2, 2), False).stat().st_ino
+    assert other.store.load(moved, (2, 2)).shape == (2, 2, 3) and not other.store.path(moved, (2, 2)).exists()
 
 
 def test_as_test_shuffles_and_restore_puts_rows_back():

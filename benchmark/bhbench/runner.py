@@ -334,6 +334,7 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
     record["environment"]["sandbox"] = worker.sandbox
     try:
         outcome = worker.run(task, options.timeout)
+        area.harvest(plan.store)
         _check_outcome(outcome, [te.iloc[o] for te, o in zip(tests, orders, strict=True)], len(plan.protocol.classes))
         if samples:
             record["contract"] = _check_contract(outcome, samples, len(plan.protocol.classes))

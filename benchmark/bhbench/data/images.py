@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -78,19 +79,55 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
         raise
 
 
+_VARIANT = re.compile(r"(?P<key>[0-9a-f]+)_(?P<h>[0-9]+)x(?P<w>[0-9]+)(?P<square>s?)\.npy")
+
+
+def variant_name(key: str, size: Size, square: bool) -> str:
+    return f"{key}_{size[0]}x{size[1]}{'s' if square else ''}.npy"
+
+
+def parse_variant(name: str) -> tuple[str, Size, bool] | None:
+    """(key, size, square) of a resized copy's file name, or None for any other file."""
+    match = _VARIANT.fullmatch(name)
+    if match is None:
+        return None
+    return match["key"], (int(match["h"]), int(match["w"])), bool(match["square"])
+
+
 class ImageStore:
-    """Decoded images by key: `<root>/<k[:2]>/<k>.npy`, resized variants under `derived` (default:
-    beside them). The harness's own store is keyed by content hash; a job's blind area (see
-    `bhbench.blind`) by handle, with its full-resolution arrays read-only and its resized ones apart."""
+    """Decoded images by key: `<root>/<k[:2]>/<k>.npy` with resized copies beside them; copies made
+    by `load` go under `derived` when given. The harness's own store is keyed by content hash. A
+    job's blind area (`bhbench.blind`) is keyed by handle: its `root` (read-only to the method) holds
+    links to the harness's arrays and resized copies, `derived` the copies the method made itself."""
 
     def __init__(self, root: Path | None = None, derived: Path | None = None):
         self.root = Path(root) if root is not None else cache_dir("images")
         self.derived = Path(derived) if derived is not None else self.root
 
     def path(self, key: str, size: Size | None = None, square: bool = False) -> Path:
+        """Where `load` reads the image (size None) or writes a resized copy it makes."""
         if size is None:
             return self.root / key[:2] / f"{key}.npy"
-        return self.derived / key[:2] / f"{key}_{size[0]}x{size[1]}{'s' if square else ''}.npy"
+        return self.derived / key[:2] / variant_name(key, size, square)
+
+    def shared_path(self, key: str, size: Size, square: bool) -> Path:
+        """Where a resized copy is found beside the full-resolution array."""
+        return self.root / key[:2] / variant_name(key, size, square)
+
+    def variants(self, keys: Iterable[str]) -> dict[str, list[tuple[Size, bool]]]:
+        """The resized copies stored beside each key's array (one folder listing per prefix)."""
+        wanted = set(keys)
+        found: dict[str, list[tuple[Size, bool]]] = {}
+        for prefix in {k[:2] for k in wanted}:
+            try:
+                names = os.listdir(self.root / prefix)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                parsed = parse_variant(name)
+                if parsed is not None and parsed[0] in wanted:
+                    found.setdefault(parsed[0], []).append(parsed[1:])
+        return found
 
     def has(self, key: str) -> bool:
         return self.path(key).exists()
@@ -128,12 +165,17 @@ class ImageStore:
 
     def load(self, key: str, size: Size | None = None, square: bool = False) -> np.ndarray:
         """Pixels of a stored image, resized (and cached at that size) when `size` is given."""
-        path = self.path(key, size, square)
-        try:
-            return np.load(path)
-        except FileNotFoundError:
-            if size is None:
+        if size is None:
+            try:
+                return np.load(self.path(key))
+            except FileNotFoundError:
                 raise DataError(f"image {key} is not in the image cache {self.root}") from None
+        path = self.path(key, size, square)
+        for candidate in dict.fromkeys((self.shared_path(key, size, square), path)):
+            try:
+                return np.load(candidate)
+            except FileNotFoundError:
+                pass
         img = resize(self.load(key), size, square)
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save(path, img)
