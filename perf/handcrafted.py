@@ -17,9 +17,11 @@ On real BreaKHis PNGs (default: ../shared/breakhis/mini beside the repository), 
 The two compositions alternate over chunks of images, so a neighbour's load burst on a shared
 machine hits both alike. Both run with one BLAS thread: OpenBLAS threads spinning on a busy
 machine slow mahotas' Haralick features 15x, which would flatter bhbench. With --jobs 1 bhbench
-also decodes on one thread, so the ratio is per core (target >= 4); with all cores, >= 2 per
-machine. Prints images/s, the ratio, cold/warm (target >= 50), bhbench's own CPU milliseconds per
-descriptor, and checks that both computed the same numbers.
+also decodes on one thread, so the ratio is per core; with all cores, the wall-time ratio is per
+machine (target >= 2). Both wall and CPU time are taken: on a machine shared with other work, wall
+time is mostly waiting for a core, so the per-core ratio (target >= 4 with --jobs 1) is the CPU-time
+one. Prints images/s, both ratios, the composition's CPU milliseconds per step and bhbench's per
+descriptor, cold/warm (target >= 50), and checks that both computed the same numbers.
 
 Run: python perf/handcrafted.py [--data PATH] [--limit N] [--jobs 1 (bhbench on one thread)]
 """
@@ -100,11 +102,11 @@ def clbp_reference(rgb: np.ndarray, P: int = 24, R: float = 3) -> np.ndarray:
 def straightforward(path: Path, seconds: dict[str, float]) -> dict[str, np.ndarray]:
     """The six descriptors of one PNG by direct library calls; adds each step's time to `seconds`."""
     out: dict[str, np.ndarray] = {}
-    t = time.perf_counter()
+    t = time.process_time()
 
     def lap(name: str) -> None:
         nonlocal t
-        now = time.perf_counter()
+        now = time.process_time()
         seconds[name] += now - t
         t = now
 
@@ -137,20 +139,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bhbench-bench-") as cache, threadpool_limits(1):
         os.environ["BHBENCH_CACHE"] = cache  # cold means cold: no images or features cached yet
         store = ImageStore()
-        plain_s, cold_s = 0.0, 0.0
+        plain_s, cold_s, plain_cpu, cold_cpu = 0.0, 0.0, 0.0, 0.0
         steps: dict[str, float] = defaultdict(float)
         plain: list[dict[str, np.ndarray]] = []
         keys: list[str] = []
         for start in range(0, len(paths), args.chunk):
             chunk = paths[start : start + args.chunk]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             plain += [straightforward(p, steps) for p in chunk]
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             chunk_keys = [content_key(p) for p in chunk]
-            store.ensure(zip(chunk_keys, chunk, strict=True))
+            if args.jobs == 1:  # per core: decoding on one thread too
+                for key, path in zip(chunk_keys, chunk, strict=True):
+                    store.put(key, path)
+            else:
+                store.ensure(zip(chunk_keys, chunk, strict=True))
             extract(TestSet.build("binary", keys=chunk_keys, store=str(store.root)), specs, args.jobs)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             plain_s, cold_s, keys = plain_s + t1 - t0, cold_s + t2 - t1, keys + chunk_keys
+            plain_cpu, cold_cpu = plain_cpu + c1 - c0, cold_cpu + c2 - c1
             if sys.stderr.isatty():
                 print(f"  {start + len(chunk)}/{len(paths)} images", end="\r", file=sys.stderr, flush=True)
 
@@ -158,18 +165,30 @@ def main() -> None:
         t0 = time.perf_counter()
         warm = extract(everything, specs)
         warm_s = time.perf_counter() - t0
+        own = {spec.name: 0.0 for spec in specs}  # bhbench's CPU ms per descriptor, first 32 images
+        for key in keys[:32]:
+            rgb = store.load(key)
+            for spec in specs:
+                t0 = time.process_time()
+                spec.compute(rgb)
+                own[spec.name] += time.process_time() - t0
 
     n = len(paths)
     h, w = np.asarray(Image.open(paths[0])).shape[:2]
     print(f"{n} images from {args.data} ({w}x{h} first), {default_jobs()} cores, load {os.getloadavg()[0]:.1f}")
     per_step = ", ".join(f"{k} {1000 * v / n:.0f}" for k, v in steps.items())
-    print(f"straightforward composition: {n / plain_s:6.2f} images/s   (ms per image: {per_step})")
+    print(f"straightforward composition: {n / plain_s:6.2f} images/s   (CPU ms per image: {per_step})")
     threads = args.jobs or default_jobs()
     print(
         f"bhbench, cold cache:         {n / cold_s:6.2f} images/s   (keys, decode, six descriptors, cached; "
         f"{threads} thread{'s' if threads > 1 else ''})"
     )
-    print(f"ratio: {plain_s / cold_s:.2f}x (target >= 2)")
+    print(f"  bhbench CPU ms per image: {', '.join(f'{k} {1000 * v / min(n, 32):.1f}' for k, v in own.items())}")
+    print(f"ratio, wall time: {plain_s / cold_s:.2f}x (target >= 2 on all cores)")
+    print(
+        f"ratio, CPU time: {plain_cpu / cold_cpu:.2f}x ({1000 * plain_cpu / n:.0f} against {1000 * cold_cpu / n:.0f} "
+        f"CPU ms per image; per core with --jobs 1: target >= 4)"
+    )
     print(
         f"bhbench, warm cache: {warm_s:.2f} s for {n} images, {warm.computed} computed: "
         f"{cold_s / warm_s:.0f}x faster than cold (target >= 50)"
