@@ -21,7 +21,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bhbench import TestSet, TrainSet, cache_dir
+from bhbench.util import atomic_write
 from bhbench_baselines.handcrafted.descriptors import DescriptorSpec
 
 
@@ -44,7 +44,7 @@ class FeatureCache:
         self.root = cache_dir("features", spec.id)
         about = self.root / "spec.json"
         if not about.exists():
-            _atomic_write(about, json.dumps(spec.as_dict(), indent=1).encode())
+            atomic_write(about, json.dumps(spec.as_dict(), indent=1))
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npy"
@@ -58,23 +58,9 @@ class FeatureCache:
         return vector if vector.shape == (self.spec.dim,) else None
 
     def save(self, key: str, vector: np.ndarray) -> None:
-        path = self.path(key)
-        path.parent.mkdir(exist_ok=True)
         buffer = io.BytesIO()
         np.save(buffer, vector)
-        _atomic_write(path, buffer.getvalue())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so concurrent runs never read half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(self.path(key), buffer.getvalue())
 
 
 @dataclass

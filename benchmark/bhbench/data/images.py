@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from bhbench.config import cache_dir
 from bhbench.errors import DataError
+from bhbench.util import atomic_write
 
 Size = tuple[int, int]  # (height, width)
 
@@ -69,14 +69,9 @@ def resize(img: np.ndarray, size: Size, square: bool = False) -> np.ndarray:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write(path, buffer.getvalue())
 
 
 _VARIANT = re.compile(r"(?P<key>[0-9a-f]+)_(?P<h>[0-9]+)x(?P<w>[0-9]+)(?P<square>s?)\.npy")
@@ -136,7 +131,6 @@ class ImageStore:
         """Decode `source` into the store unless it is there already."""
         path = self.path(key)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_save(path, decode(source))
 
     def ensure(
@@ -177,6 +171,5 @@ class ImageStore:
             except FileNotFoundError:
                 pass
         img = resize(self.load(key), size, square)
-        path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save(path, img)
         return img
