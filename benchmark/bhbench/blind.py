@@ -64,6 +64,13 @@ def partition_id(train: Iterable[str], test: Iterable[str]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def unshuffle(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows handed over in `order` (row j is item `order[j]`) put back in the items' own order."""
+    out = np.empty_like(rows)
+    out[order] = rows
+    return out
+
+
 def secret_rng() -> np.random.Generator:
     """A generator seeded from the operating system, never from the run's seed: nothing written
     anywhere (record, split file, command line) lets a method recompute what it drew."""

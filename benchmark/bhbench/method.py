@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bhbench.blind import unshuffle
 from bhbench.data.images import ImageStore, Size, decode, resize
 from bhbench.protocol import MAGNIFICATIONS, TASK_CLASSES  # noqa: F401  (MAGNIFICATIONS: old import path)
 
@@ -158,9 +159,7 @@ class TestSet(ImageSet):
         given there. The harness's test sets keep their order secret and refuse."""
         if self._order is None:
             raise ValueError("only a TestSet made by TrainSet.as_test can be restored to its indices' order")
-        out = np.empty_like(rows)
-        out[self._order] = rows
-        return out
+        return unshuffle(rows, self._order)
 
 
 @dataclass(frozen=True)

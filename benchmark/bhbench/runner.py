@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bhbench import registry, results
-from bhbench.blind import Area, partition_id, secret_rng
+from bhbench.blind import Area, partition_id, secret_rng, unshuffle
 from bhbench.config import results_dir
 from bhbench.data.images import ImageStore
 from bhbench.data.index import Dataset, Problem, stage
@@ -211,14 +211,6 @@ def _check_sample(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(n, size=min(n, max(2, math.ceil(CHECK_FRACTION * n))), replace=False)
 
 
-def _restore(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Rows the method returned in the order it was handed (`order[j]` = canonical row of row j),
-    put back in canonical order."""
-    out = np.empty_like(rows)
-    out[order] = rows
-    return out
-
-
 def invalid_output(name: str, values: np.ndarray, n: int, k: int) -> str | None:
     """Why a method's output breaks the contract, or None."""
     if values.shape != (n, k):
@@ -349,9 +341,10 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
         results.write(job.where, record, None)
         return record
     test = pd.concat(tests, ignore_index=True)
-    proba = np.concatenate([_restore(p, o) for p, o in zip(outcome.proba, orders, strict=True)])
+    proba = np.concatenate([unshuffle(p, o) for p, o in zip(outcome.proba, orders, strict=True)])
     aux = {
-        k: np.concatenate([_restore(a[k], o) for a, o in zip(outcome.aux, orders, strict=True)]) for k in outcome.aux[0]
+        k: np.concatenate([unshuffle(a[k], o) for a, o in zip(outcome.aux, orders, strict=True)])
+        for k in outcome.aux[0]
     }
     record["metrics"] = score_all(
         plan.protocol.labels(test), proba, test["patient"].to_numpy(), test["magnification"].to_numpy(), aux
