@@ -433,6 +433,9 @@ def run(
             except BaseException:
                 stopping.set()
                 ex.shutdown(wait=False, cancel_futures=True)
+                for w in workers:
+                    w.interrupt()
+                ex.shutdown()  # the running jobs end at once (their workers are gone): report them first
                 raise
             ex.shutdown()
     finally:

@@ -346,6 +346,13 @@ class Worker:
             raise MethodFailure(payload)
         return payload
 
+    def interrupt(self) -> None:
+        """Kill the process from another thread (Ctrl-C): the thread waiting in `run` sees it die and
+        cleans up. Closing the connection here instead would leave that thread blocked for good."""
+        process = self.process
+        if process is not None and process.is_alive():
+            process.kill()
+
     def stop(self, kill: bool = False) -> None:
         if self.process is not None and self.process.is_alive():
             if kill:
