@@ -46,9 +46,10 @@ from threadpoolctl import threadpool_limits
 
 from bhbench import TestSet
 from bhbench.data.images import ImageStore, content_key
+from bhbench.util import cpu_count
 from bhbench_baselines.handcrafted.binary_patterns import circle_offsets
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
-from bhbench_baselines.handcrafted.features import default_jobs, extract
+from bhbench_baselines.handcrafted.features import extract
 from bhbench_baselines.handcrafted.lpq import lpq
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,10 +176,10 @@ def main() -> None:
 
     n = len(paths)
     h, w = np.asarray(Image.open(paths[0])).shape[:2]
-    print(f"{n} images from {args.data} ({w}x{h} first), {default_jobs()} cores, load {os.getloadavg()[0]:.1f}")
+    print(f"{n} images from {args.data} ({w}x{h} first), {cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     per_step = ", ".join(f"{k} {1000 * v / n:.0f}" for k, v in steps.items())
     print(f"straightforward composition: {n / plain_s:6.2f} images/s   (CPU ms per image: {per_step})")
-    threads = args.jobs or default_jobs()
+    threads = args.jobs or cpu_count()
     print(
         f"bhbench, cold cache:         {n / cold_s:6.2f} images/s   (keys, decode, six descriptors, cached; "
         f"{threads} thread{'s' if threads > 1 else ''})"

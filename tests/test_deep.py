@@ -20,7 +20,7 @@ from timm.models.inception_resnet_v2 import Block8, Block17, Block35
 from timm.models.inception_v3 import InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
 from timm.models.resnet import Bottleneck
 
-from bhbench import TestSet, TrainSet, registry
+from bhbench import TestSet, TrainSet, registry, util
 from bhbench.errors import UserError
 from bhbench.method import TrainMeta
 from bhbench.worker import Task, Worker, execute
@@ -304,8 +304,8 @@ def test_local_weights_run_the_paper_recipe_and_the_record_names_their_hash(tmp_
 
 
 def test_each_worker_takes_its_share_of_the_threads(monkeypatch):
-    monkeypatch.setenv(training.THREADS_ENV, "")  # unset, and restored after the worker sets it
-    cores = training.available_cores()
+    monkeypatch.setenv(util.THREADS_ENV, "")  # unset, and restored after the worker sets it
+    cores = util.cpu_count()
     assert Worker(None, sharing=1).threads is None  # one worker: all the cores
     assert Worker(None, sharing=2 * cores).threads == 1
     train = tiny_train()

@@ -290,7 +290,7 @@ def test_files_are_written_with_the_users_umask(tmp_path: Path):
     util.umask.cache_clear()
     old = os.umask(0o002)  # a group-shared results folder
     try:
-        results.atomic_write(tmp_path / "record.json", b"{}")
+        util.atomic_write(tmp_path / "record.json", b"{}")
     finally:
         os.umask(old)
         util.umask.cache_clear()

@@ -29,8 +29,8 @@ from bhbench.data import synthetic
 from bhbench.data.images import ImageStore
 from bhbench.data.index import index_tree, stage
 from bhbench.errors import UserError
-from bhbench.method import TASK_CLASSES, Method, TestSet, TrainMeta, TrainSet
-from bhbench.protocol import Protocol
+from bhbench.method import Method, TestSet, TrainMeta, TrainSet
+from bhbench.protocol import TASK_CLASSES, Protocol
 from bhbench.runner import invalid_output
 from bhbench.worker import describe_exception
 

@@ -9,7 +9,6 @@ the compute nodes share, as the job array runs the same Python with the same env
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 from bhbench import registry, results
 from bhbench.errors import UserError
 from bhbench.runner import Job, JobResult, Options, Plan, run, run_job, unfinished
+from bhbench.util import cpu_count
 from bhbench.worker import Worker
 
 EXECUTORS = ("local", "process", "slurm")
@@ -64,7 +64,7 @@ def execute(
     if chosen == "local":
         return Ran(run(plan, jobs, options, on_done))
     if chosen == "process":
-        workers = options.workers if options.workers > 1 else default_workers()
+        workers = options.workers if options.workers > 1 else cpu_count()
         return Ran(run(plan, jobs, replace(options, workers=workers), on_done))
     return run_array(plan, jobs, options, slurm or SlurmOptions(), on_done)
 
@@ -153,7 +153,3 @@ def run_array(
             handle.cancel(check=False)
         raise
     return ran
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

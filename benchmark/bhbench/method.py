@@ -20,7 +20,7 @@ import numpy as np
 
 from bhbench.blind import unshuffle
 from bhbench.data.images import ImageStore, Size, decode, resize
-from bhbench.protocol import MAGNIFICATIONS, TASK_CLASSES  # noqa: F401  (MAGNIFICATIONS: old import path)
+from bhbench.protocol import TASK_CLASSES
 
 
 class _StoredImages:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from bhbench.method import MAGNIFICATIONS
+from bhbench.protocol import MAGNIFICATIONS
 
 METRICS = ("patient_rr", "accuracy", "balanced_accuracy", "auc", "f1_macro")
 

@@ -30,11 +30,7 @@ VERSIONED = (
 
 
 def params_hash(params: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    util.atomic_write(path, data, fsync=True)
+    return util.digest(params)[:10]
 
 
 def environment() -> dict[str, Any]:
@@ -113,9 +109,9 @@ def write(where: RecordPath, record: dict, predictions: pd.DataFrame | None) -> 
     """Predictions first, then the record that points at them (with their hash)."""
     if predictions is not None:
         blob = predictions.to_csv(index=False).encode()  # full precision: the leaderboard re-scores it
-        atomic_write(where.predictions, blob)
+        util.atomic_write(where.predictions, blob, fsync=True)
         record["predictions"] = {"file": where.predictions.name, "sha256": hashlib.sha256(blob).hexdigest()}
-    atomic_write(where.record, json.dumps(record, indent=1, sort_keys=True, default=_jsonable).encode())
+    util.atomic_write(where.record, json.dumps(record, indent=1, sort_keys=True, default=_jsonable), fsync=True)
 
 
 def _jsonable(value: Any) -> Any:

@@ -23,10 +23,11 @@ from bhbench.config import results_dir
 from bhbench.data.images import ImageStore
 from bhbench.data.index import Dataset, Problem, stage
 from bhbench.errors import DataError, UserError
-from bhbench.method import MAGNIFICATIONS, TestSet, TrainMeta, TrainSet
+from bhbench.method import TestSet, TrainMeta, TrainSet
 from bhbench.metrics import score_all
-from bhbench.protocol import Protocol
+from bhbench.protocol import MAGNIFICATIONS, Protocol
 from bhbench.splits import Fold, Split, image_kfold, official_split, patient_split, read_official, restrict
+from bhbench.util import atomic_write
 from bhbench.worker import MethodFailure, Outcome, Task, Worker
 
 Progress = Callable[[int], None]
@@ -134,7 +135,7 @@ def make_plan(
     manifest = folder / "manifest.csv"
     if not manifest.exists():
         blob = dataset.table[["filename", "key"]].sort_values("filename").to_csv(index=False).encode()
-        results.atomic_write(manifest, blob)
+        atomic_write(manifest, blob)
     return Plan(dataset, protocol, split, split_file, store, problems)
 
 
@@ -336,7 +337,7 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
         lines = str(exc).strip().splitlines() or ["(no message)"]
         log = job.where.record.with_suffix(".log")
         if len(lines) > 1:
-            results.atomic_write(log, str(exc).encode())
+            atomic_write(log, str(exc))
         record.update(status="failed", error=lines[0] + (f" (full text in {log.name})" if len(lines) > 1 else ""))
         results.write(job.where, record, None)
         return record

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from bhbench.data.names import parse_name
 from bhbench.errors import DataError
+from bhbench.util import atomic_write
 
 N_FOLDS = 5
 TEST_FRACTION = 0.3
@@ -55,18 +55,21 @@ class Split:
 
     @property
     def hash(self) -> str:
-        blob = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()
+        return split_hash(self.to_json())
 
     def save(self, folder: Path) -> Path:
         """Write the split file once (content-addressed) and return its path."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.kind}-{self.hash[:16]}.json"
-        if not path.exists():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # processes planning one split at once
-            tmp.write_text(json.dumps(self.to_json(), sort_keys=True, indent=1))
-            tmp.replace(path)
+        if not path.exists():  # processes planning one split at once write the same bytes
+            atomic_write(path, json.dumps(self.to_json(), sort_keys=True, indent=1))
         return path
+
+
+def split_hash(doc: dict) -> str:
+    """SHA-256 of a split file's content. Compact separators, unlike `util.digest`: every committed
+    record names its split by this hash, so the recipe stays."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def patient_of(filename: str) -> str:

@@ -16,7 +16,6 @@ parameters; `bhbench run --params FILE` runs each fold with its own, under one r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import time
@@ -33,6 +32,7 @@ from bhbench.config import cache_dir
 from bhbench.errors import UserError
 from bhbench.runner import Job, MethodSpec, Options, Plan, run_job
 from bhbench.splits import Fold
+from bhbench.util import atomic_write, digest
 from bhbench.worker import Worker
 
 SEARCH_SPACE = "search_space"  # the classmethod a tunable method declares
@@ -229,7 +229,7 @@ def read_params(path: Path) -> dict[str, Any]:
 
 
 def write_params(path: Path, doc: dict[str, Any]) -> None:
-    results.atomic_write(path, json.dumps(doc, indent=1, sort_keys=True).encode())
+    atomic_write(path, json.dumps(doc, indent=1, sort_keys=True))
 
 
 def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: Options, source: Path) -> list[Job]:
@@ -245,8 +245,7 @@ def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: O
         raise UserError(f"--params {source} has no tuned parameters for fold(s) {missing}; tune them first")
     accepted = registry.get(doc["method"]).cls.param_names()
     sets = {k: v for k, v in sets.items() if k in accepted}  # --set may address other selected methods
-    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-    folder = results.params_hash({"tuned": digest, "set": sets})
+    folder = results.params_hash({"tuned": digest(doc), "set": sets})
     jobs = []
     for fold in plan.split.folds:
         tuned = doc["folds"][str(fold.index)]

@@ -36,6 +36,7 @@ import numpy as np
 from bhbench.data.images import decode
 from bhbench.errors import UserError
 from bhbench.method import TestSet, TrainSet
+from bhbench.util import THREADS_ENV, cpu_count
 
 
 @dataclass
@@ -95,11 +96,7 @@ def _threads() -> int:
     torch = sys.modules.get("torch")  # a deep method has set torch's own thread count
     if torch is not None:
         return int(torch.get_num_threads())
-    return _cores()
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cpu_count()
 
 
 def execute(task: Task) -> Outcome:
@@ -108,7 +105,7 @@ def execute(task: Task) -> Outcome:
     if task.area is not None:  # the method's caches (features...) live in the partition's area
         os.environ["BHBENCH_CACHE"] = str(Path(task.area) / "cache")
     if task.threads is not None:  # several workers share the cores: methods read their share here
-        os.environ["BHBENCH_THREADS"] = str(task.threads)
+        os.environ[THREADS_ENV] = str(task.threads)
     try:
         return _execute(task)
     finally:
@@ -302,7 +299,7 @@ class Worker:
     def __init__(self, submissions: Path | None, sandbox: str = "none", sharing: int = 1):
         self.sandbox = sandbox
         # With `sharing` workers at once each gets its share of the cores, instead of all of them each.
-        self.threads = max(1, _cores() // sharing) if sharing > 1 else None
+        self.threads = max(1, cpu_count() // sharing) if sharing > 1 else None
         if sandbox == "bubblewrap":  # the sandbox has no working directory or environment to resolve it
             from bhbench.registry import default_submissions_dir
 

@@ -4,7 +4,6 @@ patient-grouped validation, augmentation, mixed precision on CUDA, early stoppin
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 import warnings
@@ -22,6 +21,7 @@ from torch import nn
 
 from bhbench import TestSet, TrainSet
 from bhbench.errors import UserError
+from bhbench.util import thread_budget
 from bhbench_baselines.deep.augment import augment
 from bhbench_baselines.deep.networks import backbones_of, pretrained_cfg
 from bhbench_baselines.deep.recipes import Recipe
@@ -83,20 +83,6 @@ def resolve_recipe(method: TrainableMethod, device: torch.device) -> tuple[Recip
     """The method's recipe for `device` with the user's overrides (epochs=, lr=...), and why."""
     base, reason = choose_recipe(method.recipe, device, method.paper_recipe, method.quick_recipe)
     return _checked(replace(base, **method.recipe_overrides())), reason
-
-
-THREADS_ENV = "BHBENCH_THREADS"  # set by the harness for each of several workers sharing the cores
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def thread_budget() -> int:
-    """Threads this process may use: its share when the harness runs several workers, else every
-    core it may run on (several workers each taking all cores oversubscribe the machine)."""
-    share = os.environ.get(THREADS_ENV, "")
-    return max(1, int(share)) if share.isdigit() else available_cores()
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,8 @@ library that computes it. Its id keys the feature cache, and it goes into every 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.metadata
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from bhbench.errors import UserError
+from bhbench.util import digest
 
 
 @dataclass(frozen=True)
@@ -153,8 +152,7 @@ class DescriptorSpec:
     @property
     def id(self) -> str:
         """Short stable key for the feature cache, e.g. `clbp-1f0c2a9e4b7d`."""
-        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
-        return f"{self.name}-{hashlib.sha256(blob).hexdigest()[:12]}"
+        return f"{self.name}-{digest(self.as_dict())[:12]}"
 
     @property
     def dim(self) -> int:

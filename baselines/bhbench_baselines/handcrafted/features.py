@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -32,7 +31,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bhbench import TestSet, TrainSet, cache_dir
-from bhbench.util import atomic_write
+from bhbench.util import atomic_write, thread_budget
 from bhbench_baselines.handcrafted.descriptors import DescriptorSpec
 
 
@@ -69,10 +68,6 @@ class Extraction:
     computed: int  # descriptor evaluations done (cache misses); 0 on a warm cache
 
 
-def default_jobs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def extract(images: TrainSet | TestSet, specs: Sequence[DescriptorSpec], jobs: int | None = None) -> Extraction:
     """Feature matrices of `images` for each spec: cached vectors are read, the others computed
     (every missing descriptor of an image from one load of its pixels) and cached."""
@@ -94,7 +89,7 @@ def extract(images: TrainSet | TestSet, specs: Sequence[DescriptorSpec], jobs: i
 
     if not todo:
         return Extraction(matrices, 0)
-    workers = max(1, min(jobs or default_jobs(), len(todo)))
+    workers = max(1, min(jobs or thread_budget(), len(todo)))
     with _single_threaded_libraries(), _progress(len(todo), specs) as bump, ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(work, i) for i in todo]
         try:

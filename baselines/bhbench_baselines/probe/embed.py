@@ -9,8 +9,6 @@ bypass it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,8 +20,9 @@ from timm.data import resolve_data_config
 
 from bhbench import TestSet, TrainSet
 from bhbench.errors import UserError
+from bhbench.util import digest, thread_budget
 from bhbench_baselines.deep.backbones import create_model, init_label
-from bhbench_baselines.deep.training import Inputs, resolve_device, thread_budget
+from bhbench_baselines.deep.training import Inputs, resolve_device
 from bhbench_baselines.handcrafted.features import FeatureCache
 
 
@@ -57,7 +56,7 @@ class EmbeddingSpec:
 
     @property
     def id(self) -> str:
-        return "embed-" + hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return "embed-" + digest(self.as_dict())[:16]
 
 
 @dataclass

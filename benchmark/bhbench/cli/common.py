@@ -11,6 +11,7 @@ from typing import Any
 
 from bhbench.cli.output import console, progress_bar
 from bhbench.errors import UserError
+from bhbench.protocol import MAGNIFICATIONS
 
 
 def parse_value(text: str) -> Any:
@@ -85,7 +86,7 @@ def protocol_args(p: argparse.ArgumentParser) -> None:
                    help="mi: one model over all magnifications; ms: one model per magnification")  # fmt: skip
     p.add_argument("--split", choices=["official", "patient", "image-kfold"], default=None,
                    help="default: official if fold files are given or beside the data, else patient")  # fmt: skip
-    p.add_argument("--mag", type=int, choices=[40, 100, 200, 400], default=None, help="use one magnification only")
+    p.add_argument("--mag", type=int, choices=MAGNIFICATIONS, default=None, help="use one magnification only")
     p.add_argument("--data", type=path_arg, default=None,
                    help="BreaKHis_v1, its histology_slides, or a folder holding them (default: $BHBENCH_DATA, "
                         "else the synthetic dataset)")  # fmt: skip

@@ -12,6 +12,7 @@ from rich.table import Table
 from bhbench.cli.common import path_arg
 from bhbench.cli.output import console, out, progress_bar
 from bhbench.errors import UserError
+from bhbench.protocol import MAGNIFICATIONS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -103,7 +104,7 @@ def index(args: argparse.Namespace) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
         console.print(f"wrote {len(table)} rows to {args.csv}")
-    summary = Table("class", "subtype", "patients", "images", *(f"{m}X" for m in (40, 100, 200, 400)))
+    summary = Table("class", "subtype", "patients", "images", *(f"{m}X" for m in MAGNIFICATIONS))
     for (cls, sub), part in table.groupby(["tumor_class", "subtype"]):
         counts = part["magnification"].value_counts()
         summary.add_row(
@@ -111,7 +112,7 @@ def index(args: argparse.Namespace) -> int:
             sub,
             str(part["patient"].nunique()),
             str(len(part)),
-            *(str(counts.get(m, 0)) for m in (40, 100, 200, 400)),
+            *(str(counts.get(m, 0)) for m in MAGNIFICATIONS),
         )
     out.print(summary)
     out.print(f"{dataset.name}: {len(table)} images, {table['patient'].nunique()} patients, id {dataset.id}")

@@ -23,8 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bhbench import results
     from bhbench.leaderboard import compare, load
+    from bhbench.util import atomic_write
 
     rows, patients = compare.export(load(args.results), args.method)
     files = {
@@ -33,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
         "patients.csv": patients.to_csv(index=False, float_format="%.6g"),
     }
     for name, text in files.items():
-        results.atomic_write(args.output / name, text.encode())
+        atomic_write(args.output / name, text)
     console.print(f"wrote {', '.join(files)} to {args.output} ({len(rows)} row(s), {len(patients)} patient line(s))")
     return 0

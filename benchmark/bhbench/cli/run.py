@@ -213,7 +213,7 @@ def _label(spec: Any) -> str:
 
 def _report(finished: list, synthetic: bool) -> int:
     from bhbench.leaderboard import aggregate, pct
-    from bhbench.method import MAGNIFICATIONS
+    from bhbench.protocol import MAGNIFICATIONS
 
     results = [f for f in finished if f.record]
     failures = [f for f in results if f.record["status"] != "ok"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bhbench.data.names import BENIGN_SUBTYPES
+from bhbench.data.names import BENIGN_SUBTYPES, CLASS_FOLDERS
+from bhbench.protocol import MAGNIFICATIONS
 
-MAGNIFICATIONS = (40, 100, 200, 400)
 # subtype -> images at 40X, 100X, 200X, 400X
 IMAGES: dict[str, tuple[int, int, int, int]] = {
     "A": (114, 113, 111, 106),
@@ -37,7 +37,7 @@ def expected() -> dict[str, int]:
     counts = {"images": sum(map(sum, IMAGES.values()))}
     counts["patients"] = sum(PATIENTS.values())
     counts["patient tokens"] = PATIENT_TOKENS
-    for cls, name in (("B", "benign"), ("M", "malignant")):
+    for cls, name in CLASS_FOLDERS.items():
         counts[f"{name} images"] = sum(sum(n) for s, n in IMAGES.items() if (s in BENIGN_SUBTYPES) == (cls == "B"))
     for subtype, per_mag in IMAGES.items():
         counts[f"{subtype} images"] = sum(per_mag)

@@ -19,12 +19,12 @@ import numpy as np
 
 from bhbench.config import cache_dir
 from bhbench.errors import DataError
-from bhbench.util import atomic_write
+from bhbench.util import atomic_write, cpu_count
 
 Size = tuple[int, int]  # (height, width)
 
 # Decoding is C code that releases the GIL, so threads use every core without pickling arrays.
-_WORKERS = max(1, os.cpu_count() or 1)
+_WORKERS = cpu_count()
 
 
 def content_key(path: Path) -> str:

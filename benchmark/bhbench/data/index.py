@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from bhbench.data import breakhis
 from bhbench.data.images import ImageStore, content_key
 from bhbench.data.names import ImageName, folder_disagreements, parse_name
 from bhbench.errors import DataError
+from bhbench.util import atomic_write, cpu_count
 
 COLUMNS = [
     "relpath", "filename", "tumor_class", "subtype", "patient",
@@ -176,22 +178,21 @@ class _IndexCache:
         return None
 
     def save(self, entries: list[tuple[dict, os.stat_result]]) -> None:
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")  # processes indexing one tree at once
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, self.FIELDS)
-            writer.writeheader()
-            for row, stat in entries:
-                writer.writerow(
-                    {
-                        "relpath": row["relpath"],
-                        "size": stat.st_size,
-                        "mtime_ns": stat.st_mtime_ns,
-                        "width": row["width"],
-                        "height": row["height"],
-                        "key": row["key"],
-                    }
-                )
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, self.FIELDS)
+        writer.writeheader()
+        for row, stat in entries:
+            writer.writerow(
+                {
+                    "relpath": row["relpath"],
+                    "size": stat.st_size,
+                    "mtime_ns": stat.st_mtime_ns,
+                    "width": row["width"],
+                    "height": row["height"],
+                    "key": row["key"],
+                }
+            )
+        atomic_write(self.path, text.getvalue())  # processes indexing one tree at once
 
 
 def index_tree(path: Path, name: str = "breakhis", progress: Callable[[int], None] | None = None) -> Dataset:
@@ -219,7 +220,7 @@ def index_tree(path: Path, name: str = "breakhis", progress: Callable[[int], Non
         return row, problems, stat
 
     rows, problems, good = [], [], []
-    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(cpu_count()) as pool:
         for row, found, stat in pool.map(one, relpaths):
             problems.extend(found)
             if row is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bhbench.protocol import MAGNIFICATIONS
+
 SUBTYPE_FOLDERS: dict[str, str] = {
     "A": "adenosis",
     "F": "fibroadenoma",
@@ -25,7 +27,7 @@ CLASS_FOLDERS = {"B": "benign", "M": "malignant"}
 
 _NAME = re.compile(
     r"^SOB_(?P<cls>[BM])_(?P<subtype>[A-Z]{1,2})-(?P<patient>\d{2}-[0-9A-Z]+)"
-    r"-(?P<mag>40|100|200|400)-(?P<seq>\d{3})\.png$"
+    rf"-(?P<mag>{'|'.join(map(str, MAGNIFICATIONS))})-(?P<seq>\d{{3}})\.png$"
 )
 
 

@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import hashlib
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -34,6 +33,8 @@ from numpy.typing import ArrayLike
 from bhbench.config import cache_dir
 from bhbench.data.names import BENIGN_SUBTYPES, ImageName
 from bhbench.errors import UserError
+from bhbench.protocol import MAGNIFICATIONS
+from bhbench.util import cpu_count
 
 SYNTHETIC_MARKER = "SYNTHETIC.txt"  # beside histology_slides/: names the tree synthetic wherever it is
 
@@ -50,8 +51,7 @@ _FIRST_PATIENT_NUMBER = 90001
 _REFERENCE_WIDTH = 350
 # Pixels per unit at each magnification: BreaKHis's 10x zoom range, compressed so that nuclei at
 # 40X stay a few pixels wide.
-_MAG_SCALE = {40: 1.0, 100: 1.7, 200: 2.8, 400: 4.6}
-MAGNIFICATIONS = tuple(_MAG_SCALE)
+_MAG_SCALE = dict(zip(MAGNIFICATIONS, (1.0, 1.7, 2.8, 4.6), strict=True))
 _NUCLEUS_RADIUS = 1.7  # epithelial nucleus radius in units
 
 # Mean latent atypia of each class; patients scatter around it with unit spread, so the classes
@@ -555,7 +555,7 @@ def generate(root: Path, config: SynthConfig, progress: Callable[[int], None] | 
     slides.mkdir(parents=True, exist_ok=True)
     # joblib's loky workers are fresh interpreters (a forked child of a parent whose OpenCV threads
     # hold locks can hang) that, unlike multiprocessing's spawn, do not re-run the caller's script.
-    workers = max(1, min(2, os.cpu_count() or 1))
+    workers = min(2, cpu_count())
     jobs = (delayed(_write_patient)(patient, config, slides) for patient in _cohort(config))
     for written in Parallel(n_jobs=workers, return_as="generator_unordered")(jobs):
         if progress is not None:

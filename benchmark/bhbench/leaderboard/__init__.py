@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bhbench import results
 from bhbench.errors import UserError
 from bhbench.leaderboard import render, report
 from bhbench.leaderboard.aggregate import Section, aggregate, frame, pct, sections
 from bhbench.leaderboard.verify import Checked, check_all, verify
+from bhbench.util import atomic_write
 
 __all__ = ["Board", "Checked", "aggregate", "build", "check_all", "load", "pct", "stale", "verify", "write"]
 
@@ -58,7 +58,7 @@ def build(root: Path, output: Path) -> Board:
 def write(root: Path, output: Path) -> list[Checked]:
     board = build(root, output)
     for name, blob in board.files.items():
-        results.atomic_write(output / name, blob)
+        atomic_write(output / name, blob)
     for orphan in _generated(output) - set(board.files):
         (output / orphan).unlink()
     return board.checked

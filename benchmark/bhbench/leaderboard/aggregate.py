@@ -18,9 +18,9 @@ import pandas as pd
 from bhbench import registry
 from bhbench.data.names import parse_name
 from bhbench.leaderboard.verify import Checked, Scored
-from bhbench.method import MAGNIFICATIONS
 from bhbench.metrics import STATISTICS, Bootstrap, FoldOutcomes, bootstrap, mean_std, tied_ranks
 from bhbench.params import describe
+from bhbench.protocol import MAGNIFICATIONS
 
 BLOCKS = ("ranked", "smoke", "transductive")
 REFERENCE_FAMILY = "reference"

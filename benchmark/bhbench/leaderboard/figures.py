@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from bhbench.method import MAGNIFICATIONS
+from bhbench.protocol import MAGNIFICATIONS
 
 STYLE = {"svg.hashsalt": "bhbench", "svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
 TOP_ROC = 3

@@ -11,10 +11,9 @@ from tabulate import tabulate
 
 from bhbench.leaderboard import figures
 from bhbench.leaderboard.aggregate import Section, failures, pooled
-from bhbench.method import MAGNIFICATIONS, TASK_CLASSES
 from bhbench.metrics import ALPHA, BOOTSTRAP_RESAMPLES
+from bhbench.protocol import LIU_NAMES, MAGNIFICATIONS, TASK_CLASSES
 
-LIU = {("mi", "binary"): "MIBC", ("ms", "binary"): "MSBC", ("mi", "subtype"): "MIFC", ("ms", "subtype"): "MSFC"}
 REPORTS = "reports"
 MAG_PRR = "magnification_patient_rr"
 FIGURES = "figures"
@@ -83,7 +82,7 @@ def dataset_title(desc: dict) -> str:
 def protocol_title(p: dict) -> str:
     regime = {"mi": "magnification-independent", "ms": "magnification-specific"}[p["regime"]]
     mag = f", {p['magnification']}X only" if p.get("magnification") else ""
-    return f"{LIU[(p['regime'], p['task'])]} — {p['task']} task, {regime}, {p['split']} split{mag}"
+    return f"{LIU_NAMES[(p['regime'], p['task'])]} — {p['task']} task, {regime}, {p['split']} split{mag}"
 
 
 def _method_cell(row: pd.Series, reports: set[str]) -> str:
@@ -126,7 +125,7 @@ def section_figures(section: Section, table: pd.DataFrame) -> dict[str, bytes]:
     p = section.protocol
     mag = f", {p['magnification']}X" if p.get("magnification") else ""
     data = "synthetic data" if section.dataset["synthetic"] else "BreaKHis"
-    title = f"{LIU[(p['regime'], p['task'])]}, {p['split']} split{mag}, {data}"
+    title = f"{LIU_NAMES[(p['regime'], p['task'])]}, {p['split']} split{mag}, {data}"
     out: dict[str, bytes] = {}
     ranked = table[table["block"] == "ranked"]
     if not len(ranked):
@@ -220,7 +219,7 @@ def protocol_matters(sections: list[Section], tables: dict[str, pd.DataFrame]) -
                 for _, r in joined.iterrows()
             ]  # fmt: skip
             lines += [
-                f"### {LIU[(p['regime'], p['task'])]}: {p['split']} split vs. leaky image-level folds "
+                f"### {LIU_NAMES[(p['regime'], p['task'])]}: {p['split']} split vs. leaky image-level folds "
                 f"— {dataset_title(honest.dataset)}",
                 "",
                 f"Inflation = PRR under image-level folds minus PRR under the {p['split']} split "

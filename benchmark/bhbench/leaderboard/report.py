@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from bhbench import results
 from bhbench.errors import UserError
 from bhbench.leaderboard import figures
 from bhbench.leaderboard.aggregate import Row, Section, find_rows, fit_info, patient_table, pooled, uncertainty
 from bhbench.leaderboard.render import FIGURES, REPORTS, dataset_title, protocol_title
-from bhbench.method import MAGNIFICATIONS, TASK_CLASSES
+from bhbench.protocol import MAGNIFICATIONS, TASK_CLASSES
+from bhbench.util import atomic_write
 
 
 def _p(value: float) -> str:
@@ -118,5 +118,5 @@ def page(found: list[Section], name: str) -> dict[str, bytes]:
 
 def write(found: list[Section], name: str, output: Path) -> Path:
     for rel, blob in page(found, name).items():
-        results.atomic_write(output / rel, blob)
+        atomic_write(output / rel, blob)
     return output / REPORTS / f"{name}.md"

@@ -18,8 +18,9 @@ import pandas as pd
 from bhbench import results
 from bhbench.data.index import fingerprint
 from bhbench.data.names import parse_name
-from bhbench.method import TASK_CLASSES
 from bhbench.metrics import score_all
+from bhbench.protocol import TASK_CLASSES
+from bhbench.splits import split_hash
 
 TOLERANCE = 1e-6
 # Metrics the harness computes now that records written before them lack; their absence is no mismatch.
@@ -101,12 +102,12 @@ def verify(path: Path, record: dict | None, root: Path) -> Checked:
     split_file = dataset_dir / "splits" / record["split"]["file"]
     try:
         split = json.loads(split_file.read_text())
-        split_hash = hashlib.sha256(json.dumps(split, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        found_hash = split_hash(split)
     except (OSError, json.JSONDecodeError):
-        split, split_hash = None, None
+        split, found_hash = None, None
     if split is None:
         problems.append(f"split file {split_file.name} is missing")
-    elif split_hash != record["split"]["hash"]:
+    elif found_hash != record["split"]["hash"]:
         problems.append(f"split hash does not match the split file {split_file.name}")
     elif split is not None:
         fold = next((f for f in split["folds"] if f["fold"] == record["split"]["fold"]), None)
