@@ -245,7 +245,8 @@ def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: O
         raise UserError(f"--params {source} has no tuned parameters for fold(s) {missing}; tune them first")
     accepted = registry.get(doc["method"]).cls.param_names()
     sets = {k: v for k, v in sets.items() if k in accepted}  # --set may address other selected methods
-    folder = results.params_hash({"tuned": digest(doc), "set": sets})
+    doc_hash = digest(doc)
+    folder = results.params_hash({"tuned": doc_hash, "set": sets})
     jobs = []
     for fold in plan.split.folds:
         tuned = doc["folds"][str(fold.index)]
@@ -255,7 +256,7 @@ def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: O
             "storage": doc["storage"],
             "fixed": doc["fixed"],
             "file": source.name,
-            "file_sha256": digest,
+            "file_sha256": doc_hash,
             **{k: v for k, v in tuned.items() if k != "params"},
         }
         spec = MethodSpec.create(doc["method"], {**tuned["params"], **sets}, tuned=how)
