@@ -32,7 +32,9 @@ def battery(name: str) -> checks.Battery:
 
 
 CASES = [
-    pytest.param(e.name, check, marks=[pytest.mark.slow] if e.family == "deep" else [], id=f"{e.name}-{check}")
+    pytest.param(
+        e.name, check, marks=[pytest.mark.slow] if e.family in ("deep", "probe") else [], id=f"{e.name}-{check}"
+    )
     for e in ENTRIES
     for check in checks.CHECKS
 ]
