@@ -65,6 +65,25 @@ def test_an_edited_or_stray_figure_fails_the_check(board):
     assert _check(out, folder) == 0
 
 
+def test_figures_of_another_matplotlib_release_are_noted_not_compared(board, capsys):
+    out, folder = board
+    drawn_with = folder / "figures" / "drawn-with.txt"
+    figure = sorted((folder / "figures").glob("*forest.svg"))[0]
+    readme = folder / "README.md"
+    saved = {p: p.read_bytes() for p in (drawn_with, figure, readme)}
+    try:
+        drawn_with.write_text("matplotlib 0.0.1\n")
+        figure.write_bytes(saved[figure].replace(b"toy", b"yot", 1))  # what another release might draw
+        assert _check(out, folder) == 0
+        assert "drawn with matplotlib 0.0.1" in capsys.readouterr().err
+        readme.write_bytes(saved[readme].replace(b"toy", b"yot", 1))  # tables are compared whatever the release
+        assert _check(out, folder) == 1
+    finally:
+        for path, blob in saved.items():
+            path.write_bytes(blob)
+    assert _check(out, folder) == 0
+
+
 def test_report_writes_a_page_the_leaderboard_links(board, tmp_path):
     out, folder = board
     page_root = tmp_path / "pages"

@@ -29,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
         committed = args.results.resolve() == COMMITTED_RESULTS.resolve()
         args.output = COMMITTED_RESULTS.parent if committed else args.results
     if args.check:
-        reasons = leaderboard.stale(args.results, args.output)
+        notes: list[str] = []
+        reasons = leaderboard.stale(args.results, args.output, notes)
+        for note in notes:
+            console.print(f"[yellow]note:[/] {note}")
         for reason in reasons:
             console.print(f"[red]check failed:[/] {reason}")
         if not reasons:

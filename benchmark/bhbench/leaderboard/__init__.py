@@ -6,6 +6,7 @@ Method pages (`bhbench report`) that exist in the output folder are rebuilt and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,9 @@ from bhbench.leaderboard.verify import Checked, check_all, verify
 from bhbench.util import atomic_write
 
 __all__ = ["Board", "Checked", "aggregate", "build", "check_all", "load", "pct", "stale", "verify", "write"]
+
+
+DRAWN_WITH = f"{render.FIGURES}/drawn-with.txt"
 
 
 def load(root: Path) -> list[Section]:
@@ -49,6 +53,8 @@ def build(root: Path, output: Path) -> Board:
             files.update(report.page(found, name))
         except UserError:  # no record of that method any more: the page is an orphan
             pages.discard(name)
+    # SVG bytes are exact for one matplotlib release only; this file says which drew them.
+    files[DRAWN_WITH] = f"matplotlib {version('matplotlib')}\n".encode()
     text = render.document(found, tables, figs, pages)
     files["README.md"] = text.encode()
     files["leaderboard.csv"] = render.csv(tables).encode()
@@ -72,12 +78,23 @@ def _generated(output: Path) -> set[str]:
     return found
 
 
-def stale(root: Path, output: Path) -> list[str]:
-    """Reasons the committed leaderboard is not what the records produce (empty when current)."""
+def stale(root: Path, output: Path, notes: list[str] | None = None) -> list[str]:
+    """Reasons the committed leaderboard is not what the records produce (empty when current).
+    Figures drawn by another matplotlib release are not compared byte for byte (a note says so):
+    their numbers are the tables', which are compared whatever the versions."""
     board = build(root, output)
     reasons = [f"{c.path}: {p}" for c in board.checked for p in c.problems]
+    committed = output / DRAWN_WITH
+    other_drawer = committed.exists() and committed.read_bytes() != board.files[DRAWN_WITH]
+    if other_drawer and notes is not None:
+        notes.append(
+            f"figures were drawn with {committed.read_text().strip()}, this is "
+            f"{board.files[DRAWN_WITH].decode().strip()}: figures not compared byte for byte"
+        )
     for name, expected in board.files.items():
         path = output / name
+        if other_drawer and name.endswith((".svg", DRAWN_WITH)) and path.exists():
+            continue
         if not path.exists() or path.read_bytes() != expected:
             reasons.append(f"{path} is not what the records produce; run `bhbench leaderboard`")
     for orphan in sorted(_generated(output) - set(board.files)):
