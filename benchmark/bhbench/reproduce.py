@@ -151,7 +151,7 @@ def open_data(record: dict, data: Path | None, progress: Progress | None = None)
                 f"the record was made on synthetic data {wanted['id']}, but this version's synthetic default "
                 f"is {synthetic.DEFAULT_DATASET_ID}; give --data with the tree the record was made on"
             )
-        return index_tree(synthetic.default_root(progress=progress), "synthetic", progress)
+        return index_tree(synthetic.default_root(progress=progress), "synthetic")  # the bar counts generated images
     if data is None and not os.environ.get("BHBENCH_DATA"):
         raise UserError(
             f"the record was made on real BreaKHis ({wanted['images']} images, dataset {wanted['id']}), "
