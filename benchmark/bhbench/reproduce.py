@@ -24,8 +24,8 @@ import pandas as pd
 
 from bhbench import results, runner
 from bhbench.data import synthetic
-from bhbench.data.index import Dataset, index_tree
-from bhbench.data.sources import folds_beside, open_dataset
+from bhbench.data.index import Dataset
+from bhbench.data.sources import folds_beside, open_dataset, synthetic_default
 from bhbench.errors import UserError
 from bhbench.protocol import LIU_NAMES, Protocol
 
@@ -151,7 +151,7 @@ def open_data(record: dict, data: Path | None, progress: Progress | None = None)
                 f"the record was made on synthetic data {wanted['id']}, but this version's synthetic default "
                 f"is {synthetic.DEFAULT_DATASET_ID}; give --data with the tree the record was made on"
             )
-        return index_tree(synthetic.default_root(progress=progress), "synthetic")  # the bar counts generated images
+        return synthetic_default(progress)
     if data is None and not os.environ.get("BHBENCH_DATA"):
         raise UserError(
             f"the record was made on real BreaKHis ({wanted['images']} images, dataset {wanted['id']}), "
