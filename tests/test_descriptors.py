@@ -13,7 +13,7 @@ from skimage.feature import local_binary_pattern
 
 from bhbench.errors import UserError
 from bhbench_baselines.handcrafted import binary_patterns
-from bhbench_baselines.handcrafted import pftas as pftas_module
+from bhbench_baselines.handcrafted import counts as counts_module
 from bhbench_baselines.handcrafted.binary_patterns import clbp_codes, lbp_codes
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
 from bhbench_baselines.handcrafted.lpq import stft_kernels, whitened_parts, whitening
@@ -313,10 +313,12 @@ def test_pftas_equals_mahotas_per_channel(images):
         assert np.array_equal(pftas(rgb), expected)
 
 
-def test_pftas_counts_the_same_with_either_histogram(images, monkeypatch):
-    expected = [pftas(rgb) for rgb in images]
-    monkeypatch.setattr(pftas_module, "FLOAT32_EXACT", 0)  # every image takes the large-image path
-    assert all(np.array_equal(pftas(rgb), e) for rgb, e in zip(images, expected, strict=True))
+@pytest.mark.parametrize("name", ["lbp", "clbp", "lpq", "glcm", "pftas"])
+def test_descriptors_count_the_same_with_either_histogram(name, images, monkeypatch):
+    spec = DESCRIPTORS[name].spec()
+    expected = [spec.compute(rgb) for rgb in images]
+    monkeypatch.setattr(counts_module, "FLOAT32_EXACT", 0)  # every image takes the large-image path
+    assert all(np.array_equal(spec.compute(rgb), e) for rgb, e in zip(images, expected, strict=True))
 
 
 def test_orb_pools_byte_means_and_gives_zeros_without_keypoints():

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from bhbench_baselines.handcrafted.counts import counts
 from bhbench_baselines.handcrafted.grey import to_grey
 
 FREQUENCIES = ((1, 0), (0, 1), (1, 1), (1, -1))  # (horizontal, vertical), in units of 1/window
@@ -85,4 +86,4 @@ def lpq(rgb: np.ndarray, window: int = 3, rho: float = 0.9) -> np.ndarray:
     codes = np.zeros((grey.shape[0] - 2 * r, grey.shape[1] - 2 * r), np.uint8)
     for bit, part in enumerate(whitened_parts(grey, window, float(rho))):
         codes |= (part > ZERO).view(np.uint8) << bit
-    return np.bincount(codes.ravel(), minlength=256) / codes.size
+    return counts(codes, 256) / codes.size
