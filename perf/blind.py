@@ -94,9 +94,9 @@ def job_seconds(plan, spec, launcher: str) -> dict[str, float]:
         wall = time.perf_counter() - t0
     finally:
         worker.stop(kill=True)
-    if record["status"] != "ok":
-        sys.exit(f"{spec.name} failed under {launcher}: {record['error']}")
-    return {"job": wall, "fit": record["timing"]["fit_seconds"], "predict": record["timing"]["predict_seconds"]}
+    if record.timing is None:  # failed
+        sys.exit(f"{spec.name} failed under {launcher}: {record.error}")
+    return {"job": wall, "fit": record.timing.fit_seconds, "predict": record.timing.predict_seconds}
 
 
 def main() -> None:

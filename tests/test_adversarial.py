@@ -11,6 +11,7 @@ from conftest import toy_source
 
 from bhbench import results, sandbox
 from bhbench.cli import main
+from bhbench.record import RunRecord
 
 CHANCE = 0.65  # an honest toy scores ~0.8 on the tiny set; order and joins scored 1.0 before blinding
 
@@ -129,16 +130,16 @@ SNOOP = toy_source("snoop").replace(
 needs_sandbox = pytest.mark.skipif(sandbox.unavailable() is not None, reason=f"no sandbox: {sandbox.unavailable()}")
 
 
-def _run(submissions: Path, tree: Path, out: Path, method: str, *extra: str) -> list[dict]:
+def _run(submissions: Path, tree: Path, out: Path, method: str, *extra: str) -> list[RunRecord]:
     args = ["--submissions", str(submissions), "run", "--method", method, "--data", str(tree), "--results", str(out)]
     main([*args, "--fps-images", "0", *extra])  # exit 1 when a fold failed: the records say which
-    records = [r for _, r in results.all_records(out) if r["method"]["name"] == method]
+    records = [r for _, r in results.all_records(out) if r.method.name == method]
     assert len(records) == 5
     return records
 
 
-def _auc(records: list[dict]) -> float:
-    return float(np.mean([r["metrics"]["overall"]["auc"] for r in records]))
+def _auc(records: list[RunRecord]) -> float:
+    return float(np.mean([r.metrics.overall.auc for r in records]))
 
 
 def test_order_attack_fails_the_contract_check(submissions, tiny_tree, tmp_path):
@@ -146,16 +147,16 @@ def test_order_attack_fails_the_contract_check(submissions, tiny_tree, tmp_path)
     for record in _run(submissions, tiny_tree, tmp_path / "results", "order_attack"):
         # Position-based answers disagree when a sample comes back in another order and subset; a
         # fold whose small sample happened to agree is scored, and at chance.
-        assert record["status"] == "failed" or record["metrics"]["overall"]["auc"] < CHANCE
-        if record["status"] == "failed":
-            assert "depend on the other test images" in record["error"]
+        assert record.status == "failed" or record.metrics.overall.auc < CHANCE
+        if record.status == "failed":
+            assert "depend on the other test images" in record.error
 
 
 @pytest.mark.parametrize("by", ["position", "handle"])
 def test_order_attack_that_skips_the_check_scores_at_chance(submissions, tiny_tree, tmp_path, by):
     (submissions / "order.py").write_text(ORDER_ATTACK.format(transductive=True))
     records = _run(submissions, tiny_tree, tmp_path / "results", "order_attack", "--set", f"by={by}")
-    assert all(r["status"] == "ok" and r["method"]["transductive"] for r in records)
+    assert all(r.status == "ok" and r.method.transductive for r in records)
     assert _auc(records) < CHANCE
 
 
@@ -169,7 +170,7 @@ def test_join_table_attack_matches_no_handle(submissions, tiny_tree, tmp_path):
     # Without the sandbox, so that every table is there to read.
     records = _run(submissions, tiny_tree, out, "join_attack", "--sandbox", "off")
     for record in records:
-        found = record["method"]["fit_info"]
+        found = record.method.fit_info
         assert found["pairs"] >= 328 and found["position_lists"] >= 1  # it did read the manifest and splits
         assert found["handle_hits"] == 0
     assert _auc(records) < CHANCE
@@ -185,5 +186,5 @@ def test_sandboxed_method_finds_no_path_to_data_results_or_secret(submissions, t
     records = _run(submissions, tiny_tree, out, "snoop", "--sandbox", "on")
     assert Path(cache, "secret").exists()  # the harness made it: handles are keyed by it
     for record in records:
-        assert record["status"] == "ok"
-        assert record["method"]["fit_info"] == {"found": [], "secret_visible": False}
+        assert record.status == "ok"
+        assert record.method.fit_info == {"found": [], "secret_visible": False}

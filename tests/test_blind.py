@@ -13,6 +13,7 @@ from bhbench.blind import Area, partition_id
 from bhbench.cli import main
 from bhbench.data.images import ImageStore
 from bhbench.method import TrainMeta, TrainSet
+from bhbench.record import RunRecord
 
 # A method that predicts like the toy and reports, through its fit info (which lands in the
 # record in every sandbox mode), the handles it was given for training and for the test set.
@@ -25,10 +26,10 @@ SPY = toy_source("spy").replace(
 ) + ("\n    def fit_info(self):\n        return {'train': self.train_, 'test': self.seen_}\n")
 
 
-def _run(submissions: Path, tree: Path, out: Path, method: str, *extra: str, code: int = 0) -> list[dict]:
+def _run(submissions: Path, tree: Path, out: Path, method: str, *extra: str, code: int = 0) -> list[RunRecord]:
     args = ["--submissions", str(submissions), "run", "--method", method, "--data", str(tree), "--results", str(out)]
     assert main([*args, "--fps-images", "0", *extra]) == code
-    return sorted((r for _, r in results.all_records(out)), key=lambda r: r["split"]["fold"])
+    return sorted((r for _, r in results.all_records(out)), key=lambda r: r.split.fold)
 
 
 def test_handles_are_keyed_by_secret_and_partition():
@@ -83,19 +84,19 @@ def test_each_fold_gets_a_fresh_order_of_handles_that_join_nothing(submissions, 
     manifest = pd.read_csv(next(out.rglob("manifest.csv")))
     content_keys = set(manifest["key"])
     for a, b in zip(first, again, strict=True):
-        assert a["status"] == b["status"] == "ok"
-        seen_a, seen_b = a["method"]["fit_info"]["test"], b["method"]["fit_info"]["test"]
+        assert a.status == b.status == "ok"
+        seen_a, seen_b = a.method.fit_info["test"], b.method.fit_info["test"]
         assert set(seen_a) == set(seen_b)  # stable handles: derived-data caches hit across runs
         assert seen_a != seen_b  # a fresh order every run
-        assert not content_keys & set(seen_a) and not content_keys & set(a["method"]["fit_info"]["train"])
-        assert a["contract"]["checked"] >= 2 and a["contract"]["max_diff"] <= a["contract"]["tolerance"]
-        assert a["method"]["transductive"] is False
+        assert not content_keys & set(seen_a) and not content_keys & set(a.method.fit_info["train"])
+        assert a.contract.checked >= 2 and a.contract.max_diff <= a.contract.tolerance
+        assert a.method.transductive is False
         # Same images, same predictions: the order the method saw is undone before writing.
-        pa = results.load_predictions(next(out.rglob(f"fold{a['split']['fold']}.json")), a)
+        pa = results.load_predictions(next(out.rglob(f"fold{a.split.fold}.json")), a)
         assert list(pa["filename"]) == sorted(pa["filename"])
     # One image, two folds: a handle it had as a training image is never its handle as a test image.
-    train_1 = set(first[0]["method"]["fit_info"]["train"])
-    assert all(not train_1 & set(r["method"]["fit_info"]["test"]) for r in first[1:])
+    train_1 = set(first[0].method.fit_info["train"])
+    assert all(not train_1 & set(r.method.fit_info["test"]) for r in first[1:])
 
 
 def test_order_induced_noise_only(submissions, tiny_tree, tmp_path):
@@ -109,8 +110,8 @@ def test_order_induced_noise_only(submissions, tiny_tree, tmp_path):
         np.testing.assert_allclose(a["p_malignant"], b["p_malignant"], atol=1e-9)
 
 
-def _predictions(records: list[dict], out: Path) -> list[pd.DataFrame]:
-    return [results.load_predictions(next(out.rglob(f"fold{r['split']['fold']}.json")), r) for r in records]
+def _predictions(records: list[RunRecord], out: Path) -> list[pd.DataFrame]:
+    return [results.load_predictions(next(out.rglob(f"fold{r.split.fold}.json")), r) for r in records]
 
 
 BATCH_DEPENDENT = "e = e + 1e-3 * len(e)"  # smoothing that grows with the batch
@@ -126,9 +127,9 @@ def test_contract_fails_a_batch_dependent_method_unless_declared(submissions, ti
     (submissions / "batchy.py").write_text(source)
     records = _run(submissions, tiny_tree, tmp_path / "results", "batchy", code=0 if transductive else 1)
     if transductive:
-        assert all(r["status"] == "ok" and r["method"]["transductive"] and r["contract"] is None for r in records)
+        assert all(r.status == "ok" and r.method.transductive and r.contract is None for r in records)
     else:
-        assert all(r["status"] == "failed" for r in records)
-        assert "depend on the other test images" in records[0]["error"]
-        assert "transductive = True" in records[0]["error"]
-        assert json.dumps(records[0]).count("metrics") == 1 and records[0]["metrics"] is None
+        assert all(r.status == "failed" for r in records)
+        assert "depend on the other test images" in records[0].error
+        assert "transductive = True" in records[0].error
+        assert json.dumps(records[0].to_json()).count("metrics") == 1 and records[0].metrics is None

@@ -106,7 +106,7 @@ def test_a_long_fold_says_the_run_is_alive(submissions, tiny_tree, tmp_path, cap
 
 
 def test_a_class_missing_from_training_is_said_and_recorded(submissions, tree_copy, tmp_path, capsys):
-    import json
+    from bhbench import results
 
     for image in tree_copy.rglob("SOB_M_PC-*.png"):  # no papillary carcinoma anywhere
         image.unlink()
@@ -114,8 +114,8 @@ def test_a_class_missing_from_training_is_said_and_recorded(submissions, tree_co
     assert _toy_run(submissions, tree_copy, tmp_path / "out", "--task", "subtype") == 0
     err = capsys.readouterr().err
     assert "note: fold 1: no training image of PC; every method is fitted without them" in err
-    record = json.loads(next((tmp_path / "out").rglob("fold1.json")).read_text())
-    assert record["split"]["missing_classes"] == {"all": ["PC"]}
+    record = results.load(next((tmp_path / "out").rglob("fold1.json")))
+    assert record.split.missing_classes == {"all": ("PC",)}
 
 
 def test_prune_removes_failed_records_and_keeps_results(submissions, tiny_tree, tmp_path, capsys):

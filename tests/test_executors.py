@@ -14,6 +14,7 @@ from bhbench import executors, registry, results, runner
 from bhbench.cli import main
 from bhbench.data.sources import open_dataset
 from bhbench.protocol import Protocol
+from bhbench.record import Metrics
 
 
 @pytest.fixture
@@ -34,9 +35,9 @@ def _array(tmp_path: Path) -> executors.SlurmOptions:
     return executors.SlurmOptions(cluster="local", logs=tmp_path / "logs", time_min=10)
 
 
-def _written(jobs: list[runner.Job]) -> dict[int, tuple[dict, bytes]]:
+def _written(jobs: list[runner.Job]) -> dict[int, tuple[Metrics | None, bytes]]:
     """Per fold: the metrics of the record on disk and the bytes of its predictions."""
-    return {j.fold.index: (results.read(j.where.record)["metrics"], j.where.predictions.read_bytes()) for j in jobs}
+    return {j.fold.index: (results.load(j.where.record).metrics, j.where.predictions.read_bytes()) for j in jobs}
 
 
 def test_local_process_and_job_array_write_the_same_records(make, tmp_path: Path):
@@ -45,7 +46,7 @@ def test_local_process_and_job_array_write_the_same_records(make, tmp_path: Path
         plan, jobs, options = make(tmp_path / name)
         ran = executors.execute(plan, jobs, replace(options, workers=workers), name, _array(tmp_path))
         assert not ran.failures and sorted(r.job.fold.index for r in ran.results) == [1, 2]
-        assert all(r.record["status"] == "ok" and not r.skipped for r in ran.results)
+        assert all(r.record.status == "ok" and not r.skipped for r in ran.results)
         written[name] = _written(jobs)
     assert written["process"] == written["local"]
     assert written["slurm"] == written["local"]

@@ -13,6 +13,7 @@ from conftest import toy_source
 
 from bhbench import results
 from bhbench.cli import main
+from bhbench.record import RunRecord
 
 # --- bad data ----------------------------------------------------------------------------------
 
@@ -80,7 +81,7 @@ def test_run_stops_before_training_on_bad_data_and_names_the_files(tree_copy, tm
 
     assert main([*args, "--skip-bad", "--fps-images", "0"]) == 0
     record = next(r for _, r in results.all_records(out))
-    skipped = " ".join(record["dataset"]["skipped"])
+    skipped = " ".join(record.dataset.skipped)
     assert all(p.name in skipped for p in damaged.values())
 
 
@@ -135,13 +136,13 @@ def test_faulty_methods_fail_alone_and_are_listed(submissions, tiny_tree, tmp_pa
     assert code == 1
     err = capsys.readouterr().err
     records = [r for _, r in results.all_records(out)]
-    by_method: dict[str, list[dict]] = {}
+    by_method: dict[str, list[RunRecord]] = {}
     for r in records:
-        by_method.setdefault(r["method"]["name"], []).append(r)
-    assert all(r["status"] == "ok" for r in by_method["toy"]) and len(by_method["toy"]) == 5
+        by_method.setdefault(r.method.name, []).append(r)
+    assert all(r.status == "ok" for r in by_method["toy"]) and len(by_method["toy"]) == 5
     for name, (_, _, reason) in FAULTS.items():
         recs = by_method[f"bad_{name}"]
-        assert len(recs) == 5 and all(r["status"] == "failed" and reason in r["error"] for r in recs), name
+        assert len(recs) == 5 and all(r.status == "failed" and reason in r.error for r in recs), name
         assert f"failed: bad_{name} fold 1: " in err
     assert main(["leaderboard", "--results", str(out), "--output", str(board)]) == 0
     text = (board / "README.md").read_text()
@@ -181,7 +182,7 @@ def test_test_labels_are_not_in_the_method_process(submissions, tiny_tree, tmp_p
     assert main(["--submissions", str(submissions), "run", "--method", "spy", "--data", str(tiny_tree),
                  "--results", str(out), "--fps-images", "0", "--sandbox", "off"]) == 0  # fmt: skip
     seen = set(json.loads(spy.read_text()))
-    record_path, record = next((p, r) for p, r in results.all_records(out) if r["split"]["fold"] == 5)
+    record_path, record = next((p, r) for p, r in results.all_records(out) if r.split.fold == 5)
     frame = results.load_predictions(record_path, record)
     test_patients = {"-".join(f.split("-")[1:3]) for f in frame["filename"]}
     assert seen, "the spy found no patient tokens at all (training ones should be visible)"
@@ -264,7 +265,7 @@ def test_sigkill_at_random_moments_never_leaves_a_readable_half_record(submissio
         proc.wait()
         for path in out.rglob("fold*.json"):
             record = results.read(path)
-            assert record is not None and record["status"] == "ok", path  # whole or absent, never half
+            assert record is not None and record.status == "ok", path  # whole or absent, never half
     subprocess.run(_cli(submissions, tiny_tree, out), check=True, capture_output=True)
     assert main(["leaderboard", "--check", "--results", str(out), "--output", str(tmp_path / "b")]) == 1  # no board yet
     assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path / "b")]) == 0

@@ -3,6 +3,7 @@ headlines as the papers define them. Records are built in memory with known pred
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,18 @@ from bhbench.leaderboard import render
 from bhbench.leaderboard.aggregate import frame, sections
 from bhbench.leaderboard.verify import Checked, Scored
 from bhbench.metrics import score_all
+from bhbench.protocol import Protocol
+from bhbench.record import (
+    CodeInfo,
+    DatasetInfo,
+    Environment,
+    MethodInfo,
+    Metrics,
+    PredictionsFile,
+    RunRecord,
+    SplitInfo,
+    Timing,
+)
 
 MAGS = (40, 100, 200, 400)
 
@@ -36,15 +49,24 @@ def _images(fold: int, patients: int = 12) -> tuple[list[str], np.ndarray]:
     return names, np.array(y)
 
 
-def _record(name: str, fold: int, split: str = "patient", **method: object) -> dict:
-    return {
-        "status": "ok",
-        "dataset": {"id": "synthetic-test", "synthetic": True, "images": 96},
-        "protocol": {"id": f"binary-mi-{split}-seed0", "task": "binary", "regime": "mi", "split": split},
-        "split": {"fold": fold, "leaky": split == "image-kfold", "kind": split},
-        "method": {"name": name, "params_hash": "abc1234567", "family": "test", "params": {}, **method},
-        "timing": {},
-    }
+def _record(name: str, fold: int, metrics: Metrics, split: str = "patient", **method: object) -> RunRecord:
+    """A successful record of a toy method; `method` overrides MethodInfo's fields."""
+    return RunRecord(
+        status="ok",
+        error=None,
+        created="2026-01-01T00:00:00+00:00",
+        dataset=DatasetInfo("synthetic-test", "synthetic", "0" * 64, 96, 12, True, None, ()),
+        protocol=Protocol(split=split),
+        split=SplitInfo(split, "test", "0" * 64, "split.json", fold, split == "image-kfold", (), 192, 96, 0, {}),
+        method=replace(MethodInfo(name, "test", "", {}, "abc1234567", None, None, None, False), **method),
+        seed=0,
+        contract=None,
+        metrics=metrics,
+        timing=Timing(fit_seconds=1.0, predict_seconds=1.0),
+        environment=Environment({}, None, "test", "none"),
+        warnings=(),
+        predictions=PredictionsFile(f"fold{fold}.predictions.csv", "0" * 64),
+    )
 
 
 def _checked(
@@ -59,8 +81,9 @@ def _checked(
         proba = np.column_stack([1 - pred, pred]).astype(float) * 0.8 + 0.1
         patients = np.array([n.split("-")[2] for n in names])
         mags = np.array([int(n.split("-")[3]) for n in names])
-        scored = Scored(names, y, proba, patients, mags, {}, score_all(y, proba, patients, mags))
-        out.append(Checked(Path(f"{name}/fold{fold}.json"), _record(name, fold, split, **method), [], scored))
+        metrics = Metrics.from_json(score_all(y, proba, patients, mags))
+        scored = Scored(names, y, proba, patients, mags, {}, metrics)
+        out.append(Checked(Path(f"{name}/fold{fold}.json"), _record(name, fold, metrics, split, **method), [], scored))
     return out
 
 
@@ -106,8 +129,9 @@ def test_headline_is_the_mean_of_per_magnification_rates_not_the_pooled_rate():
     proba = np.column_stack([1 - pred, pred]).astype(float)
     patients = np.array([n.split("-")[2] for n in names])
     mags = np.array([int(n.split("-")[3]) for n in names])
-    scored = Scored(names, y, proba, patients, mags, {}, score_all(y, proba, patients, mags))
-    _, table = _table([Checked(Path("x"), _record("m", 1), [], scored)])
+    metrics = Metrics.from_json(score_all(y, proba, patients, mags))
+    scored = Scored(names, y, proba, patients, mags, {}, metrics)
+    _, table = _table([Checked(Path("x"), _record("m", 1, metrics), [], scored)])
     r = table.loc["m"]
     assert r["patient_rr_mean"] == pytest.approx((2 / 8 + 1) / 2)
     assert r["40X_mean"] == 1.0 and r["100X_mean"] == 0.5
@@ -115,8 +139,10 @@ def test_headline_is_the_mean_of_per_magnification_rates_not_the_pooled_rate():
 
 
 def test_smoke_and_transductive_rows_are_set_apart_and_failures_get_one_line():
-    failed = _record("broken", 1)
-    failed.update(status="failed", error="Traceback (most recent call last):\n  ...\nValueError: C must be > 0")
+    error = "Traceback (most recent call last):\n  ...\nValueError: C must be > 0"
+    failed = replace(
+        _record("broken", 1, None), status="failed", error=error, timing=None, warnings=None, predictions=None
+    )
     section, table = _table(
         _checked("good", 0.9, seed=7),
         _checked("quick_cnn", 0.99, seed=8, fit_info={"recipe": "quick"}),
@@ -133,8 +159,8 @@ def test_smoke_and_transductive_rows_are_set_apart_and_failures_get_one_line():
 
 
 def test_records_of_different_code_are_never_one_row():
-    old = _checked("m", 0.8, seed=10, folds=2, code={"hash": "aaaaaaaaaa"})
-    new = _checked("m", 0.8, seed=10, folds=2, code={"hash": "bbbbbbbbbb"})
+    old = _checked("m", 0.8, seed=10, folds=2, code=CodeInfo("aaaaaaaaaa", ("m.py",), "0.1.0"))
+    new = _checked("m", 0.8, seed=10, folds=2, code=CodeInfo("bbbbbbbbbb", ("m.py",), "0.1.0"))
     _, table = _table(old, new)
     assert sorted(table.index) == ["m (code aaaaaaaa)", "m (code bbbbbbbb)"]
     assert (table["folds"] == 2).all()
@@ -153,7 +179,7 @@ def test_protocol_matters_puts_the_leaky_split_beside_the_patient_split():
         *_checked("only_leaky", 0.9, seed=14, split="image-kfold"),
     ]
     found = sections(rows)
-    assert [s.split["kind"] for s in found] == ["patient", "image-kfold"]  # the leak-free split first
+    assert [s.split.kind for s in found] == ["patient", "image-kfold"]  # the leak-free split first
     tables = {s.slug: frame(s) for s in found}
     text = "\n".join(render.protocol_matters(found, tables))
     assert "## Protocol matters" in text and "only_leaky" not in text

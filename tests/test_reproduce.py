@@ -43,8 +43,8 @@ def _reproduce(subs: Path, tiny_tree: Path, *targets: str) -> int:
 def test_records_name_their_code(toy_run: tuple[Path, Path]) -> None:
     _, out = toy_run
     for _, record in results.all_records(out):
-        code = record["method"]["code"]
-        assert code["files"] == ["repro_toy.py"] and len(code["hash"]) == 10 and code["harness"]
+        code = record.method.code
+        assert code.files == ("repro_toy.py",) and len(code.hash) == 10 and code.harness
 
 
 def test_reproduce_passes_then_names_the_fold_and_image_of_an_edited_probability(
@@ -107,7 +107,7 @@ def test_editing_a_submission_retrains_its_folds_and_says_why(
     args = ["--submissions", str(submissions), "run", "-m", "edited_toy", "--data", str(tiny_tree),
             "--results", str(tmp_path / "r"), "--fps-images", "0"]  # fmt: skip
     assert main(args) == 0
-    before = {p.name: r["method"]["code"]["hash"] for p, r in results.all_records(tmp_path / "r")}
+    before = {p.name: r.method.code.hash for p, r in results.all_records(tmp_path / "r")}
     capsys.readouterr()
     assert main(args) == 0
     assert _said(capsys).count("finished earlier") == 5  # same code: nothing reruns
@@ -116,7 +116,7 @@ def test_editing_a_submission_retrains_its_folds_and_says_why(
     assert main(args) == 0
     text = _said(capsys)
     assert "finished earlier" not in text and text.count("code changed since the record") == 5
-    after = {p.name: r["method"]["code"]["hash"] for p, r in results.all_records(tmp_path / "r")}
+    after = {p.name: r.method.code.hash for p, r in results.all_records(tmp_path / "r")}
     assert set(after) == set(before) and not set(after.values()) & set(before.values())
 
 

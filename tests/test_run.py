@@ -8,6 +8,7 @@ from conftest import toy_source
 
 from bhbench import leaderboard, results
 from bhbench.cli import main
+from bhbench.record import RunRecord
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def toy_run(submissions: Path, tiny_tree: Path, tmp_path: Path):
     return run, out
 
 
-def _records(out: Path) -> list[dict]:
+def _records(out: Path) -> list[RunRecord]:
     return [r for _, r in results.all_records(out)]
 
 
@@ -32,13 +33,13 @@ def test_run_writes_one_verified_record_per_fold(toy_run, capsys):
     records = _records(out)
     assert len(records) == 5
     r = records[0]
-    assert r["status"] == "ok" and r["dataset"]["name"] == "synthetic" and r["dataset"]["synthetic"]
-    assert r["protocol"]["id"] == "binary-mi-patient-seed0"
-    assert r["split"]["hash"] and not r["split"]["leaky"]
-    assert r["method"]["params"] == {"size": 16, "seed": 0}
-    assert set(r["metrics"]["by_magnification"]) == {"40", "100", "200", "400"}
-    assert r["timing"]["fps_model"] > 0 or r["split"]["fold"] != 1
-    assert r["environment"]["versions"]["bhbench"]
+    assert r.status == "ok" and r.dataset.name == "synthetic" and r.dataset.synthetic
+    assert r.protocol.id == "binary-mi-patient-seed0"
+    assert r.split.hash and not r.split.leaky
+    assert r.method.params == {"size": 16, "seed": 0}
+    assert set(r.metrics.by_magnification) == {"40", "100", "200", "400"}
+    assert r.split.fold != 1 or r.timing.fps_model > 0
+    assert r.environment.versions["bhbench"]
     assert all(c.accepted for c in leaderboard.check_all(out))
     text = capsys.readouterr()
     assert "synthetic" in text.err and "toy" in text.out
@@ -98,14 +99,14 @@ def test_magnification_specific_regime_and_filter(toy_run):
     run, out = toy_run
     assert run("--regime", "ms", "--task", "subtype") == 0
     assert run("--mag", "200") == 0
-    by_protocol = {r["protocol"]["id"]: r for r in _records(out)}
+    by_protocol = {r.protocol.id: r for r in _records(out)}
     assert set(by_protocol) == {"subtype-ms-patient-seed0", "binary-mi-patient-seed0-200x"}
-    assert set(by_protocol["binary-mi-patient-seed0-200x"]["metrics"]["by_magnification"]) == {"200"}
-    assert len(by_protocol["subtype-ms-patient-seed0"]["metrics"]["by_magnification"]) == 4
+    assert set(by_protocol["binary-mi-patient-seed0-200x"].metrics.by_magnification) == {"200"}
+    assert len(by_protocol["subtype-ms-patient-seed0"].metrics.by_magnification) == 4
 
 
 def test_image_kfold_is_reported_and_recorded_as_leaky(toy_run, capsys):
     run, out = toy_run
     assert run("--split", "image-kfold") == 0
-    assert all(r["split"]["leaky"] for r in _records(out))
+    assert all(r.split.leaky for r in _records(out))
     assert "leaky protocol" in capsys.readouterr().err

@@ -110,8 +110,8 @@ def _snoop(submissions: Path, tree: Path, out: Path, launcher: str, port: int) -
     spec = runner.MethodSpec.create("snoop", {"port": port, "stop_at_first": launcher == "none"})
     (result,) = runner.run(plan, runner.make_jobs(plan, [spec], options)[:1], options)
     record = result.record
-    assert record["status"] == "failed" and record["environment"]["sandbox"] == launcher
-    return json.loads(record["error"].split("RuntimeError: ", 1)[1].rsplit(" at snoop.py", 1)[0])
+    assert record.status == "failed" and record.environment.sandbox == launcher
+    return json.loads(record.error.split("RuntimeError: ", 1)[1].rsplit(" at snoop.py", 1)[0])
 
 
 @needs_bwrap
@@ -174,10 +174,10 @@ def test_sandboxed_jobs_score_like_unsandboxed_ones_and_records_say_which_held(
         options = runner.Options(results=tmp_path / launcher, submissions=submissions, sandbox=launcher, fps_images=0)
         plan = runner.make_plan(open_dataset(tiny_tree), Protocol(), None, options)
         done = runner.run(plan, runner.make_jobs(plan, [runner.MethodSpec.create("toy", {})], options)[:2], options)
-        records = sorted((d.record for d in done), key=lambda r: r["split"]["fold"])
-        assert [r["status"] for r in records] == ["ok", "ok"]
-        assert {r["environment"]["sandbox"] for r in records} == {launcher}
-        scores[launcher] = [r["metrics"]["overall"] for r in records]
+        records = sorted((d.record for d in done), key=lambda r: r.split.fold)
+        assert [r.status for r in records] == ["ok", "ok"]
+        assert {r.environment.sandbox for r in records} == {launcher}
+        scores[launcher] = [r.metrics.overall for r in records]
     assert scores["bubblewrap"] == [pytest.approx(s) for s in scores["none"]]
 
 

@@ -80,5 +80,5 @@ def test_the_example_submission_scores_well_above_chance(tiny_tree: Path, tmp_pa
     argv = ["--submissions", str(REPO / "submissions"), "run", "--method", "hed_nuclei_rf", "--data", str(tiny_tree),
             "--results", str(out)]  # fmt: skip
     assert main(argv) == 0
-    prr = [r["metrics"]["overall"]["patient_rr"] for _, r in results.all_records(out)]
+    prr = [r.metrics.overall.patient_rr for _, r in results.all_records(out)]
     assert len(prr) == 5 and sum(prr) / 5 > 0.8

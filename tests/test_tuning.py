@@ -143,11 +143,11 @@ def test_run_with_params_uses_each_folds_tuned_parameters_and_says_so(tiny_tree:
     ]
     assert main([*base, "--params", str(params)]) == 0
     records = [r for _, r in results.all_records(out)]
-    assert sorted(r["method"]["params"]["size"] for r in records) == [5, 7, 9, 11, 13]
-    assert len({r["method"]["params_hash"] for r in records}) == 1  # one leaderboard row
+    assert sorted(r.method.params["size"] for r in records) == [5, 7, 9, 11, 13]
+    assert len({r.method.params_hash for r in records}) == 1  # one leaderboard row
     for r in records:
-        tuned = r["method"]["tuned"]
-        assert tuned["by"] == "optuna" and tuned["study"] == f"s-fold{r['split']['fold']}" and tuned["trials"] == 1
+        tuned = r.method.tuned
+        assert tuned["by"] == "optuna" and tuned["study"] == f"s-fold{r.split.fold}" and tuned["trials"] == 1
         assert "inner validation" in tuned["objective"] and np.isfinite(tuned["inner_patient_rr"])
     assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path)]) == 0
     assert "toy_spy (tuned)" in (tmp_path / "README.md").read_text()

@@ -88,7 +88,7 @@ def _array_task(plan: Plan, job: Job, options: Options) -> str:
     registry.discover(options.submissions)  # a fresh interpreter: run_job looks the method up
     worker = Worker(options.submissions, options.sandbox)
     try:
-        return str(run_job(plan, job, worker, options)["status"])
+        return run_job(plan, job, worker, options).status
     finally:
         worker.stop(kill=True)
 

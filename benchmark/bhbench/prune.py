@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bhbench import registry, results
 from bhbench.errors import UserError
+from bhbench.record import RunRecord
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,15 @@ def _finished(folder: Path, path: Path) -> bool:
     return results.is_finished(results.RecordPath(folder, *parts[:4], int(parts[4][4:-5])))
 
 
-def _superseded(record: dict) -> str | None:
+def _superseded(record: RunRecord) -> str | None:
     from bhbench.runner import code_of
 
-    name = record["method"]["name"]
+    name = record.method.name
     try:
-        current = code_of(name)["hash"]
+        current = code_of(name).hash
     except UserError:
         return None  # a method not installed here: nothing to compare with, so keep it
-    made_by = (record["method"].get("code") or {}).get("hash")
-    return None if made_by == current else f"superseded: {name}'s code changed since this record"
+    return None if record.method.code_hash == current else f"superseded: {name}'s code changed since this record"
 
 
 def stale(folder: Path, superseded: bool = False) -> list[Removal]:
@@ -55,11 +55,14 @@ def stale(folder: Path, superseded: bool = False) -> list[Removal]:
         registry.discover()
     found: list[Removal] = []
     kept: set[Path] = set()
-    for path, record in results.all_records(folder):
-        if record is None:
-            found.append(Removal(path, "unreadable, or written by another version of bhbench"))
-        elif record.get("status") != "ok":
-            found.append(Removal(path, f"failed: {str(record.get('error')).splitlines()[0]}"))
+    for path in results.record_files(folder):
+        try:
+            record = results.load(path)
+        except results.RecordError as exc:
+            found.append(Removal(path, f"not a record of this bhbench ({exc.problem})"))
+            continue
+        if not record.ok:
+            found.append(Removal(path, f"failed: {str(record.error).splitlines()[0]}"))
         elif not _finished(folder, path):
             found.append(Removal(path, "its predictions are missing or changed"))
         elif superseded and (why := _superseded(record)):

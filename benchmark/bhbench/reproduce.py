@@ -27,7 +27,8 @@ from bhbench.data import synthetic
 from bhbench.data.index import Dataset
 from bhbench.data.sources import folds_beside, open_dataset, synthetic_default
 from bhbench.errors import UserError
-from bhbench.protocol import LIU_NAMES, Protocol
+from bhbench.protocol import LIU_NAMES
+from bhbench.record import RunRecord
 
 Progress = Callable[[int], None]
 
@@ -51,7 +52,7 @@ def resolve(target: str, root: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        found = sorted(path.rglob("fold*.json"))
+        found = results.record_files(path)
         if not found:
             raise UserError(f"{path}: no records (fold*.json) in this folder")
         return found
@@ -67,7 +68,7 @@ def resolve(target: str, root: Path) -> list[Path]:
     datasets = _match(root, dataset, lambda d: d.name == dataset or d.name.startswith(f"{dataset}-"), "dataset")
     protocols = _match(datasets, protocol, lambda p: p.name == protocol or _is_liu(p.name, protocol), "protocol")
     folder = protocols / method
-    found = sorted(folder.rglob("fold*.json"))
+    found = results.record_files(folder)
     if not found:
         names = sorted(p.name for p in protocols.iterdir() if p.is_dir())
         raise UserError(f"{target}: no records of {method} in {protocols}; methods there: {', '.join(names)}")
@@ -92,23 +93,21 @@ def _match(folder: Path, name: str, test: Callable[[Path], bool], what: str) -> 
     return hits[0]
 
 
-def load(paths: list[Path]) -> list[tuple[Path, dict]]:
-    """The successful records among `paths`; a failed or unreadable one is an error naming it."""
+def load(paths: list[Path]) -> list[tuple[Path, RunRecord]]:
+    """The successful records among `paths`; a failed or invalid one is an error naming it."""
     loaded = []
     for path in paths:
-        record = results.read(path)
-        if record is None:
-            raise UserError(f"{path}: not a bhbench record (unreadable, or another schema)")
-        if record["status"] != "ok":
-            raise UserError(f"{path}: a failed run ({record.get('error')}); only successful records can be reproduced")
+        record = results.load(path)
+        if not record.ok:
+            raise UserError(f"{path}: a failed run ({record.error}); only successful records can be reproduced")
         loaded.append((path, record))
     return loaded
 
 
-def version_drift(record: dict) -> list[str]:
+def version_drift(record: RunRecord) -> list[str]:
     """Package versions that differ from the record's, among those that can move its numbers."""
-    then = record.get("environment", {}).get("versions", {})
-    now = results.environment()["versions"]
+    then = record.environment.versions
+    now = results.versions()
     drift = [
         f"{name} {then[name]} in the record, {now.get(name, 'not installed')} here"
         for name in results.VERSIONED
@@ -121,77 +120,76 @@ def version_drift(record: dict) -> list[str]:
     return drift
 
 
-def code_changes(loaded: list[tuple[Path, dict]]) -> dict[str, tuple[str, str]]:
+def code_changes(loaded: list[tuple[Path, RunRecord]]) -> dict[str, tuple[str, str]]:
     """Methods whose source files changed since their records: name -> (recorded hash, current hash)."""
     changed = {}
     for _, record in loaded:
-        name = record["method"]["name"]
-        then = (record["method"].get("code") or {}).get("hash", "none recorded")
-        now = runner.code_of(name)["hash"]
+        name = record.method.name
+        then = record.method.code_hash or "none recorded"
+        now = runner.code_of(name).hash
         if then != now:
             changed[name] = (then, now)
     return changed
 
 
-def groups(loaded: list[tuple[Path, dict]]) -> dict[tuple[str, str, str], list[tuple[Path, dict]]]:
+def groups(loaded: list[tuple[Path, RunRecord]]) -> dict[tuple[str, str, str], list[tuple[Path, RunRecord]]]:
     """Records by (dataset id, protocol id, split hash): each group is one plan, one data preparation."""
-    grouped: dict[tuple[str, str, str], list[tuple[Path, dict]]] = {}
+    grouped: dict[tuple[str, str, str], list[tuple[Path, RunRecord]]] = {}
     for path, record in loaded:
-        key = (record["dataset"]["id"], record["protocol"]["id"], record["split"]["hash"])
+        key = (record.dataset.id, record.protocol.id, record.split.hash)
         grouped.setdefault(key, []).append((path, record))
     return grouped
 
 
-def open_data(record: dict, data: Path | None, progress: Progress | None = None) -> Dataset:
+def open_data(record: RunRecord, data: Path | None, progress: Progress | None = None) -> Dataset:
     """The data a record was made on, or a refusal saying what to give."""
-    wanted = record["dataset"]
-    if data is None and wanted["synthetic"]:
-        if wanted["id"] != synthetic.DEFAULT_DATASET_ID:
+    wanted = record.dataset
+    if data is None and wanted.synthetic:
+        if wanted.id != synthetic.DEFAULT_DATASET_ID:
             raise UserError(
-                f"the record was made on synthetic data {wanted['id']}, but this version's synthetic default "
+                f"the record was made on synthetic data {wanted.id}, but this version's synthetic default "
                 f"is {synthetic.DEFAULT_DATASET_ID}; give --data with the tree the record was made on"
             )
         return synthetic_default(progress)
     if data is None and not os.environ.get("BHBENCH_DATA"):
         raise UserError(
-            f"the record was made on real BreaKHis ({wanted['images']} images, dataset {wanted['id']}), "
+            f"the record was made on real BreaKHis ({wanted.images} images, dataset {wanted.id}), "
             "which is not available here: give --data PATH (and --folds PATH for the official split)"
         )
     return open_dataset(data, progress)
 
 
 def plan_for(
-    record: dict, dataset: Dataset, folds: Path | None, options: runner.Options, progress: Progress | None = None
+    record: RunRecord, dataset: Dataset, folds: Path | None, options: runner.Options, progress: Progress | None = None
 ) -> runner.Plan:
     """The runner's plan for a record's dataset, protocol and split; refuses when they differ."""
-    protocol = Protocol(**{k: v for k, v in record["protocol"].items() if k != "id"})
-    options.skip_bad = bool(record["dataset"].get("skipped"))  # the record's dataset is the tree minus those
+    protocol = record.protocol
+    options.skip_bad = bool(record.dataset.skipped)  # the record's dataset is the tree minus those
     if protocol.split == "official" and folds is None:
         folds = folds_beside(dataset)
         if folds is None:
             raise UserError("the record uses the official split: give --folds PATH (dsfold1..5.txt or Folds.csv)")
     plan = runner.make_plan(dataset, protocol, folds, options, progress)
-    if plan.dataset.id != record["dataset"]["id"]:
+    if plan.dataset.id != record.dataset.id:
         raise UserError(
             f"the data at {dataset.root} are dataset {plan.dataset.id} ({len(plan.dataset.table)} images); the "
-            f"record was made on {record['dataset']['id']} ({record['dataset']['images']} images)"
+            f"record was made on {record.dataset.id} ({record.dataset.images} images)"
         )
-    if plan.split.hash != record["split"]["hash"]:
+    if plan.split.hash != record.split.hash:
         raise UserError(
             f"the {protocol.split} split built here (hash {plan.split.hash[:12]}) is not the record's "
-            f"({record['split']['hash'][:12]}, file {record['split']['file']})"
+            f"({record.split.hash[:12]}, file {record.split.file})"
         )
     return plan
 
 
-def jobs_for(plan: runner.Plan, loaded: list[tuple[Path, dict]], options: runner.Options) -> list[runner.Job]:
+def jobs_for(plan: runner.Plan, loaded: list[tuple[Path, RunRecord]], options: runner.Options) -> list[runner.Job]:
     """One job per record: its method, parameters and fold, written under `options.results`."""
     folds = {f.index: f for f in plan.split.folds}
     jobs = []
     for path, record in loaded:
-        method = record["method"]
-        spec = runner.MethodSpec(method["name"], method["params"], method.get("tuned"))
-        fold = record["split"]["fold"]
+        spec = runner.MethodSpec(record.method.name, record.method.params, record.method.tuned)
+        fold = record.split.fold
         phash = path.parent.name  # the record's folder: tuned rows are named by their tuning file
         where = results.RecordPath(options.results, plan.dataset.id, plan.protocol.id, spec.name, phash, fold)
         jobs.append(runner.Job(spec, folds[fold], where))
@@ -213,15 +211,16 @@ class FoldComparison:
         return self.max_diff <= PROBA_TOLERANCE and not self.metrics_differ and not self.notes
 
 
-def compare(path: Path, record: dict, rerun: dict, rerun_predictions: pd.DataFrame) -> FoldComparison:
-    """Committed record (and the predictions beside it) against a rerun of it."""
+def compare(path: Path, record: RunRecord, rerun: RunRecord, rerun_predictions: pd.DataFrame) -> FoldComparison:
+    """Committed record (and the predictions beside it) against a successful rerun of it."""
+    assert record.predictions and record.metrics and rerun.metrics, "both are successful records"
     notes = []
-    blob = (path.parent / record["predictions"]["file"]).read_bytes()
-    if hashlib.sha256(blob).hexdigest() != record["predictions"]["sha256"]:
+    blob = (path.parent / record.predictions.file).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != record.predictions.sha256:
         notes.append("the stored predictions do not match the hash in their record (edited after the run)")
     stored = pd.read_csv(io.BytesIO(blob)).set_index("filename")
     fresh = rerun_predictions.set_index("filename")
-    fold = record["split"]["fold"]
+    fold = record.split.fold
     if set(stored.index) != set(fresh.index) or list(stored.columns) != list(fresh.columns):
         notes.append("the rerun predicted other images or columns than the record")
         return FoldComparison(path, fold, len(stored), float("inf"), "", [], notes)
@@ -229,7 +228,7 @@ def compare(path: Path, record: dict, rerun: dict, rerun_predictions: pd.DataFra
     image, column = diff.stack().idxmax() if diff.size else ("", "")
     differ = [
         f"{where}: {100 * a:.2f} -> {100 * b:.2f}"
-        for where, a, b in _leaves(record["metrics"], rerun["metrics"])
+        for where, a, b in _leaves(record.metrics.to_json(), rerun.metrics.to_json())
         if not (abs(a - b) <= METRIC_TOLERANCE or (np.isnan(a) and np.isnan(b)))
     ]
     largest = float(diff.to_numpy().max()) if diff.size else 0.0

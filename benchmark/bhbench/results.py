@@ -1,10 +1,12 @@
-"""Run records: one JSON file per (dataset, protocol, method + params, fold), with the per-image
-predictions beside it. Both are written atomically (temp file + rename), predictions first, so a
-record that exists always has complete predictions; a killed run never leaves a half record."""
+"""Run records on disk: one JSON file per (dataset, protocol, method + params, fold), with the
+per-image predictions beside it. Both are written atomically (temp file + rename), predictions first,
+so a record that exists always has complete predictions; a killed run never leaves a half record.
+What a record holds, and its JSON mapping, is `bhbench.record.RunRecord`."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import platform
@@ -19,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from bhbench import util
+from bhbench.errors import DataError
+from bhbench.record import Environment, PredictionsFile, RunRecord
 
-SCHEMA = 1
 # Packages whose version can change a record's numbers: numpy (random streams, sums), OpenCV
 # (synthetic shapes and PNG encoding, so the dataset's bytes), Pillow (decoding), SciPy and the
 # feature and model libraries. `bhbench reproduce` refuses to compare across a change in any of them.
@@ -33,12 +36,17 @@ def params_hash(params: dict[str, Any]) -> str:
     return util.digest(params)[:10]
 
 
-def environment() -> dict[str, Any]:
-    versions = {"python": platform.python_version(), "zlib": zlib.ZLIB_RUNTIME_VERSION}
+def versions() -> dict[str, str]:
+    """Python's, zlib's, bhbench's and the VERSIONED packages' versions here."""
+    found = {"python": platform.python_version(), "zlib": zlib.ZLIB_RUNTIME_VERSION}
     for dist in ("bhbench", *VERSIONED):
         with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[dist] = metadata.version(dist)
-    return {"versions": versions, "git_commit": git_commit(), "platform": platform.platform()}
+            found[dist] = metadata.version(dist)
+    return found
+
+
+def environment(sandbox: str) -> Environment:
+    return Environment(versions(), git_commit(), platform.platform(), sandbox)
 
 
 def code_files(module_file: str | Path) -> list[Path]:
@@ -105,16 +113,33 @@ def predictions_frame(filenames: list[str], proba: np.ndarray, classes: tuple[st
     return frame
 
 
-def write(where: RecordPath, record: dict, predictions: pd.DataFrame | None) -> None:
-    """Predictions first, then the record that points at them (with their hash)."""
+class RecordError(DataError):
+    """A record file that cannot be read as a record of this schema."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.problem = problem
+
+
+def encode(record: RunRecord) -> str:
+    """The record's file content."""
+    return json.dumps(record.to_json(), indent=1, sort_keys=True, default=_jsonable)
+
+
+def write(where: RecordPath, record: RunRecord, predictions: pd.DataFrame | None) -> RunRecord:
+    """Predictions first, then the record that points at them (with their hash); the record written."""
     if predictions is not None:
         blob = predictions.to_csv(index=False).encode()  # full precision: the leaderboard re-scores it
         util.atomic_write(where.predictions, blob, fsync=True)
-        record["predictions"] = {"file": where.predictions.name, "sha256": hashlib.sha256(blob).hexdigest()}
-    util.atomic_write(where.record, json.dumps(record, indent=1, sort_keys=True, default=_jsonable), fsync=True)
+        record = dataclasses.replace(
+            record, predictions=PredictionsFile(where.predictions.name, hashlib.sha256(blob).hexdigest())
+        )
+    util.atomic_write(where.record, encode(record), fsync=True)
+    return record
 
 
 def _jsonable(value: Any) -> Any:
+    """Numpy values and paths a method put in its parameters or fit_info."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -124,43 +149,61 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
-def read(path: Path) -> dict | None:
-    """A record, or None if it is missing or unreadable (an interrupted write leaves no record,
-    but a user may still have damaged one)."""
+def load(path: Path) -> RunRecord:
+    """The record in `path`; RecordError naming the file and what is wrong with it."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise RecordError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordError(path, f"not JSON ({exc})") from None
+    try:
+        return RunRecord.from_json(doc)
+    except DataError as exc:
+        raise RecordError(path, str(exc)) from None
+
+
+def read(path: Path) -> RunRecord | None:
+    """The record in `path`, or None if it is missing or not a valid record (an interrupted write
+    leaves no record, but a user may still have damaged one): a run redoes that fold."""
+    try:
+        return load(path)
+    except RecordError:
         return None
-    return record if isinstance(record, dict) and record.get("schema") == SCHEMA else None
 
 
 def is_finished(where: RecordPath) -> bool:
     """True when a successful record and its intact predictions exist."""
     record = read(where.record)
-    if record is None or record.get("status") != "ok":
+    if record is None or not record.ok or record.predictions is None:
         return False
     try:
         blob = where.predictions.read_bytes()
     except OSError:
         return False
-    return hashlib.sha256(blob).hexdigest() == record.get("predictions", {}).get("sha256")
+    return hashlib.sha256(blob).hexdigest() == record.predictions.sha256
 
 
-def load_predictions(record_path: Path, record: dict) -> pd.DataFrame:
-    return pd.read_csv(record_path.parent / record["predictions"]["file"])
+def load_predictions(record_path: Path, record: RunRecord) -> pd.DataFrame:
+    assert record.predictions is not None, "a successful record has predictions"
+    return pd.read_csv(record_path.parent / record.predictions.file)
 
 
-def all_records(results: Path) -> list[tuple[Path, dict | None]]:
-    return [(p, read(p)) for p in sorted(results.rglob("fold*.json"))]
+def record_files(results: Path) -> list[Path]:
+    """Every record file under `results` (fold*.json, at any depth), sorted."""
+    return sorted(results.rglob("fold*.json"))
 
 
-def mean_patient_rr(records: list[dict]) -> dict[tuple[str, str], tuple[float, int]]:
+def all_records(results: Path) -> list[tuple[Path, RunRecord | None]]:
+    return [(p, read(p)) for p in record_files(results)]
+
+
+def mean_patient_rr(records: list[RunRecord]) -> dict[tuple[str, str], tuple[float, int]]:
     """(method, params hash) -> (mean patient recognition rate, folds) over the successful records."""
     rows: dict[tuple[str, str], list[float]] = {}
     for r in records:
-        if r.get("status") == "ok":
-            key = (r["method"]["name"], r["method"]["params_hash"])
-            rows.setdefault(key, []).append(r["metrics"]["overall"]["patient_rr"])
+        if r.metrics is not None:
+            rows.setdefault((r.method.name, r.method.params_hash), []).append(r.metrics.overall.patient_rr)
     return {k: (float(np.mean(v)), len(v)) for k, v in rows.items()}
 
 

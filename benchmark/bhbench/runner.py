@@ -9,7 +9,7 @@ import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from queue import Queue
 from typing import Any
@@ -26,6 +26,7 @@ from bhbench.errors import DataError, UserError
 from bhbench.method import TestSet, TrainMeta, TrainSet
 from bhbench.metrics import score_all
 from bhbench.protocol import MAGNIFICATIONS, Protocol
+from bhbench.record import CodeInfo, ContractCheck, DatasetInfo, MethodInfo, Metrics, RunRecord, SplitInfo, Timing
 from bhbench.splits import Fold, Split, image_kfold, official_split, patient_split, read_official, restrict
 from bhbench.util import atomic_write
 from bhbench.worker import MethodFailure, Outcome, Task, Worker
@@ -90,7 +91,7 @@ class Job:
 @dataclass
 class JobResult:
     job: Job
-    record: dict | None  # None when skipped because finished
+    record: RunRecord  # what the job wrote, or the finished record it skipped
     skipped: bool = False
 
 
@@ -237,7 +238,7 @@ def _check_outcome(outcome: Outcome, tests: list[pd.DataFrame], k: int) -> None:
             raise MethodFailure(reason)
 
 
-def _check_contract(outcome: Outcome, samples: list[np.ndarray], k: int) -> dict[str, Any]:
+def _check_contract(outcome: Outcome, samples: list[np.ndarray], k: int) -> ContractCheck:
     """Compare the check sample's second predictions with the full-set ones (both in the order the
     method was handed); MethodFailure when they disagree."""
     gap = 0.0
@@ -253,51 +254,51 @@ def _check_contract(outcome: Outcome, samples: list[np.ndarray], k: int) -> dict
             f"order and subset differ by up to {gap:.3g} (tolerance {CHECK_TOLERANCE:g}); predict each image "
             "on its own, or declare `transductive = True` to be ranked apart"
         )
-    return {"checked": checked, "max_diff": gap, "tolerance": CHECK_TOLERANCE, "seconds": outcome.check_seconds}
+    return ContractCheck(checked, gap, CHECK_TOLERANCE, outcome.check_seconds)
 
 
-def _record(plan: Plan, job: Job) -> dict:
+def _record(plan: Plan, job: Job, sandbox: str) -> RunRecord:
+    """The record of a job before it runs: a success with nothing measured yet."""
     entry = registry.get(job.spec.name)
-    return {
-        "schema": results.SCHEMA,
-        "status": "ok",
-        "error": None,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "dataset": {**plan.dataset.describe(), "skipped": [str(p) for p in plan.skipped]},
-        "protocol": plan.protocol.to_json(),
-        "split": {
-            "kind": plan.split.kind,
-            "source": plan.split.source,
-            "hash": plan.split.hash,
-            "file": plan.split_file.name,
-            "fold": job.fold.index,
-            "leaky": plan.split.leaky,
-            "leaked_patients": job.fold.leaked_patients,
-            "n_train": len(job.fold.train),
-            "n_test": len(job.fold.test),
-            "fold_lines_without_image": len(plan.split.missing),
-            "missing_classes": missing_classes(plan, job.fold),
-        },
-        "method": {
-            "name": entry.name,
-            "family": entry.family,
-            "reference": entry.reference,
-            "params": job.spec.params,
-            "params_hash": job.where.params_hash,
-            "code": code_of(job.spec.name),
-            "tuned": job.spec.tuned,
-            "fit_info": None,
-            "transductive": entry.cls.transductive,
-        },
-        "contract": None,
-        "seed": plan.protocol.seed,
-        "metrics": None,
-        "timing": None,
-        "environment": results.environment(),
-    }
+    return RunRecord(
+        status="ok",
+        error=None,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        dataset=DatasetInfo(**plan.dataset.describe(), skipped=tuple(str(p) for p in plan.skipped)),
+        protocol=plan.protocol,
+        split=SplitInfo(
+            kind=plan.split.kind,
+            source=plan.split.source,
+            hash=plan.split.hash,
+            file=plan.split_file.name,
+            fold=job.fold.index,
+            leaky=plan.split.leaky,
+            leaked_patients=tuple(job.fold.leaked_patients),
+            n_train=len(job.fold.train),
+            n_test=len(job.fold.test),
+            fold_lines_without_image=len(plan.split.missing),
+            missing_classes={part: tuple(lacking) for part, lacking in missing_classes(plan, job.fold).items()},
+        ),
+        method=MethodInfo(
+            name=entry.name,
+            family=entry.family,
+            reference=entry.reference,
+            params=job.spec.params,
+            params_hash=job.where.params_hash,
+            code=code_of(job.spec.name),
+            tuned=job.spec.tuned,
+            fit_info=None,
+            transductive=entry.cls.transductive,
+        ),
+        seed=plan.protocol.seed,
+        contract=None,
+        metrics=None,
+        timing=None,
+        environment=results.environment(sandbox),
+    )
 
 
-def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
+def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord:
     """Run one (method, fold) in the worker and write its record, failed or not.
 
     The method gets each part's test images in a fresh secret order, by handles of the fold's blind
@@ -323,14 +324,14 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
         samples,
         str(area.root),
     )
-    record = _record(plan, job)
-    record["environment"]["sandbox"] = worker.sandbox
+    record = _record(plan, job, worker.sandbox)
+    contract = None
     try:
         outcome = worker.run(task, options.timeout)
         area.harvest(plan.store)
         _check_outcome(outcome, [te.iloc[o] for te, o in zip(tests, orders, strict=True)], len(plan.protocol.classes))
         if samples:
-            record["contract"] = _check_contract(outcome, samples, len(plan.protocol.classes))
+            contract = _check_contract(outcome, samples, len(plan.protocol.classes))
     except MethodFailure as exc:
         # One line in the record (the leaderboard shows it); a library's multi-line text (tracebacks
         # of inner fits, with local paths) goes to a log beside it.
@@ -338,33 +339,32 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> dict:
         log = job.where.record.with_suffix(".log")
         if len(lines) > 1:
             atomic_write(log, str(exc))
-        record.update(status="failed", error=lines[0] + (f" (full text in {log.name})" if len(lines) > 1 else ""))
-        results.write(job.where, record, None)
-        return record
+        error = lines[0] + (f" (full text in {log.name})" if len(lines) > 1 else "")
+        return results.write(job.where, replace(record, status="failed", error=error), None)
     test = pd.concat(tests, ignore_index=True)
     proba = np.concatenate([unshuffle(p, o) for p, o in zip(outcome.proba, orders, strict=True)])
     aux = {
         k: np.concatenate([unshuffle(a[k], o) for a, o in zip(outcome.aux, orders, strict=True)])
         for k in outcome.aux[0]
     }
-    record["metrics"] = score_all(
+    scores = score_all(
         plan.protocol.labels(test), proba, test["patient"].to_numpy(), test["magnification"].to_numpy(), aux
     )
-    record["method"]["fit_info"] = outcome.fit_info if len(outcome.fit_info) > 1 else outcome.fit_info[0]
-    record["warnings"] = outcome.warnings  # the library's, once each; `run` shows them once at the end
-    record["timing"] = {
-        "fit_seconds": outcome.fit_seconds,
-        "predict_seconds": outcome.predict_seconds,
-        **outcome.timing,
-    }
+    record = replace(
+        record,
+        contract=contract,
+        metrics=Metrics.from_json(scores),
+        method=replace(record.method, fit_info=outcome.fit_info if len(outcome.fit_info) > 1 else outcome.fit_info[0]),
+        warnings=tuple(outcome.warnings),  # the library's, once each; `run` shows them once at the end
+        timing=Timing(fit_seconds=outcome.fit_seconds, predict_seconds=outcome.predict_seconds, **outcome.timing),
+    )
     frame = results.predictions_frame(test["filename"].tolist(), proba, plan.protocol.classes, aux)
-    results.write(job.where, record, frame)
-    return record
+    return results.write(job.where, record, frame)
 
 
-def code_of(name: str) -> dict[str, Any]:
+def code_of(name: str) -> CodeInfo:
     """Fingerprint of the source files of a registered method (see `results.code_fingerprint`)."""
-    return results.code_fingerprint(results.code_files(inspect.getfile(registry.get(name).cls)))
+    return CodeInfo.from_json(results.code_fingerprint(results.code_files(inspect.getfile(registry.get(name).cls))))
 
 
 def unfinished(jobs: list[Job], options: Options, finish: Callable[[JobResult], None]) -> list[Job]:
@@ -374,9 +374,9 @@ def unfinished(jobs: list[Job], options: Options, finish: Callable[[JobResult], 
     todo = []
     for job in jobs:
         if not options.force and results.is_finished(job.where):
-            record = results.read(job.where.record) or {}
-            made_by = (record["method"].get("code") or {}).get("hash")
-            if made_by == code_of(job.spec.name)["hash"]:
+            record = results.read(job.where.record)
+            made_by = record.method.code_hash if record else None
+            if record and made_by == code_of(job.spec.name).hash:
                 finish(JobResult(job, record, skipped=True))
                 continue
             job.rerun = "code changed since the record" if made_by else "the record does not name its code"
@@ -415,7 +415,7 @@ def run(
             record = run_job(plan, job, worker, options)
         finally:
             pool.put(worker)
-        if stopping.is_set() and record["status"] != "ok":
+        if stopping.is_set() and not record.ok:
             # Its worker was killed by the interrupt, not failed by the method: a rerun redoes it.
             job.where.record.unlink(missing_ok=True)
             return

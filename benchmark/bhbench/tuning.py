@@ -191,10 +191,10 @@ class Tuner:
             scratch, self.plan.dataset.id, self.plan.protocol.id, self.method, f"trial{trial.number}", inner.index
         )
         record = run_job(self.plan, Job(spec, inner, where), worker, replace(self.options, fps_images=0))
-        if record["status"] != "ok":
-            trial.set_user_attr("error", record["error"])
-            raise TrialFailed(record["error"])
-        return float(record["metrics"]["overall"]["patient_rr"])
+        if record.metrics is None:  # failed
+            trial.set_user_attr("error", record.error)
+            raise TrialFailed(str(record.error))
+        return float(record.metrics.overall.patient_rr)
 
     def _best(self, study: Any, fold: Fold) -> dict[str, Any]:
         import optuna

@@ -67,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
             with progress_bar("rerunning (method x fold)", len(jobs)) as bump:
                 for done in runner.run(plan, jobs, options, lambda _: bump(1)):
                     path, record = stored[id(done.job)]
-                    rerun = done.record or {}
-                    if rerun.get("status") != "ok":
-                        failed.append(f"{path}: the rerun failed: {rerun.get('error')}")
+                    rerun = done.record
+                    if not rerun.ok:
+                        failed.append(f"{path}: the rerun failed: {rerun.error}")
                         continue
                     fresh = results.load_predictions(done.job.where.record, rerun)
                     comparisons.append(reproduce.compare(path, record, rerun, fresh))

@@ -129,26 +129,26 @@ def run(args: argparse.Namespace) -> int:
             finished.append(result)
             heart.beat(len(finished))
             bump(1)
-            r = result.record or {}
-            state = "finished earlier" if result.skipped else r.get("status", "?")
+            r = result.record
+            state = "finished earlier" if result.skipped else r.status
             if result.job.rerun:
                 state += f" (rerun: {result.job.rerun})"
-            prr = r.get("metrics", {}) or {}
-            prr_text = f" PRR {100 * prr['overall']['patient_rr']:.1f}" if prr else ""
+            prr_text = f" PRR {100 * r.metrics.overall.patient_rr:.1f}" if r.metrics else ""
             console.print(f"  {_label(result.job.spec)} fold {result.job.fold.index}: {state}{prr_text}")
 
         try:
             with collected_warnings() as caught:
                 ran = executors.execute(plan, jobs, options, executor, slurm, done)
         except KeyboardInterrupt:
-            saved = sum(1 for f in finished if f.record and f.record["status"] == "ok")
+            saved = sum(1 for f in finished if f.record.ok)
             console.print(
                 f"interrupted: {saved} of {len(jobs)} (method, fold) jobs finished and saved; "
                 f"to resume, rerun: bhbench {shlex.join(sys.argv[1:])}"
             )
             return 130
     for f in finished:  # the workers' warnings, kept in the records of this run's folds
-        caught.update(dict.fromkeys([] if f.skipped else (f.record or {}).get("warnings") or []))
+        if not f.skipped:
+            caught.update(dict.fromkeys(f.record.warnings or ()))
     for text in caught:
         console.print(f"[yellow]warning (shown once):[/] {escape(text)}")
     for f in ran.failures:
@@ -166,7 +166,7 @@ def _rank(finished: list, plan: Any, written: Path) -> None:
     board = COMMITTED_RESULTS / plan.dataset.id / plan.protocol.id
     if written.resolve() == COMMITTED_RESULTS.resolve() or not board.is_dir():
         return
-    rows = results.mean_patient_rr([f.record for f in finished if f.record])
+    rows = results.mean_patient_rr([f.record for f in finished])
     for (name, phash), (prr, folds) in rows.items():
         if folds == len(plan.split.folds) and (place := results.would_rank((name, phash), prr, board)):
             console.print(
@@ -215,29 +215,28 @@ def _report(finished: list, synthetic: bool) -> int:
     from bhbench.leaderboard import aggregate, pct
     from bhbench.protocol import MAGNIFICATIONS
 
-    results = [f for f in finished if f.record]
-    failures = [f for f in results if f.record["status"] != "ok"]
+    failures = [f for f in finished if not f.record.ok]
     title = "% mean ± std over folds; PRR = patient recognition rate" + (" — synthetic data" if synthetic else "")
     mags = [f"{m}X" for m in MAGNIFICATIONS]
     table = Table("method", "folds", "failed", "PRR", *(f"PRR {m}" for m in mags), "accuracy", "AUC", title=title)
     variants: dict[str, list] = {}  # one row per method and parameter set
-    for f in results:
+    for f in finished:
         variants.setdefault(_label(f.job.spec), []).append(f.record)
     notes = []
     for label, records in variants.items():
-        ok = [r for r in records if r["status"] == "ok"]
+        ok = [r for r in records if r.ok]
         row = aggregate(label, ok) if ok else {}
         cells = [pct(row.get(k, [])) for k in ("patient_rr", *mags, "accuracy", "auc")]
         table.add_row(label, f"{len(ok)} of {len(records)}", str(len(records) - len(ok)), *cells)
-        gaps = [r for r in ok if r["split"].get("missing_classes")]
+        gaps = [r for r in ok if r.split.missing_classes]
         if gaps:
-            folds = ", ".join(str(r["split"]["fold"]) for r in gaps)
+            folds = ", ".join(str(r.split.fold) for r in gaps)
             notes.append(f"{label}: fold(s) {folds} trained without some classes (their records list them)")
     out.print(table)
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
     for f in failures:
-        console.print(f"[red]failed:[/] {_label(f.job.spec)} fold {f.job.fold.index}: {f.record['error']}")
+        console.print(f"[red]failed:[/] {_label(f.job.spec)} fold {f.job.fold.index}: {f.record.error}")
     if failures:
         console.print(f"{len(failures)} job(s) failed; the others' records are saved")
         return 1

@@ -20,35 +20,17 @@ from bhbench.data.names import parse_name
 from bhbench.leaderboard.verify import Checked, Scored
 from bhbench.metrics import STATISTICS, Bootstrap, FoldOutcomes, bootstrap, mean_std, tied_ranks
 from bhbench.params import describe
-from bhbench.protocol import MAGNIFICATIONS
+from bhbench.protocol import MAGNIFICATIONS, Protocol
+from bhbench.record import DatasetInfo, RunRecord, SplitInfo
 
 BLOCKS = ("ranked", "smoke", "transductive")
 REFERENCE_FAMILY = "reference"
 EXTRA = ("auc", "f1_macro", "magnification_accuracy", "magnification_patient_rr")
 
 
-def code_of(record: dict) -> str | None:
-    """The fingerprint of the harness and method code that produced a record, where recorded."""
-    for place in (record.get("code"), record["method"].get("code"), (record.get("environment") or {}).get("code")):
-        if isinstance(place, str):
-            return place
-        if isinstance(place, dict):
-            found = place.get("fingerprint") or place.get("hash")
-            if found:
-                return str(found)
-    return None
-
-
-def fit_info(record: dict) -> dict:
-    info = record["method"].get("fit_info")
-    info = info[0] if isinstance(info, list) and info else info
-    return info if isinstance(info, dict) else {}
-
-
-def recipe_of(record: dict) -> str:
+def recipe_of(record: RunRecord) -> str:
     """The training recipe of a deep record (`quick`, `paper`...), empty for other methods."""
-    info, params = fit_info(record), record["method"].get("params") or {}
-    for source in (info, params):
+    for source in (record.method.first_fit_info, record.method.params):
         for key in ("recipe", "profile"):
             if isinstance(source.get(key), str):
                 return source[key]
@@ -65,37 +47,37 @@ class Row:
     params: str = ""  # the non-default parameters, as `C=10, bins=16`
 
     @property
-    def first(self) -> dict:
+    def first(self) -> RunRecord:
         record = self.folds[min(self.folds)].record
         assert record is not None
         return record
 
     @property
     def reference(self) -> bool:
-        return self.first["method"].get("family") == REFERENCE_FAMILY
+        return self.first.method.family == REFERENCE_FAMILY
 
     @property
     def block(self) -> str:
-        if self.first["method"].get("transductive"):
+        if self.first.method.transductive:
             return "transductive"
         return "smoke" if recipe_of(self.first) == "quick" else "ranked"
 
 
 @dataclass
 class Section:
-    dataset: dict
-    protocol: dict
-    split: dict
+    dataset: DatasetInfo
+    protocol: Protocol
+    split: SplitInfo  # of the section's first record: what every fold shares (kind, leakiness)
     rows: list[Row] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
+    failed: list[RunRecord] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
-        return f"{self.dataset['id']}-{self.protocol['id']}"
+        return f"{self.dataset.id}-{self.protocol.id}"
 
     @property
     def leaky(self) -> bool:
-        return bool(self.split.get("leaky"))
+        return self.split.leaky
 
     def block(self, name: str) -> list[Row]:
         return [r for r in self.rows if r.block == name]
@@ -109,18 +91,18 @@ def sections(checked: list[Checked]) -> list[Section]:
         if not c.accepted or c.record is None:
             continue
         r = c.record
-        key = (r["dataset"]["id"], r["protocol"]["id"])
-        section = found.setdefault(key, Section(r["dataset"], r["protocol"], r["split"]))
-        if r["status"] != "ok":
+        key = (r.dataset.id, r.protocol.id)
+        section = found.setdefault(key, Section(r.dataset, r.protocol, r.split))
+        if not r.ok:
             section.failed.append(r)
             continue
-        row_key = (r["method"]["name"], r["method"]["params_hash"], code_of(r))
+        row_key = (r.method.name, r.method.params_hash, r.method.code_hash)
         row = rows[key].setdefault(row_key, Row(*row_key))
-        row.folds[r["split"]["fold"]] = c
+        row.folds[r.split.fold] = c
     for key, section in found.items():
         section.rows = list(rows[key].values())
         _label(section.rows)
-    return [found[k] for k in sorted(found, key=lambda k: (found[k].dataset["synthetic"], k[0], found[k].leaky, k))]
+    return [found[k] for k in sorted(found, key=lambda k: (found[k].dataset.synthetic, k[0], found[k].leaky, k))]
 
 
 def _label(rows: list[Row]) -> None:
@@ -134,7 +116,7 @@ def _label(rows: list[Row]) -> None:
         variants[r.name].add(r.params_hash)
         codes[(r.name, r.params_hash)].add(r.code)
     for r in rows:
-        shown = None if r.first["method"].get("tuned") else describe(r.name, r.first["method"].get("params") or {})
+        shown = None if r.first.method.tuned else describe(r.name, r.first.method.params)
         r.params = shown or ""
         if shown:
             label = f"{r.name} [{shown}]"
@@ -183,7 +165,7 @@ def pooled(row: Row) -> Scored:
         np.concatenate([p.patients for p in parts]),
         np.concatenate([p.magnifications for p in parts]),
         {},
-        {},
+        None,
     )
 
 
@@ -192,16 +174,16 @@ def uncertainty(rows: list[Row], seed: int = 0) -> Bootstrap | None:
 
 
 def _metric_values(row: Row, metric: str) -> list[float]:
-    return [
-        c.scored.metrics["overall"][metric]
-        for c in row.folds.values()
-        if c.scored is not None and metric in c.scored.metrics["overall"]
-    ]
+    """A metric's recomputed value on each fold where the row has it (magnification metrics: only
+    methods that predict magnification)."""
+    values = [getattr(c.scored.metrics.overall, metric) for c in row.folds.values() if c.scored and c.scored.metrics]
+    return [v for v in values if v is not None]
 
 
 def _timing(row: Row, key: str) -> float:
-    values = [(c.record or {}).get("timing", {}) or {} for c in row.folds.values()]
-    return mean_std([v[key] for v in values if v.get(key) is not None])[0]
+    """A timing's mean over the folds that measured it (throughput: the first fold)."""
+    values = [getattr(c.record.timing, key) for c in row.folds.values() if c.record and c.record.timing]
+    return mean_std([v for v in values if v is not None])[0]
 
 
 def frame(section: Section) -> pd.DataFrame:
@@ -217,8 +199,8 @@ def frame(section: Section) -> pd.DataFrame:
         lo_hi = {s: boot.interval(s) for s in STATISTICS}
         for i, row in enumerate(rows):
             line: dict = {
-                "dataset": section.dataset["id"],
-                "protocol": section.protocol["id"],
+                "dataset": section.dataset.id,
+                "protocol": section.protocol.id,
                 "block": block,
                 "rank": ranks[i],
                 "method": row.label,
@@ -239,8 +221,8 @@ def frame(section: Section) -> pd.DataFrame:
             line["fps_model"] = _timing(row, "fps_model")
             line["fps_end_to_end"] = _timing(row, "fps_end_to_end")
             line["recipe"] = recipe_of(row.first)
-            line["init"] = str(fit_info(row.first).get("init") or "")
-            line["tuned"] = bool(row.first["method"].get("tuned"))
+            line["init"] = str(row.first.method.first_fit_info.get("init") or "")
+            line["tuned"] = bool(row.first.method.tuned)
             lines.append(line)
     table = pd.DataFrame(lines)
     if len(table):
@@ -254,14 +236,14 @@ def frame(section: Section) -> pd.DataFrame:
 
 def failures(section: Section) -> list[tuple[str, int, int, str]]:
     """One line per failed method: (name, failed folds, folds with records, first reason)."""
-    by_name: dict[str, list[dict]] = defaultdict(list)
+    by_name: dict[str, list[RunRecord]] = defaultdict(list)
     for r in section.failed:
-        by_name[r["method"]["name"]].append(r)
+        by_name[r.method.name].append(r)
     out = []
     for name, recs in sorted(by_name.items()):
         ok = sum(len(r.folds) for r in section.rows if r.name == name)
-        first = sorted(recs, key=lambda r: r["split"]["fold"])[0]
-        reason = (first.get("error") or "").strip().splitlines()
+        first = sorted(recs, key=lambda r: r.split.fold)[0]
+        reason = (first.error or "").strip().splitlines()
         out.append((name, len(recs), len(recs) + ok, reason[-1] if reason else "no reason recorded"))
     return out
 
@@ -274,18 +256,15 @@ def pct(values: list[float]) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
 
 
-def aggregate(method: str, recs: list[dict]) -> dict:
+def aggregate(method: str, recs: list[RunRecord]) -> dict:
     """Per-fold values of a method's main metrics from its successful records (the run summary)."""
-    overall = [r["metrics"]["overall"] for r in recs]
-    row: dict = {"method": method, "folds": len(recs), "patient_rr": [o["patient_rr"] for o in overall]}
+    metrics = [r.metrics for r in recs if r.metrics]
+    overall = [m.overall for m in metrics]
+    row: dict = {"method": method, "folds": len(recs), "patient_rr": [o.patient_rr for o in overall]}
     for mag in MAGNIFICATIONS:
-        row[f"{mag}X"] = [
-            r["metrics"]["by_magnification"][str(mag)]["patient_rr"]
-            for r in recs
-            if str(mag) in r["metrics"]["by_magnification"]
-        ]
+        row[f"{mag}X"] = [m.by_magnification[str(mag)].patient_rr for m in metrics if str(mag) in m.by_magnification]
     for metric in ("accuracy", "balanced_accuracy", "auc", "f1_macro"):
-        row[metric] = [o[metric] for o in overall]
+        row[metric] = [getattr(o, metric) for o in overall]
     return row
 
 

@@ -26,8 +26,8 @@ def compare(found: list[Section], a: str, b: str) -> pd.DataFrame:
                 assert boot is not None
                 diff, lo, hi, p = paired_difference(boot, 0, 1)
                 lines.append({
-                    "dataset": section.dataset["id"],
-                    "protocol": section.protocol["id"],
+                    "dataset": section.dataset.id,
+                    "protocol": section.protocol.id,
                     "section": protocol_title(section.protocol),
                     "a": x.label, "b": y.label,
                     "common_folds": len(set(x.folds) & set(y.folds)),
@@ -64,8 +64,8 @@ def export(found: list[Section], patterns: list[str]) -> tuple[pd.DataFrame, pd.
         row = next(r for r in section.rows if r.label == label)
         table = patient_table(row)
         table.insert(0, "method", label)
-        table.insert(0, "protocol", section.protocol["id"])
-        table.insert(0, "dataset", section.dataset["id"])
+        table.insert(0, "protocol", section.protocol.id)
+        table.insert(0, "dataset", section.dataset.id)
         patients.append(table)
     return rows, pd.concat(patients, ignore_index=True)
 

@@ -12,7 +12,8 @@ from tabulate import tabulate
 from bhbench.leaderboard import figures
 from bhbench.leaderboard.aggregate import Section, failures, pooled
 from bhbench.metrics import ALPHA, BOOTSTRAP_RESAMPLES
-from bhbench.protocol import LIU_NAMES, MAGNIFICATIONS, TASK_CLASSES
+from bhbench.protocol import LIU_NAMES, MAGNIFICATIONS, TASK_CLASSES, Protocol
+from bhbench.record import DatasetInfo
 
 REPORTS = "reports"
 MAG_PRR = "magnification_patient_rr"
@@ -70,19 +71,19 @@ def _num(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.1f}"
 
 
-def dataset_title(desc: dict) -> str:
-    if desc["synthetic"]:
-        return f"Synthetic BreaKHis-like data (generated, not real tissue; {desc['images']} images, {desc['id']})"
-    title = f"BreaKHis ({desc['images']} images, {desc['patients']} patients, fingerprint {desc['fingerprint'][:8]})"
-    if desc.get("complete") is False:  # records older than dataset.complete cannot say
+def dataset_title(desc: DatasetInfo) -> str:
+    if desc.synthetic:
+        return f"Synthetic BreaKHis-like data (generated, not real tissue; {desc.images} images, {desc.id})"
+    title = f"BreaKHis ({desc.images} images, {desc.patients} patients, fingerprint {desc.fingerprint[:8]})"
+    if desc.complete is False:
         title += " — a subset, not the complete BreaKHis_v1"
     return title
 
 
-def protocol_title(p: dict) -> str:
-    regime = {"mi": "magnification-independent", "ms": "magnification-specific"}[p["regime"]]
-    mag = f", {p['magnification']}X only" if p.get("magnification") else ""
-    return f"{LIU_NAMES[(p['regime'], p['task'])]} — {p['task']} task, {regime}, {p['split']} split{mag}"
+def protocol_title(p: Protocol) -> str:
+    regime = {"mi": "magnification-independent", "ms": "magnification-specific"}[p.regime]
+    mag = f", {p.magnification}X only" if p.magnification else ""
+    return f"{LIU_NAMES[(p.regime, p.task)]} — {p.task} task, {regime}, {p.split} split{mag}"
 
 
 def _method_cell(row: pd.Series, reports: set[str]) -> str:
@@ -123,9 +124,9 @@ def table_markdown(table: pd.DataFrame, reports: set[str], ranked: bool) -> str:
 def section_figures(section: Section, table: pd.DataFrame) -> dict[str, bytes]:
     """Figure file name -> SVG bytes for one section."""
     p = section.protocol
-    mag = f", {p['magnification']}X" if p.get("magnification") else ""
-    data = "synthetic data" if section.dataset["synthetic"] else "BreaKHis"
-    title = f"{LIU_NAMES[(p['regime'], p['task'])]}, {p['split']} split{mag}, {data}"
+    mag = f", {p.magnification}X" if p.magnification else ""
+    data = "synthetic data" if section.dataset.synthetic else "BreaKHis"
+    title = f"{LIU_NAMES[(p.regime, p.task)]}, {p.split} split{mag}, {data}"
     out: dict[str, bytes] = {}
     ranked = table[table["block"] == "ranked"]
     if not len(ranked):
@@ -134,14 +135,14 @@ def section_figures(section: Section, table: pd.DataFrame) -> dict[str, bytes]:
     out[f"{section.slug}-magnifications.svg"] = figures.per_magnification(table, title)
     rows = {r.label: r for r in section.rows}
     measured = [rows[m] for m in ranked.loc[~ranked["reference"].astype(bool), "method"]]
-    if section.protocol["task"] == "binary" and measured:
+    if section.protocol.task == "binary" and measured:
         curves = []
         for row in measured[: figures.TOP_ROC]:
             s = pooled(row)
             curves.append((row.label, s.y, s.proba[:, 1]))
         if all(len(np.unique(y)) == 2 for _, y, _ in curves):
             out[f"{section.slug}-roc.svg"] = figures.roc(curves, f"top rows by rank\n{title}")
-    if section.protocol["task"] == "subtype" and measured:
+    if section.protocol.task == "subtype" and measured:
         best = measured[0]
         s = pooled(best)
         out[f"{section.slug}-confusion.svg"] = figures.confusion(
@@ -161,7 +162,7 @@ _CAPTIONS = {
 def section_markdown(section: Section, table: pd.DataFrame, figs: list[str], reports: set[str]) -> list[str]:
     lines = [f"### {protocol_title(section.protocol)}", ""]
     if section.leaky:
-        kind = "image-level folds" if section.split["kind"] == "image-kfold" else "patient token overlap"
+        kind = "image-level folds" if section.split.kind == "image-kfold" else "patient token overlap"
         lines += [
             f"> **Leaky protocol:** some patients have images on both sides of the split ({kind}); "
             "these numbers overstate what a model does on new patients.",
@@ -195,12 +196,12 @@ def protocol_matters(sections: list[Section], tables: dict[str, pd.DataFrame]) -
     """The same rows under a patient-disjoint split and under leaky image-level folds of the same
     data, task and regime, with the inflation the leak buys."""
     lines: list[str] = []
-    for leaky in (s for s in sections if s.split["kind"] == "image-kfold"):
+    for leaky in (s for s in sections if s.split.kind == "image-kfold"):
         for honest in sections:
             p, q = honest.protocol, leaky.protocol
-            same = all(p.get(k) == q.get(k) for k in ("task", "regime", "magnification"))
+            same = (p.task, p.regime, p.magnification) == (q.task, q.regime, q.magnification)
             # the official folds count as leaky for one shared patient token, yet are patient splits
-            if honest.split["kind"] == "image-kfold" or honest.dataset["id"] != leaky.dataset["id"] or not same:
+            if honest.split.kind == "image-kfold" or honest.dataset.id != leaky.dataset.id or not same:
                 continue
             a = tables[honest.slug]
             b = tables[leaky.slug]
@@ -219,20 +220,20 @@ def protocol_matters(sections: list[Section], tables: dict[str, pd.DataFrame]) -
                 for _, r in joined.iterrows()
             ]  # fmt: skip
             lines += [
-                f"### {LIU_NAMES[(p['regime'], p['task'])]}: {p['split']} split vs. leaky image-level folds "
+                f"### {LIU_NAMES[(p.regime, p.task)]}: {p.split} split vs. leaky image-level folds "
                 f"— {dataset_title(honest.dataset)}",
                 "",
-                f"Inflation = PRR under image-level folds minus PRR under the {p['split']} split "
+                f"Inflation = PRR under image-level folds minus PRR under the {p.split} split "
                 "(percentage points); mean over the folds of each protocol.",
                 "",
                 tabulate(
                     rows,
                     [
                         "method",
-                        f"PRR, {p['split']} split",
+                        f"PRR, {p.split} split",
                         "PRR, image-level folds",
                         "inflation",
-                        f"accuracy, {p['split']} split",
+                        f"accuracy, {p.split} split",
                         "accuracy, image-level folds",
                     ],
                     tablefmt="github",
@@ -248,8 +249,8 @@ def document(sections: list[Section], tables: dict[str, pd.DataFrame], figs: dic
     lines = [HEADER]
     current = None
     for section in sections:
-        if section.dataset["id"] != current:
-            current = section.dataset["id"]
+        if section.dataset.id != current:
+            current = section.dataset.id
             lines += [f"## {dataset_title(section.dataset)}", ""]
         lines += section_markdown(section, tables[section.slug], figs[section.slug], reports)
     lines += protocol_matters(sections, tables)

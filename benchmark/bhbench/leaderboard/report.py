@@ -12,7 +12,7 @@ from tabulate import tabulate
 
 from bhbench.errors import UserError
 from bhbench.leaderboard import figures
-from bhbench.leaderboard.aggregate import Row, Section, find_rows, fit_info, patient_table, pooled, uncertainty
+from bhbench.leaderboard.aggregate import Row, Section, find_rows, patient_table, pooled, uncertainty
 from bhbench.leaderboard.render import FIGURES, REPORTS, dataset_title, protocol_title
 from bhbench.protocol import MAGNIFICATIONS, TASK_CLASSES
 from bhbench.util import atomic_write
@@ -27,12 +27,13 @@ def _fold_table(row: Row) -> str:
     assert boot is not None
     lines = []
     for j, fold in enumerate(sorted(row.folds)):
-        m = row.folds[fold].scored.metrics["overall"]  # type: ignore[union-attr]
+        scored = row.folds[fold].scored
+        assert scored is not None and scored.metrics is not None  # an accepted record is scored
+        m = scored.metrics.overall
         stats = [boot.folds[s][0, j] for s in ("headline", "patient_rr", *(f"{x}X" for x in MAGNIFICATIONS))]
         lines.append(
-            [fold, m["n_patients"], m["n_images"], *map(_p, stats), _p(m["accuracy"]),
-             _p(m["balanced_accuracy"]), _p(m["auc"])]
-        )  # fmt: skip
+            [fold, m.n_patients, m.n_images, *map(_p, stats), _p(m.accuracy), _p(m.balanced_accuracy), _p(m.auc)]
+        )
     headers = ["fold", "patients", "images", "PRR", "pooled PRR", *(f"PRR {x}X" for x in MAGNIFICATIONS)]
     return tabulate(lines, [*headers, "accuracy", "balanced acc.", "AUC"], tablefmt="github", disable_numparse=True)
 
@@ -61,7 +62,8 @@ def _patients(row: Row) -> str:
 def _histories(row: Row) -> list[list[dict]]:
     out = []
     for fold in sorted(row.folds):
-        history = fit_info(row.folds[fold].record or {"method": {}}).get("history")
+        record = row.folds[fold].record
+        history = record.method.first_fit_info.get("history") if record else None
         if isinstance(history, list) and history and all(isinstance(h, dict) for h in history):
             out.append(history)
     return out
@@ -81,7 +83,7 @@ def page(found: list[Section], name: str) -> dict[str, bytes]:
         "",
     ]
     for section, row in matches:
-        first = row.first["method"]
+        first = row.first.method
         slug = f"{name}-{section.slug}" + (f"-{row.params_hash[:6]}" if row.label != row.name else "")
         lines += [
             f"## {dataset_title(section.dataset)}",
@@ -91,13 +93,13 @@ def page(found: list[Section], name: str) -> dict[str, bytes]:
         ]
         if section.leaky:
             lines += ["> Leaky protocol: patients on both sides of the split.", ""]
-        lines += [f"Parameters: `{first.get('params')}`; reference: {first.get('reference') or '–'}.", ""]
+        lines += [f"Parameters: `{first.params}`; reference: {first.reference or '–'}.", ""]
         lines += [_fold_table(row), ""]
         s = pooled(row)
         drawn: dict[str, tuple[bytes, str]] = {}
-        if section.protocol["task"] == "binary" and len(np.unique(s.y)) == 2:
+        if section.protocol.task == "binary" and len(np.unique(s.y)) == 2:
             drawn["roc"] = (figures.roc([(row.label, s.y, s.proba[:, 1])], row.label), "ROC curve")
-        classes = TASK_CLASSES[section.protocol["task"]]
+        classes = TASK_CLASSES[section.protocol.task]
         drawn["confusion"] = (figures.confusion(s.y, s.proba.argmax(1), classes, row.label), "confusion matrix")
         blob, ece = figures.reliability(s.y, s.proba)
         drawn["reliability"] = (blob, f"reliability diagram, expected calibration error {100 * ece:.1f}%")
@@ -109,7 +111,7 @@ def page(found: list[Section], name: str) -> dict[str, bytes]:
             files[f"{REPORTS}/{file}"] = blob
             lines += [f"![{caption}]({file})", ""]
         lines += [f"Expected calibration error (10 bins, top-class confidence): {100 * ece:.1f}%.", ""]
-        if not histories and first.get("family") == "deep":
+        if not histories and first.family == "deep":
             lines += ["No training history in these records.", ""]
         lines += ["Per-patient scores (fraction of images right; worst patients first):", "", _patients(row), ""]
     files[f"{REPORTS}/{name}.md"] = "\n".join(lines).encode()

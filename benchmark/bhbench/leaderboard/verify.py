@@ -20,6 +20,7 @@ from bhbench.data.index import fingerprint
 from bhbench.data.names import parse_name
 from bhbench.metrics import score_all
 from bhbench.protocol import TASK_CLASSES
+from bhbench.record import Metrics, RunRecord
 from bhbench.splits import split_hash
 
 TOLERANCE = 1e-6
@@ -37,7 +38,7 @@ class Scored:
     patients: np.ndarray
     magnifications: np.ndarray
     aux: dict[str, np.ndarray]
-    metrics: dict  # recomputed by the harness
+    metrics: Metrics | None  # recomputed by the harness (None for several folds pooled)
 
     @property
     def correct(self) -> np.ndarray:
@@ -47,7 +48,7 @@ class Scored:
 @dataclass
 class Checked:
     path: Path
-    record: dict | None
+    record: RunRecord | None  # None when the file is not a valid record
     problems: list[str] = field(default_factory=list)
     scored: Scored | None = None
 
@@ -84,22 +85,20 @@ def _differs(a: object, b: object, where: str = "") -> str | None:
     return None if a == b else where.rstrip(".")
 
 
-def verify(path: Path, record: dict | None, root: Path) -> Checked:
+def verify(path: Path, record: RunRecord, root: Path) -> Checked:
     """Check one record against its predictions, split file and dataset manifest."""
-    if record is None:
-        return Checked(path, None, ["unreadable record (not JSON of this schema)"])
-    if record.get("status") != "ok":
+    if not record.ok or record.predictions is None:  # a successful record has predictions (from_json)
         return Checked(path, record)
     problems: list[str] = []
     try:
-        blob = (path.parent / record["predictions"]["file"]).read_bytes()
-    except (OSError, KeyError, TypeError):
+        blob = (path.parent / record.predictions.file).read_bytes()
+    except OSError:
         return Checked(path, record, ["predictions file is missing"])
-    if hashlib.sha256(blob).hexdigest() != record["predictions"]["sha256"]:
+    if hashlib.sha256(blob).hexdigest() != record.predictions.sha256:
         problems.append("predictions file does not match the hash in the record")
     frame = pd.read_csv(io.BytesIO(blob))  # the bytes just hashed, not a second read
-    dataset_dir = root / record["dataset"]["id"]
-    split_file = dataset_dir / "splits" / record["split"]["file"]
+    dataset_dir = root / record.dataset.id
+    split_file = dataset_dir / "splits" / record.split.file
     try:
         split = json.loads(split_file.read_text())
         found_hash = split_hash(split)
@@ -107,19 +106,19 @@ def verify(path: Path, record: dict | None, root: Path) -> Checked:
         split, found_hash = None, None
     if split is None:
         problems.append(f"split file {split_file.name} is missing")
-    elif found_hash != record["split"]["hash"]:
+    elif found_hash != record.split.hash:
         problems.append(f"split hash does not match the split file {split_file.name}")
     elif split is not None:
-        fold = next((f for f in split["folds"] if f["fold"] == record["split"]["fold"]), None)
+        fold = next((f for f in split["folds"] if f["fold"] == record.split.fold), None)
         if fold is None or sorted(fold["test"]) != sorted(frame["filename"]):
             problems.append("predictions do not cover exactly the test images of the fold")
     try:
         manifest = pd.read_csv(dataset_dir / "manifest.csv")
-        if fingerprint(manifest) != record["dataset"]["fingerprint"]:
+        if fingerprint(manifest) != record.dataset.fingerprint:
             problems.append("dataset fingerprint does not match the dataset manifest")
     except OSError:
         problems.append("dataset manifest is missing")
-    task = record["protocol"]["task"]
+    task = record.protocol.task
     classes = TASK_CLASSES[task]
     try:
         proba = frame[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
@@ -129,13 +128,22 @@ def verify(path: Path, record: dict | None, root: Path) -> Checked:
         recomputed = score_all(y, proba, patients, mags, aux)
     except (KeyError, ValueError) as exc:
         return Checked(path, record, [*problems, f"predictions cannot be scored ({exc})"])
-    where = _differs(recomputed, record.get("metrics"))
+    stored = record.metrics.to_json() if record.metrics else None
+    where = _differs(recomputed, stored)
     if where:
         problems.append(f"stored metric {where} differs from the one recomputed from the predictions")
-    scored = Scored(frame["filename"].tolist(), y, proba, patients, mags, aux, recomputed)
+    scored = Scored(frame["filename"].tolist(), y, proba, patients, mags, aux, Metrics.from_json(recomputed))
     return Checked(path, record, problems, scored)
 
 
 def check_all(root: Path) -> list[Checked]:
-    """Every record under `root`, verified."""
-    return [verify(p, r, root) for p, r in results.all_records(root)]
+    """Every record under `root`, verified; a file that is not a valid record is refused with the reason."""
+    checked = []
+    for path in results.record_files(root):
+        try:
+            record = results.load(path)
+        except results.RecordError as exc:
+            checked.append(Checked(path, None, [exc.problem]))
+            continue
+        checked.append(verify(path, record, root))
+    return checked

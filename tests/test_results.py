@@ -1,0 +1,104 @@
+"""The typed record: every committed record round-trips byte for byte through RunRecord, and a
+record edited by hand is refused with the file and the key that is wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bhbench import results
+from bhbench.leaderboard import check_all
+from bhbench.record import RunRecord
+
+COMMITTED = sorted((Path(__file__).resolve().parents[1] / "leaderboard" / "results").rglob("fold*.json"))
+# A committed record of a successful run, to edit.
+SAMPLE = COMMITTED[0] if COMMITTED else None
+
+
+def test_every_committed_record_round_trips_byte_for_byte():
+    assert len(COMMITTED) > 100  # the committed leaderboard, not an empty glob
+    differ = [p for p in COMMITTED if results.encode(results.load(p)).encode() != p.read_bytes()]
+    assert differ == []
+
+
+def _doc() -> dict:
+    assert SAMPLE is not None
+    doc = json.loads(SAMPLE.read_text())
+    assert doc["status"] == "ok"
+    return doc
+
+
+def _refusal(tmp_path: Path, doc: dict) -> str:
+    path = tmp_path / "fold1.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(results.RecordError) as caught:
+        results.load(path)
+    assert str(caught.value).startswith(f"{path}: ")  # one line naming the file
+    assert "\n" not in str(caught.value)
+    return caught.value.problem
+
+
+def test_a_misspelt_key_is_refused_naming_it(tmp_path):
+    doc = _doc()
+    doc["method"]["parms"] = doc["method"].pop("params")
+    assert _refusal(tmp_path, doc) == "unknown key method.parms"
+    doc = _doc()
+    doc["metrics"]["overall"]["patient_rrr"] = 0.5
+    assert _refusal(tmp_path, doc) == "unknown key metrics.overall.patient_rrr"
+
+
+def test_a_missing_key_is_refused_naming_it(tmp_path):
+    doc = _doc()
+    del doc["dataset"]["fingerprint"]
+    assert _refusal(tmp_path, doc) == "missing key dataset.fingerprint"
+    doc = _doc()
+    del doc["metrics"]["by_magnification"]["40"]["patient_rr"]
+    assert _refusal(tmp_path, doc) == "missing key metrics.by_magnification.40.patient_rr"
+
+
+def test_a_value_of_the_wrong_type_or_meaning_is_refused(tmp_path):
+    doc = _doc()
+    doc["split"]["fold"] = "3"
+    assert _refusal(tmp_path, doc) == "split.fold: expected an integer, found '3'"
+    doc = _doc()
+    doc["split"]["leaky"] = 0
+    assert _refusal(tmp_path, doc) == "split.leaky: expected true or false, found 0"
+    doc = _doc()
+    doc["protocol"]["task"] = "ternary"
+    assert "protocol: unknown task 'ternary'" in _refusal(tmp_path, doc)
+    doc = _doc()
+    doc["protocol"]["id"] = "binary-ms-patient-seed0"
+    assert _refusal(tmp_path, doc).startswith("protocol.id: 'binary-ms-patient-seed0' does not match")
+    doc = _doc()
+    doc["schema"] = 2
+    assert _refusal(tmp_path, doc) == "schema 2; this bhbench reads schema 1"
+    doc = _doc()
+    doc["metrics"] = None
+    assert _refusal(tmp_path, doc) == "status 'ok' without metrics"
+    path = tmp_path / "fold1.json"
+    path.write_text("{")
+    with pytest.raises(results.RecordError, match="not JSON"):
+        results.load(path)
+
+
+def test_a_failed_run_is_a_record_without_metrics_predictions_or_warnings():
+    doc = _doc()
+    doc.update(status="failed", error="ValueError: C must be > 0", metrics=None, timing=None, contract=None)
+    doc["method"]["fit_info"] = None
+    del doc["warnings"], doc["predictions"]
+    record = RunRecord.from_json(doc)
+    assert not record.ok and record.metrics is None and record.predictions is None and record.warnings is None
+    assert record.to_json() == doc
+    assert results.encode(record) == json.dumps(doc, indent=1, sort_keys=True)
+
+
+def test_the_leaderboard_refuses_an_edited_record_with_a_message(tmp_path):
+    doc = _doc()
+    doc["split"]["flod"] = doc["split"].pop("fold")
+    path = tmp_path / "d" / "p" / "m" / "h" / "fold1.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(doc))
+    (checked,) = check_all(tmp_path)
+    assert checked.record is None and checked.problems == ["unknown key split.flod"]
