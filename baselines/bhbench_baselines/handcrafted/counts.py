@@ -39,3 +39,16 @@ def cooccurrences(grey: np.ndarray, dy: int, dx: int, levels: int) -> np.ndarray
         flat = first.astype(np.intp) * levels + second
         matrix = np.bincount(flat.ravel(), minlength=levels * levels).reshape(levels, levels).astype(np.int32)
     return matrix + matrix.T
+
+
+def counts_each(codes: list[np.ndarray], bins: int) -> list[np.ndarray]:
+    """`counts` of each of a few uint8 arrays of one shape, from one joint histogram: OpenCV's
+    histogram increments one bin per pixel, and on codes that repeat over long runs (PFTAS's
+    neighbour counts) successive increments of the same bin wait for each other; the joint bins
+    rarely repeat, so three arrays counted together cost 0.34 ms against 3 x 0.27 (700x460)."""
+    first = codes[0]
+    if first.size >= FLOAT32_EXACT or first.dtype != np.uint8 or len(codes) > 3:
+        return [counts(c, bins) for c in codes]
+    dims = len(codes)
+    joint = cv2.calcHist(codes, list(range(dims)), None, [bins] * dims, [0, bins] * dims).astype(np.int64)
+    return [joint.sum(axis=tuple(a for a in range(dims) if a != d)) for d in range(dims)]

@@ -4,13 +4,12 @@ RGB channel, numerically identical to `mahotas.features.pftas` applied to each c
 Why not call mahotas directly: for each of its three binarisations mahotas convolves the image
 and its complement separately and counts with `np.histogram`, which sorts every pixel; that is
 about 50 ms per 700x460 channel, most of a BreaKHis image's extraction budget. The complement's
-neighbour counts follow from the image's (8 - n), so one 3x3 box count and one `np.bincount` per
-binarisation give the same 54 numbers; counting with OpenCV's histogram instead of `np.bincount`
-(which first widens every pixel to 8 bytes) halves that again: about ten times faster than mahotas
-in all. The mean and standard deviation of the pixels above Otsu's threshold come from the
-channel's 256-bin histogram instead of a copy of those pixels (see `_above`). Otsu's threshold
-still comes from mahotas, and the tests check equality with `mahotas.features.pftas` on real and
-random images.
+neighbour counts follow from the image's (8 - n), so one 3x3 box count per binarisation and one
+joint OpenCV histogram of the three (`counts_each`) give the same 54 numbers. The mean and standard
+deviation of the pixels above Otsu's threshold come from the channel's 256-bin histogram instead
+of a copy of those pixels (see `_above`). About 20 times faster than mahotas in all (3.3 ms per
+700x460 image, 6.7 before the joint histogram and `_above`). Otsu's threshold still comes from
+mahotas, and the tests check equality with `mahotas.features.pftas` on real and random images.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import cv2
 import mahotas
 import numpy as np
 
-from bhbench_baselines.handcrafted.counts import counts
+from bhbench_baselines.handcrafted.counts import counts, counts_each
 from bhbench_baselines.handcrafted.grey import check_rgb
 
 # How far the histogram's standard deviation may be from numpy's (both are within ~1e-12 of the
@@ -28,16 +27,21 @@ from bhbench_baselines.handcrafted.grey import check_rgb
 SPREAD_SLACK = 1e-9
 
 
-def _adjacency(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """mahotas' TAS pair for one binarisation: the normalised histogram of the number of set
+def _adjacency(binaries: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """mahotas' TAS pair for each binarisation: the normalised histogram of the number of set
     neighbours (0..8) over unset pixels, and the same for the complement (borders mirrored)."""
-    b = binary.view(np.uint8)
-    count = cv2.boxFilter(b, -1, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT)  # incl. centre
-    count += 10 * b  # unset: 0..8; set: 11..19
-    joint = counts(count, 20)
-    unset = joint[0:9]
-    complement = joint[19:10:-1]  # a set pixel with n set neighbours has 8 - n unset ones
-    return _normalised(unset), _normalised(complement)
+    codes = []
+    for binary in binaries:
+        b = binary.view(np.uint8)
+        count = cv2.boxFilter(b, -1, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT)  # incl. centre
+        count += 10 * b  # unset: 0..8; set: 11..19
+        codes.append(count)
+    pairs = []
+    for joint in counts_each(codes, 20):
+        unset = joint[0:9]
+        complement = joint[19:10:-1]  # a set pixel with n set neighbours has 8 - n unset ones
+        pairs.append((_normalised(unset), _normalised(complement)))
+    return pairs
 
 
 def _above(channel: np.ndarray, threshold: int) -> tuple[float, float]:
@@ -78,7 +82,7 @@ def pftas_channel(channel: np.ndarray) -> np.ndarray:
         channel > mean - spread,
         channel > mean,
     )
-    pairs = [_adjacency(np.ascontiguousarray(b)) for b in binaries]
+    pairs = _adjacency([np.ascontiguousarray(b) for b in binaries])
     return np.concatenate([p[0] for p in pairs] + [p[1] for p in pairs])
 
 
