@@ -81,7 +81,7 @@ def _checked(
         proba = np.column_stack([1 - pred, pred]).astype(float) * 0.8 + 0.1
         patients = np.array([n.split("-")[2] for n in names])
         mags = np.array([int(n.split("-")[3]) for n in names])
-        metrics = Metrics.from_json(score_all(y, proba, patients, mags))
+        metrics = score_all(y, proba, patients, mags)
         scored = Scored(names, y, proba, patients, mags, {}, metrics)
         out.append(Checked(Path(f"{name}/fold{fold}.json"), _record(name, fold, metrics, split, **method), [], scored))
     return out
@@ -129,7 +129,7 @@ def test_headline_is_the_mean_of_per_magnification_rates_not_the_pooled_rate():
     proba = np.column_stack([1 - pred, pred]).astype(float)
     patients = np.array([n.split("-")[2] for n in names])
     mags = np.array([int(n.split("-")[3]) for n in names])
-    metrics = Metrics.from_json(score_all(y, proba, patients, mags))
+    metrics = score_all(y, proba, patients, mags)
     scored = Scored(names, y, proba, patients, mags, {}, metrics)
     _, table = _table([Checked(Path("x"), _record("m", 1, metrics), [], scored)])
     r = table.loc["m"]

@@ -32,23 +32,23 @@ def test_patient_rate_and_accuracy_differ_when_patients_have_different_sizes():
     pred = np.array([1, 1, 1, 0, 1])
     patients = np.array(["a", "a", "a", "a", "b"])
     s = score(y, onehot(pred), patients)
-    assert s["accuracy"] == pytest.approx(3 / 5)
-    assert s["patient_rr"] == pytest.approx((3 / 4 + 0 / 1) / 2)
-    assert s["balanced_accuracy"] == pytest.approx((3 / 4 + 0) / 2)
-    assert s["n_patients"] == 2 and s["n_images"] == 5
+    assert s.accuracy == pytest.approx(3 / 5)
+    assert s.patient_rr == pytest.approx((3 / 4 + 0 / 1) / 2)
+    assert s.balanced_accuracy == pytest.approx((3 / 4 + 0) / 2)
+    assert s.n_patients == 2 and s.n_images == 5
 
 
 def test_auc_uses_malignant_probability():
     y = np.array([0, 0, 1, 1])
     proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.65, 0.35], [0.2, 0.8]])
-    assert score(y, proba, np.arange(4))["auc"] == pytest.approx(0.75)
+    assert score(y, proba, np.arange(4)).auc == pytest.approx(0.75)
 
 
 def test_subtype_auc_is_macro_over_present_classes_and_nan_when_undefined():
     y = np.array([0, 1, 2, 2])
     proba = np.eye(8)[[0, 1, 2, 2]] * 0.9 + 0.1 / 8
-    assert score(y, proba, np.arange(4))["auc"] == pytest.approx(1.0)
-    assert math.isnan(score(np.array([1, 1]), onehot(np.array([1, 0])), np.arange(2))["auc"])
+    assert score(y, proba, np.arange(4)).auc == pytest.approx(1.0)
+    assert math.isnan(score(np.array([1, 1]), onehot(np.array([1, 0])), np.arange(2)).auc)
 
 
 def test_per_magnification_scores_and_magnification_accuracy():
@@ -56,11 +56,11 @@ def test_per_magnification_scores_and_magnification_accuracy():
     mags = np.array([40, 40, 400, 400])
     aux = {"magnification": np.eye(4)[[0, 0, 3, 2]]}
     out = score_all(y, onehot(np.array([0, 1, 1, 1])), np.array(["a", "b", "a", "b"]), mags, aux)
-    assert out["by_magnification"]["40"]["accuracy"] == 1.0
-    assert out["by_magnification"]["400"]["accuracy"] == 0.5
-    assert out["overall"]["magnification_accuracy"] == 0.75
+    assert out.by_magnification["40"].accuracy == 1.0
+    assert out.by_magnification["400"].accuracy == 0.5
+    assert out.overall.magnification_accuracy == 0.75
     # patient a: both magnifications right; patient b: 40X right, 400X called 200X
-    assert out["overall"]["magnification_patient_rr"] == pytest.approx((1 + 0.5) / 2)
+    assert out.overall.magnification_patient_rr == pytest.approx((1 + 0.5) / 2)
 
 
 def test_mean_std_ignores_nan():
@@ -84,7 +84,7 @@ def test_perfect_predictions_score_one(case):
     y = np.array(y)
     assert patient_recognition_rate(np.ones(len(y), bool), np.array(patients)) == 1.0
     s = score(y, onehot(y), np.array(patients))
-    assert s["patient_rr"] == 1.0 and s["accuracy"] == 1.0
+    assert s.patient_rr == 1.0 and s.accuracy == 1.0
 
 
 @given(cases)
@@ -94,8 +94,8 @@ def test_permuting_images_changes_no_metric(case):
     y, pred, patients = np.array(y), np.array(pred), np.array(patients)
     order = list(range(len(y)))
     rnd.shuffle(order)
-    a = score(y, onehot(pred), patients)
-    b = score(y[order], onehot(pred)[order], patients[order])
+    a = score(y, onehot(pred), patients).to_json()
+    b = score(y[order], onehot(pred)[order], patients[order]).to_json()
     for key in a:
         assert (math.isnan(a[key]) and math.isnan(b[key])) or a[key] == pytest.approx(b[key])
 
@@ -105,7 +105,7 @@ def test_permuting_images_changes_no_metric(case):
 def test_patient_rate_equals_accuracy_with_one_image_per_patient(case):
     y, pred, _, _ = case
     s = score(np.array(y), onehot(np.array(pred)), np.arange(len(y)))
-    assert s["patient_rr"] == pytest.approx(s["accuracy"])
+    assert s.patient_rr == pytest.approx(s.accuracy)
 
 
 def test_holm_adjusts_in_order_and_keeps_nan():
@@ -127,10 +127,10 @@ def test_bootstrap_point_values_are_the_harness_metrics(case):
     )
     stats = fold_statistics(fold, np.ones((1, len(np.unique(patients)))))
     expected = score_all(y, onehot(pred), patients, mags)
-    assert stats["patient_rr"][0, 0] == pytest.approx(expected["overall"]["patient_rr"])
-    assert stats["accuracy"][0, 0] == pytest.approx(expected["overall"]["accuracy"])
-    assert stats["balanced_accuracy"][0, 0] == pytest.approx(expected["overall"]["balanced_accuracy"])
-    per_mag = [v["patient_rr"] for v in expected["by_magnification"].values()]
+    assert stats["patient_rr"][0, 0] == pytest.approx(expected.overall.patient_rr)
+    assert stats["accuracy"][0, 0] == pytest.approx(expected.overall.accuracy)
+    assert stats["balanced_accuracy"][0, 0] == pytest.approx(expected.overall.balanced_accuracy)
+    per_mag = [v.patient_rr for v in expected.by_magnification.values()]
     assert stats["headline"][0, 0] == pytest.approx(np.mean(per_mag))
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
 from bhbench.protocol import MAGNIFICATIONS
-
-METRICS = ("patient_rr", "accuracy", "balanced_accuracy", "auc", "f1_macro")
+from bhbench.record import Metrics, Scores
 
 
 def patient_scores(correct: np.ndarray, patients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +33,7 @@ def auc(y: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else math.nan
 
 
-def score(y: np.ndarray, proba: np.ndarray, patients: np.ndarray) -> dict[str, float]:
+def score(y: np.ndarray, proba: np.ndarray, patients: np.ndarray) -> Scores:
     pred = proba.argmax(axis=1)
     correct = pred == y
     labels = np.arange(proba.shape[1])
@@ -42,15 +41,15 @@ def score(y: np.ndarray, proba: np.ndarray, patients: np.ndarray) -> dict[str, f
     with warnings.catch_warnings():  # a test fold lacking a class the method predicts is expected here
         warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
         balanced = float(balanced_accuracy_score(y, pred)) if len(present) > 1 else float(correct.mean())
-    return {
-        "patient_rr": patient_recognition_rate(correct, patients),
-        "accuracy": float(correct.mean()),
-        "balanced_accuracy": balanced,
-        "auc": auc(y, proba),
-        "f1_macro": float(f1_score(y, pred, labels=labels[np.isin(labels, present)], average="macro", zero_division=0)),
-        "n_images": int(len(y)),
-        "n_patients": int(len(np.unique(patients))),
-    }
+    return Scores(
+        patient_rr=patient_recognition_rate(correct, patients),
+        accuracy=float(correct.mean()),
+        balanced_accuracy=balanced,
+        auc=auc(y, proba),
+        f1_macro=float(f1_score(y, pred, labels=labels[np.isin(labels, present)], average="macro", zero_division=0)),
+        n_images=int(len(y)),
+        n_patients=int(len(np.unique(patients))),
+    )
 
 
 def score_all(
@@ -60,19 +59,23 @@ def score_all(
     magnifications: np.ndarray,
     aux: dict[str, np.ndarray] | None = None,
     mag_classes: tuple[int, ...] = MAGNIFICATIONS,
-) -> dict:
+) -> Metrics:
     """Overall and per-magnification scores; magnification accuracy and magnification patient
     recognition rate (Bayramoglu et al.'s 80.10 is one) when a method predicts magnification."""
-    out: dict = {"overall": score(y, proba, patients), "by_magnification": {}}
+    overall = score(y, proba, patients)
+    by_magnification = {}
     for mag in sorted(np.unique(magnifications)):
         sel = magnifications == mag
-        out["by_magnification"][str(int(mag))] = score(y[sel], proba[sel], patients[sel])
+        by_magnification[str(int(mag))] = score(y[sel], proba[sel], patients[sel])
     if aux and "magnification" in aux:
         mag_pred = np.asarray(mag_classes)[np.asarray(aux["magnification"]).argmax(axis=1)]
         right = mag_pred == magnifications
-        out["overall"]["magnification_accuracy"] = float(right.mean())
-        out["overall"]["magnification_patient_rr"] = patient_recognition_rate(right, patients)
-    return out
+        overall = replace(
+            overall,
+            magnification_accuracy=float(right.mean()),
+            magnification_patient_rr=patient_recognition_rate(right, patients),
+        )
+    return Metrics(overall, by_magnification)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

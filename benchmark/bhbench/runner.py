@@ -26,7 +26,7 @@ from bhbench.errors import DataError, UserError
 from bhbench.method import TestSet, TrainMeta, TrainSet
 from bhbench.metrics import score_all
 from bhbench.protocol import MAGNIFICATIONS, Protocol
-from bhbench.record import CodeInfo, ContractCheck, DatasetInfo, MethodInfo, Metrics, RunRecord, SplitInfo, Timing
+from bhbench.record import CodeInfo, ContractCheck, DatasetInfo, MethodInfo, RunRecord, SplitInfo, Timing
 from bhbench.splits import Fold, Split, image_kfold, official_split, patient_split, read_official, restrict
 from bhbench.util import atomic_write
 from bhbench.worker import MethodFailure, Outcome, Task, Worker
@@ -353,7 +353,7 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
     record = replace(
         record,
         contract=contract,
-        metrics=Metrics.from_json(scores),
+        metrics=scores,
         method=replace(record.method, fit_info=outcome.fit_info if len(outcome.fit_info) > 1 else outcome.fit_info[0]),
         warnings=tuple(outcome.warnings),  # the library's, once each; `run` shows them once at the end
         timing=Timing(fit_seconds=outcome.fit_seconds, predict_seconds=outcome.predict_seconds, **outcome.timing),

@@ -128,11 +128,10 @@ def verify(path: Path, record: RunRecord, root: Path) -> Checked:
         recomputed = score_all(y, proba, patients, mags, aux)
     except (KeyError, ValueError) as exc:
         return Checked(path, record, [*problems, f"predictions cannot be scored ({exc})"])
-    stored = record.metrics.to_json() if record.metrics else None
-    where = _differs(recomputed, stored)
+    where = _differs(recomputed.to_json(), record.metrics.to_json() if record.metrics else None)
     if where:
         problems.append(f"stored metric {where} differs from the one recomputed from the predictions")
-    scored = Scored(frame["filename"].tolist(), y, proba, patients, mags, aux, Metrics.from_json(recomputed))
+    scored = Scored(frame["filename"].tolist(), y, proba, patients, mags, aux, recomputed)
     return Checked(path, record, problems, scored)
 
 
