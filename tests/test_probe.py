@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,8 @@ import pytest
 import timm
 import torch
 
-from bhbench import TestSet, TrainSet, registry
+import bhbench_baselines
+from bhbench import TestSet, TrainSet, registry, results
 from bhbench.cli import main
 from bhbench.data.images import ImageStore
 from bhbench.errors import UserError
@@ -153,4 +155,87 @@ def test_model_kwargs_name_timm_layers_as_foundation_models_need():
     kwargs = {"mlp_layer": "SwiGLUPacked", "act_layer": "silu", "init_values": 1e-5}
     embedder = embed.Embedder("test_vit", "random", kwargs, "cpu", 4)
     assert type(embedder.model.blocks[0].mlp).__name__ == "GluMlp"
-    assert embedder.spec.dim == embedder.model.num_features and embedder.spec.init == "random"
+    assert embedder.spec.dim == embedder.model.num_features and embedder.spec.init == "random:seed=0"
+
+
+def test_random_weights_come_from_the_seed_so_cached_and_recomputed_embeddings_agree(tmp_path, monkeypatch):
+    """The check battery probes with weights=random, one head after another in one process. Each probe
+    drew its network from the global generator wherever earlier work had left it, and the cache named
+    them all "random": the k-NN probe read the logistic one's cached embeddings, then embedded bare
+    pixels with its own network (predictions moved by 1)."""
+    monkeypatch.setenv("BHBENCH_CACHE", str(tmp_path / "cache"))
+    train, test = stored_sets(tmp_path)
+    bare = TestSet.build("binary", images=[test.image(i) for i in range(len(test))])
+    registry.create("probe_resnet50", model=MODEL, weights="random", device="cpu").fit(train).predict_proba(test)
+    torch.rand(10)  # any other work moves the global generator on
+    knn = registry.create("probe_resnet50_knn", model=MODEL, weights="random", device="cpu").fit(train)
+    assert knn.fit_info()["train_embeddings_cached"] == len(train) and knn.fit_info()["init"] == "random"
+    cached = knn._embedder_.embed(test)
+    assert cached.computed == 0
+    np.testing.assert_array_equal(cached.matrix, knn._embedder_.embed(bare).matrix)
+    np.testing.assert_array_equal(knn.predict_proba(test), knn.predict_proba(bare))
+    other = embed.Embedder(MODEL, "random", {}, "cpu", 4, seed=1)
+    assert other.spec.id != knn._embedder_.spec.id
+    assert not np.array_equal(other.embed(bare).matrix, cached.matrix)
+
+
+@pytest.mark.parametrize("model", [MODEL, "test_vit"])
+def test_an_embedding_does_not_depend_on_the_batch_it_was_computed_in(tmp_path, model):
+    """The cache keeps a vector computed in one batch; a rerun on a cold cache, or bare pixels, compute
+    it in another. On CPU (oneDNN) a forward in evaluation mode gives bit-identical vectors in batches
+    of 1, 7, 16 or 32 in any order (measured for resnet50 and vit_small too); this guards that."""
+    train, _ = stored_sets(tmp_path)
+    arrays = [train.image(i) for i in range(len(train))]
+    embedder = embed.Embedder(model, "random", {}, "cpu", 16)
+    first = embedder.embed(TestSet.build("binary", images=arrays)).matrix
+    for batch_size, order in [(5, slice(None, None, -1)), (1, slice(None)), (3, slice(1, None, 2))]:
+        embedder.batch_size = batch_size
+        again = embedder.embed(TestSet.build("binary", images=arrays[order])).matrix
+        np.testing.assert_array_equal(again, first[order])
+
+
+def test_a_probe_fingerprint_covers_the_baseline_modules_it_imports(tmp_path):
+    """The probe fits the hand-crafted classifiers and runs deep's backbones: editing them changes its
+    record's code fingerprint. A family that imports no other keeps the fingerprint of its own folder."""
+    source = Path(bhbench_baselines.__file__).parent
+    tree = Path(shutil.copytree(source, tmp_path / source.name, ignore=shutil.ignore_patterns("__pycache__")))
+    probe, handcrafted, deep = (
+        results.code_files(tree / family / "methods.py") for family in ("probe", "handcrafted", "deep")
+    )
+    names = results.code_fingerprint(probe)["files"]
+    assert names[:4] == ["__init__.py", "embed.py", "heads.py", "methods.py"]
+    assert {"../handcrafted/classifiers.py", "../handcrafted/nearest.py", "../handcrafted/features.py"} <= set(names)
+    assert {"../deep/backbones.py", "../deep/training.py", "../deep/networks.py"} <= set(names)
+    assert "../handcrafted/methods.py" not in names and "../deep/methods.py" not in names  # not imported
+    assert handcrafted == sorted((tree / "handcrafted").glob("*.py"))
+    assert deep == sorted((tree / "deep").glob("*.py"))
+
+    def hashes() -> list[str]:
+        return [results.code_fingerprint(files)["hash"] for files in (probe, handcrafted, deep)]
+
+    before = hashes()
+    with open(tree / "handcrafted" / "classifiers.py", "a") as fh:
+        fh.write("# edited\n")
+    edited = hashes()
+    assert edited[0] != before[0] and edited[1] != before[1] and edited[2] == before[2]
+    with open(tree / "handcrafted" / "lpq.py", "a") as fh:  # a descriptor the probe never imports
+        fh.write("# edited\n")
+    assert hashes()[0] == edited[0]
+
+
+def test_imports_are_followed_relative_and_inside_functions_but_not_from_package_inits(tmp_path):
+    files = {
+        "pkg/__init__.py": "from pkg import a, b  # registration\n",
+        "pkg/a/__init__.py": "",
+        "pkg/a/m.py": "import numpy\nfrom ..b import c\n\ndef f():\n    from pkg.b.d import x\n",
+        "pkg/b/__init__.py": "from pkg.b import e\n",
+        "pkg/b/c.py": "from . import f\nfrom .f import g\n",
+        "pkg/b/d.py": "x = 1\n",
+        "pkg/b/e.py": "",
+        "pkg/b/f.py": "g = 1\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    found = results.code_fingerprint(results.code_files(tmp_path / "pkg" / "a" / "m.py"))["files"]
+    assert found == ["__init__.py", "m.py", "../b/c.py", "../b/d.py", "../b/f.py"]

@@ -1,8 +1,8 @@
 """Embeddings of a frozen timm model, computed once per (weights, image, transform) and cached.
 
 The cache is the hand-crafted features' one (`<cache>/features/<spec id>/...`, one vector per image
-key): the spec id hashes the model name, its weights (`init`: imagenet, hub:<name>, random or
-file:<sha256>), the transform (size, resize, normalisation) and the library versions, so changed
+key): the spec id hashes the model name, its weights (`init`: imagenet, hub:<name>, random:seed=<n>
+or file:<sha256>), the transform (size, resize, normalisation) and the library versions, so changed
 weights or preprocessing never reuse stale vectors. Image sets without keys (the harness timing FPS)
 bypass it.
 """
@@ -69,11 +69,18 @@ class Embedding:
 class Embedder:
     """A frozen timm model in evaluation mode, with its own preprocessing (timm's data config)."""
 
-    def __init__(self, model: str, weights: str, model_kwargs: dict[str, Any], device: str, batch_size: int):
+    def __init__(
+        self, model: str, weights: str, model_kwargs: dict[str, Any], device: str, batch_size: int, seed: int = 0
+    ):
         torch.set_num_threads(thread_budget())
         self.name = model
         self.device = resolve_device(device)
-        self.model = create_model(model, weights, num_classes=0, **_classes_named(model_kwargs))
+        # Random weights are drawn from `seed`, not from wherever the process's generator happens to
+        # be, and the cache names them by it: two probes of one model in one process (the check
+        # battery) drew different networks, and the second read the first one's cached embeddings.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model = create_model(model, weights, num_classes=0, **_classes_named(model_kwargs))
         self.model = self.model.eval().to(self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -86,8 +93,10 @@ class Embedder:
         with torch.inference_mode():
             dim = self._forward(torch.zeros(1, 3, height, width, device=self.device)).shape[1]
         versions = f"timm {timm.__version__}, torch {torch.__version__.split('+')[0]}"
+        self.init = init_label(model, weights)
+        drawn = f"{self.init}:seed={seed}" if weights == "random" else self.init
         self.spec = EmbeddingSpec(
-            model, init_label(model, weights), int(height), False, self.inputs.mean, self.inputs.std, int(dim), versions
+            model, drawn, int(height), False, self.inputs.mean, self.inputs.std, int(dim), versions
         )
         self.parameters = sum(p.numel() for p in self.model.parameters())
 

@@ -61,7 +61,9 @@ class FrozenProbe(Method):
             raise UserError(f"model_kwargs must be a JSON object, got {self.model_kwargs!r}")
         if self.batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
-        return Embedder(self.model, self.weights, dict(self.model_kwargs or {}), self.device, self.batch_size)
+        return Embedder(
+            self.model, self.weights, dict(self.model_kwargs or {}), self.device, self.batch_size, self.seed
+        )
 
     def fit(self, train: TrainSet) -> FrozenProbe:
         from bhbench_baselines.handcrafted.classifiers import fit_classifier
@@ -75,7 +77,7 @@ class FrozenProbe(Method):
         )
         spec = self._embedder_.spec
         self._info_ = {
-            "init": spec.init,
+            "init": self._embedder_.init,
             "model": spec.model,
             "embedding_dim": spec.dim,
             "input_size": spec.input_size,
