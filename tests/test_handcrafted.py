@@ -151,6 +151,27 @@ def test_one_training_patient_skips_the_search_and_says_so():
     assert np.allclose(method.predict_proba(TestSet.build("binary", images=tests)).sum(axis=1), 1)
 
 
+@pytest.mark.parametrize("classifier", sorted(CLASSIFIERS))
+def test_classes_smaller_than_the_inner_folds_get_fewer_folds_not_a_crash(classifier):
+    """As in a per-magnification training set of the official folds: 4 patients, 2 images per class,
+    3 inner folds asked (StratifiedGroupKFold refuses more folds than the largest class has images)."""
+    images, meta, tests = make_sets(patients=4, per_patient=1)
+    method = registry.create(f"glcm_{classifier}", cv_folds=3).fit(TrainSet.build("binary", meta, images=images))
+    info = method.fit_info()
+    if classifier in ("qda", "rf"):  # the ones that search settings and keep both classes
+        assert info["search"]["folds"] == 2 and info["search_folds"] == "2 instead of 3: the largest class has 2 images"
+    if classifier == "qda":  # one image per class in each inner fit: every fit fails, which scikit-learn raises
+        assert info["search"]["note"] == "every candidate failed on every fold; first grid values used"
+    assert np.allclose(method.predict_proba(TestSet.build("binary", images=tests)).sum(axis=1), 1)
+
+
+def test_classes_of_one_image_each_skip_the_search_and_say_so():
+    images, meta, tests = make_sets(patients=2, per_patient=1)
+    method = registry.create("glcm_rf").fit(TrainSet.build("binary", meta, images=images))
+    assert method.fit_info()["search"].startswith("skipped: the largest class has 1 image(s)")
+    assert method.fit_info()["settings"]["min_samples_leaf"] == 1
+
+
 def test_a_training_set_with_one_learnable_class_predicts_it():
     images, meta, tests = make_sets(labels=(1,), patients=3)
     method = registry.create("lbp_qda").fit(TrainSet.build("binary", meta, images=images))

@@ -245,13 +245,20 @@ def _smallest_class(y: np.ndarray) -> int:
 def _inner_splits(
     y: np.ndarray, groups: np.ndarray, seed: int, cv_folds: int, info: dict[str, Any]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Patient-grouped, class-stratified folds of the training set; none with fewer than 2 patients."""
+    """Patient-grouped, class-stratified folds of the training set: `cv_folds` of them, or fewer when
+    there are fewer patients, or when even the largest class has fewer images than folds
+    (StratifiedGroupKFold refuses that: a small per-magnification training set of the official
+    folds met it); none when fewer than 2 folds remain."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    folds = min(cv_folds, len(np.unique(groups)))
+    patients, largest = len(np.unique(groups)), int(np.unique(y, return_counts=True)[1].max())
+    folds = min(cv_folds, patients, largest)
     if folds < 2:
-        info["search"] = f"skipped: {folds} training patient(s) cannot make 2 folds; first grid values used"
+        why = f"{patients} training patient(s)" if patients < 2 else f"the largest class has {largest} image(s)"
+        info["search"] = f"skipped: {why}, cannot make 2 folds; first grid values used"
         return []
+    if folds < min(cv_folds, patients):
+        info["search_folds"] = f"{folds} instead of {cv_folds}: the largest class has {largest} images"
     with warnings.catch_warnings():  # "a class has fewer patients than folds" is expected here
         warnings.simplefilter("ignore", UserWarning)
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -282,7 +289,10 @@ def _search(
         warnings.simplefilter("ignore")
         for candidate in candidates:
             model = clf.build({**fixed, **candidate}, seed, False)
-            fold_scores = cross_val_score(model, X, y, cv=splits, error_score=np.nan)
+            try:
+                fold_scores = cross_val_score(model, X, y, cv=splits, error_score=np.nan)
+            except ValueError:  # scikit-learn raises, despite error_score, when every fold's fit failed
+                fold_scores = np.full(len(splits), np.nan)
             scores.append(float(np.nanmean(fold_scores)))  # NaN only if every fold failed
     info["search"] = {
         "folds": len(splits),
