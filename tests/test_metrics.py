@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.metrics import f1_score, roc_auc_score
 
 from bhbench.metrics import (
     FoldOutcomes,
@@ -116,28 +117,67 @@ def test_holm_adjusts_in_order_and_keeps_nan():
     assert math.isnan(adjusted[2])
 
 
-@given(cases)
+def _scores(y: np.ndarray, rnd, k: int) -> np.ndarray:
+    """Probabilities that mostly favour the true class, on a coarse grid so that ties occur."""
+    raw = np.array([[rnd.randint(0, 4) + 3 * (c == t) for c in range(k)] for t in y], dtype=float)
+    return raw / raw.sum(1, keepdims=True)
+
+
+@given(cases, st.sampled_from([2, 8]))
 @settings(max_examples=40, deadline=None)
-def test_bootstrap_point_values_are_the_harness_metrics(case):
-    y, pred, patients, _ = case
-    y, pred, patients = np.array(y), np.array(pred), np.array(patients)
+def test_bootstrap_point_values_are_the_harness_metrics(case, k):
+    y, _, patients, rnd = case
+    y = np.array(y if k == 2 else [rnd.randint(0, k - 1) for _ in y])
+    patients = np.array(patients)
+    proba = _scores(y, rnd, k)
     mags = np.array([40, 100, 200, 400])[patients % 4]
-    fold = FoldOutcomes(
-        np.unique(patients, return_inverse=True)[1], patients % 4, y, (pred == y)[None], np.ones(1, bool)
-    )
+    fold = FoldOutcomes(np.unique(patients, return_inverse=True)[1], patients % 4, y, proba[None], np.ones(1, bool))
     stats = fold_statistics(fold, np.ones((1, len(np.unique(patients)))))
-    expected = score_all(y, onehot(pred), patients, mags)
-    assert stats["patient_rr"][0, 0] == pytest.approx(expected.overall.patient_rr)
-    assert stats["accuracy"][0, 0] == pytest.approx(expected.overall.accuracy)
-    assert stats["balanced_accuracy"][0, 0] == pytest.approx(expected.overall.balanced_accuracy)
+    expected = score_all(y, proba, patients, mags)
+    for name in ("patient_rr", "accuracy", "balanced_accuracy", "f1_macro", "auc"):
+        want = getattr(expected.overall, name)
+        assert (math.isnan(want) and math.isnan(stats[name][0, 0])) or stats[name][0, 0] == pytest.approx(want)
     per_mag = [v.patient_rr for v in expected.by_magnification.values()]
     assert stats["headline"][0, 0] == pytest.approx(np.mean(per_mag))
+
+
+@pytest.mark.parametrize("k", [2, 8])
+def test_a_bootstrap_draw_weighs_each_image_by_its_patients_multiplicity(k):
+    """A draw's AUC and macro F1 are scikit-learn's with every image weighted by how often its patient
+    was drawn (the bootstrap computes them from per-patient tallies instead of resampled images)."""
+    import random
+
+    rng = np.random.default_rng(k)
+    patients = rng.integers(0, 12, 300)
+    y = (patients + rng.integers(0, 2, 300)) % k  # classes spread over patients, several per patient
+    proba = _scores(y, random.Random(k), k)
+    fold = FoldOutcomes(patients, patients % 4, y, proba[None], np.ones(1, bool))
+    weights = rng.multinomial(12, np.full(12, 1 / 12), size=50).astype(float)
+    stats = fold_statistics(fold, weights)
+    checked = 0
+    for b, w in enumerate(weights):
+        image_w = w[patients]
+        keep = image_w > 0
+        yk, pk, wk = y[keep], proba[keep], image_w[keep]
+        present = np.unique(yk)
+        f1 = f1_score(yk, pk.argmax(1), labels=present, average="macro", sample_weight=wk, zero_division=0)
+        assert stats["f1_macro"][b, 0] == pytest.approx(f1)
+        if k == 2 and len(present) == 2:
+            assert stats["auc"][b, 0] == pytest.approx(roc_auc_score(yk, pk[:, 1], sample_weight=wk))
+            checked += 1
+        elif k > 2:
+            per_class = [roc_auc_score(yk == c, pk[:, c], sample_weight=wk) for c in present if (yk != c).any()]
+            assert stats["auc"][b, 0] == pytest.approx(np.mean(per_class))
+            checked += 1
+    assert checked > 40
 
 
 def _fold(correct: np.ndarray, patients: int = 10) -> FoldOutcomes:
     n = correct.shape[1]
     pat = np.arange(n) % patients
-    return FoldOutcomes(pat, pat % 4, np.arange(n) % 2, correct, np.ones(len(correct), bool))
+    y = np.arange(n) % 2
+    proba = np.eye(2)[np.where(correct, y, 1 - y)]  # (rows, images, 2): right where `correct`
+    return FoldOutcomes(pat, pat % 4, y, proba, np.ones(len(correct), bool))
 
 
 def test_bootstrap_is_seeded_and_a_paired_difference_has_the_right_sign():

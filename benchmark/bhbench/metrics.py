@@ -94,21 +94,28 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 BOOTSTRAP_RESAMPLES = 20_000  # the smallest p-value is 1/(B+1): Holm over ~45 rows' pairs still works
 ALPHA = 0.05
-STATISTICS = ("headline", "patient_rr", "accuracy", "balanced_accuracy", *(f"{m}X" for m in MAGNIFICATIONS))
+STATISTICS = (
+    "headline", "patient_rr", "accuracy", "balanced_accuracy", "auc", "f1_macro", *(f"{m}X" for m in MAGNIFICATIONS)
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class FoldOutcomes:
-    """One fold's test images (the same for every row) and whether each row got each one right.
+    """One fold's test images (the same for every row) and every row's probabilities for them.
 
-    `patients`, `magnifications` and `y` are small integer codes per image; `correct` is
-    (rows, images), and `present` says which rows have a record for this fold."""
+    `patients`, `magnifications` and `y` are small integer codes per image; `proba` is
+    (rows, images, classes), and `present` says which rows have a record for this fold."""
 
     patients: np.ndarray
     magnifications: np.ndarray
     y: np.ndarray
-    correct: np.ndarray
+    proba: np.ndarray
     present: np.ndarray
+
+    @property
+    def pred(self) -> np.ndarray:
+        """(rows, images) predicted classes, as `score` takes them."""
+        return self.proba.argmax(axis=2)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -125,32 +132,69 @@ def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
 def fold_statistics(fold: FoldOutcomes, weights: np.ndarray) -> dict[str, np.ndarray]:
     """Every statistic of every row for each row of patient multiplicities `weights` (draws x
     patients): {name: (draws, rows)}. A row of ones gives the fold's own values."""
-    n_pat = int(fold.patients.max()) + 1
-    correct = fold.correct.astype(float)
+    pred = fold.pred
+    right = pred == fold.y
 
-    def per_patient(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Images (patients, k) and correct images (rows, patients, k) per patient and code."""
-        cell = fold.patients * k + codes
-        images = np.bincount(cell, minlength=n_pat * k).reshape(n_pat, k).astype(float)
-        right = np.stack([np.bincount(cell, weights=c, minlength=n_pat * k) for c in correct])
-        return images, right.reshape(len(correct), n_pat, k)
+    def drawn(counts: np.ndarray) -> np.ndarray:
+        """(rows, patients, k) per-patient counts -> (draws, rows, k) counts of each draw."""
+        return np.einsum("bp,rpk->brk", weights, counts)
 
     out: dict[str, np.ndarray] = {}
-    mag_n, mag_c = per_patient(fold.magnifications, len(MAGNIFICATIONS))
+    k_mag = len(MAGNIFICATIONS)
+    mag_n = _tally(fold, fold.magnifications, k_mag)
+    mag_c = np.stack([_tally(fold, fold.magnifications, k_mag, r) for r in right])
     has = (mag_n > 0).astype(float)
     score = np.nan_to_num(_ratio(mag_c, mag_n))  # (rows, patients, mags): patient score per magnification
-    per_mag = _ratio(np.einsum("bp,rpm->brm", weights, score), (weights @ has)[:, None, :])
+    per_mag = _ratio(drawn(score), (weights @ has)[:, None, :])
     for j, m in enumerate(MAGNIFICATIONS):
         out[f"{m}X"] = per_mag[:, :, j]
     out["headline"] = _nanmean(per_mag, axis=2)
     n_p, c_p = mag_n.sum(1), mag_c.sum(2)
     out["patient_rr"] = _ratio(weights @ (c_p / n_p).T, weights.sum(1, keepdims=True))
     out["accuracy"] = _ratio(weights @ c_p.T, (weights @ n_p)[:, None])
-    k = int(fold.y.max()) + 1
-    cls_n, cls_c = per_patient(fold.y, k)
-    recall = _ratio(np.einsum("bp,rpk->brk", weights, cls_c), (weights @ cls_n)[:, None, :])
-    out["balanced_accuracy"] = _nanmean(recall, axis=2)
+    k = fold.proba.shape[2]
+    images = (weights @ _tally(fold, fold.y, k))[:, None, :]  # (draws, 1, classes)
+    tp = drawn(np.stack([_tally(fold, fold.y, k, r) for r in right]))
+    fp = drawn(np.stack([_tally(fold, p, k, ~r) for p, r in zip(pred, right, strict=True)]))
+    out["balanced_accuracy"] = _nanmean(_ratio(tp, images), axis=2)  # classes absent from the draw are NaN
+    # Macro F1 over the classes present in the draw; zero for one never predicted right (zero_division=0).
+    f1 = np.nan_to_num(_ratio(2 * tp, tp + fp + images))
+    out["f1_macro"] = _ratio((f1 * (images > 0)).sum(2), (images > 0).sum(2))
+    out["auc"] = np.stack([_auc(fold, r, weights) for r in range(len(pred))], axis=1)
     return out
+
+
+def _tally(fold: FoldOutcomes, codes: np.ndarray, k: int, hits: np.ndarray | None = None) -> np.ndarray:
+    """(patients, k): each patient's images under each code (only those with `hits`, when given)."""
+    n_pat = int(fold.patients.max()) + 1
+    counts = np.bincount(fold.patients * k + codes, None if hits is None else hits.astype(float), n_pat * k)
+    return counts.reshape(n_pat, k).astype(float)
+
+
+def _auc(fold: FoldOutcomes, row: int, weights: np.ndarray) -> np.ndarray:
+    """(draws,) ROC AUC of one row under each draw of patient multiplicities: of P(malignant) with two
+    classes, else macro one-vs-rest over the classes with both positives and negatives in the draw.
+
+    A draw weights every pair of images by the multiplicities of their two patients, so the AUC of a
+    draw is w' W w / ((w . positives) (w . negatives)), where W[p, q] counts the pairs (positive image
+    of p, negative image of q) ranked right (ties half): one small matrix per class, whatever the draws."""
+    n_pat = int(fold.patients.max()) + 1
+    k = fold.proba.shape[2]
+    per_class = []
+    for c in [1] if k == 2 else range(k):
+        positive = fold.y == c
+        s = fold.proba[row, :, c]
+        sp, sn = s[positive], s[~positive]
+        wins = (sp[:, None] > sn[None, :]) + 0.5 * (sp[:, None] == sn[None, :])
+        cell = fold.patients[positive][:, None] * n_pat + fold.patients[~positive][None, :]
+        pairs = np.bincount(cell.ravel(), weights=wins.ravel(), minlength=n_pat * n_pat).reshape(n_pat, n_pat)
+        n_pos = weights @ np.bincount(fold.patients[positive], minlength=n_pat)
+        n_neg = weights @ np.bincount(fold.patients[~positive], minlength=n_pat)
+        defined = (n_pos > 0) & (n_neg > 0)
+        per_class.append(
+            np.where(defined, _ratio(np.einsum("bp,pq,bq->b", weights, pairs, weights), n_pos * n_neg), np.nan)
+        )
+    return _nanmean(np.stack(per_class), axis=0)
 
 
 @dataclass(frozen=True)

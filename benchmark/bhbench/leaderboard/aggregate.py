@@ -25,7 +25,7 @@ from bhbench.record import DatasetInfo, RunRecord, SplitInfo
 
 BLOCKS = ("ranked", "smoke", "transductive")
 REFERENCE_FAMILY = "reference"
-EXTRA = ("auc", "f1_macro", "magnification_accuracy", "magnification_patient_rr")
+EXTRA = ("magnification_accuracy", "magnification_patient_rr")  # not bootstrapped: few methods predict it
 
 
 def recipe_of(record: RunRecord) -> str:
@@ -128,7 +128,7 @@ def _label(rows: list[Row]) -> None:
 
 
 def outcomes(rows: list[Row]) -> list[FoldOutcomes]:
-    """Each fold's test images (sorted by file name) with every row's correctness on them."""
+    """Each fold's test images (sorted by file name) with every row's probabilities for them."""
     folds = sorted({f for r in rows for f in r.folds})
     out = []
     for fold in folds:
@@ -138,14 +138,15 @@ def outcomes(rows: list[Row]) -> list[FoldOutcomes]:
         patients = np.unique([p.patient for p in parsed], return_inverse=True)[1]
         mags = np.array([MAGNIFICATIONS.index(p.magnification) for p in parsed])
         y = np.zeros(len(names), dtype=int)
-        correct = np.zeros((len(rows), len(names)), dtype=bool)
+        k = next(_scored(r, fold).proba.shape[1] for r in rows if fold in r.folds)
+        proba = np.zeros((len(rows), len(names), k))  # a row without this fold keeps zeros, masked by `present`
         for i, r in enumerate(rows):
             if fold in r.folds:
                 s = _scored(r, fold)
                 at = np.array([index[n] for n in s.filenames])
                 y[at] = s.y
-                correct[i, at] = s.correct
-        out.append(FoldOutcomes(patients, mags, y, correct, np.array([fold in r.folds for r in rows])))
+                proba[i, at] = s.proba
+        out.append(FoldOutcomes(patients, mags, y, proba, np.array([fold in r.folds for r in rows])))
     return out
 
 

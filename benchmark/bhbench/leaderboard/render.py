@@ -43,7 +43,9 @@ Every number is recomputed from stored per-image predictions; values are in %.
   set. Values are mean ± std over folds.
 - **95% CI**: percentile interval of a patient-level bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples,
   seeded): within each fold the test patients are drawn with replacement, the statistic is computed
-  on the draw and averaged over folds.
+  on the draw and averaged over folds; shown for PRR, accuracy and AUC (the CSV has one for every
+  statistic, macro F1 and balanced accuracy included). A drawn patient's images count as often as
+  the patient was drawn.
 - **# (rank)** = 1 + the number of rows *significantly* better. Significantly: a paired bootstrap
   on the same patient draws (over the folds both rows have) gives a two-sided p-value for the
   difference of headlines, and Holm's method over all pairs of the section keeps the family-wise
@@ -96,7 +98,7 @@ def table_markdown(table: pd.DataFrame, reports: set[str], ranked: bool) -> str:
     mag_head = table["magnification_accuracy_mean"].notna().any()
     headers = ["#"] if ranked else []
     headers += ["method", "folds", "PRR", "95% CI", "pooled PRR", *(f"PRR {m}X" for m in MAGNIFICATIONS)]
-    headers += ["accuracy", "95% CI ", "balanced acc.", "AUC", "macro F1"]
+    headers += ["accuracy", "95% CI ", "balanced acc.", "AUC", "95% CI  ", "macro F1"]
     headers += ["magnification acc.", "magnification PRR"] if mag_head else []
     headers += ["FPS model", "FPS e2e"]
     training = table["recipe"].astype(bool).any()
@@ -109,7 +111,9 @@ def table_markdown(table: pd.DataFrame, reports: set[str], ranked: bool) -> str:
         cells += [_ci(r["headline_lo"], r["headline_hi"]), _pm(r["patient_rr_mean"], r["patient_rr_std"], f)]
         cells += [_pm(r[f"{m}X_mean"], r[f"{m}X_std"], f) for m in MAGNIFICATIONS]
         cells += [_pm(r["accuracy_mean"], r["accuracy_std"], f), _ci(r["accuracy_lo"], r["accuracy_hi"])]
-        cells += [_pm(r[f"{m}_mean"], r[f"{m}_std"], f) for m in ("balanced_accuracy", "auc", "f1_macro")]
+        cells += [_pm(r["balanced_accuracy_mean"], r["balanced_accuracy_std"], f)]
+        cells += [_pm(r["auc_mean"], r["auc_std"], f), _ci(r["auc_lo"], r["auc_hi"])]
+        cells += [_pm(r["f1_macro_mean"], r["f1_macro_std"], f)]
         if mag_head:
             cells += [
                 _pm(r[f"{m}_mean"], r[f"{m}_std"], f) for m in ("magnification_accuracy", "magnification_patient_rr")
