@@ -1,5 +1,6 @@
-"""What the bubblewrap sandbox costs: the same work with `--sandbox off` and `--sandbox on`, side
-by side in one run, printed as ratios (on / off).
+"""What blind test sets cost: the same work as before them (no sandbox, test images in file-name
+order), shuffled without the sandbox (`off`) and shuffled in it (`on`), side by side in one run,
+printed as ratios (on / off, on / before).
 
 1. worker start-up: a fresh worker answering a trivial task (spawned interpreter against bwrap +
    interpreter), which a sandboxed run pays once per fold;
@@ -9,7 +10,7 @@ by side in one run, printed as ratios (on / off).
    states them, and the same method on 200 images held in memory, which isolates training and
    inference throughput from the image cache's disk traffic. Target: within 5%.
 
-Runs alternate (off, on, on, off...) on the synthetic tiny set in a private cache; each figure is the
+Runs alternate (before, off, on, on, off, before...) on the synthetic tiny set in a private cache; each figure is the
 best of its repeats (the least disturbed one on a shared machine). Needs a working bwrap.
 Run from the repository root: python perf/blind.py [--repeats 4] [--epochs 1]
 """
@@ -24,6 +25,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# "before" = no sandbox and test images in file-name order, as the harness was before blind test sets.
+ORDERED = "none ordered"
+LAUNCHERS = (ORDERED, "none", "bubblewrap")
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,9 +82,29 @@ def deep_in_memory(launcher: str, name: str, epochs: int) -> dict[str, float]:
     return {"fit": outcome.fit_seconds, "predict": outcome.predict_seconds}
 
 
-def job_seconds(plan, spec, launcher: str) -> dict[str, float]:
+class _FileOrder:
+    """Stands in for the runner's secret generator to hand test images over in file-name order, as
+    before blind test sets: measures what the shuffle costs (measurement only; contract sample kept)."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self._rng = np.random.default_rng(0)
+
+    def permutation(self, n: int):
+        import numpy as np
+
+        return np.arange(n)
+
+    def choice(self, *args, **kwargs):
+        return self._rng.choice(*args, **kwargs)
+
+
+def job_seconds(plan, spec, launcher: str, shuffle: bool = True) -> dict[str, float]:
     """Wall seconds of one (method, fold) job in a fresh worker, and its fit and predict seconds."""
-    from bhbench import runner
+    from bhbench import blind, runner
+
+    runner.secret_rng = blind.secret_rng if shuffle else _FileOrder
     from bhbench.config import cache_dir
     from bhbench.worker import Worker
 
@@ -125,23 +150,27 @@ def main() -> None:
 
     for repeat in range(args.repeats):
         # Alternate which goes first, so a neighbour's load drifting over time favours neither.
-        for launcher in ("none", "bubblewrap") if repeat % 2 == 0 else ("bubblewrap", "none"):
-            keep("worker start-up", launcher, startup(launcher, args.startups))
+        for launcher in LAUNCHERS if repeat % 2 == 0 else LAUNCHERS[::-1]:
             for label, spec in specs.items():
-                timing = job_seconds(plan, spec, launcher)
+                timing = job_seconds(plan, spec, launcher.split()[0], shuffle=launcher != ORDERED)
                 keep(f"{label}: whole job ({spec.name})", launcher, timing["job"])
                 if label == "deep fold":
                     keep(f"  its fit ({args.epochs} epochs)", launcher, timing["fit"])
                     keep("  its predict", launcher, timing["predict"])
+            if launcher == ORDERED:  # the rest does not depend on the order: measured once, unsandboxed
+                continue
+            keep("worker start-up", launcher, startup(launcher, args.startups))
             timing = deep_in_memory(launcher, args.deep, args.epochs)
             keep(f"deep fit, images in memory ({args.deep})", launcher, timing["fit"])
             keep(f"deep predict, images in memory ({args.deep})", launcher, timing["predict"])
         print(f"repeat {repeat + 1} of {args.repeats} done", file=sys.stderr)
 
-    print(f"{'seconds (best of ' + str(args.repeats) + ')':44} {'off':>9} {'on':>9} {'on/off':>8}")
+    head = ("before", "off", "on", "on/off", "on/before")
+    print(f"{'seconds (best of ' + str(args.repeats) + ')':44}" + "".join(f"{h:>10}" for h in head))
     for name in dict.fromkeys(n for n, _ in best):
         off, on = best[name, "none"], best[name, "bubblewrap"]
-        print(f"{name:44} {off:9.3f} {on:9.3f} {on / off:8.3f}")
+        before = best.get((name, ORDERED), off)  # start-up and in-memory work do not depend on the order
+        print(f"{name:44}" + "".join(f"{v:10.3f}" for v in (before, off, on, on / off, on / before)))
 
 
 if __name__ == "__main__":
