@@ -102,3 +102,20 @@ def test_the_leaderboard_refuses_an_edited_record_with_a_message(tmp_path):
     path.write_text(json.dumps(doc))
     (checked,) = check_all(tmp_path)
     assert checked.record is None and checked.problems == ["unknown key split.flod"]
+
+
+def test_a_records_headline_is_the_leaderboards_not_the_pooled_rate():
+    """`run` prints and ranks by the leaderboard's headline (mean of the per-magnification patient
+    recognition rates), so its "would rank" matches the table a reader sees."""
+    import pandas as pd
+
+    root = COMMITTED[0].parents[4]
+    board = pd.read_csv(root.parent / "leaderboard.csv")
+    checked = 0
+    for line in board[board["folds"] == 5].head(8).itertuples():
+        folder = root / line.dataset / line.protocol / line.name / line.params_hash
+        records = [r for _, r in results.all_records(folder) if r is not None]
+        ((mean, folds),) = results.mean_headline(records).values()
+        assert folds == 5 and mean == pytest.approx(line.headline_mean, abs=1e-6)
+        checked += line.headline_mean != pytest.approx(line.patient_rr_mean, abs=1e-3)
+    assert checked  # at least one row where the pooled rate differs, so the test can tell them apart

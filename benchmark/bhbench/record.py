@@ -144,6 +144,12 @@ class Metrics(RecordPart):
     overall: Scores
     by_magnification: dict[str, Scores]  # "40", "100", ...
 
+    @property
+    def headline(self) -> float:
+        """The leaderboard's headline: the mean of the per-magnification patient recognition rates
+        (Bayramoglu et al.'s definition); `overall.patient_rr` is the patient-pooled rate."""
+        return sum(m.patient_rr for m in self.by_magnification.values()) / len(self.by_magnification)
+
 
 @dataclass(frozen=True)
 class Environment(RecordPart):

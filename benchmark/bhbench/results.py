@@ -250,12 +250,12 @@ def all_records(results: Path) -> list[tuple[Path, RunRecord | None]]:
     return [(p, read(p)) for p in record_files(results)]
 
 
-def mean_patient_rr(records: list[RunRecord]) -> dict[tuple[str, str], tuple[float, int]]:
+def mean_headline(records: list[RunRecord]) -> dict[tuple[str, str], tuple[float, int]]:
     """(method, params hash) -> (mean patient recognition rate, folds) over the successful records."""
     rows: dict[tuple[str, str], list[float]] = {}
     for r in records:
         if r.metrics is not None:
-            rows.setdefault((r.method.name, r.method.params_hash), []).append(r.metrics.overall.patient_rr)
+            rows.setdefault((r.method.name, r.method.params_hash), []).append(r.metrics.headline)
     return {k: (float(np.mean(v)), len(v)) for k, v in rows.items()}
 
 
@@ -263,7 +263,7 @@ def would_rank(row: tuple[str, str], score: float, board: Path) -> tuple[int, in
     """Where a row with mean PRR `score` would rank among the other methods of a leaderboard
     section (`board` = results/<dataset>/<protocol>): (rank, rows), or None without such a section."""
     others = [
-        prr for (name, _), (prr, _) in mean_patient_rr([r for _, r in all_records(board) if r]).items()
+        prr for (name, _), (prr, _) in mean_headline([r for _, r in all_records(board) if r]).items()
         if name != row[0]
     ]  # fmt: skip
     return (1 + sum(prr > score for prr in others), len(others) + 1) if others else None

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             state = "finished earlier" if result.skipped else r.status
             if result.job.rerun:
                 state += f" (rerun: {result.job.rerun})"
-            prr_text = f" PRR {100 * r.metrics.overall.patient_rr:.1f}" if r.metrics else ""
+            prr_text = f" PRR {100 * r.metrics.headline:.1f}" if r.metrics else ""
             console.print(f"  {_label(result.job.spec)} fold {result.job.fold.index}: {state}{prr_text}")
 
         try:
@@ -166,13 +166,17 @@ def _rank(finished: list, plan: Any, written: Path) -> None:
     board = COMMITTED_RESULTS / plan.dataset.id / plan.protocol.id
     if written.resolve() == COMMITTED_RESULTS.resolve() or not board.is_dir():
         return
-    rows = results.mean_patient_rr([f.record for f in finished])
-    for (name, phash), (prr, folds) in rows.items():
+    from bhbench.leaderboard.aggregate import recipe_of
+
+    records = [f.record for f in finished]
+    smoke = {(r.method.name, r.method.params_hash) for r in records if recipe_of(r) == "quick"}
+    for (name, phash), (prr, folds) in results.mean_headline(records).items():
         if folds == len(plan.split.folds) and (place := results.would_rank((name, phash), prr, board)):
+            aside = " (a smoke result of the quick recipe: the leaderboard lists it apart, unranked)"
             console.print(
                 f"{name} (PRR {100 * prr:.1f}) would rank {place[0]} of {place[1]} by mean PRR on the committed "
-                f"leaderboard ({plan.dataset.id}, {plan.protocol.id}); `bhbench leaderboard --results {written}` "
-                "ranks your own records"
+                f"leaderboard ({plan.dataset.id}, {plan.protocol.id}){aside if (name, phash) in smoke else ''}; "
+                f"`bhbench leaderboard --results {written}` ranks your own records"
             )
 
 
@@ -216,9 +220,13 @@ def _report(finished: list, synthetic: bool) -> int:
     from bhbench.protocol import MAGNIFICATIONS
 
     failures = [f for f in finished if not f.record.ok]
-    title = "% mean ± std over folds; PRR = patient recognition rate" + (" — synthetic data" if synthetic else "")
+    title = "% mean ± std over folds; PRR = patient recognition rate, mean of magnifications" + (
+        " — synthetic data" if synthetic else ""
+    )
     mags = [f"{m}X" for m in MAGNIFICATIONS]
-    table = Table("method", "folds", "failed", "PRR", *(f"PRR {m}" for m in mags), "accuracy", "AUC", title=title)
+    table = Table(
+        "method", "folds", "failed", "PRR", "pooled PRR", *(f"PRR {m}" for m in mags), "accuracy", "AUC", title=title
+    )
     variants: dict[str, list] = {}  # one row per method and parameter set
     for f in finished:
         variants.setdefault(_label(f.job.spec), []).append(f.record)
@@ -226,7 +234,7 @@ def _report(finished: list, synthetic: bool) -> int:
     for label, records in variants.items():
         ok = [r for r in records if r.ok]
         row = aggregate(label, ok) if ok else {}
-        cells = [pct(row.get(k, [])) for k in ("patient_rr", *mags, "accuracy", "auc")]
+        cells = [pct(row.get(k, [])) for k in ("headline", "patient_rr", *mags, "accuracy", "auc")]
         table.add_row(label, f"{len(ok)} of {len(records)}", str(len(records) - len(ok)), *cells)
         gaps = [r for r in ok if r.split.missing_classes]
         if gaps:

@@ -261,7 +261,8 @@ def aggregate(method: str, recs: list[RunRecord]) -> dict:
     """Per-fold values of a method's main metrics from its successful records (the run summary)."""
     metrics = [r.metrics for r in recs if r.metrics]
     overall = [m.overall for m in metrics]
-    row: dict = {"method": method, "folds": len(recs), "patient_rr": [o.patient_rr for o in overall]}
+    row: dict = {"method": method, "folds": len(recs), "headline": [m.headline for m in metrics]}
+    row["patient_rr"] = [o.patient_rr for o in overall]
     for mag in MAGNIFICATIONS:
         row[f"{mag}X"] = [m.by_magnification[str(mag)].patient_rr for m in metrics if str(mag) in m.by_magnification]
     for metric in ("accuracy", "balanced_accuracy", "auc", "f1_macro"):
