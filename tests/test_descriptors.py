@@ -3,22 +3,29 @@ libraries and with independent computations written out here."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+from pathlib import Path
 
+import cv2
 import mahotas
 import numpy as np
 import pytest
+from conftest import MINI, needs_real
 from scipy.ndimage import gaussian_filter
 from skimage.feature import local_binary_pattern
 
 from bhbench.errors import UserError
 from bhbench_baselines.handcrafted import binary_patterns
 from bhbench_baselines.handcrafted import counts as counts_module
+from bhbench_baselines.handcrafted import glcm as glcm_module
+from bhbench_baselines.handcrafted import pftas as pftas_module
 from bhbench_baselines.handcrafted.binary_patterns import clbp_codes, lbp_codes
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
 from bhbench_baselines.handcrafted.lpq import stft_kernels, whitened_parts, whitening
 from bhbench_baselines.handcrafted.pftas import pftas
 
+PERF_SCRIPT = Path(__file__).resolve().parents[1] / "perf" / "handcrafted.py"
 SPANHOL_DIMS = {"lbp": 10, "clbp": 1352, "lpq": 256, "glcm": 13, "orb": 32, "pftas": 162}
 
 
@@ -391,3 +398,136 @@ def test_lpq_whitening_decorrelates_the_parts_under_the_pixel_correlation_model(
     assert np.abs(off_diagonal).max() < 1e-3 * np.diag(cov).max()
     assert np.allclose(white @ white.T, np.eye(8))  # a rotation: no part is dropped or scaled
     assert (np.diff(np.diag(cov)) <= 1e-9).all()  # bits ordered by decreasing variance
+
+
+# --- The fast paths against their reference definitions, on real BreaKHis images and on synthetic
+# images that force each of CLBP's threshold paths. A changed value fails here.
+
+# The first: one of the 10 mini images where some float32 |d_p| equals float32(mean |d_p|), so CLBP
+# decides 11 bands' M bits again in float64.
+REAL_IMAGES = [
+    "benign/SOB/fibroadenoma/SOB_B_F_14-23060CD/100X/SOB_B_F-14-23060CD-100-006.png",
+    "malignant/SOB/ductal_carcinoma/SOB_M_DC_14-11031/100X/SOB_M_DC-14-11031-100-014.png",
+    "benign/SOB/adenosis/SOB_B_A_14-22549AB/40X/SOB_B_A-14-22549AB-40-001.png",
+]
+
+
+@pytest.fixture(scope="module")
+def real_images() -> list[np.ndarray]:
+    from PIL import Image
+
+    root = MINI / "histology_slides" / "breast"
+    return [np.asarray(Image.open(root / name).convert("RGB")) for name in REAL_IMAGES]
+
+
+def _clbp_reference(rgb: np.ndarray, P: int = 24, R: float = 3) -> np.ndarray:
+    """CLBP as the definition reads, in whole-image planes (the speed script's composition side):
+    scikit-image's interpolation, the mean of the whole float64 |d_p| array as M's threshold."""
+    spec = importlib.util.spec_from_file_location("perf_handcrafted", PERF_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.clbp_reference(rgb, P, R)
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+@needs_real
+def test_fast_descriptors_equal_their_references_on_real_breakhis_images(real_images):
+    for rgb in real_images:
+        grey = _grey(rgb)
+        codes = local_binary_pattern(grey, 8, 1, "uniform").astype(int)
+        expected = np.bincount(codes.ravel(), minlength=10) / codes.size
+        assert np.array_equal(DESCRIPTORS["lbp"].spec().compute(rgb), expected)
+        assert np.array_equal(DESCRIPTORS["clbp"].spec().compute(rgb), _clbp_reference(rgb))
+        expected = np.concatenate([mahotas.features.pftas(np.ascontiguousarray(rgb[..., c])) for c in range(3)])
+        assert np.array_equal(DESCRIPTORS["pftas"].spec().compute(rgb), expected)
+        expected = mahotas.features.haralick(grey, return_mean=True, use_x_minus_y_variance=True)
+        assert np.array_equal(DESCRIPTORS["glcm"].spec().compute(rgb), expected)
+
+
+def _spy(monkeypatch, owner, name: str) -> list[tuple]:
+    """Record the arguments of every call of owner.name (which still runs)."""
+    calls: list[tuple] = []
+    original = getattr(owner, name)
+
+    def spy(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
+@needs_real
+def test_clbp_decides_float32_ties_with_the_mean_again_in_float64(real_images, monkeypatch):
+    bands = _spy(monkeypatch, binary_patterns._Circle, "band")
+    rgb = real_images[0]
+    assert np.array_equal(DESCRIPTORS["clbp"].spec().compute(rgb), _clbp_reference(rgb))
+    starts = [args[1] for args in bands]
+    assert len(starts) > len(set(starts))  # some bands were computed again: the tie path ran
+
+
+def test_clbp_equals_its_definition_on_synthetic_images(images):
+    for rgb in images:
+        for P, R in [(24, 3), (8, 1), (16, 2.5)]:
+            assert np.array_equal(DESCRIPTORS["clbp"].spec(P=P, R=R).compute(rgb), _clbp_reference(rgb, P, R))
+
+
+def test_clbp_takes_the_whole_float64_mean_where_a_magnitude_sits_on_it(monkeypatch):
+    # A 0/2 checkerboard: every |d_p| is 2, the mean exactly, which a band-wise sum cannot place
+    grey = (np.indices((20, 24)).sum(axis=0) % 2 * 2).astype(np.uint8)
+    whole = _spy(monkeypatch, binary_patterns, "_magnitude_code")
+    _, m, _ = clbp_codes(grey, 4, 1)
+    assert len(whole) == 1 and (m == 4).all()  # every |d_p| >= the mean: all four bits set
+    rgb = grey_rgb(grey)
+    assert np.array_equal(DESCRIPTORS["clbp"].spec(P=4, R=1).compute(rgb), _clbp_reference(rgb, 4, 1))
+
+
+def test_clbp_takes_the_whole_float64_mean_when_the_band_sum_cannot_place_it(images, monkeypatch):
+    monkeypatch.setattr(binary_patterns, "MEAN_SLACK", 1e-3)  # [lo, hi] spans many float32 values
+    whole = _spy(monkeypatch, binary_patterns, "_magnitude_code")
+    for rgb in images:
+        assert np.array_equal(DESCRIPTORS["clbp"].spec().compute(rgb), _clbp_reference(rgb))
+    assert len(whole) == len(images)
+
+
+def test_counts_equal_bincount_for_both_histogram_paths(monkeypatch):
+    rng = np.random.default_rng(5)
+    runs = np.repeat(rng.integers(0, 20, 300), 40).reshape(120, 100).astype(np.uint8)  # long runs of a value
+    cases = [(rng.integers(0, 256, (37, 53)).astype(np.uint8), 256), (runs, 20)]
+    cases.append((rng.integers(0, 1352, (41, 29)).astype(np.uint16), 1352))
+    for codes, bins in cases:
+        assert np.array_equal(counts_module.counts(codes, bins), np.bincount(codes.ravel(), minlength=bins))
+    three = [runs, runs[::-1].copy(), np.ascontiguousarray(runs.T).reshape(runs.shape)]
+    expected = [np.bincount(c.ravel(), minlength=20) for c in three]
+    for large in (False, True):
+        if large:
+            monkeypatch.setattr(counts_module, "FLOAT32_EXACT", 0)
+        assert all(np.array_equal(a, b) for a, b in zip(counts_module.counts_each(three, 20), expected, strict=True))
+
+
+@pytest.mark.parametrize("distance", [1, 2])
+def test_cooccurrences_equal_mahotas_in_every_direction(distance):
+    rng = np.random.default_rng(distance)
+    for grey in (rng.integers(0, 256, (23, 31)).astype(np.uint8), texture(14)):
+        levels = int(grey.max()) + 1
+        for direction, (dy, dx) in enumerate(glcm_module.DIRECTIONS):
+            expected = np.empty((levels, levels), np.int32)  # as haralick passes it (its own uint8 max + 1 wraps)
+            mahotas.features.texture.cooccurence(grey, direction, expected, symmetric=True, distance=distance)
+            got = counts_module.cooccurrences(grey, dy * distance, dx * distance, levels)
+            assert got.dtype == np.int32 and np.array_equal(got, expected)
+
+
+def test_pftas_takes_numpys_spread_where_a_threshold_is_an_integer():
+    # Above Otsu's threshold: 1000 pixels at 10 and 1000 at 20, so mean - spread = 15 - 5 = 10 (up
+    # to the 1e-8 in mahotas' mean), exactly a grey level: the histogram's spread is not trusted there.
+    channel = np.zeros((60, 60), np.uint8)
+    channel.flat[1600:2600], channel.flat[2600:] = 10, 20
+    threshold = mahotas.thresholding.otsu(channel)
+    mean, spread = pftas_module._above(channel, threshold)
+    assert threshold < 10 and abs(mean - spread - 10) < pftas_module.SPREAD_SLACK
+    rgb = np.dstack([channel, channel.T.copy(), np.roll(channel, 7)])
+    expected = np.concatenate([mahotas.features.pftas(np.ascontiguousarray(rgb[..., c])) for c in range(3)])
+    assert np.array_equal(pftas(rgb), expected)
