@@ -2,9 +2,10 @@
 
 Every descriptor maps an RGB uint8 image of any size to a fixed-length float64 vector. Library
 implementations are used where they exist (mahotas Haralick and Otsu, OpenCV ORB). CLBP and LPQ
-have none and are written here; LBP and the PFTAS counting are too, because the libraries' versions
-dominated extraction time: they compute numbers identical to scikit-image's and mahotas' (the tests
-check equality), several times faster and in parallel threads (see their modules). A `DescriptorSpec`
+have none and are written here; LBP, the PFTAS counting and the GLCM co-occurrence counting are
+too, because the libraries' versions dominated extraction time: they compute numbers identical to
+scikit-image's and mahotas' (the tests check equality), several times faster and in parallel
+threads (see their modules). A `DescriptorSpec`
 names exactly what was computed: descriptor, parameters, code version and the version of the
 library that computes it. Its id keys the feature cache, and it goes into every record.
 """
