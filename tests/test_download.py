@@ -261,7 +261,10 @@ def test_synthetic_tree_is_not_compared_with_breakhis(tiny_tree, capsys):
 
 def test_leaderboard_labels_sections_of_an_incomplete_tree():
     from bhbench.leaderboard.render import dataset_title
+    from bhbench.record import DatasetInfo
 
-    desc = {"synthetic": False, "images": 283, "patients": 22, "fingerprint": "0123456789"}
-    assert "not the complete BreaKHis_v1" in dataset_title({**desc, "complete": False})
-    assert "not the complete" not in dataset_title({**desc, "complete": True})
+    def desc(complete: bool) -> DatasetInfo:
+        return DatasetInfo("breakhis-01234567", "breakhis", "0123456789", 283, 22, False, complete, ())
+
+    assert "not the complete BreaKHis_v1" in dataset_title(desc(False))
+    assert "not the complete" not in dataset_title(desc(True))
