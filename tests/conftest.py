@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import textwrap
 from pathlib import Path
 
@@ -17,6 +18,10 @@ needs_real = pytest.mark.skipif(
     not (MINI.is_dir() and FOLDS.is_dir()),
     reason=f"real BreaKHis material not found at {SHARED} (expected ../shared/breakhis beside the checkout)",
 )
+
+# A shell that starts the suite in the background (`cmd &`, some CI runners) leaves SIGINT ignored, and
+# an ignored signal stays ignored across exec: the Ctrl-C tests' bhbench processes would never see it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # A small, fast, learnable method used to exercise the harness: nearest class mean of mean colour.
 TOY = '''
