@@ -69,9 +69,12 @@ def test_reproduce_passes_then_names_the_fold_and_image_of_an_edited_probability
 
 
 def test_a_row_address_finds_the_records_and_a_bad_one_says_what_exists(
-    toy_run: tuple[Path, Path], tiny_tree: Path, capsys: pytest.CaptureFixture[str]
+    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    subs, out = toy_run
+    subs, committed = toy_run
+    out = Path(shutil.copytree(committed, tmp_path / "results"))
+    (section,) = [p for p in out.glob("*/*") if p.is_dir() and p.name != "splits"]
+    shutil.copytree(section, section.with_name("binary-mi-image-kfold-seed0"))  # the leaky twin: not MIBC
     common = ["--submissions", str(subs), "reproduce", "--results", str(out), "--data", str(tiny_tree)]
     assert main([*common, "synthetic/MIBC/repro_toy"]) == 0
     assert main([*common, "synthetic/MSFC/repro_toy"]) == 2

@@ -47,7 +47,8 @@ def resolve(target: str, root: Path) -> list[Path]:
     """The record files a target names: a record file, a folder holding records (a method or one
     of its parameter folders), or a row `DATASET/PROTOCOL/METHOD` under `root`, where DATASET is a
     dataset id or its name (`synthetic`, `breakhis`) and PROTOCOL a protocol id or Liu's name
-    (MIBC, MSBC, MIFC, MSFC) when that names one protocol of the dataset."""
+    (MIBC, MSBC, MIFC, MSFC), which names the leak-free protocol of that regime and task (the leaky
+    image-kfold twin goes by its id) when the dataset has one."""
     path = Path(target).expanduser()
     if path.is_file():
         return [path]
@@ -76,8 +77,8 @@ def resolve(target: str, root: Path) -> list[Path]:
 
 
 def _is_liu(protocol_id: str, name: str) -> bool:
-    """Whether a protocol id is one of Liu et al.'s (regime, task) protocols, e.g. MIBC."""
-    return any(
+    """Whether a protocol id is the leak-free one of Liu et al.'s (regime, task) protocols, e.g. MIBC."""
+    return "-image-kfold-" not in protocol_id and any(
         liu == name.upper() and protocol_id.startswith(f"{task}-{regime}-") for (regime, task), liu in LIU_NAMES.items()
     )
 
