@@ -113,6 +113,10 @@ class FoldOutcomes:
     present: np.ndarray
 
     @property
+    def n_patients(self) -> int:
+        return int(self.patients.max()) + 1
+
+    @property
     def pred(self) -> np.ndarray:
         """(rows, images) predicted classes, as `score` takes them."""
         return self.proba.argmax(axis=2)
@@ -153,34 +157,36 @@ def fold_statistics(fold: FoldOutcomes, weights: np.ndarray) -> dict[str, np.nda
     out["patient_rr"] = _ratio(weights @ (c_p / n_p).T, weights.sum(1, keepdims=True))
     out["accuracy"] = _ratio(weights @ c_p.T, (weights @ n_p)[:, None])
     k = fold.proba.shape[2]
-    images = (weights @ _tally(fold, fold.y, k))[:, None, :]  # (draws, 1, classes)
+    per_class = weights @ _tally(fold, fold.y, k)  # (draws, classes): images of each class in each draw
+    images = per_class[:, None, :]
     tp = drawn(np.stack([_tally(fold, fold.y, k, r) for r in right]))
     fp = drawn(np.stack([_tally(fold, p, k, ~r) for p, r in zip(pred, right, strict=True)]))
     out["balanced_accuracy"] = _nanmean(_ratio(tp, images), axis=2)  # classes absent from the draw are NaN
     # Macro F1 over the classes present in the draw; zero for one never predicted right (zero_division=0).
     f1 = np.nan_to_num(_ratio(2 * tp, tp + fp + images))
     out["f1_macro"] = _ratio((f1 * (images > 0)).sum(2), (images > 0).sum(2))
-    out["auc"] = np.stack([_auc(fold, r, weights) for r in range(len(pred))], axis=1)
+    out["auc"] = np.stack([_auc(fold, r, weights, per_class) for r in range(len(pred))], axis=1)
     return out
 
 
 def _tally(fold: FoldOutcomes, codes: np.ndarray, k: int, hits: np.ndarray | None = None) -> np.ndarray:
     """(patients, k): each patient's images under each code (only those with `hits`, when given)."""
-    n_pat = int(fold.patients.max()) + 1
+    n_pat = fold.n_patients
     counts = np.bincount(fold.patients * k + codes, None if hits is None else hits.astype(float), n_pat * k)
     return counts.reshape(n_pat, k).astype(float)
 
 
-def _auc(fold: FoldOutcomes, row: int, weights: np.ndarray) -> np.ndarray:
+def _auc(fold: FoldOutcomes, row: int, weights: np.ndarray, per_class: np.ndarray) -> np.ndarray:
     """(draws,) ROC AUC of one row under each draw of patient multiplicities: of P(malignant) with two
     classes, else macro one-vs-rest over the classes with both positives and negatives in the draw.
 
     A draw weights every pair of images by the multiplicities of their two patients, so the AUC of a
     draw is w' W w / ((w . positives) (w . negatives)), where W[p, q] counts the pairs (positive image
-    of p, negative image of q) ranked right (ties half): one small matrix per class, whatever the draws."""
-    n_pat = int(fold.patients.max()) + 1
+    of p, negative image of q) ranked right (ties half): one small matrix per class, whatever the draws.
+    `per_class` is (draws, classes): the images of each class in each draw."""
+    n_pat = fold.n_patients
     k = fold.proba.shape[2]
-    per_class = []
+    aucs = []
     for c in [1] if k == 2 else range(k):
         positive = fold.y == c
         s = fold.proba[row, :, c]
@@ -188,13 +194,11 @@ def _auc(fold: FoldOutcomes, row: int, weights: np.ndarray) -> np.ndarray:
         wins = (sp[:, None] > sn[None, :]) + 0.5 * (sp[:, None] == sn[None, :])
         cell = fold.patients[positive][:, None] * n_pat + fold.patients[~positive][None, :]
         pairs = np.bincount(cell.ravel(), weights=wins.ravel(), minlength=n_pat * n_pat).reshape(n_pat, n_pat)
-        n_pos = weights @ np.bincount(fold.patients[positive], minlength=n_pat)
-        n_neg = weights @ np.bincount(fold.patients[~positive], minlength=n_pat)
+        n_pos = per_class[:, c]
+        n_neg = per_class.sum(axis=1) - n_pos
         defined = (n_pos > 0) & (n_neg > 0)
-        per_class.append(
-            np.where(defined, _ratio(np.einsum("bp,pq,bq->b", weights, pairs, weights), n_pos * n_neg), np.nan)
-        )
-    return _nanmean(np.stack(per_class), axis=0)
+        aucs.append(np.where(defined, _ratio(np.einsum("bp,pq,bq->b", weights, pairs, weights), n_pos * n_neg), np.nan))
+    return _nanmean(np.stack(aucs), axis=0)
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,7 @@ def bootstrap(folds: list[FoldOutcomes], resamples: int | None = None, seed: int
     resamples = resamples or BOOTSTRAP_RESAMPLES
     per_fold_points, per_fold_draws = [], []
     for i, fold in enumerate(folds):
-        n_pat = int(fold.patients.max()) + 1
+        n_pat = fold.n_patients
         rng = np.random.default_rng([seed, i])
         weights = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=resamples).astype(float)
         stats = fold_statistics(fold, np.vstack([np.ones(n_pat), weights]))

@@ -166,10 +166,10 @@ def _rank(finished: list, plan: Any, written: Path) -> None:
     board = COMMITTED_RESULTS / plan.dataset.id / plan.protocol.id
     if written.resolve() == COMMITTED_RESULTS.resolve() or not board.is_dir():
         return
-    from bhbench.leaderboard.aggregate import recipe_of
+    from bhbench.leaderboard.aggregate import block_of
 
     records = [f.record for f in finished]
-    smoke = {(r.method.name, r.method.params_hash) for r in records if recipe_of(r) == "quick"}
+    smoke = {(r.method.name, r.method.params_hash) for r in records if block_of(r) == "smoke"}
     for (name, phash), (prr, folds) in results.mean_headline(records).items():
         if folds == len(plan.split.folds) and (place := results.would_rank((name, phash), prr, board)):
             aside = " (a smoke result of the quick recipe: the leaderboard lists it apart, unranked)"

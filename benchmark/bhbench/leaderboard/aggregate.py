@@ -37,6 +37,14 @@ def recipe_of(record: RunRecord) -> str:
     return ""
 
 
+def block_of(record: RunRecord) -> str:
+    """The leaderboard block a method's records go in: a transductive method's and a quick-recipe
+    (smoke) run's are shown apart, never ranked with the others."""
+    if record.method.transductive:
+        return "transductive"
+    return "smoke" if recipe_of(record) == "quick" else "ranked"
+
+
 @dataclass
 class Row:
     name: str
@@ -58,9 +66,7 @@ class Row:
 
     @property
     def block(self) -> str:
-        if self.first.method.transductive:
-            return "transductive"
-        return "smoke" if recipe_of(self.first) == "quick" else "ranked"
+        return block_of(self.first)
 
 
 @dataclass
