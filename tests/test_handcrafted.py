@@ -179,6 +179,30 @@ def test_a_training_set_with_one_learnable_class_predicts_it():
     assert np.array_equal(method.predict_proba(TestSet.build("binary", images=tests)), np.tile([0.0, 1.0], (6, 1)))
 
 
+@pytest.mark.parametrize("classes", [2, 8])
+def test_the_svm_on_a_precomputed_kernel_is_libsvms_rbf_svm(classes):
+    # RbfSVC hands libsvm the Gram matrix instead of letting it evaluate the kernel pair by pair
+    # (far cheaper at BreaKHis size); the model must be the one libsvm finds by itself.
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import SVC
+
+    from bhbench_baselines.handcrafted.kernel_svm import RbfSVC
+
+    rng = np.random.default_rng(classes)
+    y = rng.integers(0, classes, 300)
+    X = rng.normal(size=(300, 40)) + 0.4 * rng.normal(size=(classes, 40))[y]
+    test = rng.normal(size=(80, 40)) + 0.4 * rng.normal(size=(classes, 40))[rng.integers(0, classes, 80)]
+    for C, gamma in [(10.0, 1 / 40), (1.0, 0.1 / 40), (100.0, 10 / 40)]:
+        ours, libsvm = RbfSVC(C=C, gamma=gamma).fit(X, y), SVC(C=C, gamma=gamma).fit(X, y)
+        assert np.array_equal(ours.svc_.support_, libsvm.support_)
+        np.testing.assert_allclose(ours.svc_.dual_coef_, libsvm.dual_coef_, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(ours.decision_function(test), libsvm.decision_function(test), atol=1e-9)
+        assert np.array_equal(ours.predict(test), libsvm.predict(test))
+    calibrated = [CalibratedClassifierCV(m, method="sigmoid", cv=3, ensemble=False) for m in (ours, libsvm)]
+    p_ours, p_libsvm = (c.fit(X, y).predict_proba(test) for c in calibrated)
+    np.testing.assert_allclose(p_ours, p_libsvm, atol=1e-9)
+
+
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [

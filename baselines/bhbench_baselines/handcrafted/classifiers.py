@@ -105,9 +105,10 @@ def _svm(s: Settings, seed: int, final: bool) -> Pipeline:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
 
-    svc = SVC(kernel="rbf", C=s["C"], gamma=s["gamma"], random_state=seed)
+    from bhbench_baselines.handcrafted.kernel_svm import RbfSVC
+
+    svc = RbfSVC(C=s["C"], gamma=s["gamma"], random_state=seed)
     if not final:  # the search only needs decisions
         return make_pipeline(StandardScaler(), svc)
     # Platt scaling on 3-fold out-of-fold decision values, as libsvm's probability=True did
