@@ -7,14 +7,18 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import toy_source
 
 from bhbench import executors, registry, results, runner
 from bhbench.cli import main
 from bhbench.data.sources import open_dataset
+from bhbench.method import TestSet, TrainMeta, TrainSet
 from bhbench.protocol import Protocol
 from bhbench.record import Metrics
+from bhbench.util import cpu_count
+from bhbench.worker import Task, Worker
 
 
 @pytest.fixture
@@ -114,3 +118,51 @@ def test_ctrl_c_stops_a_process_run_before_the_queue_drains(submissions: Path, t
     assert output.count("FIT STARTED") == 2, "queued (method, fold) jobs kept starting after Ctrl-C"
     assert not list((tmp_path / "results").rglob("fold*.json")), "an interrupted fold left a record"
     assert "0 of 5 (method, fold) jobs finished" in output and "to resume, rerun: bhbench --submissions" in output
+
+
+POOLS = '''
+import numpy as np
+from bhbench import Method, register
+
+
+@register("pools", family="test", reference="bhbench tests")
+class Pools(Method):
+    """Reports the OpenMP/BLAS thread pools of its process, one of them loaded during fit."""
+
+    def fit(self, train):
+        import scipy.linalg  # noqa: F401  (scipy's own OpenBLAS, loaded by the method)
+        from threadpoolctl import threadpool_info
+
+        self.pools_ = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
+        return self
+
+    def fit_info(self):
+        return {"pools": self.pools_}
+
+    def predict_proba(self, test):
+        return np.full((len(test), test.n_classes), 1 / test.n_classes)
+'''
+
+
+def test_a_worker_sharing_the_cores_holds_every_thread_pool_to_its_share(submissions: Path, monkeypatch):
+    # Each side-by-side worker's BLAS starting a thread per core made the QDA baselines' PCA ~2x
+    # slower; a library loaded by the method (scipy's BLAS, with scikit-learn) escaped threadpoolctl.
+    if cpu_count() < 2:
+        pytest.skip("one core: every pool has one thread anyway")
+    (submissions / "pools.py").write_text(POOLS)
+    registry.discover(submissions)
+    images = [np.full((8, 8, 3), i, np.uint8) for i in range(4)]
+    y = np.array([0, 1, 0, 1])
+    meta = TrainMeta(y, y > 0, np.array(["A"] * 4), np.full(4, 40), np.array(["p0", "p1", "p2", "p3"]))
+    task = Task("pools", {}, [(TrainSet.build("binary", meta, images=images), TestSet.build("binary", images=images))])
+    worker = Worker(submissions, sharing=2 * cpu_count())  # a fresh interpreter, as in a run
+    try:
+        pools = worker.run(task, timeout=120).fit_info[0]["pools"]
+    finally:
+        worker.stop(kill=True)
+    assert any("scipy" in path for path in pools) and set(pools.values()) == {1}, pools
+    alone = Worker(submissions)  # one worker: its pools keep a thread per core
+    try:
+        assert max(alone.run(task, timeout=120).fit_info[0]["pools"].values()) == cpu_count()
+    finally:
+        alone.stop(kill=True)
