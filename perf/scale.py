@@ -23,7 +23,8 @@ With --fits instead: each classifier's `fit_classifier` (inner CV and final fit,
 and 2,000 images, its growth exponent fitted and its cost at 5,536 training images (a BreaKHis
 fold) extrapolated.
 
-Everything runs on --jobs threads (default 1: costs per core). Libraries get one BLAS thread.
+Everything runs on --jobs threads (default 1: costs per core). Libraries get one BLAS thread (those a fit
+loads too, as in a run's workers); the deep and probe stages set torch's own thread count (all cores).
 
 Run: python perf/scale.py [--patients 16 --per-patient 6] [--folds 1] [--deep cnn] [--probe NAME]
      python perf/scale.py --fits
@@ -45,7 +46,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from bhbench import TestSet, TrainSet, cache_dir, registry
 from bhbench.data import breakhis, synthetic
@@ -54,6 +54,7 @@ from bhbench.data.index import index_tree
 from bhbench.method import TrainMeta
 from bhbench.protocol import Protocol
 from bhbench.splits import patient_split
+from bhbench.worker import thread_pools
 from bhbench_baselines.handcrafted.classifiers import CLASSIFIERS, fit_classifier
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS
 from bhbench_baselines.handcrafted.features import extract
@@ -305,7 +306,7 @@ def time_fits(sizes: tuple[int, ...] = (500, 1000, 2000), dims: tuple[int, ...] 
 
 def main() -> None:
     args = parse_args()
-    with threadpool_limits(1):
+    with thread_pools(1):
         if args.fits:
             time_fits()
             return

@@ -26,6 +26,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -103,31 +104,43 @@ def _threads() -> int:
 _POOL_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def execute(task: Task) -> Outcome:
-    """Run a task in this process (the worker calls this; tests may too)."""
-    from threadpoolctl import threadpool_limits
-
-    env: dict[str, str] = {}
-    if task.area is not None:  # the method's caches (features...) live in the partition's area
-        env["BHBENCH_CACHE"] = str(Path(task.area) / "cache")
-    if task.threads is not None:
-        # Several workers share the cores: methods read their share from THREADS_ENV, and every
-        # thread pool is held to it, those already loaded (numpy's BLAS) by threadpoolctl, those a
-        # method loads later (scipy's own OpenBLAS, which scikit-learn brings) by the variables they
-        # read. Without this each worker's BLAS starts a thread per core, and side-by-side workers'
-        # spinning threads made the PCA in the QDA baselines ~2x slower.
-        env.update(dict.fromkeys((THREADS_ENV, *_POOL_ENV), str(task.threads)))
-    previous = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
-        with threadpool_limits(task.threads):
-            return _execute(task)
+        yield
     finally:
         for k, v in previous.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def thread_pools(threads: int | None) -> Iterator[None]:
+    """Every OpenMP/BLAS thread pool of this process held to `threads` inside (None: left alone):
+    those already loaded (numpy's BLAS) by threadpoolctl, those loaded later (scipy's own OpenBLAS,
+    which scikit-learn brings) by the variables they read when they load. threadpoolctl alone
+    misses the latter: with a thread per core in each of two side-by-side workers, their spinning
+    threads made the QDA baselines' PCA ~2x slower."""
+    from threadpoolctl import threadpool_limits
+
+    values = {} if threads is None else dict.fromkeys(_POOL_ENV, str(threads))
+    with _environ(values), threadpool_limits(threads):
+        yield
+
+
+def execute(task: Task) -> Outcome:
+    """Run a task in this process (the worker calls this; tests may too)."""
+    env: dict[str, str] = {}
+    if task.area is not None:  # the method's caches (features...) live in the partition's area
+        env["BHBENCH_CACHE"] = str(Path(task.area) / "cache")
+    if task.threads is not None:  # several workers share the cores: methods read their share here
+        env[THREADS_ENV] = str(task.threads)
+    with _environ(env), thread_pools(task.threads):
+        return _execute(task)
 
 
 def _execute(task: Task) -> Outcome:
