@@ -4,7 +4,8 @@
    against a bare PyTorch loop over the same network, optimizer and batch size on tensors already
    in memory (target >= 0.95);
 2. inference FPS of the harness (`predict_proba` on decoded arrays at their full 350x230 size, so
-   resizing counts) against a bare forward of the same network on ready tensors (target: within 10%);
+   resizing counts) against a bare forward of the same network on ready tensors (target: within 5%),
+   their passes alternating;
 3. Fast BCNN FPS / BCNN FPS through the harness, same backbone and input size (target >= 1.8);
 4. the probe's embedding throughput (`Embedder.embed` on stored images: read, resized, normalised,
    forwarded) against a bare timm forward of the same model on ready tensors (target >= 0.95), and
@@ -119,32 +120,41 @@ def bare_training(args: argparse.Namespace, net: torch.nn.Module, recipe: Recipe
     return best
 
 
-def harness_fps(method: Method, arrays: list[np.ndarray], repeats: int) -> float:
-    method.predict_proba(TestSet.build("binary", images=arrays[:2]))  # warm-up
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        method.predict_proba(TestSet.build("binary", images=arrays))
-        best = max(best, len(arrays) / (time.perf_counter() - t0))
-    return best
+def harness_fps(method: Method, arrays: list[np.ndarray]) -> float:
+    """One timed pass of `predict_proba` over the arrays (a warm-up call first)."""
+    method.predict_proba(TestSet.build("binary", images=arrays[:2]))
+    t0 = time.perf_counter()
+    method.predict_proba(TestSet.build("binary", images=arrays))
+    return len(arrays) / (time.perf_counter() - t0)
 
 
 def bare_fps(net: torch.nn.Module, args: argparse.Namespace) -> float:
+    """One timed pass of the bare forward over as many ready images (a warm-up call first)."""
     device = next(net.parameters()).device
     net.eval()
     x = torch.randn(args.batch_size, 3, args.input_size, args.input_size, device=device)
     n = args.fps_images
-    best = 0.0
     with torch.inference_mode():
-        net(x[:2])  # warm-up
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            for start in range(0, n, args.batch_size):
-                net(x[: min(args.batch_size, n - start)])
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            best = max(best, n / (time.perf_counter() - t0))
-    return best
+        net(x[:2])
+        t0 = time.perf_counter()
+        for start in range(0, n, args.batch_size):
+            net(x[: min(args.batch_size, n - start)])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return n / (time.perf_counter() - t0)
+
+
+def inference(
+    method: Method, twin: Method, net: torch.nn.Module, args: argparse.Namespace, arrays: list[np.ndarray]
+) -> tuple[float, float, float]:
+    """Best FPS of the harness, the bare forward and the twin, their passes alternating so that a
+    neighbour's load burst on a shared machine hits all three alike."""
+    harness = bare = twin_fps = 0.0
+    for _ in range(args.repeats):
+        harness = max(harness, harness_fps(method, arrays))
+        bare = max(bare, bare_fps(net, args))
+        twin_fps = max(twin_fps, harness_fps(twin, arrays))
+    return harness, bare, twin_fps
 
 
 def probe_rows(args: argparse.Namespace, root: Path) -> list[tuple[str, float, float, str]]:
@@ -207,9 +217,7 @@ def main() -> None:
     torch.manual_seed(0)
     bare_net = method.build_network(2, recipe).to(device)
     bare_train = bare_training(args, bare_net, recipe)
-    harness = harness_fps(method, arrays, args.repeats)
-    bare = bare_fps(bare_net, args)
-    twin_fps = harness_fps(twin, arrays, args.repeats)
+    harness, bare, twin_fps = inference(method, twin, bare_net, args, arrays)
 
     print(
         f"\n{args.method} ({info['backbone']}, bilinear_dim {info['bilinear_dim']}) at "
@@ -221,7 +229,7 @@ def main() -> None:
     print_rows(
         [
             ("training images/s (vs bare loop)", harness_train, bare_train, ">= 0.95"),
-            ("inference FPS (vs bare forward)", harness, bare, ">= 0.90"),
+            ("inference FPS (vs bare forward)", harness, bare, ">= 0.95"),
             (f"FPS {args.method} (vs {twin_name})", harness, twin_fps, ">= 1.8"),
             *probes,
         ]
