@@ -250,6 +250,11 @@ def print_table(timer: Timer, n: int, n_train: int, folds: int) -> None:
     print(f"{'total':44} {sum(s.wall for s in timer.stages):8.2f} {cpu:8.2f}")
     once = sum(s.cpu / s.images for s in timer.stages if s.name == "decode" or s.name.startswith("descriptor"))
     fits = sum(s.cpu for s in timer.stages if s.name.endswith((" fit", " predict")) and "_" in s.name.split()[0])
+    if n >= FULL_IMAGES:  # the full set: a run's five folds are five of the fold(s) measured
+        print(f"\n{FULL_FOLDS} folds at this size (from the CPU times above; a run's folds are alike):")
+        print(f"  decode + six descriptors, once per fold: {once * n / 60:6.1f} CPU min")
+        print(f"  24 hand-crafted fits + predictions: {fits / folds * FULL_FOLDS / 60:6.1f} CPU min")
+        return
     full_train = round(TRAIN_SHARE * FULL_IMAGES)
     print(
         f"\nEXTRAPOLATION from the CPU times above (not measured): {FULL_IMAGES:,} images, {FULL_FOLDS} folds, "
