@@ -43,6 +43,7 @@ from bhbench.results import load
 from bhbench.util import cpu_count
 
 TARGETS = {"cold": (45.0, 8.0), "warm": (10.0, 8.0)}  # minutes, GB peak
+TICKS = os.sysconf("SC_CLK_TCK")  # of /proc/<pid>/stat's CPU times
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,7 +51,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=None, help="BreaKHis_v1 tree (default: BreaKHis-sized synthetic)")
     p.add_argument("--method", default="handcrafted", help="what `bhbench run --method` gets")
     p.add_argument("--workers", type=int, default=cpu_count())
-    p.add_argument("--scratch", type=Path, default=None, help="where the cold cache goes (default: the system temp)")
+    p.add_argument("--scratch", type=Path, default=None, help="where records (and the cache, without --cache) go")
     p.add_argument("--keep", action="store_true", help="keep the cache and records")
     p.add_argument("--cache", type=Path, default=None, help="a cache folder to keep; already filled: warm phase only")
     return p.parse_args()
@@ -86,7 +87,7 @@ def _sample(pids: list[int], cpu: dict[tuple[int, str], float]) -> int:
         except OSError:  # the process ended meanwhile
             continue
         # fields after the command name: utime and stime are the 12th and 13th, start time the 20th
-        cpu[(p, stat[19])] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        cpu[(p, stat[19])] = (int(stat[11]) + int(stat[12])) / TICKS
     return total
 
 

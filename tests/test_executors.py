@@ -144,7 +144,7 @@ class Pools(Method):
 '''
 
 
-def test_a_worker_sharing_the_cores_holds_every_thread_pool_to_its_share(submissions: Path, monkeypatch):
+def test_a_worker_sharing_the_cores_holds_every_thread_pool_to_its_share(submissions: Path):
     # Each side-by-side worker's BLAS starting a thread per core made the QDA baselines' PCA ~2x
     # slower; a library loaded by the method (scipy's BLAS, with scikit-learn) escaped threadpoolctl.
     if cpu_count() < 2:
