@@ -10,7 +10,7 @@ On real BreaKHis PNGs (default: ../shared/breakhis/mini beside the repository), 
    way bhbench computed it before it moved to cache-sized bands;
 2. bhbench, cold: an empty temporary BHBENCH_CACHE; content keys, decoding into the image cache and
    the six descriptors extracted in parallel threads and cached: everything from PNG file to
-   stored vector. bhbench's LBP and PFTAS are its own numpy versions of the libraries' numbers;
+   stored vector. bhbench's LBP (numba) and PFTAS (numpy) are its own versions of the libraries' numbers;
    the check at the end confirms they are the same;
 3. bhbench, warm: the same extraction again, which reads every vector from the cache.
 
@@ -23,6 +23,8 @@ machine (target >= 2). Both wall and CPU time are taken: on a machine shared wit
 time is mostly waiting for a core, so the per-core ratio (target >= 4 with --jobs 1) is the CPU-time
 one. Prints images/s, both ratios, the composition's CPU milliseconds per step and bhbench's per
 descriptor, cold/warm (target >= 50), and checks that both computed the same numbers.
+bhbench's LBP and CLBP kernels are loaded from numba's on-disk cache in the first chunk (0.4 s), or
+compiled there the first time on a machine (2.4 s, ~8 ms an image over the mini set).
 
 Run: python perf/handcrafted.py [--data PATH] [--limit N] [--jobs 1 (bhbench on one thread)]
 """

@@ -203,6 +203,57 @@ def test_the_svm_on_a_precomputed_kernel_is_libsvms_rbf_svm(classes):
     np.testing.assert_allclose(p_ours, p_libsvm, atol=1e-9)
 
 
+def test_the_svm_search_computes_each_folds_distances_once_and_gets_the_same_kernels(monkeypatch):
+    # 9 (C, gamma) candidates on 3 inner folds need 3 training and 3 test distance matrices, not 54;
+    # kernels made from the kept ones equal scikit-learn's rbf_kernel exactly.
+    from sklearn.metrics import pairwise
+    from sklearn.metrics.pairwise import rbf_kernel
+
+    from bhbench_baselines.handcrafted import classifiers, kernel_svm
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(12), 10)
+    y = groups % 2
+    X = rng.normal(size=(120, 20)) + y[:, None]
+    calls = []
+    original = pairwise.euclidean_distances
+    monkeypatch.setattr(kernel_svm, "euclidean_distances", lambda *a, **k: calls.append(1) or original(*a, **k))
+    info: dict = {}
+    splits = classifiers._inner_splits(y, groups, 0, 3, info)
+    svm = CLASSIFIERS["svm"]
+    chosen = classifiers._search(svm, {}, svm.grid(20), X, y, splits, 0, info)
+    assert len(info["search"]["scores"]) == 9 and len(calls) == 6
+    assert chosen in [dict(C=C, gamma=g) for C in svm.grid(20)["C"] for g in svm.grid(20)["gamma"]]
+    for gamma in (0.05, 0.5):
+        assert np.array_equal(kernel_svm.rbf(X, None, gamma), rbf_kernel(X, gamma=gamma))
+        assert np.array_equal(kernel_svm.rbf(X[:7], X, gamma), rbf_kernel(X[:7], X, gamma=gamma))
+    assert np.array_equal(kernel_svm.rbf(X + 1, None, 0.5), rbf_kernel(X + 1, gamma=0.5))  # new content: new distances
+
+
+def test_the_qda_search_fits_the_pca_once_per_inner_fold_and_scores_as_without_sharing(monkeypatch):
+    from sklearn.decomposition import PCA
+    from sklearn.model_selection import cross_val_score
+
+    from bhbench_baselines.handcrafted import classifiers
+
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(12), 10)
+    y = groups % 2
+    X = rng.normal(size=(120, 30)) + y[:, None]
+    qda = CLASSIFIERS["qda"]
+    settings = {"pca_components": 8}
+    info: dict = {}
+    splits = classifiers._inner_splits(y, groups, 0, 3, info)
+    fits = []
+    original = PCA.fit_transform
+    monkeypatch.setattr(PCA, "fit_transform", lambda self, *a, **k: fits.append(1) or original(self, *a, **k))
+    classifiers._search(qda, settings, qda.grid(30), X, y, splits, 0, info)
+    assert len(fits) == 3  # not 4 candidates x 3 folds
+    for reg_param, score in zip(qda.grid(30)["reg_param"], info["search"]["scores"], strict=True):
+        alone = cross_val_score(qda.build({**settings, "reg_param": reg_param}, 0, False), X, y, cv=splits)
+        assert score == round(float(alone.mean()), 4)
+
+
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import MINI, needs_real
 
-from bhbench.data.images import ImageStore, content_key
+from bhbench.data.images import ImageStore, content_key, decode
 from bhbench.data.index import index_tree, resolve_root, stage
 from bhbench.errors import DataError
 
@@ -77,3 +77,16 @@ def test_image_cache_decodes_once_and_serves_resized_copies(tiny_tree: Path, tmp
     assert square.shape == (16, 16, 3)
     # the content key is the file's bytes, not its name
     assert content_key(dataset.path(head["relpath"].iloc[0])) == key
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA", "LA"])
+def test_decoding_gives_pillows_rgb_pixels_for_every_8_bit_png_kind(mode, tmp_path: Path):
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (23, 37, 3), dtype=np.uint8)
+    path = tmp_path / f"{mode}.png"
+    Image.fromarray(rgb).convert(mode).save(path)
+    with Image.open(path) as img:
+        expected = np.asarray(img.convert("RGB"))
+    assert np.array_equal(decode(path), expected)
+    assert np.array_equal(decode(path.read_bytes()), expected)

@@ -27,10 +27,12 @@ from bhbench.errors import DataError
 from bhbench.record import Environment, PredictionsFile, RunRecord
 
 # Packages whose version can change a record's numbers: numpy (random streams, sums), OpenCV
-# (synthetic shapes and PNG encoding, so the dataset's bytes), Pillow (decoding), SciPy and the
-# feature and model libraries. `bhbench reproduce` refuses to compare across a change in any of them.
+# (synthetic shapes, PNG encoding, so the dataset's bytes, and decoding), Pillow (decoding before
+# OpenCV did it), SciPy and the feature and model libraries (numba compiles the LBP kernels).
+# `bhbench reproduce` refuses to compare across a change in any of them.
 VERSIONED = (
-    "numpy", "scipy", "pillow", "opencv-python-headless", "scikit-learn", "scikit-image", "mahotas", "torch", "timm",
+    "numpy", "scipy", "pillow", "opencv-python-headless", "scikit-learn", "scikit-image", "mahotas", "numba", "torch",
+    "timm",
 )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -277,6 +278,7 @@ def _search(
     info: dict[str, Any],
 ) -> Settings:
     """Best grid point by mean accuracy over the inner splits; fills `info` with the story."""
+    from joblib import Memory
     from sklearn.model_selection import cross_val_score
 
     fallback = {k: v[0] for k, v in grid.items()}
@@ -284,12 +286,16 @@ def _search(
         return fallback
     candidates = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     scores = []
-    with warnings.catch_warnings():
+    # The candidates share their pipeline's first steps where those do not depend on the grid (the
+    # scaler; QDA's PCA, which made QDA's search 3x slower): with a memory, each is fitted once per
+    # inner fold and the same fitted step is handed to every candidate.
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="bhbench-search-") as folder:
         # A fit failing on a tiny inner fold (e.g. QDA meeting a one-image class) scores NaN;
         # the scores below show it.
         warnings.simplefilter("ignore")
+        memory = Memory(folder, verbose=0)
         for candidate in candidates:
-            model = clf.build({**fixed, **candidate}, seed, False)
+            model = clf.build({**fixed, **candidate}, seed, False).set_params(memory=memory)
             try:
                 fold_scores = cross_val_score(model, X, y, cv=splits, error_score=np.nan)
             except ValueError:  # scikit-learn raises, despite error_score, when every fold's fit failed

@@ -66,7 +66,8 @@ def _real(lo: float, hi: float) -> Callable[[Any], bool]:
 
 
 _CIRCLE = {
-    "P": (_integer(1), "a positive integer number of neighbours"),
+    # codes are counted in one byte per pixel (binary_patterns)
+    "P": (lambda v: _integer(1)(v) and v <= 254, "an integer number of neighbours from 1 to 254"),
     "R": (_real(1e-6, float("inf")), "a positive radius in pixels"),
 }
 
@@ -81,7 +82,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             defaults={"P": 8, "R": 1},
             checks=_CIRCLE,
             dim=lambda p: p["P"] + 2,
-            library="numpy",
+            library="numba",
         ),
         Descriptor(
             name="clbp",
@@ -91,7 +92,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             defaults={"P": 24, "R": 3},
             checks=_CIRCLE,
             dim=lambda p: 2 * (p["P"] + 2) ** 2,
-            library="numpy",
+            library="numba",
             version=2,
         ),
         Descriptor(
