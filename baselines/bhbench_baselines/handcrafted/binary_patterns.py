@@ -64,13 +64,18 @@ def _geometry(P: int, R: float, origin: int, h: int, w: int) -> Geometry:
     rows = [_weights(origin, h, dy) for dy in dys]
     columns = [_weights(origin, w, dx) for dx in dxs]
     geometry = (
-        *(np.array(v, np.int64) for v in (np.floor(dys), np.ceil(dys), np.floor(dxs), np.ceil(dxs))),
-        *(np.array([pair[k] for pair in rows]) for k in (0, 1)),
-        *(np.array([pair[k] for pair in columns]) for k in (0, 1)),
+        np.floor(dys).astype(np.int64),
+        np.ceil(dys).astype(np.int64),
+        np.floor(dxs).astype(np.int64),
+        np.ceil(dxs).astype(np.int64),
+        np.array([low for low, _ in rows]),
+        np.array([high for _, high in rows]),
+        np.array([low for low, _ in columns]),
+        np.array([high for _, high in columns]),
     )
     for array in geometry:
         array.flags.writeable = False  # shared by every image of this size
-    return geometry  # type: ignore[return-value]
+    return geometry
 
 
 def _padded(grey: np.ndarray, m: int, pad: bool) -> np.ndarray:
@@ -247,15 +252,22 @@ def clbp_codes(grey: np.ndarray, P: int, R: float) -> tuple[np.ndarray, np.ndarr
     stored = stored[: P * h * w].reshape(P, h, w)
     sums = np.empty((h, P))
     s = _sign_codes(g, m, geometry, stored, sums)
-    mean = float(sums.sum()) / stored.size
-    low, high = mean * (1 - MEAN_SLACK), mean * (1 + MEAN_SLACK)  # numpy's mean lies in [low, high]
-    again = -1
-    if np.float32(low) == np.float32(high):
-        codes, again = _magnitude_codes(stored, np.float32(high), low, high, g, m, geometry)
-    if again < 0:  # t not placed closely enough, or some |d_p| too close to it
+    codes = _magnitude_code_from_float32(stored, float(sums.sum()) / stored.size, g, m, geometry)
+    if codes is None:  # t not placed closely enough, or some |d_p| too close to it
         codes = _magnitude_code(g, m, geometry)
     c = grey[m : m + h, m : m + w] >= grey.mean()
     return s, codes, c.view(np.uint8)
+
+
+def _magnitude_code_from_float32(
+    stored: np.ndarray, mean: float, g: np.ndarray, m: int, geometry: Geometry
+) -> np.ndarray | None:
+    """M from the float32 |d_p| and the mean from the row sums, or None where they cannot decide."""
+    low, high = mean * (1 - MEAN_SLACK), mean * (1 + MEAN_SLACK)  # numpy's mean lies in [low, high]
+    if np.float32(low) != np.float32(high):
+        return None
+    codes, again = _magnitude_codes(stored, np.float32(high), low, high, g, m, geometry)
+    return codes if again >= 0 else None
 
 
 def _magnitude_code(g: np.ndarray, m: int, geometry: Geometry) -> np.ndarray:
