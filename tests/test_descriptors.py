@@ -351,6 +351,7 @@ def test_spec_names_every_parameter_and_versions():
         ("lpq", {"window": 4}, "window=4"),
         ("lpq", {"rho": 1.0}, "rho=1.0"),
         ("lbp", {"P": 0}, "P=0"),
+        ("clbp", {"P": 255}, "P=255: expected an integer number of neighbours from 1 to 254"),
         ("clbp", {"R": -1}, "R=-1"),
         ("orb", {"nfeatures": 10}, "nfeatures"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +219,7 @@ def test_the_svm_search_computes_each_folds_distances_once_and_gets_the_same_ker
     calls = []
     original = pairwise.euclidean_distances
     monkeypatch.setattr(kernel_svm, "euclidean_distances", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(kernel_svm, "_distances", OrderedDict())  # none kept from earlier tests
     info: dict = {}
     splits = classifiers._inner_splits(y, groups, 0, 3, info)
     svm = CLASSIFIERS["svm"]
