@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import toy_source
 
-from bhbench import results
+from bhbench import environment, results
 from bhbench.cli import main
 
 
@@ -83,7 +83,7 @@ def test_a_row_address_finds_the_records_and_a_bad_one_says_what_exists(
     assert "methods there: repro_toy" in _said(capsys)
 
 
-def test_refuses_without_the_data_or_with_other_package_versions(
+def test_refuses_without_the_data(
     toy_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     subs, out = toy_run
@@ -96,10 +96,55 @@ def test_refuses_without_the_data_or_with_other_package_versions(
     text = _said(capsys)
     assert "real BreaKHis" in text and "give --data PATH" in text
 
-    record["environment"]["versions"]["numpy"] = "0.0.1"
+
+def _made_elsewhere(record_path: Path, **versions: str) -> None:
+    """Pretend a record was made under other package versions and another lock."""
+    record = json.loads(record_path.read_text())
+    record["environment"]["versions"].update(versions)
+    record["environment"]["lock"] = "0123456789abcdef"
     record_path.write_text(json.dumps(record))
-    assert main(["--submissions", str(subs), "reproduce", str(record_path)]) == 2
-    assert "numpy 0.0.1 in the record" in _said(capsys)
+
+
+def test_other_versions_are_compared_first_and_named_beside_the_verdict(
+    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subs, out = toy_run
+    out = _copy(out, tmp_path)
+    record_path = next(out.rglob("fold2.json"))
+    _made_elsewhere(record_path, **{"opencv-python-headless": "4.0.0.1"})
+    here = environment.versions()["opencv-python-headless"]
+
+    assert _reproduce(subs, tiny_tree, str(record_path)) == 0  # numbers equal: passes, with the note
+    text = " ".join(_said(capsys).split())
+    assert "all 1 record(s) reproduced" in text and "the numbers did not move" in text
+    assert f"opencv-python-headless 4.0.0.1 in the record, {here} here" in text
+
+    assert _reproduce(subs, tiny_tree, "--strict-versions", str(record_path)) == 2  # the maintainers' refusal
+    assert "opencv-python-headless 4.0.0.1 in the record" in _said(capsys)
+
+    predictions = record_path.with_name("fold2.predictions.csv")
+    frame = pd.read_csv(predictions)
+    image = frame.loc[3, "filename"]
+    frame.loc[3, "p_malignant"] += 0.25
+    frame.to_csv(predictions, index=False)
+    assert _reproduce(subs, tiny_tree, str(record_path)) == 1  # one probability moved: fails, naming both
+    text = " ".join(_said(capsys).split())
+    assert f"fold 2: {image} p_malignant differs by 0.25" in text
+    assert "1 of 1 record(s) did not reproduce" in text and "opencv-python-headless 4.0.0.1 in the record" in text
+
+
+def test_same_versions_name_the_lock(
+    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subs, out = toy_run
+    record_path = next(_copy(out, tmp_path).rglob("fold4.json"))
+    assert _reproduce(subs, tiny_tree, str(record_path)) == 0
+    text = " ".join(_said(capsys).split())
+    assert "same versions as the records" in text and "the numbers did not move" not in text
+    recorded = results.load(record_path).environment.lock
+    assert recorded == environment.lock_here()
+    if recorded is not None:  # an environment installed from the lock (CI's, the README's)
+        assert f"lock {recorded}" in text
 
 
 def test_editing_a_submission_retrains_its_folds_and_says_why(

@@ -157,6 +157,7 @@ class Environment(RecordPart):
     git_commit: str | None
     platform: str
     sandbox: str  # the worker launcher
+    lock: str | None = optional()  # hash of the requirements.lock this environment matched exactly
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ A record names everything its numbers depend on: dataset fingerprint, split (has
 protocol, method, parameters, seed, the method's code and the package versions. Reproducing it
 means rerunning exactly that through the runner (the same path `bhbench run` takes, into a
 temporary results folder) and comparing the new per-image predictions and metrics with the
-stored ones. What cannot be rerun faithfully (data not given, other package versions, another
-split) is refused with the reason rather than compared.
+stored ones. What cannot be rerun faithfully (data not given, another split) is refused with the
+reason; other package versions are compared all the same and named beside the verdict, since
+whether they moved a number is exactly what the comparison tells.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bhbench import results, runner
+from bhbench import environment, results, runner
 from bhbench.data import synthetic
 from bhbench.data.index import Dataset
 from bhbench.data.sources import folds_beside, open_dataset, synthetic_default
@@ -108,10 +109,10 @@ def load(paths: list[Path]) -> list[tuple[Path, RunRecord]]:
 def version_drift(record: RunRecord) -> list[str]:
     """Package versions that differ from the record's, among those that can move its numbers."""
     then = record.environment.versions
-    now = results.versions()
+    now = environment.versions()
     drift = [
         f"{name} {then[name]} in the record, {now.get(name, 'not installed')} here"
-        for name in results.VERSIONED
+        for name in environment.VERSIONED
         if name in then and then[name] != now.get(name)
     ]
     recorded_python = ".".join(then.get("python", "").split(".")[:2])
@@ -119,6 +120,15 @@ def version_drift(record: RunRecord) -> list[str]:
     if recorded_python and recorded_python != here_python:
         drift.append(f"python {recorded_python} in the record, {here_python} here")
     return drift
+
+
+def lock_note(loaded: list[tuple[Path, RunRecord]]) -> str:
+    """Which lock the records and this environment were made under, in a phrase."""
+    here = environment.lock_here()
+    then = sorted({r.environment.lock or "none" for _, r in loaded})
+    if then == [here]:
+        return f"lock {here}"
+    return f"records' lock {', '.join(then)}; here {here or 'no lock matched exactly'}"
 
 
 def code_changes(loaded: list[tuple[Path, RunRecord]]) -> dict[str, tuple[str, str]]:

@@ -6,14 +6,10 @@ What a record holds, and its JSON mapping, is `bhbench.record.RunRecord`."""
 from __future__ import annotations
 
 import ast
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-import platform
-import subprocess
-import zlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -24,33 +20,11 @@ import pandas as pd
 
 from bhbench import util
 from bhbench.errors import DataError
-from bhbench.record import Environment, PredictionsFile, RunRecord
-
-# Packages whose version can change a record's numbers: numpy (random streams, sums), OpenCV
-# (synthetic shapes, PNG encoding, so the dataset's bytes, and decoding), Pillow (decoding before
-# OpenCV did it), SciPy and the feature and model libraries (numba compiles the LBP kernels).
-# `bhbench reproduce` refuses to compare across a change in any of them.
-VERSIONED = (
-    "numpy", "scipy", "pillow", "opencv-python-headless", "scikit-learn", "scikit-image", "mahotas", "numba", "torch",
-    "timm",
-)  # fmt: skip
+from bhbench.record import PredictionsFile, RunRecord
 
 
 def params_hash(params: dict[str, Any]) -> str:
     return util.digest(params)[:10]
-
-
-def versions() -> dict[str, str]:
-    """Python's, zlib's, bhbench's and the VERSIONED packages' versions here."""
-    found = {"python": platform.python_version(), "zlib": zlib.ZLIB_RUNTIME_VERSION}
-    for dist in ("bhbench", *VERSIONED):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[dist] = metadata.version(dist)
-    return found
-
-
-def environment(sandbox: str) -> Environment:
-    return Environment(versions(), git_commit(), platform.platform(), sandbox)
 
 
 def code_files(module_file: str | Path) -> list[Path]:
@@ -121,16 +95,6 @@ def code_fingerprint(files: list[Path]) -> dict[str, Any]:
         # Line endings normalised: a Windows checkout of the same commit has the same code.
         digest.update(f"{name}\n".encode() + f.read_bytes().replace(b"\r\n", b"\n") + b"\0")
     return {"hash": digest.hexdigest()[:10], "files": names, "harness": harness}
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bhbench import registry, results
+from bhbench import environment, registry, results
 from bhbench.blind import Area, partition_id, secret_rng, unshuffle
 from bhbench.config import results_dir
 from bhbench.data.images import ImageStore
@@ -294,7 +294,7 @@ def _record(plan: Plan, job: Job, sandbox: str) -> RunRecord:
         contract=None,
         metrics=None,
         timing=None,
-        environment=results.environment(sandbox),
+        environment=environment.environment(sandbox),
     )
 
 

@@ -30,8 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the BreaKHis tree of records made on real data (default $BHBENCH_DATA)")  # fmt: skip
     p.add_argument("--folds", type=path_arg, default=None, help="official fold files, for official-split records")
     p.add_argument("--timeout", type=float, default=None, help="seconds one (method, fold) may take")
-    p.add_argument("--any-versions", action="store_true",
-                   help="compare even when package versions differ from the records' (expect differences)")  # fmt: skip
+    p.add_argument("--strict-versions", action="store_true",
+                   help="refuse before comparing when package versions differ from the records' (for maintainers; "
+                        "by default they are compared anyway and named beside the verdict)")  # fmt: skip
+    # Comparing across versions is now the default; the old flag stays accepted.
+    p.add_argument("--any-versions", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -42,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
     paths = list(dict.fromkeys(p for t in args.targets for p in reproduce.resolve(t, args.results)))
     loaded = reproduce.load(paths)
     drift = sorted({d for _, r in loaded for d in reproduce.version_drift(r)})
-    if drift and not args.any_versions:
+    if drift and args.strict_versions:
         raise UserError(
             "this environment differs from the records' in versions that can move the numbers: "
-            f"{'; '.join(drift)} (install those versions, or --any-versions to compare anyway)"
+            f"{'; '.join(drift)} (install the lock: pip install -r requirements.lock; or drop --strict-versions)"
         )
     for name, (then, now) in reproduce.code_changes(loaded).items():
         console.print(
@@ -86,13 +89,17 @@ def run(args: argparse.Namespace) -> int:
         for n in c.notes:
             console.print(f"[red]mismatch:[/] {where}: {n}")
     total = len(comparisons) + len(failed)
-    if bad or failed:
-        console.print(f"{len(bad) + len(failed)} of {total} record(s) did not reproduce")
-        return 1
-    console.print(
-        f"all {total} record(s) reproduced: probabilities within {reproduce.PROBA_TOLERANCE:g}, "
-        "metrics to the leaderboard's precision"
+    versions = (
+        f"versions that differ from the records': {'; '.join(drift)}" if drift else "same versions as the records"
     )
+    if bad or failed:
+        console.print(f"[red]{len(bad) + len(failed)} of {total} record(s) did not reproduce[/] ({versions})")
+        return 1
+    agree = f"probabilities within {reproduce.PROBA_TOLERANCE:g}, metrics to the leaderboard's precision"
+    if drift:
+        console.print(f"all {total} record(s) reproduced ({agree}) although {versions}: the numbers did not move")
+    else:
+        console.print(f"all {total} record(s) reproduced ({agree}), {versions} ({reproduce.lock_note(loaded)})")
     return 0
 
 
