@@ -186,3 +186,22 @@ def test_protocol_matters_puts_the_leaky_split_beside_the_patient_split():
     line = next(x for x in text.splitlines() if x.startswith("| m "))
     honest, leaky, inflation = (float(c) for c in line.split("|")[2:5])
     assert leaky > honest and inflation == pytest.approx(leaky - honest, abs=0.11)
+
+
+def _made_under(rows: list[Checked], lock: str | None, **versions: str) -> list[Checked]:
+    env = Environment(versions, None, "test", "none", lock)
+    return [replace(c, record=replace(c.record, environment=env)) for c in rows]
+
+
+def test_each_section_names_the_lock_its_records_were_made_under():
+    locked = _made_under(_checked("new", 0.8, seed=15), "c1ea1fbb6561af5b", numpy="2.4.6")
+    older = _made_under(_checked("old", 0.8, seed=16), None, numpy="2.4.5", bhbench="0.1.0")
+    section, table = _table(locked)
+    text = "\n".join(render.section_markdown(section, table.reset_index(), [], set()))
+    assert "Environment: made under requirements.lock `c1ea1fbb6561af5b` (3 records)." in text
+    section, table = _table(locked, older)
+    text = "\n".join(render.section_markdown(section, table.reset_index(), [], set()))
+    assert (
+        "Environment: requirements.lock `c1ea1fbb6561af5b` (3 records); 3 records name no lock "
+        "(made before records carried one); versions: numpy 2.4.5." in text
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,7 @@ def section_markdown(section: Section, table: pd.DataFrame, figs: list[str], rep
             "these numbers overstate what a model does on new patients.",
             "",
         ]
+    lines += [environment_note(section), ""]
     for name in figs:
         what = name.removeprefix(f"{section.slug}-").removesuffix(".svg")
         lines += [f"![{_CAPTIONS[what]}]({FIGURES}/{name})", ""]
@@ -194,6 +196,22 @@ def section_markdown(section: Section, table: pd.DataFrame, figs: list[str], rep
         lines += [f"- {name}: {n} of {total} fold(s) failed: {reason}" for name, n, total, reason in fails]
         lines += [""]
     return lines
+
+
+def environment_note(section: Section) -> str:
+    """The package lock(s) a section's records were made under, as the records say (`reproduce`
+    compares them with the environment it runs in)."""
+    records = [c.record for row in section.rows for c in row.folds.values() if c.record] + section.failed
+    locks = Counter(r.environment.lock for r in records)
+    named = [f"`{lock}` ({n} records)" for lock, n in sorted(locks.items(), key=lambda kv: kv[0] or "") if lock]
+    if not locks[None]:
+        return f"Environment: made under requirements.lock {', '.join(named)}."
+    versions = sorted(
+        {f"{k} {v}" for r in records if r.environment.lock is None for k, v in r.environment.versions.items()}
+        - {f"bhbench {r.environment.versions.get('bhbench')}" for r in records}
+    )
+    older = f"{locks[None]} records name no lock (made before records carried one); versions: {', '.join(versions)}"
+    return f"Environment: {'; '.join([*(f'requirements.lock {n}' for n in named), older])}."
 
 
 def protocol_matters(sections: list[Section], tables: dict[str, pd.DataFrame]) -> list[str]:
