@@ -74,6 +74,9 @@ class Plan:
     split_file: Path
     store: ImageStore
     skipped: list[Problem] = field(default_factory=list)
+    # The label-permutation audit (`bhbench.audit.Relabel`): replaces the training rows' labels and
+    # gives the jobs a blind area of their own. None for every ordinary run.
+    relabel: Any = None
 
     @property
     def leaks(self) -> dict[int, list[str]]:
@@ -194,6 +197,8 @@ def missing_classes(plan: Plan, fold: Fold) -> dict[str, list[str]]:
 
 
 def _train_set(plan: Plan, rows: pd.DataFrame, area: Area) -> TrainSet:
+    if plan.relabel is not None:
+        rows = plan.relabel.rows(rows)
     meta = TrainMeta(
         y=plan.protocol.labels(rows),
         malignant=(rows["tumor_class"] == "M").to_numpy(),
@@ -305,7 +310,8 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
     area (`bhbench.blind`); their predictions are put back in file-name order before scoring."""
     parts = _parts(plan, job.fold)
     tests = [te for _, te in parts]
-    area = Area(partition_id(job.fold.train, job.fold.test))
+    partition = partition_id(job.fold.train, job.fold.test)
+    area = Area(partition if plan.relabel is None else plan.relabel.partition(partition))
     rng = secret_rng()
     orders = [rng.permutation(len(te)) for te in tests]
     samples = [] if registry.get(job.spec.name).cls.transductive else [_check_sample(len(te), rng) for te in tests]
