@@ -6,14 +6,22 @@ read-only views of an allowlist: the system's libraries, the Python environment,
 code (bhbench, installed method packages, the submissions folder) and the folders its job was given.
 Everything else on the machine — home, the dataset, the caches, the results, split files,
 `leaderboard/` — does not exist there.
+
+The worker runs as an unprivileged user (uid 65534) of its own user namespace with no capabilities
+and no way to make another namespace: run by root, bwrap would otherwise keep every capability in the
+sandbox, and a method could remount its read-only views writable (measured: it wrote through to
+the host's files). Its limits (`bhbench.worker.Limits`) are rlimits it cannot raise, plus, for the
+process count of a root harness (root is exempt from RLIMIT_NPROC), a pids cgroup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import importlib.util
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -81,31 +89,146 @@ def launch(
     read_only: Iterable[str | tuple[str, str]],
     writable: Iterable[str],
     pass_fds: tuple[int, ...] = (),
+    processes: int | None = None,
+    tmp_size: int | None = None,
     **popen: object,
 ) -> subprocess.Popen:
     """Start `command` in the sandbox with `read_only` (paths, or (path, where it appears)) and
     `writable` folders visible at their own paths. The sandbox's options reach bwrap through a
     pipe, not its command line, which the sandboxed process could read from /proc/1/cmdline.
     `--die-with-parent` ties the sandbox to the thread that calls this (Linux's parent-death signal
-    follows threads): call it from a thread that outlives the worker, as the executors do."""
+    follows threads): call it from a thread that outlives the worker, as the executors do.
+    `processes` bounds its processes and threads through a pids cgroup where the harness is root;
+    `tmp_size` bounds its /tmp and /dev/shm where bwrap can (0.10 and later)."""
     bwrap = shutil.which("bwrap")  # on the harness's PATH: the sandbox's own is a fixed one
     if bwrap is None:
         raise FileNotFoundError("bubblewrap (bwrap) is not on PATH")
-    options = _options([*read_only], [*writable])
+    options = _options([*read_only], [*writable], tmp_size if _bwrap_sizes() else None)
+    group = _pids_cgroup(processes) if processes is not None else None
     read, write = os.pipe()
     try:
         with os.fdopen(write, "wb") as fh:  # a few KiB: the pipe holds it all before bwrap reads
             fh.write(b"".join(o.encode() + b"\0" for o in options))
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [bwrap, "--args", str(read), "--", *command],
             pass_fds=(read, *pass_fds),
             env=_environment(),  # bwrap's own environment is readable from inside too
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C is the harness's to handle; it stops the worker
+            # Joined before exec, so nothing bwrap starts is outside it.
+            preexec_fn=None if group is None else functools.partial(_join_cgroup, group),
             **popen,  # type: ignore[arg-type]
         )
+        _groups[proc.pid] = group
+        return proc
+    except BaseException:
+        if group is not None:
+            _remove_cgroup(group)
+        raise
     finally:
         os.close(read)
+
+
+# --- limits ---------------------------------------------------------------------------------------
+# Measured on a root harness (Linux 6.18, cgroup v1 pids controller, bwrap 0.8): RLIMIT_NPROC set in
+# the sandbox did not stop a fork bomb, since the worker's processes still belong to host uid 0,
+# which the kernel exempts; a pids cgroup did (fork fails with EAGAIN at the limit). A non-root
+# harness's sandbox gets RLIMIT_NPROC, which counts per user namespace there.
+_groups: dict[int, Path | None] = {}  # bwrap pid -> its pids cgroup
+
+
+def rlimit_nproc_holds() -> bool:
+    return os.geteuid() != 0
+
+
+def _pids_cgroup(limit: int) -> Path | None:
+    """A fresh pids cgroup holding at most `limit` tasks, below this process's own; None where
+    there is none to make (not root, no pids controller): RLIMIT_NPROC then does the work."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, where = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            base = Path("/sys/fs/cgroup/pids") / where.lstrip("/")
+        elif controllers == "" and "pids" in _read(Path("/sys/fs/cgroup", where.lstrip("/"), "cgroup.subtree_control")):
+            base = Path("/sys/fs/cgroup") / where.lstrip("/")  # cgroup v2 with pids delegated to ours
+        else:
+            continue
+        group = base / f"bhbench-{secrets.token_hex(6)}"
+        try:
+            group.mkdir()
+            (group / "pids.max").write_text(str(limit))
+            return group
+        except OSError:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+    return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _join_cgroup(group: Path) -> None:
+    (group / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def _remove_cgroup(group: Path) -> None:
+    with contextlib.suppress(OSError):
+        group.rmdir()
+
+
+def pids_exhausted(proc: subprocess.Popen) -> bool:
+    """Whether a fork in the sandbox of `proc` was refused by its pids cgroup."""
+    group = _groups.get(proc.pid)
+    if group is None:
+        return False
+    for line in _read(group / "pids.events").splitlines():
+        key, _, count = line.partition(" ")
+        if key == "max" and count.strip() not in ("", "0"):
+            return True
+    return False
+
+
+def release(proc: subprocess.Popen) -> None:
+    """Remove the cgroup of a sandbox that has exited."""
+    group = _groups.pop(proc.pid, None)
+    if group is not None:
+        _remove_cgroup(group)
+
+
+def tmp_bytes(pid: int) -> int:
+    """Bytes held by the /tmp and /dev/shm of the sandbox bwrap `pid` started (memory-backed
+    tmpfs: neither RLIMIT_AS nor RLIMIT_FSIZE bounds their total), 0 where it cannot be seen."""
+    if _bwrap_sizes():
+        return 0  # bounded by bwrap itself
+    used = 0
+    for child in _read(Path(f"/proc/{pid}/task/{pid}/children")).split()[:1]:
+        for folder in ("tmp", "dev/shm"):
+            with contextlib.suppress(OSError):
+                st = os.statvfs(f"/proc/{child}/root/{folder}")
+                used += (st.f_blocks - st.f_bfree) * st.f_frsize
+    return used
+
+
+@functools.cache
+def _bwrap_sizes() -> bool:
+    """Whether this bwrap takes `--size` before `--tmpfs` (0.10 and later)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False
+    try:
+        out = subprocess.run([bwrap, "--help"], capture_output=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return b"--size" in out
 
 
 def _environment() -> dict[str, str]:
@@ -147,12 +270,17 @@ def model_files(params: dict[str, object]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(files))
 
 
-def _options(read_only: list[str | tuple[str, str]], writable: list[str]) -> list[str]:
+def _options(read_only: list[str | tuple[str, str]], writable: list[str], tmp_size: int | None = None) -> list[str]:
     opts = ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    # An unprivileged user of its own user namespace, without capabilities or further namespaces
+    # (see the module's docstring: as root, bwrap otherwise keeps them all).
+    opts += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns", "--cap-drop", "ALL"]
+    sized = [] if tmp_size is None else ["--size", str(tmp_size)]
     for key, value in _environment().items():
         opts += ["--setenv", key, value]
     # Fresh /proc, /dev and /tmp first: the folders bound below may lie under /tmp.
-    opts += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    opts += ["--proc", "/proc", "--dev", "/dev", *sized, "--tmpfs", "/dev/shm", *sized, "--tmpfs", "/tmp"]
+    opts += ["--chdir", "/tmp"]
     for path in _SYSTEM_DIRS:
         if os.path.islink(path):  # merged /usr: /lib -> usr/lib
             opts += ["--symlink", os.readlink(path), path]

@@ -5,19 +5,26 @@ nothing the harness holds in memory, test labels included, exists in their proce
 receives training images with their labels and test images by handle, and sends back
 probabilities. The harness scores them in the parent.
 
-Two launchers, one protocol (pickled Tasks and Outcomes over a connection): a `multiprocessing`
-spawn child, or a child inside the bubblewrap sandbox (`bhbench.sandbox`) that sees only the
-folders its job names. A sandboxed worker serves the jobs of one set of folders (one fold) and is
-replaced for the next, so nothing a method kept in memory while an image was a training image (its
-label) is there when that image comes back as a test image.
+One protocol: pickled Tasks down a connection (the harness's own objects), and replies back up it
+as data, never a pickle (`encode_reply`/`decode_reply`: a JSON header with a size cap and raw
+float64 buffers of declared shapes), since the method holds the connection as well and could send
+anything. Two launchers: a `multiprocessing` spawn child, or a child inside the bubblewrap sandbox
+(`bhbench.sandbox`) that sees only the folders its job names. A sandboxed worker serves the jobs of
+one method on one set of folders (one fold) and is replaced for the next, so nothing a method kept
+in memory while an image was a training image (its label) is there when that image comes back as a
+test image.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import errno
+import json
 import multiprocessing as mp
 import os
+import resource
+import secrets
 import signal
 import socket
 import subprocess
@@ -53,6 +60,7 @@ class Task:
     checks: list[np.ndarray] = field(default_factory=list)
     area: str | None = None  # the partition's blind area (bhbench.blind); its cache/ is the method's
     threads: int | None = None  # this worker's share of the cores when several run at once
+    token: str = ""  # echoed in the reply: a frame left over from an earlier job matches no request
 
 
 @dataclass
@@ -70,6 +78,215 @@ class Outcome:
 
 class MethodFailure(Exception):
     """A method raised, or returned something the contract forbids. The message is the reason."""
+
+
+GB = 1024**3
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a worker may use. Set with setrlimit in the worker before any method code is imported
+    (hard = soft: an unprivileged process cannot raise them again), except `disk`, which the
+    harness measures while it waits for the reply."""
+
+    memory: int  # bytes of address space (RLIMIT_AS), counted per process
+    processes: int  # processes and threads of the sandboxed worker (see bhbench.sandbox)
+    file_size: int  # bytes of any one file it writes (RLIMIT_FSIZE)
+    disk: int  # bytes it may add to its writable area (and to the sandbox's /tmp)
+
+    @classmethod
+    def default(cls, sharing: int = 1, memory_gb: float | None = None) -> Limits:
+        """Sized to this machine: 80% of RAM shared among the workers running at once (address
+        space runs above resident memory by thread stacks and allocator arenas, so not less)."""
+        memory = int(memory_gb * GB) if memory_gb else max(2 * GB, int(0.8 * _ram() / max(1, sharing)))
+        return cls(memory=memory, processes=512, file_size=16 * GB, disk=32 * GB)
+
+    def describe(self) -> dict[str, float | int]:
+        return {
+            "memory_gb": round(self.memory / GB, 2),
+            "processes": self.processes,
+            "file_size_gb": round(self.file_size / GB, 2),
+            "disk_gb": round(self.disk / GB, 2),
+        }
+
+
+def _ram() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 8 * GB
+
+
+def gb(n: int) -> str:
+    return f"{n / GB:.3g} GB"
+
+
+def apply_limits(limits: Limits, processes: bool) -> None:
+    """Limits of this process and everything it starts. RLIMIT_NPROC only where `processes` says it
+    holds (in the sandbox's user namespace for a non-root harness: it counts per user namespace
+    since Linux 5.14, so it does not count the user's other processes; root is exempt from it, and
+    the sandbox puts a root harness's worker in a pids cgroup instead)."""
+    wanted = [(resource.RLIMIT_AS, limits.memory), (resource.RLIMIT_FSIZE, limits.file_size)]
+    if processes:
+        wanted.append((resource.RLIMIT_NPROC, limits.processes))
+    for which, value in wanted:
+        _soft, hard = resource.getrlimit(which)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(which, (value, value))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit raises EFBIG, not a kill
+
+
+def limit_reason(exc: BaseException, limits: Limits | None) -> str | None:
+    """The limit a method's exception says it ran into, in words, or None."""
+    if limits is None:
+        return None
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, MemoryError):
+            return f"the method exceeded its memory limit of {gb(limits.memory)} (--memory)"
+        if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+            return f"the method wrote a file larger than its limit of {gb(limits.file_size)}"
+        # os.fork past the limit raises BlockingIOError (EAGAIN); threading, RuntimeError.
+        if isinstance(exc, BlockingIOError) or (isinstance(exc, RuntimeError) and "new thread" in str(exc)):
+            return f"the method exceeded its limit of {limits.processes} processes and threads"
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None
+
+
+# --- replies: data, never objects -----------------------------------------------------------------
+# A frame is: 4-byte big-endian length of a JSON header, the header, then the raw little-endian
+# float64 buffers of the arrays the header declares, in its order. The harness reads it with
+# recv_bytes(maxlength) and numpy.frombuffer: nothing the method's process sent is unpickled.
+HEADER_CAP = 1 << 20  # JSON: statuses, reasons, fit_info, timings, warnings
+REASON_CAP = HEADER_CAP // 4  # a failed method's message (tests report through it)
+_STATUSES = ("ok", "failed", "user error")
+_TIMING_KEYS = {"fps_model": float, "fps_end_to_end": float, "fps_images": int, "threads": int}
+_F8 = np.dtype("<f8")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"fit_info holds a {type(value).__name__}, which is not JSON")
+
+
+def encode_reply(token: str, status: str, reason: str = "", outcome: Outcome | None = None) -> bytes:
+    """The frame of a reply (the worker's side)."""
+    arrays: list[np.ndarray] = []
+    header: dict[str, Any] = {"token": token, "status": status, "reason": reason[:REASON_CAP]}
+    if outcome is not None:
+        described = []
+        for role, per_part in (("proba", outcome.proba), ("check", outcome.check)):
+            for part, a in enumerate(per_part):
+                arrays.append(np.ascontiguousarray(a, dtype=_F8))
+                described.append({"role": role, "part": part, "key": None, "shape": list(arrays[-1].shape)})
+        for part, aux in enumerate(outcome.aux):
+            for key, a in aux.items():
+                arrays.append(np.ascontiguousarray(a, dtype=_F8))
+                described.append({"role": "aux", "part": part, "key": str(key), "shape": list(arrays[-1].shape)})
+        header["arrays"] = described
+        header["outcome"] = {
+            "fit_info": outcome.fit_info,
+            "fit_seconds": outcome.fit_seconds,
+            "predict_seconds": outcome.predict_seconds,
+            "check_seconds": outcome.check_seconds,
+            "timing": outcome.timing,
+            "warnings": outcome.warnings,
+        }
+    blob = json.dumps(header, default=_jsonable).encode()
+    if len(blob) > HEADER_CAP:
+        return encode_reply(token, "failed", f"fit_info is larger than the {HEADER_CAP >> 10} KiB allowed")
+    return len(blob).to_bytes(4, "big") + blob + b"".join(a.tobytes() for a in arrays)
+
+
+class BadReply(Exception):
+    """A reply that is not the data the protocol allows; the message says what is wrong."""
+
+
+def _expect(cond: bool, what: str) -> None:
+    if not cond:
+        raise BadReply(what)
+
+
+def _number(value: Any, what: str) -> float:
+    _expect(isinstance(value, (int, float)) and not isinstance(value, bool), f"{what} is not a number")
+    _expect(bool(np.isfinite(value)) and value >= 0, f"{what} is not a finite non-negative number")
+    return float(value)
+
+
+def decode_reply(frame: bytes, token: str, parts: int) -> tuple[str, str, Outcome | None]:
+    """(status, reason, outcome) of a frame, checked against what the request allows; BadReply
+    naming the first thing wrong. Shapes and values are the runner's to check (invalid_output)."""
+    _expect(len(frame) >= 4, "shorter than its header")
+    size = int.from_bytes(frame[:4], "big")
+    _expect(size <= min(HEADER_CAP, len(frame) - 4), "its header is larger than allowed or than the reply")
+    try:
+        header = json.loads(frame[4 : 4 + size].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BadReply(f"its header is not JSON ({type(exc).__name__})") from None
+    _expect(isinstance(header, dict), "its header is not a JSON object")
+    _expect(header.get("token") == token, "it answers no request of this job")
+    status, reason = header.get("status"), header.get("reason")
+    _expect(status in _STATUSES and isinstance(reason, str), "it has no valid status and reason")
+    if status != "ok":
+        _expect(len(frame) == 4 + size, "a failure carries arrays")
+        return status, reason[:REASON_CAP], None
+    described, info = header.get("arrays"), header.get("outcome")
+    _expect(isinstance(described, list) and isinstance(info, dict), "it lacks its arrays or outcome")
+    body, offset = memoryview(frame)[4 + size :], 0
+    found: dict[str, list[Any]] = {"proba": [None] * parts, "check": [None] * parts, "aux": [{} for _ in range(parts)]}
+    for d in described:
+        _expect(isinstance(d, dict) and d.get("role") in found, "an array has no valid role")
+        part, shape, key = d.get("part"), d.get("shape"), d.get("key")
+        _expect(isinstance(part, int) and 0 <= part < parts, "an array names no part of the request")
+        _expect(
+            isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) and 0 <= n < 1 << 31 for n in shape),
+            "an array's shape is not two counts",
+        )
+        nbytes = shape[0] * shape[1] * _F8.itemsize
+        _expect(offset + nbytes <= len(body), "its arrays are shorter than declared")
+        a = np.frombuffer(body[offset : offset + nbytes], dtype=_F8).reshape(shape).astype(float)
+        offset += nbytes
+        if d["role"] == "aux":
+            _expect(isinstance(key, str) and len(key) < 100 and key not in found["aux"][part], "an aux key is invalid")
+            found["aux"][part][key] = a
+        else:
+            _expect(found[d["role"]][part] is None, "an array is sent twice")
+            found[d["role"]][part] = a
+    _expect(offset == len(body), "bytes follow its arrays")
+    _expect(all(a is not None for a in found["proba"]), "a part has no probabilities")
+    checks = [a for a in found["check"] if a is not None]
+    _expect(len(checks) in (0, parts), "some parts have check predictions and some not")
+    fit_info, timing, caught = info.get("fit_info"), info.get("timing"), info.get("warnings")
+    _expect(isinstance(fit_info, list) and len(fit_info) == parts, "fit_info is not one value per part")
+    _expect(isinstance(timing, dict) and set(timing) <= set(_TIMING_KEYS), "its timing has unknown keys")
+    for key, value in timing.items():
+        _number(value, f"timing {key}")
+        timing[key] = _TIMING_KEYS[key](value)
+    _expect(isinstance(caught, list) and all(isinstance(w, str) for w in caught), "its warnings are not text")
+    outcome = Outcome(
+        proba=found["proba"],
+        aux=found["aux"],
+        fit_info=fit_info,
+        fit_seconds=_number(info.get("fit_seconds"), "fit_seconds"),
+        predict_seconds=_number(info.get("predict_seconds"), "predict_seconds"),
+        timing=timing,
+        check=checks,
+        check_seconds=_number(info.get("check_seconds"), "check_seconds"),
+        warnings=[w[:REASON_CAP] for w in caught[:100]],
+    )
+    return status, reason, outcome
+
+
+def reply_cap(task: Task) -> int:
+    """The largest reply a task may get: its header plus 64 float64 columns per predicted image."""
+    rows = sum(len(test) for _, test in task.parts) + sum(len(c) for c in task.checks)
+    return 4 + HEADER_CAP + 8 * 64 * rows
 
 
 def _fps(method: Any, task: str, blobs: list[bytes]) -> dict[str, Any]:
@@ -213,13 +430,15 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def serve(conn: Connection, submissions: str | None) -> None:
-    """Worker loop: receive Tasks, send ("ok", Outcome) or ("failed", reason)."""
+def serve(conn: Connection, submissions: str | None, limits: Limits | None = None, processes: bool = False) -> None:
+    """Worker loop: receive Tasks, send each a reply frame (`encode_reply`)."""
     from bhbench import registry
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    registry.discover(Path(submissions) if submissions else None)
+    if limits is not None:  # before any method code is imported
+        apply_limits(limits, processes)
+    registry.discover(Path(submissions) if submissions else None, run_code=True)  # the one place plugin code runs
     while True:
         try:
             task = conn.recv()
@@ -231,19 +450,22 @@ def serve(conn: Connection, submissions: str | None) -> None:
             with warnings.catch_warnings(record=True) as caught:  # not printed per image or per fold
                 outcome = execute(task)
             outcome.warnings = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
-            conn.send(("ok", outcome))
+            frame = encode_reply(task.token, "ok", outcome=outcome)
         except MethodFailure as exc:
-            conn.send(("failed", str(exc)))
+            frame = encode_reply(task.token, "failed", limit_reason(exc, limits) or str(exc))
         except UserError as exc:
-            conn.send(("user error", f"{task.method}: {exc}"))
+            frame = encode_reply(task.token, "user error", f"{task.method}: {exc}")
         except Exception as exc:  # the method may raise anything, even on construction
-            conn.send(("failed", describe_exception(exc)))
+            frame = encode_reply(task.token, "failed", limit_reason(exc, limits) or describe_exception(exc))
+        conn.send_bytes(frame)
 
 
 def main() -> None:
-    """Entry point of a sandboxed worker: `python -c '...main()' FD SUBMISSIONS`."""
+    """Entry point of a sandboxed worker: `python -c '...main()' FD SUBMISSIONS LIMITS`."""
     fd, submissions = int(sys.argv[1]), sys.argv[2]
-    serve(Connection(fd), submissions or None)
+    limits = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+    processes = bool(limits.pop("rlimit_nproc")) if limits else False
+    serve(Connection(fd), submissions or None, Limits(**limits) if limits else None, processes)
 
 
 class _Sandboxed:
@@ -251,6 +473,7 @@ class _Sandboxed:
 
     def __init__(self, proc: subprocess.Popen):
         self._proc = proc
+        self.pid = proc.pid
 
     def is_alive(self) -> bool:
         return self._proc.poll() is None
@@ -265,12 +488,17 @@ class _Sandboxed:
     def join(self, timeout: float | None = None) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(timeout)
+        if self._proc.poll() is not None:
+            from bhbench.sandbox import release
+
+            release(self._proc)
 
 
-def _spawned(submissions: str | None) -> tuple[mp.process.BaseProcess, Connection]:
+def _spawned(submissions: str | None, limits: Limits | None) -> tuple[mp.process.BaseProcess, Connection]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    process = ctx.Process(target=serve, args=(child, submissions), daemon=True)
+    # RLIMIT_NPROC would count all of the user's processes here (no user namespace): left unset.
+    process = ctx.Process(target=serve, args=(child, submissions, limits, False), daemon=True)
     process.start()
     child.close()
     return process, parent
@@ -286,7 +514,7 @@ def _folders(task: Task) -> tuple[tuple[str | tuple[str, str], ...], tuple[str, 
     return (str(Path(task.area) / "pixels"), *model_files(task.params)), (str(Path(task.area) / "cache"),)
 
 
-def _sandboxed(submissions: str, task: Task) -> tuple[_Sandboxed, Connection]:
+def _sandboxed(submissions: str, task: Task, limits: Limits | None) -> tuple[_Sandboxed, Connection]:
     from bhbench import sandbox
 
     read_only, writable = _folders(task)
@@ -295,13 +523,16 @@ def _sandboxed(submissions: str, task: Task) -> tuple[_Sandboxed, Connection]:
     parent, child = socket.socketpair()
     try:
         command = [sys.executable, "-I", "-c", "from bhbench.worker import main; main()", str(child.fileno())]
+        bounds = "" if limits is None else json.dumps({**vars(limits), "rlimit_nproc": sandbox.rlimit_nproc_holds()})
         proc = sandbox.launch(
-            [*command, submissions],
+            [*command, submissions, bounds],
             [submissions, *read_only] if Path(submissions).is_dir() else read_only,
             writable,
             pass_fds=(child.fileno(),),
             stdout=subprocess.PIPE,  # relayed: the harness's own stdout may be a file whose path says too much
             stderr=subprocess.STDOUT,
+            processes=limits.processes if limits is not None else None,
+            tmp_size=limits.disk if limits is not None else None,
         )
     except OSError as exc:  # e.g. a Slurm node without bwrap
         parent.close()
@@ -319,15 +550,34 @@ def _relay(stream: Any) -> None:
         sys.stderr.flush()
 
 
+DISK_POLL_SECONDS = 2.0  # how often the harness measures the writable area while a job runs
+
+
+def _tree_bytes(folder: str) -> int:
+    total = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    total += _tree_bytes(entry.path)
+                else:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+    return total
+
+
 class Worker:
-    """Parent-side handle of one worker process, restarted after a crash or timeout.
+    """Parent-side handle of one worker process, restarted after a crash, a timeout, a failed job
+    or a bad reply (whatever a method left running in it goes with it).
 
     `sandbox` is the launcher `bhbench.sandbox.choose` picked: "bubblewrap" or "none"."""
 
-    def __init__(self, submissions: Path | None, sandbox: str = "none", sharing: int = 1):
+    def __init__(
+        self, submissions: Path | None, sandbox: str = "none", sharing: int = 1, memory_gb: float | None = None
+    ):
         self.sandbox = sandbox
         # With `sharing` workers at once each gets its share of the cores, instead of all of them each.
         self.threads = max(1, cpu_count() // sharing) if sharing > 1 else None
+        self.limits = Limits.default(sharing, memory_gb)
         if sandbox == "bubblewrap":  # the sandbox has no working directory or environment to resolve it
             from bhbench.registry import default_submissions_dir
 
@@ -336,40 +586,92 @@ class Worker:
         self.process: mp.process.BaseProcess | _Sandboxed | None = None
         self.conn: Connection | None = None
         self.folders: tuple[tuple[str | tuple[str, str], ...], tuple[str, ...]] | None = None
+        self.method: str | None = None
 
     def _start(self, task: Task) -> None:
         if self.sandbox == "bubblewrap":
-            self.process, self.conn = _sandboxed(self.submissions or "", task)
+            self.process, self.conn = _sandboxed(self.submissions or "", task, self.limits)
         else:
-            self.process, self.conn = _spawned(self.submissions)
+            self.process, self.conn = _spawned(self.submissions, self.limits)
         self.folders = _folders(task)
+        self.method = task.method
 
     def run(self, task: Task, timeout: float | None) -> Outcome:
-        """Outcome of the task, or MethodFailure with the reason (raised, crashed, timed out)."""
-        if self.sandbox == "bubblewrap" and self.folders != _folders(task):
+        """Outcome of the task, or MethodFailure with the reason (raised, crashed, timed out, past a
+        limit, or replied with something other than the data the protocol allows)."""
+        # A sandboxed worker serves one method on one fold: nothing a method left running in it
+        # (a thread waiting to answer the next request) meets another method's job.
+        if self.sandbox == "bubblewrap" and (self.folders != _folders(task) or self.method != task.method):
             self.stop()
         if self.process is None or not self.process.is_alive():
             self._start(task)
         assert self.conn is not None and self.process is not None
-        if self.threads is not None:
-            task = replace(task, threads=self.threads)
+        task = replace(task, token=secrets.token_hex(16), threads=self.threads or task.threads)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # died on start-up: reported below
             self.conn.send(task)
-        if not self.conn.poll(timeout):
-            self.stop(kill=True)
-            raise MethodFailure(f"timed out after {timeout:g} s (--timeout)")
+        self._wait(task, timeout)
         try:
-            status, payload = self.conn.recv()
+            frame = self.conn.recv_bytes(maxlength=reply_cap(task))
         except (EOFError, ConnectionResetError):
             self.process.join(timeout=10)
             code = self.process.exitcode
             self.stop(kill=True)
-            raise MethodFailure(f"worker process died (exit code {code})") from None
+            raise MethodFailure(f"worker process died (exit code {code}){self._died_why(code)}") from None
+        except OSError:  # recv_bytes past maxlength (it closes the connection)
+            self.stop(kill=True)
+            raise MethodFailure(f"the worker's reply is larger than the {reply_cap(task)} bytes allowed") from None
+        try:
+            status, reason, outcome = decode_reply(frame, task.token, len(task.parts))
+        except BadReply as exc:
+            self.stop(kill=True)
+            raise MethodFailure(f"the worker's reply is not valid data: {exc}") from None
         if status == "user error":
-            raise UserError(payload)
-        if status != "ok":
-            raise MethodFailure(payload)
-        return payload
+            raise UserError(reason)
+        if status != "ok" or outcome is None:
+            why = self._pids_reason()  # before the stop, which removes the cgroup
+            self.stop(kill=True)
+            raise MethodFailure(why or reason or "(no message)")
+        return outcome
+
+    def _wait(self, task: Task, timeout: float | None) -> None:
+        """Until the reply is there; MethodFailure (and the worker killed) past the timeout or when
+        the method's writes grow past the disk limit."""
+        assert self.conn is not None
+        start = time.monotonic()
+        writable = self.folders[1] if self.folders else ()
+        base = sum(_tree_bytes(f) for f in writable)
+        while True:
+            left = None if timeout is None else timeout - (time.monotonic() - start)
+            if left is not None and left <= 0:
+                self.stop(kill=True)
+                raise MethodFailure(f"timed out after {timeout:g} s (--timeout)")
+            wait = DISK_POLL_SECONDS if left is None else min(left, DISK_POLL_SECONDS)
+            if self.conn.poll(wait):
+                return
+            used = sum(_tree_bytes(f) for f in writable) - base + self._tmp_bytes()
+            if used > self.limits.disk:
+                self.stop(kill=True)
+                raise MethodFailure(f"the method wrote more than its disk limit of {gb(self.limits.disk)}")
+
+    def _tmp_bytes(self) -> int:
+        """What the sandbox's /tmp and /dev/shm (memory-backed) hold, where bwrap cannot cap them."""
+        if not isinstance(self.process, _Sandboxed):
+            return 0
+        from bhbench.sandbox import tmp_bytes
+
+        return tmp_bytes(self.process.pid)
+
+    def _died_why(self, code: int | None) -> str:
+        if code is not None and code < 0 and -code in (signal.SIGKILL, signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS):
+            return f"; it may have run past its memory limit of {gb(self.limits.memory)} (--memory)"
+        return ""
+
+    def _pids_reason(self) -> str | None:
+        from bhbench.sandbox import pids_exhausted
+
+        if isinstance(self.process, _Sandboxed) and pids_exhausted(self.process._proc):
+            return f"the method exceeded its limit of {self.limits.processes} processes and threads"
+        return None
 
     def interrupt(self) -> None:
         """Kill the process from another thread (Ctrl-C): the thread waiting in `run` sees it die and
@@ -387,7 +689,8 @@ class Worker:
                     self.conn.send(None)  # type: ignore[union-attr]
                 except (BrokenPipeError, OSError):
                     self.process.kill()
+        if self.process is not None:
             self.process.join(timeout=10)
         if self.conn is not None:
             self.conn.close()
-        self.process, self.conn, self.folders = None, None, None
+        self.process, self.conn, self.folders, self.method = None, None, None, None
