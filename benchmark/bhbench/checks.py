@@ -2,18 +2,30 @@
 scikit-learn's `check_estimator`: one list of checks, run the same way against every registered
 method and every submission, each ending in a readable pass/fail line.
 
-The method runs in this process on a tiny synthetic set (the generator's `TINY` config: 16
-training and 8 test patients, one per subtype, four magnifications each). A method whose
-defaults are too slow for that may declare small settings with a classmethod
-`check_params(cls) -> dict`; `overrides` (the CLI's `--set`) go on top.
+The method runs on a tiny synthetic set (the generator's `TINY` config: 16 training and 8 test
+patients, one per subtype, four magnifications each). A method whose defaults are too slow for that
+may declare small settings with a classmethod `check_params(cls) -> dict`; `overrides` (the CLI's
+`--set`) go on top.
+
+`bhbench check` runs the battery in a worker, never in its own process (the trust boundary, DESIGN.md
+section 2): `run_isolated` starts a fresh interpreter, in the sandbox where there is one, hands it the
+tiny set's rows (training labels, test images by key, no test labels) and reads each verdict back as
+JSON. `Battery` itself is what that worker runs; tests may run it in-process on trusted methods.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from bhbench import registry
-from bhbench.config import cache_root
+from bhbench.config import cache_dir, cache_root
 from bhbench.data import synthetic
 from bhbench.data.images import ImageStore
 from bhbench.data.index import index_tree, stage
@@ -81,8 +93,12 @@ def _tiny_rows(cache: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     return table[pick(train_p)].reset_index(drop=True), table[pick(test_p)].reset_index(drop=True), store.root
 
 
+# In a check worker: the tiny set's rows as the harness sent them (the worker may not see the cache).
+_SENT: tuple[pd.DataFrame, pd.DataFrame, Path] | None = None
+
+
 def tiny_set(task: str) -> TinySet:
-    train, test, store = _tiny_rows(cache_root())
+    train, test, store = _SENT if _SENT is not None else _tiny_rows(cache_root())
     meta = TrainMeta(
         y=Protocol(task).labels(train),
         malignant=(train["tumor_class"] == "M").to_numpy(),
@@ -367,3 +383,172 @@ def targets(items: list[str], submissions: Path) -> list[registry.Entry]:
 
 def _inside(origin: str, folder: Path) -> bool:
     return Path(origin).resolve().is_relative_to(folder.resolve())
+
+
+# --- running the battery in a worker -------------------------------------------------------------
+
+MESSAGE_CAP = 64 * 1024  # one verdict; a longer reply fails the method instead of being read
+_TRAIN_COLUMNS = ("key", "tumor_class", "subtype", "magnification", "patient")
+
+
+def run_isolated(
+    entry: registry.Entry,
+    overrides: dict[str, Any],
+    budget: float,
+    launcher: str,
+    submissions: Path | None,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
+    """The battery on `entry`, run in a fresh interpreter: under bubblewrap (`launcher`
+    "bubblewrap", as `sandbox.choose` picked it) or a spawned process ("none"). Only JSON comes back;
+    a worker that dies, stalls or answers anything else fails the remaining checks with the reason."""
+    train, test, store = _tiny_rows(cache_root())
+    with tempfile.TemporaryDirectory(dir=cache_dir("checks")) as tmp:
+        area = Path(tmp)
+        if launcher == "bubblewrap":  # the sandbox shows a copy of the tiny set's arrays, not the cache
+            store = _copy_arrays(store, [*train["key"], *test["key"]], area / "pixels")
+        (area / "cache").mkdir()
+        request = {
+            "name": entry.name,
+            "file": None if entry.trusted else str(Path(entry.origin).resolve()),
+            "submissions": str(submissions.resolve()) if submissions is not None and submissions.is_dir() else None,
+            "overrides": overrides,
+            "budget": budget,
+            "train": {c: [_plain(v) for v in train[c]] for c in _TRAIN_COLUMNS},
+            "test": list(test["key"]),
+            "store": str(store),
+            "cache": str(area / "cache"),
+        }
+        process, conn = _start(request, launcher, area)
+        found: list[CheckResult] = []
+        try:
+            deadline = time.monotonic() + 10 * budget + 300  # CPU budget per fit; many fits; slow start-up
+            while len(found) < len(CHECKS):
+                reason = _receive(conn, deadline, found)
+                if reason is not None:
+                    code = process.poll() if isinstance(process, subprocess.Popen) else process.exitcode
+                    for check in list(CHECKS)[len(found) :]:
+                        found.append(CheckResult(entry.name, check, False, f"{reason} (exit code {code})"))
+                        if on_result is not None:
+                            on_result(found[-1])
+                    break
+                if on_result is not None:
+                    on_result(found[-1])
+        finally:
+            conn.close()
+            process.kill()
+            with contextlib.suppress(Exception):
+                process.wait(10) if isinstance(process, subprocess.Popen) else process.join(10)
+    return found
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _copy_arrays(store: Path, keys: list[str], into: Path) -> Path:
+    for key in keys:
+        target = into / key[:2] / f"{key}.npy"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(store / key[:2] / f"{key}.npy", target)
+    return into
+
+
+def _start(request: dict[str, Any], launcher: str, area: Path) -> tuple[Any, Any]:
+    """The worker and the harness's end of its connection (bytes only: JSON in both directions)."""
+    import multiprocessing as mp
+    from multiprocessing.connection import Connection
+
+    blob = json.dumps(request).encode()
+    if launcher != "bubblewrap":
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=serve, args=(child,), daemon=True)
+        process.start()
+        child.close()
+        parent.send_bytes(blob)
+        return process, parent
+    from bhbench import sandbox
+
+    mine, theirs = socket.socketpair()
+    shown: list[str | tuple[str, str]] = []
+    if request["submissions"]:
+        shown.append(request["submissions"])
+    if request["file"]:
+        file = Path(request["file"])
+        shown.append(str(file.parent if file.name == "method.py" else file))
+    try:
+        process = sandbox.launch(
+            [sys.executable, "-I", "-c", "from bhbench.checks import main; main()", str(theirs.fileno())],
+            shown,
+            [str(area / "pixels"), str(area / "cache")],  # a private copy: resized images are written beside it
+            pass_fds=(theirs.fileno(),),
+        )
+    except OSError as exc:
+        mine.close()
+        raise UserError(f"cannot start the sandbox ({exc}); {sandbox.INSTALL}, or check with --sandbox off") from None
+    finally:
+        theirs.close()
+    conn = Connection(mine.detach())
+    conn.send_bytes(blob)
+    return process, conn
+
+
+def _receive(conn: Any, deadline: float, found: list[CheckResult]) -> str | None:
+    """Append the next verdict to `found`; or the reason there is none."""
+    if not conn.poll(max(0.0, deadline - time.monotonic())):
+        return "the check worker timed out"
+    try:
+        doc = json.loads(conn.recv_bytes(MESSAGE_CAP))
+    except (EOFError, ConnectionError):
+        return "the check worker died"
+    except (OSError, ValueError):  # OSError: past the cap (recv_bytes closes the connection)
+        return "the check worker sent something other than a short JSON verdict"
+    expected = list(CHECKS)[len(found)]
+    if isinstance(doc, dict) and "error" in doc and isinstance(doc["error"], str):
+        return doc["error"][:500]
+    if not (
+        isinstance(doc, dict)
+        and doc.get("check") == expected
+        and isinstance(doc.get("passed"), bool)
+        and isinstance(doc.get("detail"), str)
+    ):
+        return "the check worker sent a malformed verdict"
+    found.append(CheckResult(str(doc.get("method", "")), expected, doc["passed"], doc["detail"][:2000]))
+    return None
+
+
+def main() -> None:
+    """Entry point of a sandboxed check worker: `python -c '...main()' FD`."""
+    from multiprocessing.connection import Connection
+
+    serve(Connection(int(sys.argv[1])))
+
+
+def serve(conn: Any) -> None:
+    """The check worker: load the method (its code runs here, not in the harness), run the battery,
+    send each verdict as JSON."""
+    global _SENT
+    request = json.loads(conn.recv_bytes())
+    os.environ["BHBENCH_CACHE"] = request["cache"]  # the method's own caches: its area, not the harness's
+    try:
+        submissions = Path(request["submissions"]) if request["submissions"] else Path(os.devnull)
+        registry.discover(submissions, run_code=True)
+        if request["file"] and request["name"] not in {e.name for e in registry.entries()}:
+            registry.load_submission(Path(request["file"]), run_code=True)
+        for err in registry.discovery_errors():
+            if request["file"] and Path(err.source) == Path(request["file"]):
+                raise UserError(f"{err.source}: cannot be imported: {err.message}")
+        entry = registry.get(request["name"])
+    except Exception as exc:  # the method's module raised on import: every check fails with it
+        reason = str(exc) if isinstance(exc, UserError) else describe_exception(exc)
+        conn.send_bytes(json.dumps({"error": reason}).encode())
+        return
+    train = pd.DataFrame(request["train"])
+    test = pd.DataFrame({"key": request["test"]})
+    _SENT = (train, test, Path(request["store"]))
+    battery = Battery(entry, request["overrides"], request["budget"])
+    for check in CHECKS:
+        r = battery.run(check)
+        verdict = {"method": r.method, "check": r.check, "passed": r.passed, "detail": r.detail}
+        conn.send_bytes(json.dumps(verdict).encode())

@@ -4,10 +4,16 @@ constructor before any job starts, and the non-default ones named wherever a row
 A value must fit the constructor's annotation (`epochs: int | None`) or, where there is none, the
 type of its default; a method may add ranges with a `validate_params(cls, params)` classmethod that
 raises ValueError naming the parameter and what it allows.
+
+Everything comes from the registry's card: defaults and annotations as source text, so an untrusted
+method (a submission, a plugin) is checked without importing it. Its `validate_params` hook is its
+own code, so the harness runs it for bhbench's baselines only; an untrusted method's ranges are its
+worker's to enforce.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import types
 import typing
@@ -21,16 +27,57 @@ VALIDATE = "validate_params"  # the optional range hook a method declares
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
 
 
-def _hints(cls: type) -> dict[str, Any]:
+def _hints(entry: registry.Entry) -> dict[str, Any]:
+    if not entry.trusted:  # annotations as written: never evaluated in this process
+        return {k: _from_text(v) for k, v in entry.annotations().items()}
     try:
-        return typing.get_type_hints(cls.__init__)
+        return typing.get_type_hints(entry.cls.__init__)
     except Exception:  # an annotation naming something not importable here: fall back on defaults
         return {}
 
 
-def _expected(name: str, cls: type, default: Any) -> Any:
+_TEXT_TYPES: dict[str, Any] = {
+    "int": int, "float": float, "str": str, "bool": bool, "list": list, "List": list, "Sequence": list,
+    "tuple": tuple, "Tuple": tuple, "dict": dict, "Dict": dict, "None": type(None), "Any": Any,
+}  # fmt: skip
+
+
+def _from_text(text: str) -> Any:
+    """The annotation `int | None`, `Optional[float]`, `Literal["a", "b"]`... as a type to check
+    values against; anything else is Any (not checked)."""
+    try:
+        return _hint_of(ast.parse(text, mode="eval").body, 0)
+    except (SyntaxError, ValueError, TypeError, RecursionError):
+        return Any
+
+
+def _hint_of(node: ast.AST, depth: int) -> Any:
+    if depth > 10:
+        return Any
+    if isinstance(node, ast.Constant):
+        if node.value is None:
+            return type(None)
+        return _from_text(node.value) if isinstance(node.value, str) and depth == 0 else Any
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        return _TEXT_TYPES.get(node.id if isinstance(node, ast.Name) else node.attr, Any)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return typing.Union[_hint_of(node.left, depth + 1), _hint_of(node.right, depth + 1)]  # noqa: UP007
+    if isinstance(node, ast.Subscript):
+        base = node.value.id if isinstance(node.value, ast.Name) else getattr(node.value, "attr", "")
+        args = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if base == "Optional":
+            return typing.Union[_hint_of(args[0], depth + 1), type(None)]  # noqa: UP007
+        if base == "Union":
+            return typing.Union[tuple(_hint_of(a, depth + 1) for a in args)]  # noqa: UP007
+        if base == "Literal":
+            return typing.Literal[tuple(ast.literal_eval(a) for a in args)]
+        return _TEXT_TYPES.get(base, Any)
+    return Any
+
+
+def _expected(name: str, entry: registry.Entry, default: Any) -> Any:
     """The type a value must have: the annotation, else the default's type, else anything."""
-    hint = _hints(cls).get(name)
+    hint = _hints(entry).get(name)
     if hint is not None:
         return hint
     if default is None or default is inspect.Parameter.empty:
@@ -81,17 +128,17 @@ def _describe(hint: Any) -> str:
 def validate(name: str, values: dict[str, Any]) -> dict[str, Any]:
     """`values` checked (and integers made floats where floats are expected) against method `name`;
     a bad one is a one-line UserError naming the parameter and what it allows."""
-    cls = registry.get(name).cls
-    defaults = registry.create(name).get_params()
+    entry = registry.get(name)
+    defaults = entry.param_defaults()
     checked = {}
     for key, value in values.items():
         if key not in defaults:
             raise UserError(f"{name} has no parameter {key!r}; its parameters are {', '.join(defaults)}")
-        hint = _expected(key, cls, defaults[key])
+        hint = _expected(key, entry, defaults[key])
         ok, checked[key] = _fit(value, hint)
         if not ok:
             raise UserError(f"{name}: {key}={value!r} is not allowed: expected {_describe(hint)}")
-    hook = getattr(cls, VALIDATE, None)
+    hook = getattr(entry.cls, VALIDATE, None) if entry.trusted else None
     if hook is not None:
         try:
             hook({**defaults, **checked})
@@ -100,20 +147,21 @@ def validate(name: str, values: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def non_default(name: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The parameters that differ from the method's registered defaults; None when no method of
-    that name is registered here (nothing to compare with)."""
-    try:
-        defaults = registry.create(name).get_params()
-    except UserError:
-        return None
+def non_default(name: str, params: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The parameters that differ from the method's defaults (`defaults`, e.g. as a record stored
+    them, else the registered ones); None when there is nothing to compare with."""
+    if defaults is None:
+        try:
+            defaults = registry.get(name).param_defaults()
+        except UserError:
+            return None
     return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
 
 
-def describe(name: str, params: dict[str, Any]) -> str | None:
+def describe(name: str, params: dict[str, Any], defaults: dict[str, Any] | None = None) -> str | None:
     """`C=10, bins=16`: a row's non-default parameters, short enough for a table cell ("" for the
-    defaults; None when the method is not registered here)."""
-    changed = non_default(name, params)
+    defaults; None when there are no defaults to compare with)."""
+    changed = non_default(name, params, defaults)
     return None if changed is None else ", ".join(f"{k}={_short(v)}" for k, v in changed.items())
 
 

@@ -2,6 +2,12 @@
 and discovery of built-ins, `submissions/` and installed packages (entry-point group
 `bhbench.methods`).
 
+The trust boundary (DESIGN.md section 2): only bhbench's own baselines (the `builtin` entry point of
+the bhbench distribution) are imported by the harness. A submission or any other plugin is untrusted:
+the harness reads its cards from source (`bhbench.cards`, an `ast` parse, never an import) and holds
+a stand-in class that knows the parameters but cannot fit; its module runs only in a worker, which
+discovers with `run_code=True`.
+
 The registry keys on names, not classes: one class may be registered under many names, each with
 its own parameter defaults (`register("resnet50_bcnn", BilinearCNN, backbone="resnet50", card=...)`),
 so a new variant is one line. The one-class-one-name case keeps the decorator form
@@ -16,6 +22,7 @@ from __future__ import annotations
 import copy
 import difflib
 import fnmatch
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -28,6 +35,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+from bhbench import cards
 from bhbench.errors import UserError
 from bhbench.method import Method
 
@@ -45,6 +53,9 @@ class MethodCard:
     summary: str = ""  # one line; empty: the first line of the class docstring
     authors: str = ""  # required of submissions by `bhbench check`
     licence: str = ""  # SPDX identifier; required of submissions
+    # What data pretrained weights were trained on ("ImageNet-1k"); "" for none. A model that saw
+    # BreaKHis is contaminated, so the card says it and records keep it.
+    weights_data: str = ""
     facts: Mapping[str, Any] = field(default_factory=dict)  # shown by `bhbench list`, e.g. dim=162
 
     @classmethod
@@ -66,6 +77,13 @@ class Entry:
     card: MethodCard
     origin: str  # module file the registration came from
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    # Untrusted code: the class as read from source (`cls` is then a stand-in that cannot fit).
+    source: cards.ClassInfo | None = None
+    line: int = 0  # of the registration, when read from source
+
+    @property
+    def trusted(self) -> bool:
+        return self.source is None
 
     @property
     def family(self) -> str:
@@ -80,17 +98,36 @@ class Entry:
         return tuple(self.cls.tasks)
 
     @property
+    def transductive(self) -> bool:
+        return bool(self.cls.transductive)
+
+    @property
     def summary(self) -> str:
         if self.card.summary:
             return self.card.summary
+        if self.source is not None:
+            return self.source.doc
         doc = inspect.getdoc(self.cls) or ""
         return doc.splitlines()[0] if doc else ""
 
     @property
     def details(self) -> dict[str, Any]:
-        """Facts `bhbench list` shows: authors and licence when given, then the card's facts."""
-        given = {k: v for k, v in (("authors", self.card.authors), ("licence", self.card.licence)) if v}
-        return {**given, **self.card.facts}
+        """Facts `bhbench list` shows: authors, licence and weights data when given, then the card's facts."""
+        card = self.card
+        given = {k: v for k, v in (("authors", card.authors), ("licence", card.licence)) if v}
+        if card.weights_data:
+            given["weights"] = card.weights_data
+        return {**given, **card.facts}
+
+    def annotations(self) -> dict[str, str]:
+        """Constructor parameters' annotations as source text (for `--set` checks without importing)."""
+        info = self.source if self.source is not None else cards.from_class(self.cls)
+        return {p.name: p.annotation for p in info.params if p.annotation is not None}
+
+    def declares(self, hook: str) -> bool:
+        """Whether the class defines an optional hook (`search_space`, `check_params`...)."""
+        info = self.source if self.source is not None else cards.from_class(self.cls)
+        return hook in info.hooks
 
     def param_defaults(self) -> dict[str, Any]:
         """Every parameter of this name with its default: the class's, overridden by the registered ones."""
@@ -160,7 +197,16 @@ class Registry:
         self._add(name, cls, card if card is not None else MethodCard(), keywords, _caller_origin())
         return cls
 
-    def _add(self, name: str, cls: Any, card: MethodCard, defaults: dict[str, Any], origin: str) -> None:
+    def _add(
+        self,
+        name: str,
+        cls: Any,
+        card: MethodCard,
+        defaults: dict[str, Any],
+        origin: str,
+        source: cards.ClassInfo | None = None,
+        line: int = 0,
+    ) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             raise TypeError(f"register({name!r}) needs a subclass of bhbench.Method, got {cls!r}")
         unknown = sorted(set(defaults) - set(cls.param_names()))
@@ -169,8 +215,11 @@ class Registry:
         taken = self._entries.get(name)
         same = taken is not None and taken.origin == origin and taken.cls.__qualname__ == cls.__qualname__
         if taken is not None and not same:
-            raise UserError(f"method name {name!r} is registered twice: by {taken.origin} and by {origin}")
-        self._entries[name] = Entry(name, cls, card, origin, dict(defaults))
+            where = f"{origin}:{line}" if line else origin
+            raise UserError(f"method name {name!r} is registered twice: by {taken.origin} and by {where}")
+        if same and taken is not None and taken.source is None and source is not None:
+            return  # the class itself is already here (a worker imported it): keep it, not a stand-in
+        self._entries[name] = Entry(name, cls, card, origin, dict(defaults), source, line)
 
     # --- lookup ----------------------------------------------------------------------------------
 
@@ -229,32 +278,82 @@ class Registry:
         if source in self._discovered:
             return
         self._discovered.add(source)
+        source = source.removeprefix("run:")
         try:
             action()
+        except cards.CardError as exc:  # already one line naming file and line
+            self._errors.append(DiscoveryError(source, str(exc)))
         except Exception as exc:  # a broken plugin must not stop the others
             last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             where = f" (line {last.lineno})" if last is not None and last.filename == source else ""
             self._errors.append(DiscoveryError(source, f"{type(exc).__name__}: {exc}{where}"))
 
-    def discover(self, submissions: Path | None = None) -> None:
-        """Import built-ins and installed plugins (entry points) and every submission file. Idempotent.
-        Failures are collected in `discovery_errors()`; the remaining methods stay usable."""
+    def discover(self, submissions: Path | None = None, *, run_code: bool = False) -> None:
+        """Register bhbench's baselines (imported: trusted) and the methods of installed plugins and
+        submission files. Idempotent. Without `run_code` (the harness) an untrusted file's cards are
+        read from its source and none of its code runs; a worker passes `run_code=True` and imports
+        it. Failures are collected in `discovery_errors()`; the remaining methods stay usable."""
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            self._guarded(f"entry point {ep.name} = {ep.value}", ep.load)
+            source = f"entry point {ep.name} = {ep.value}"
+            if run_code or _trusted(ep):
+                self._guarded(f"run:{source}", ep.load)
+            else:
+                self._guarded(source, lambda ep=ep: self._read_files(cards.package_files(ep.module)))
         for path in submission_files(submissions if submissions is not None else default_submissions_dir()):
-            self._guarded(str(path.resolve()), lambda p=path: _load_file(p))
+            key = str(path.resolve())
+            if run_code:
+                self._guarded(f"run:{key}", lambda p=path: _load_file(p.resolve()))
+            else:
+                self._guarded(key, lambda p=path: self._read_files([p.resolve()]))
 
-    def load_submission(self, path: Path) -> list[Entry]:
-        """Import one submission (a `.py` file or a folder holding `method.py`) and return the methods
-        it registered. Unlike `discover`, a failure is raised as a UserError naming the file."""
+    def discover_trusted(self) -> None:
+        """Only bhbench's own baselines (the leaderboard's fallback for records that predate stored defaults)."""
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if _trusted(ep):
+                self._guarded(f"run:entry point {ep.name} = {ep.value}", ep.load)
+
+    def _read_files(self, files: list[Path]) -> None:
+        """Register the cards of untrusted source files without running them (all or none of a file's)."""
+        found = [(file, r) for file in files for r in cards.read_file(file)]
+        for file, reg in found:
+            self.add_card(reg, str(file))
+
+    def add_card(self, reg: cards.Registration, origin: str) -> None:
+        if reg.card is not None:
+            unknown = sorted(set(reg.card) - {f.name for f in fields(MethodCard)})
+            if unknown:
+                raise cards.CardError(f"{origin}:{reg.line}: MethodCard has no field {', '.join(unknown)}")
+            card = MethodCard(**reg.card)
+        else:
+            card = MethodCard.from_keywords(**reg.keywords)
+        bad = [f.name for f in fields(MethodCard) if f.name != "facts" and not isinstance(getattr(card, f.name), str)]
+        if bad:
+            raise cards.CardError(f"{origin}:{reg.line}: card field(s) {', '.join(bad)} must be strings")
+        unknown = sorted(set(reg.defaults) - {p.name for p in reg.cls.params})
+        if unknown:
+            raise cards.CardError(f"{origin}:{reg.line}: {reg.cls.qualname} has no parameter {', '.join(unknown)}")
+        if "param_defaults" in reg.cls.hooks:
+            raise cards.CardError(
+                f"{origin}:{reg.cls.line}: {reg.cls.qualname} overrides param_defaults; spell its parameters out "
+                "in __init__ (cards are read without running the file)"
+            )
+        self._add(reg.name, _stand_in(reg.cls), card, dict(reg.defaults), origin, reg.cls, reg.line)
+
+    def load_submission(self, path: Path, *, run_code: bool = False) -> list[Entry]:
+        """Register one submission (a `.py` file or a folder holding `method.py`) and return its
+        methods: its cards read from source, or (`run_code`, in a worker) the file imported. Unlike
+        `discover`, a failure is raised as a UserError naming the file."""
         file = path / "method.py" if path.is_dir() else path
         if not (file.is_file() and file.suffix == ".py"):
             raise UserError(f"{path}: not a submission (expected a .py file or a folder holding method.py)")
         key = str(file.resolve())
-        self._guarded(key, lambda: _load_file(file.resolve()))
+        if run_code:
+            self._guarded(f"run:{key}", lambda: _load_file(file.resolve()))
+        else:
+            self._guarded(key, lambda: self._read_files([file.resolve()]))
         failure = next((e for e in self._errors if e.source == key), None)
         if failure is not None:
-            raise UserError(f"{file}: cannot be imported: {failure.message}")
+            raise UserError(failure.message if not run_code else f"{file}: cannot be imported: {failure.message}")
         found = [e for e in self.entries() if Path(e.origin).resolve() == file.resolve()]
         if not found:
             raise UserError(f"{file} registers no method; decorate a bhbench.Method subclass with @register(...)")
@@ -262,6 +361,58 @@ class Registry:
 
     def discovery_errors(self) -> list[DiscoveryError]:
         return list(self._errors)
+
+
+def _trusted(ep: importlib.metadata.EntryPoint) -> bool:
+    """bhbench's own baselines: the `builtin` entry point of the bhbench distribution itself."""
+    dist = getattr(ep, "dist", None)
+    return ep.name == "builtin" and ep.value == "bhbench_baselines" and dist is not None and dist.name == "bhbench"
+
+
+class StandIn(Method):
+    """Base of the classes the harness holds for untrusted methods: built from the source-read card,
+    they take and store parameters like the real class, but their code is not there to run."""
+
+    _source: cards.ClassInfo
+
+    def __init__(self, **params: Any) -> None:
+        defaults = self.param_defaults()
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s) {', '.join(unknown)}")
+        values = {**defaults, **params}
+        missing = [k for k, v in values.items() if v is inspect.Parameter.empty]
+        if missing:
+            raise TypeError(f"{type(self).__name__}() missing argument(s) {', '.join(missing)}")
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        return {p.name: p.default for p in cls._source.params}
+
+    def fit(self, train: Any) -> Method:
+        raise RuntimeError(f"{type(self).__name__} is untrusted code: it runs only in a worker")
+
+    def predict_proba(self, test: Any) -> Any:
+        raise RuntimeError(f"{type(self).__name__} is untrusted code: it runs only in a worker")
+
+
+def _stand_in(info: cards.ClassInfo) -> type[Method]:
+    namespace: dict[str, Any] = {
+        "_source": info,
+        "tasks": info.tasks,
+        "transductive": info.transductive,
+        "__doc__": info.doc,
+        "__module__": __name__,
+    }
+    if "search_space" in info.hooks:  # drawn in a worker (tuning); the harness only needs to know it exists
+        namespace["search_space"] = classmethod(_remote_only)
+    return type(info.qualname, (StandIn,), namespace)
+
+
+def _remote_only(cls: type, *args: Any) -> Any:
+    raise UserError(f"{cls.__name__}.search_space is untrusted code; it runs only in a worker")
 
 
 def default_submissions_dir() -> Path:
@@ -333,12 +484,33 @@ def resolve(patterns: Iterable[str]) -> list[str]:
     return DEFAULT.resolve(patterns)
 
 
-def discover(submissions: Path | None = None) -> None:
-    DEFAULT.discover(submissions)
+def builtin_defaults(name: str) -> dict[str, Any] | None:
+    """Parameter defaults of one of bhbench's own baselines (None for any other name): what the
+    leaderboard compares a record's parameters with when the record predates stored defaults. Never
+    a plugin's or a submission's, so the board does not depend on what is installed."""
+    DEFAULT.discover_trusted()
+    entry = DEFAULT._entries.get(name)
+    if entry is None or not entry.trusted or not _is_builtin(entry.origin):
+        return None
+    return entry.param_defaults()
 
 
-def load_submission(path: Path) -> list[Entry]:
-    return DEFAULT.load_submission(path)
+@functools.cache
+def _builtin_folders() -> tuple[Path, ...]:
+    spec = importlib.util.find_spec("bhbench_baselines")
+    return tuple(Path(p).resolve() for p in (spec.submodule_search_locations or ())) if spec else ()
+
+
+def _is_builtin(origin: str) -> bool:
+    return any(Path(origin).resolve().is_relative_to(f) for f in _builtin_folders())
+
+
+def discover(submissions: Path | None = None, *, run_code: bool = False) -> None:
+    DEFAULT.discover(submissions, run_code=run_code)
+
+
+def load_submission(path: Path, *, run_code: bool = False) -> list[Entry]:
+    return DEFAULT.load_submission(path, run_code=run_code)
 
 
 def discovery_errors() -> list[DiscoveryError]:

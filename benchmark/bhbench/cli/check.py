@@ -15,20 +15,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
     p.add_argument("--budget", type=float, default=120.0,
                    help="CPU seconds (all threads) one fit + predict on the tiny set may take")  # fmt: skip
+    p.add_argument("--sandbox", choices=["auto", "on", "off"], default="auto",
+                   help="run each method's checks in the bubblewrap sandbox (auto: where it works); "
+                        "they always run in a separate worker process")  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bhbench import checks, registry
+    from bhbench import checks, registry, sandbox
 
-    discover(args)
-    entries = checks.targets(args.target, args.submissions or registry.default_submissions_dir())
+    discover(args)  # cards only: the methods' code runs in the check worker
+    submissions = args.submissions or registry.default_submissions_dir()
+    entries = checks.targets(args.target, submissions)
     sets = parse_sets(args.set)
+    launcher, notice = sandbox.choose(args.sandbox)
+    if notice:
+        console.print(f"[yellow]{notice}[/]")
     failed = []
     for entry in entries:
-        mine = {k: v for k, v in sets.items() if k in entry.cls.param_names()}
-        battery = checks.Battery(entry, mine, args.budget)
-        found = battery.run_all(lambda r: out.print(r.line(), style=None if r.passed else "red", markup=False))
+        mine = {k: v for k, v in sets.items() if k in entry.param_names()}
+        found = checks.run_isolated(
+            entry,
+            mine,
+            args.budget,
+            launcher,
+            submissions,
+            lambda r: out.print(r.line(), style=None if r.passed else "red", markup=False),
+        )
         if not all(r.passed for r in found):
             failed.append(entry.name)
     passed = len(entries) - len(failed)

@@ -114,15 +114,18 @@ def sections(checked: list[Checked]) -> list[Section]:
 def _label(rows: list[Row]) -> None:
     """Method name with its non-default parameters (`lbp_svm [C=10]`; the parameter hash for a
     method not registered here, when one name has several variants), and the code fingerprint when
-    records of one variant come from different code (they are never mixed)."""
-    registry.discover()
+    records of one variant come from different code (they are never mixed). Read from the records
+    alone: no plugin is imported, so the board is the same wherever it is built."""
     variants = defaultdict(set)
     codes = defaultdict(set)
     for r in rows:
         variants[r.name].add(r.params_hash)
         codes[(r.name, r.params_hash)].add(r.code)
     for r in rows:
-        shown = None if r.first.method.tuned else describe(r.name, r.first.method.params)
+        method = r.first.method
+        # Records from before defaults were stored: bhbench's own baselines' defaults (this checkout's code).
+        defaults = method.defaults if method.defaults is not None else registry.builtin_defaults(r.name)
+        shown = None if method.tuned or defaults is None else describe(r.name, method.params, defaults)
         r.params = shown or ""
         if shown:
             label = f"{r.name} [{shown}]"
