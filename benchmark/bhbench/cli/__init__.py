@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bhbench.cli import check, compare, data, export, leaderboard, report, reproduce, results, run, tune
+from bhbench.cli import audit, check, compare, data, export, leaderboard, report, reproduce, results, run, tune
 from bhbench.cli import list as list_cmd
 from bhbench.cli.common import parse_sets, path_arg
 from bhbench.cli.output import console
@@ -16,7 +16,7 @@ from bhbench.errors import UserError
 
 __all__ = ["build_parser", "main", "parse_sets"]
 
-COMMANDS = (list_cmd, run, check, tune, reproduce, leaderboard, report, compare, export, data, results)
+COMMANDS = (list_cmd, run, audit, check, tune, reproduce, leaderboard, report, compare, export, data, results)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,12 +48,17 @@ def prepare(args: argparse.Namespace, options: Any) -> Any:
 
     given = args.data or os.environ.get("BHBENCH_DATA")
     step = f"indexing the images in {given}" if given else "preparing the synthetic dataset (generated on first use)"
+    private = getattr(args, "synthetic_seed", None)
+    if private is not None:
+        step = "drawing a private synthetic cohort (generated for this run, never cached)"
     with progress_bar(step) as bump:
-        dataset = open_dataset(args.data, bump)
+        dataset = open_dataset(args.data, bump, private)
     folds = args.folds or folds_beside(dataset)
     split = args.split or ("official" if folds else "patient")
     protocol = Protocol(args.task, args.regime, split, args.mag, args.seed)
     label = "synthetic (generated BreaKHis-like data)" if dataset.synthetic else f"BreaKHis at {dataset.root}"
+    if private is not None:  # commit now, reveal after the run (`reveal`)
+        label = f"synthetic, private cohort {dataset.id} (seed commitment {dataset.commitment})"
     console.print(f"dataset: {label}: {len(dataset.table)} images, {dataset.table['patient'].nunique()} patients")
     for p in dataset.problems:
         if p.severity == "warning":
@@ -75,6 +80,29 @@ def prepare(args: argparse.Namespace, options: Any) -> Any:
     return plan
 
 
+def reveal(dataset: Any) -> None:
+    """After a run on a private cohort: its seed, which anyone can check against the commitment printed
+    before the run and rerun to get the same cohort."""
+    from bhbench.data.sources import PrivateCohort
+
+    if isinstance(dataset, PrivateCohort):
+        how = "drawn from the operating system for this run" if dataset.drawn else "as given"
+        console.print(
+            f"synthetic, private cohort {dataset.id}: seed {dataset.seed} ({how}); "
+            f"commitment {dataset.commitment} = sha256('bhbench-private-cohort:<seed>')"
+        )
+
+
+def _gigabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GB, got {text!r}") from None
+    if not value > 0.25:
+        raise argparse.ArgumentTypeError(f"{text} GB is too little for a Python worker (at least 0.25)")
+    return value
+
+
 def path_arg(text: str) -> Path:
     return Path(text).expanduser()
 
@@ -94,5 +122,12 @@ def protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="for deep methods")
     p.add_argument("--timeout", type=float, default=None, help="seconds one (method, fold) may take")
+    p.add_argument("--memory", type=_gigabytes, default=None, metavar="GB",
+                   help="memory (address space) one method's worker may use (default: 80%% of RAM shared "
+                        "among the workers, at least 2 GB)")  # fmt: skip
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed images (listed in records)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated splits")
+    p.add_argument("--synthetic-seed", default=None, metavar="SEED|secret",
+                   help="a private synthetic cohort: the synthetic default's distribution (or that of the generated "
+                        "tree --data names) from another seed; 'secret' draws 128 bits from the OS, commits to "
+                        "them before the run and reveals them after")  # fmt: skip

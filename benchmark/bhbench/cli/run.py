@@ -16,7 +16,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from bhbench.cli.common import discover, parse_sets, path_arg, prepare, protocol_args
+from bhbench.cli.common import discover, parse_sets, path_arg, prepare, protocol_args, reveal
 from bhbench.cli.output import console, out, progress_bar
 from bhbench.errors import UserError
 
@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         submissions=args.submissions,
         workers=args.workers,
         sandbox=launcher,
+        memory_gb=args.memory,
     )
     plan = prepare(args, options)
     jobs = _jobs(args, plan, options, specs, tuned)
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
                 f"interrupted: {saved} of {len(jobs)} (method, fold) jobs finished and saved; "
                 f"to resume, rerun: bhbench {shlex.join(sys.argv[1:])}"
             )
+            reveal(plan.dataset)
             return 130
     for f in finished:  # the workers' warnings, kept in the records of this run's folds
         if not f.skipped:
@@ -153,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[yellow]warning (shown once):[/] {escape(text)}")
     for f in ran.failures:
         console.print(f"[red]job failed:[/] {f.job.spec.name} fold {f.job.fold.index}: {f.reason}; log {f.log}")
-    code = _report(finished, plan.dataset.synthetic)
+    code = _report(finished, plan.dataset.synthetic, private=plan.dataset.name == "synthetic-private")
     _rank(finished, plan, options.results)
+    reveal(plan.dataset)
     return max(code, 1 if ran.failures else 0)
 
 
@@ -215,13 +218,13 @@ def _label(spec: Any) -> str:
     return escape(f"{spec.name} [{shown}]" if shown else spec.name)  # printed through rich: [..] is markup
 
 
-def _report(finished: list, synthetic: bool) -> int:
+def _report(finished: list, synthetic: bool, private: bool = False) -> int:
     from bhbench.leaderboard import aggregate, pct
     from bhbench.protocol import MAGNIFICATIONS
 
     failures = [f for f in finished if not f.record.ok]
     title = "% mean ± std over folds; PRR = patient recognition rate, mean of magnifications" + (
-        " — synthetic data" if synthetic else ""
+        (" — synthetic, private cohort" if private else " — synthetic data") if synthetic else ""
     )
     mags = [f"{m}X" for m in MAGNIFICATIONS]
     table = Table(

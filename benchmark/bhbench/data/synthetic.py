@@ -19,6 +19,8 @@ import dataclasses
 import functools
 import hashlib
 import math
+import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -585,6 +587,49 @@ def default_root(config: SynthConfig = SynthConfig(), progress: Callable[[int], 
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return top
+
+
+# A private cohort (`--synthetic-seed`): the same distribution drawn from another seed, so no method can
+# know its images in advance. A drawn seed has 128 bits: past guessing, and far from any public seed.
+PRIVATE_SEED_BITS = 128
+
+
+def draw_private_seed() -> int:
+    return secrets.randbits(PRIVATE_SEED_BITS)
+
+
+def seed_commitment(seed: int) -> str:
+    """What is printed before a private run (commit) and checked against the seed revealed after it."""
+    return "sha256:" + hashlib.sha256(f"bhbench-private-cohort:{seed}".encode()).hexdigest()
+
+
+def config_of(top: Path) -> SynthConfig | None:
+    """The config a generated tree was made with (its marker names it), or None when it does not say."""
+    try:
+        text = (Path(top) / SYNTHETIC_MARKER).read_text()
+    except OSError:
+        return None
+    found = dict(re.findall(r"(\w+)=(\w+)", text.partition("SynthConfig(")[2]))
+    try:
+        return SynthConfig(
+            seed=int(found["seed"]),
+            width=int(found["width"]),
+            height=int(found["height"]),
+            images_per_patient=int(found["images_per_patient"]),
+            breakhis_counts=found["breakhis_counts"] == "True",
+        )
+    except (KeyError, ValueError, UserError):
+        return None
+
+
+def generate_private(config: SynthConfig, progress: Callable[[int], None] | None = None) -> Path:
+    """A private cohort's tree in a fresh folder only the harness's user can read, never in the cache:
+    nothing a method's sandbox shows (its `/tmp` is its own) and no later run's cache lookup finds it.
+    The caller removes the folder when done."""
+    scratch = Path(tempfile.mkdtemp(prefix="bhbench-private-"))  # mode 0700
+    top = generate(scratch, config, progress)
+    (top / SYNTHETIC_MARKER).write_text("bhbench synthetic BreaKHis-like data, not real tissue: a private cohort\n")
     return top
 
 

@@ -1,0 +1,95 @@
+"""`bhbench audit`: refit a method on training labels permuted among patients; a learner falls to chance."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from rich.markup import escape
+
+from bhbench.cli.common import path_arg, prepare, protocol_args, reveal
+from bhbench.cli.output import console, out, progress_bar
+from bhbench.errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from bhbench.config import COMMITTED_RESULTS, SCRATCH_RESULTS
+    from bhbench.sandbox import MODES
+
+    p = sub.add_parser(
+        "audit",
+        help="label-permutation audit: refit a method on permuted training labels and check it falls to chance",
+    )
+    p.add_argument("--method", "-m", required=True, metavar="NAME", help="one method name")
+    protocol_args(p)
+    folds = p.add_mutually_exclusive_group()
+    folds.add_argument("--all-folds", action="store_true", help="audit every fold (default: the first)")
+    folds.add_argument("--fold", type=int, action="append", default=None, metavar="N", help="audit fold N; repeatable")
+    p.add_argument("--results", type=path_arg, default=None,
+                   help=f"record folder: the honest fits are its records (run when missing) and audit.json goes "
+                        f"beside them (default $BHBENCH_RESULTS, else ./{SCRATCH_RESULTS}; the committed "
+                        f"leaderboard's is {COMMITTED_RESULTS})")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="redo the honest fits even where records exist")
+    p.add_argument("--sandbox", choices=MODES, default=None,
+                   help="as for `run` (default $BHBENCH_SANDBOX, else auto); maintainers audit with on")  # fmt: skip
+    p.set_defaults(func=audit)
+
+
+def audit(args: argparse.Namespace) -> int:
+    from bhbench import audit as audit_lib
+    from bhbench import runner
+    from bhbench.cli.common import discover
+    from bhbench.cli.run import _sandbox, _specs
+    from bhbench.config import results_dir
+
+    started = time.monotonic()
+    discover(args)
+    if any(c in args.method for c in "*?[") or args.method in {"handcrafted", "deep", "reference", "test"}:
+        raise UserError(f"--method {args.method!r}: audit takes one method name")
+    args.method = [args.method]
+    (spec,) = _specs(args)
+    launcher = _sandbox(args)
+    options = runner.Options(
+        results=args.results or results_dir(),
+        force=args.force,
+        timeout=args.timeout,
+        skip_bad=args.skip_bad,
+        fps_images=0,  # the audit measures no speed
+        submissions=args.submissions,
+        sandbox=launcher,
+    )
+    plan = prepare(args, options)
+    folds = [f.index for f in plan.split.folds] if args.all_folds else args.fold
+    n = len(folds) if folds else 1
+    with progress_bar(f"auditing {spec.name}: honest and permuted-label fits", 2 * n) as bump:
+        result = audit_lib.audit(plan, spec, options, folds, lambda _: bump(1))
+    reveal(plan.dataset)
+    _print(result, options.results, time.monotonic() - started)
+    return 0 if result.verdict in ("pass", "inconclusive") else 1
+
+
+def _print(result, results, seconds: float) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    from bhbench.data.sources import PRIVATE_NAME
+
+    data = "real data" if not result.synthetic else "synthetic data"
+    if result.dataset.startswith(PRIVATE_NAME):
+        data = "synthetic, private cohort"
+    table = Table("fold", "test patients", "PRR honest", "PRR permuted labels", "chance", "kept own label",
+                  title=f"label-permutation audit of {escape(result.method)} — {data} ({result.dataset}, "
+                        f"{result.protocol})")  # fmt: skip
+
+    def pc(v: float | None) -> str:
+        return "–" if v is None else f"{100 * v:.1f}"
+
+    for f in result.folds:
+        table.add_row(str(f.fold), str(f.test_patients), pc(f.honest), pc(f.permuted), pc(f.chance),
+                      f"{100 * f.kept:.0f}%")  # fmt: skip
+    out.print(table)
+    colour = {"pass": "green", "fail": "red"}.get(result.verdict, "yellow")
+    console.print(f"[{colour}]audit {result.verdict}:[/] {escape(result.reason)}")
+    console.print(
+        f"draw committed as {result.seed_commitment}; {result.seconds:.0f} s of fitting, {seconds:.0f} s in all; "
+        f"written to {results / result.dataset / result.protocol / result.method / result.params_hash / 'audit.json'}"
+    )
