@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Deep methods train real networks; on the tiny set one epoch at a small input says all the battery needs.
 SMALL = {"deep": {"epochs": 1, "batch_size": 16, "input_size": 75, "bilinear_dim": 16}}
 
-registry.discover(REPO / "submissions")
+# The test process plays the check worker: it imports the submissions (the harness only reads their cards).
+registry.discover(REPO / "submissions", run_code=True)
 ENTRIES = registry.entries()
 
 
@@ -113,7 +114,7 @@ def test_a_method_that_drops_the_column_of_an_unseen_class_fails_missing_class(s
             1,
         )
     )
-    registry.discover(submissions)
+    registry.discover(submissions, run_code=True)
     result = checks.Battery(registry.get("toy_seen_only")).run("missing_class")
     assert not result.passed and "shape (32, 7), expected (32, 8)" in result.detail and "probability 0" in result.detail
 
@@ -127,7 +128,7 @@ def test_a_sound_method_passes_and_exits_zero(submissions: Path, capsys):
 
 def test_fit_that_raises_fails_the_checks_that_need_a_fit_with_the_reason(submissions: Path):
     (submissions / "toy.py").write_text(toy_source("toy_raises", fit_body="raise ValueError('bad fit')"))
-    registry.discover(submissions)
+    registry.discover(submissions, run_code=True)
     results = {r.check: r for r in checks.Battery(registry.get("toy_raises")).run_all()}
     assert results["card"].passed and results["params"].passed
     assert not results["probabilities"].passed and "fit raised ValueError: bad fit" in results["probabilities"].detail
@@ -146,3 +147,20 @@ def test_targets_resolve_names_paths_and_default_to_the_submissions(submissions:
         checks.targets([str(empty)], submissions)
     with pytest.raises(UserError, match="no submissions found"):
         checks.targets([], tmp_path / "no-such-folder")
+
+
+def test_check_runs_the_method_in_a_worker_and_reads_verdicts_as_json(submissions: Path, capsys):
+    """`bhbench check` imports no submission: its module runs in the check worker (another process),
+    and a worker that dies mid-battery fails the remaining checks with the reason."""
+    import os
+
+    marker = submissions.parent / "imported-by"
+    record_pid = f"import numpy as np\nimport os\nopen({str(marker)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+    source = toy_source("toy_where", body="import os; os._exit(3)").replace("import numpy as np\n", record_pid, 1)
+    (submissions / "toy.py").write_text(source)
+    assert main(["--submissions", str(submissions), "check", "--sandbox", "off", "toy_where"]) == 1
+    out = capsys.readouterr().out
+    pids = marker.read_text().split()
+    assert pids and str(os.getpid()) not in pids  # imported, but never by this (the harness) process
+    assert "PASS  toy_where  params" in out and "the check worker died (exit code 3)" in out
+    assert "toy_where" in {e.name for e in registry.entries()} and not registry.get("toy_where").trusted

@@ -54,11 +54,14 @@ def test_broken_submission_is_reported_and_others_load(clean_registry, submissio
     folder = submissions / "packaged"
     folder.mkdir()
     (folder / "method.py").write_text(toy_source("packaged_toy"))
-    clean_registry.discover(submissions)
+    clean_registry.discover(submissions)  # the harness: cards read, no file run
     names = {e.name for e in clean_registry.entries()}
     assert {"good_toy", "packaged_toy"} <= names
+    assert not clean_registry.discovery_errors()
+    clean_registry.discover(submissions, run_code=True)  # a worker: files imported, a broken one reported
     errors = clean_registry.discovery_errors()
     assert any("broken.py" in e.source and "half-written method" in e.message for e in errors)
+    assert clean_registry.get("good_toy").trusted  # the worker holds the class itself, not the stand-in
 
 
 def test_submission_reusing_a_builtin_name_is_refused_with_both_origins(clean_registry, submissions):
@@ -149,16 +152,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("argv", [["list"], ["--help"], ["list", "--help"]])
 def test_listing_and_help_import_no_heavy_library(argv):
-    """`bhbench list` imports every built-in and the repository's submissions to read their cards:
-    none of them may pull in SciPy, scikit-image, scikit-learn or torch to do so."""
+    """`bhbench list` imports every built-in and reads the repository's submissions' cards (never
+    importing them): none of that may pull in SciPy, scikit-image, scikit-learn or torch."""
     code = (
         "import sys\nfrom bhbench.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-        f"print('HEAVY', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))"
+        f"print('HEAVY', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))\n"
+        "print('SUBMISSIONS', [m for m in sys.modules if m.startswith('bhbench_submissions')])"
     )
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO, check=True)
     assert "HEAVY []" in out.stdout, out.stdout[-300:]
     if argv == ["list"]:
-        assert "lbp_svm" in out.stdout and "hed_nuclei_rf" in out.stdout  # the submission was imported too
+        assert "lbp_svm" in out.stdout and "hed_nuclei_rf" in out.stdout  # its card, read from source
+    assert "SUBMISSIONS []" in out.stdout
 
 
 def test_handcrafted_defaults_are_the_ones_the_committed_records_were_run_with():
@@ -186,3 +191,140 @@ def test_a_handcrafted_variant_is_one_register_line():
     assert type(method) is LbpSVM and method.spec().dim == 18
     assert method.get_params() == {"P": 16, "R": 2, "C": None, "gamma": None, "seed": 0, "cv_folds": 3}
     assert method.clone().get_params() == method.get_params()
+
+
+# --- cards read from source, never run (the trust boundary) -------------------------------------------
+
+CARDS = """
+import os
+from bhbench import Method, MethodCard, register
+from bhbench_baselines.reference import Majority
+
+open(os.environ["CARD_MARKER"], "w").write("ran")  # must never run in the harness
+N = 2 * len((1, 2, 3)) + 1
+
+
+class Base(Method):
+    \"\"\"A base defined in the file.\"\"\"
+
+    tasks = ("binary",)
+
+    def __init__(self, width: int = 8, rate: "float | None" = None, mode: str = "a"):
+        self.width, self.rate, self.mode = width, rate, mode
+
+    @classmethod
+    def search_space(cls, trial):
+        return {}
+
+
+@register("card_deco", family="submission", reference="ref", authors="A", licence="MIT",
+          weights_data="ImageNet-1k", dim=N)
+class Deco(Base):
+    transductive = True
+
+
+register("card_call", Base, card=MethodCard(family="submission", reference="r2", summary="Given."), width=32)
+
+
+@register("card_inherits", family="submission")
+class FromBaseline(Majority):
+    pass
+"""
+
+
+def test_cards_are_read_from_source_without_running_it(clean_registry, submissions, tmp_path, monkeypatch):
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("CARD_MARKER", str(marker))
+    (submissions / "cards.py").write_text(CARDS)
+    clean_registry.discover(submissions)
+    assert not clean_registry.discovery_errors() and not marker.exists()
+    deco, call = clean_registry.get("card_deco"), clean_registry.get("card_call")
+    assert not deco.trusted and deco.line == 23 and deco.origin == str((submissions / "cards.py").resolve())
+    assert (deco.family, deco.reference, deco.tasks, deco.transductive) == ("submission", "ref", ("binary",), True)
+    assert deco.details == {"authors": "A", "licence": "MIT", "weights": "ImageNet-1k", "dim": 7}
+    assert deco.card.weights_data == "ImageNet-1k" and deco.summary == "A base defined in the file."
+    assert deco.param_defaults() == {"width": 8, "rate": None, "mode": "a"}
+    assert deco.annotations() == {"width": "int", "rate": "float | None", "mode": "str"}
+    assert deco.declares("search_space") and not deco.declares("check_params")
+    assert call.param_defaults()["width"] == 32 and call.summary == "Given." and call.transductive is False
+    assert clean_registry.create("card_call", mode="b").get_params() == {"width": 32, "rate": None, "mode": "b"}
+    inherited = clean_registry.get("card_inherits")  # a base from bhbench's own baselines is read as it is
+    assert inherited.param_names() == clean_registry.get("majority").param_names()
+    with pytest.raises(RuntimeError, match="runs only in a worker"):
+        clean_registry.create("card_deco").fit(None)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "says"),
+    [
+        ("X = f()\n@register('n', family=X)\nclass C(Method):\n    pass\n", 2, "value family= is not a literal"),
+        ("@register('n')\nclass C(Method):\n    def __init__(self, k=float('inf')):\n        self.k = k\n", 3,
+         "default of parameter k is not a literal"),
+        ("class C(Method):\n    pass\nfor n in ('a', 'b'):\n    register(n, C)\n", 4, "must be a decorator"),
+        ("from elsewhere import Base\n@register('n')\nclass C(Base):\n    pass\n", 3, "neither defined in this file"),
+        ("@register('n')\nclass C(Method):\n    tasks = tuple(['binary'])\n", 3, "C.tasks is not a literal"),
+    ],
+)
+def test_a_card_that_is_not_data_is_one_line_naming_file_and_line(clean_registry, submissions, source, line, says):
+    file = submissions / "bad.py"
+    file.write_text("from bhbench import Method, register\n" + source)
+    clean_registry.discover(submissions)
+    (error,) = clean_registry.discovery_errors()
+    assert error.message.startswith(f"{file.resolve()}:{line + 1}: ") and says in error.message
+    assert "\n" not in error.message
+    with pytest.raises(UserError, match=f"bad.py:{line + 1}: "):
+        clean_registry.load_submission(file)
+
+
+def test_a_non_literal_card_is_one_line_from_the_cli(submissions, tmp_path, capsys):
+    (tmp_path / "bad.py").write_text("from bhbench import Method, register\nimport random\n"
+                                        "@register('n', family=random.choice('ab'))\nclass C(Method):\n    pass\n")
+    from bhbench.cli import main
+
+    assert main(["--submissions", str(submissions), "check", str(tmp_path / "bad.py")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.py:3:" in err and "not a literal" in err and "Traceback" not in err
+
+
+def test_other_entry_point_packages_are_untrusted(clean_registry, tmp_path, monkeypatch):
+    """Only bhbench's own baselines are imported by the harness; another installed plugin's cards are read."""
+    import importlib.metadata
+
+    package = tmp_path / "site" / "third_party_plugin"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from . import methods\n")
+    (package / "methods.py").write_text(CARDS.replace("card_", "plugin_"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("CARD_MARKER", str(marker))
+    theirs = importlib.metadata.EntryPoint("plugin", "third_party_plugin", "bhbench.methods")
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [*real(group=group), theirs])
+    clean_registry.discover(Path("/nonexistent"))
+    assert not clean_registry.discovery_errors() and not marker.exists()
+    assert "third_party_plugin" not in sys.modules
+    entry = clean_registry.get("plugin_deco")
+    assert not entry.trusted and entry.origin.endswith("methods.py") and clean_registry.get("lbp_svm").trusted
+    clean_registry.discover(Path("/nonexistent"), run_code=True)  # what a worker does
+    assert marker.exists() and clean_registry.get("plugin_deco").trusted
+    sys.modules.pop("third_party_plugin", None)
+    sys.modules.pop("third_party_plugin.methods", None)
+
+
+def test_set_values_are_checked_against_annotations_read_as_text(clean_registry, submissions, tmp_path, monkeypatch):
+    from bhbench import params
+
+    monkeypatch.setenv("CARD_MARKER", str(tmp_path / "marker"))
+    (submissions / "cards.py").write_text(CARDS)
+    clean_registry.discover(submissions)
+    assert params.validate("card_deco", {"width": 3, "rate": 1}) == {"width": 3, "rate": 1.0}
+    assert params.validate("card_deco", {"rate": None}) == {"rate": None}
+    with pytest.raises(UserError, match=r"card_deco: width='x' is not allowed: expected an integer"):
+        params.validate("card_deco", {"width": "x"})
+    with pytest.raises(UserError, match="expected a number or null"):
+        params.validate("card_deco", {"rate": "fast"})
+    with pytest.raises(UserError, match="has no parameter 'depth'"):
+        params.validate("card_deco", {"depth": 1})
+    assert params.describe("card_call", {"width": 32, "rate": None, "mode": "b"}) == "mode=b"
+    assert not (tmp_path / "marker").exists()

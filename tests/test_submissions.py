@@ -42,7 +42,7 @@ def test_a_dropped_in_file_is_listed_checked_run_and_ranked(submissions: Path, t
     assert len(results.all_records(out)) == 5
     assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path)]) == 0
     ranked = [line for line in (tmp_path / "README.md").read_text().splitlines() if "dropin" in line]
-    assert ranked and ranked[0].replace(" ", "").startswith("|1|dropin|")
+    assert ranked and ranked[0].replace(" ", "").startswith("|1|dropin")
 
 
 def test_a_broken_file_does_not_hide_the_others(submissions: Path, capsys):
@@ -51,8 +51,9 @@ def test_a_broken_file_does_not_hide_the_others(submissions: Path, capsys):
     assert main(["--submissions", str(submissions), "check", "good_one"]) == 0
     text = capsys.readouterr()
     assert "bad.py" in text.err and "needs a package CI lacks" in text.err
+    # The harness reads cards without running the file: one that registers nothing is refused as such.
     assert main(["--submissions", str(submissions), "check", str(submissions / "bad.py")]) == 2
-    assert "cannot be imported" in capsys.readouterr().err
+    assert "registers no method" in capsys.readouterr().err
 
 
 def test_ci_workflow_runs_checks_on_pull_requests_and_regenerates_on_main():

@@ -338,10 +338,18 @@ def _signature(
         Param(
             arg.arg,
             EMPTY if default is None else _literal(default, file, f"the default of parameter {arg.arg}", constants),
-            ast.unparse(arg.annotation) if arg.annotation is not None else None,
+            _annotation_source(arg.annotation),
         )
         for arg, default in pairs
     )
+
+
+def _annotation_source(node: ast.AST | None) -> str | None:
+    if node is None:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a quoted annotation: its text
+        return node.value
+    return ast.unparse(node)
 
 
 def from_class(cls: type) -> ClassInfo:
@@ -361,9 +369,19 @@ def from_class(cls: type) -> ClassInfo:
         transductive=bool(cls.transductive),
         doc=doc.splitlines()[0] if doc else "",
         params=params,
-        hooks=frozenset(h for h in HOOKS if getattr(cls, h, None) is not getattr(Method, h, None)),
+        hooks=frozenset(h for h in HOOKS if _defines(cls, h, Method)),
         line=0,
     )
+
+
+def _defines(cls: type, attr: str, base: type) -> bool:
+    """Whether a class between `cls` and `base` defines `attr` (and not to None)."""
+    for k in cls.__mro__:
+        if k is base:
+            return False
+        if attr in vars(k):
+            return vars(k)[attr] is not None
+    return False
 
 
 def _annotation_text(annotation: Any) -> str | None:

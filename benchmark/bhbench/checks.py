@@ -398,6 +398,7 @@ def run_isolated(
     launcher: str,
     submissions: Path | None,
     on_result: Callable[[CheckResult], None] | None = None,
+    on_skipped: Callable[[str, str], None] | None = None,
 ) -> list[CheckResult]:
     """The battery on `entry`, run in a fresh interpreter: under bubblewrap (`launcher`
     "bubblewrap", as `sandbox.choose` picked it) or a spawned process ("none"). Only JSON comes back;
@@ -423,12 +424,20 @@ def run_isolated(
         found: list[CheckResult] = []
         try:
             deadline = time.monotonic() + 10 * budget + 300  # CPU budget per fit; many fits; slow start-up
+            skipped = _skipped(conn, deadline)
+            if on_skipped is not None and isinstance(skipped, list):
+                for source, message in skipped:
+                    on_skipped(source, message)
             while len(found) < len(CHECKS):
-                reason = _receive(conn, deadline, found)
+                # A string: the method itself could not be loaded, and every check fails with that.
+                reason = skipped if isinstance(skipped, str) else _receive(conn, deadline, found)
                 if reason is not None:
+                    with contextlib.suppress(Exception):  # reaped, so its exit code is known
+                        process.wait(5) if isinstance(process, subprocess.Popen) else process.join(5)
                     code = process.poll() if isinstance(process, subprocess.Popen) else process.exitcode
+                    why = reason if isinstance(skipped, str) else f"{reason} (exit code {code})"
                     for check in list(CHECKS)[len(found) :]:
-                        found.append(CheckResult(entry.name, check, False, f"{reason} (exit code {code})"))
+                        found.append(CheckResult(entry.name, check, False, why))
                         if on_result is not None:
                             on_result(found[-1])
                     break
@@ -494,6 +503,25 @@ def _start(request: dict[str, Any], launcher: str, area: Path) -> tuple[Any, Any
     return process, conn
 
 
+def _skipped(conn: Any, deadline: float) -> list[tuple[str, str]] | str:
+    """The worker's first message: plugin files it could not import (source, reason), or why it
+    could not load the method at all."""
+    if not conn.poll(max(0.0, deadline - time.monotonic())):
+        return "the check worker timed out"
+    try:
+        doc = json.loads(conn.recv_bytes(MESSAGE_CAP))
+    except (EOFError, ConnectionError):
+        return "the check worker died"
+    except (OSError, ValueError):
+        return "the check worker sent something other than short JSON"
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+        return doc["error"][:500]
+    listed = doc.get("skipped") if isinstance(doc, dict) else None
+    if not (isinstance(listed, list) and all(isinstance(i, list) and len(i) == 2 for i in listed)):
+        return "the check worker sent a malformed message"
+    return [(str(a)[:500], str(b)[:500]) for a, b in listed]
+
+
 def _receive(conn: Any, deadline: float, found: list[CheckResult]) -> str | None:
     """Append the next verdict to `found`; or the reason there is none."""
     if not conn.poll(max(0.0, deadline - time.monotonic())):
@@ -505,8 +533,6 @@ def _receive(conn: Any, deadline: float, found: list[CheckResult]) -> str | None
     except (OSError, ValueError):  # OSError: past the cap (recv_bytes closes the connection)
         return "the check worker sent something other than a short JSON verdict"
     expected = list(CHECKS)[len(found)]
-    if isinstance(doc, dict) and "error" in doc and isinstance(doc["error"], str):
-        return doc["error"][:500]
     if not (
         isinstance(doc, dict)
         and doc.get("check") == expected
@@ -540,6 +566,8 @@ def serve(conn: Any) -> None:
             if request["file"] and Path(err.source) == Path(request["file"]):
                 raise UserError(f"{err.source}: cannot be imported: {err.message}")
         entry = registry.get(request["name"])
+        skipped = [[e.source, e.message[:500]] for e in registry.discovery_errors()][:50]
+        conn.send_bytes(json.dumps({"skipped": skipped}).encode())  # other plugins that failed to import here
     except Exception as exc:  # the method's module raised on import: every check fails with it
         reason = str(exc) if isinstance(exc, UserError) else describe_exception(exc)
         conn.send_bytes(json.dumps({"error": reason}).encode())

@@ -337,7 +337,7 @@ class Registry:
                 f"{origin}:{reg.cls.line}: {reg.cls.qualname} overrides param_defaults; spell its parameters out "
                 "in __init__ (cards are read without running the file)"
             )
-        self._add(reg.name, _stand_in(reg.cls), card, dict(reg.defaults), origin, reg.cls, reg.line)
+        self._add(reg.name, _stand_in(reg.cls, origin), card, dict(reg.defaults), origin, reg.cls, reg.line)
 
     def load_submission(self, path: Path, *, run_code: bool = False) -> list[Entry]:
         """Register one submission (a `.py` file or a folder holding `method.py`) and return its
@@ -398,7 +398,7 @@ class StandIn(Method):
         raise RuntimeError(f"{type(self).__name__} is untrusted code: it runs only in a worker")
 
 
-def _stand_in(info: cards.ClassInfo) -> type[Method]:
+def _stand_in(info: cards.ClassInfo, origin: str) -> type[Method]:
     namespace: dict[str, Any] = {
         "_source": info,
         "tasks": info.tasks,
@@ -406,13 +406,15 @@ def _stand_in(info: cards.ClassInfo) -> type[Method]:
         "__doc__": info.doc,
         "__module__": __name__,
     }
-    if "search_space" in info.hooks:  # drawn in a worker (tuning); the harness only needs to know it exists
-        namespace["search_space"] = classmethod(_remote_only)
+    if "search_space" in info.hooks:  # the submission's code: drawn in a helper process (bhbench.remote)
+        namespace["search_space"] = classmethod(functools.partial(_remote_space, origin, info.qualname))
     return type(info.qualname, (StandIn,), namespace)
 
 
-def _remote_only(cls: type, *args: Any) -> Any:
-    raise UserError(f"{cls.__name__}.search_space is untrusted code; it runs only in a worker")
+def _remote_space(origin: str, qualname: str, cls: type, trial: Any) -> dict[str, Any]:
+    from bhbench import remote
+
+    return remote.draw(origin, qualname, trial)
 
 
 def default_submissions_dir() -> Path:

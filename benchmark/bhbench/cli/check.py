@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
             launcher,
             submissions,
             lambda r: out.print(r.line(), style=None if r.passed else "red", markup=False),
+            lambda source, message: console.print(f"[yellow]warning:[/] skipped {source}: {message}"),
         )
         if not all(r.passed for r in found):
             failed.append(entry.name)
