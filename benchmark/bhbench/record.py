@@ -92,6 +92,10 @@ class MethodInfo(RecordPart):
     tuned: dict[str, Any] | None  # how the parameters were tuned, when they were
     fit_info: Any  # what the method's fit_info() returned; a list, one per part, in the ms regime
     transductive: bool
+    # The card's parameter defaults when the run was made: the leaderboard names a row's non-default
+    # parameters from the record alone, whatever plugins are installed where it is built.
+    defaults: dict[str, Any] | None = optional()
+    weights_data: str | None = optional()  # what pretrained weights were trained on (the card's weights_data)
 
     @property
     def code_hash(self) -> str | None:

@@ -293,7 +293,9 @@ def _record(plan: Plan, job: Job, sandbox: str) -> RunRecord:
             code=code_of(job.spec.name),
             tuned=job.spec.tuned,
             fit_info=None,
-            transductive=entry.cls.transductive,
+            transductive=entry.transductive,
+            defaults=_json_defaults(entry.param_defaults()),
+            weights_data=entry.card.weights_data or None,
         ),
         seed=plan.protocol.seed,
         contract=None,
@@ -314,7 +316,7 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
     area = Area(partition if plan.relabel is None else plan.relabel.partition(partition))
     rng = secret_rng()
     orders = [rng.permutation(len(te)) for te in tests]
-    samples = [] if registry.get(job.spec.name).cls.transductive else [_check_sample(len(te), rng) for te in tests]
+    samples = [] if registry.get(job.spec.name).transductive else [_check_sample(len(te), rng) for te in tests]
     blobs = []
     if job.fold.index == plan.split.folds[0].index and options.fps_images > 0:
         sample = tests[0]["relpath"].iloc[orders[0][: options.fps_images]]
@@ -370,7 +372,13 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
 
 def code_of(name: str) -> CodeInfo:
     """Fingerprint of the source files of a registered method (see `results.code_fingerprint`)."""
-    return CodeInfo.from_json(results.code_fingerprint(results.code_files(inspect.getfile(registry.get(name).cls))))
+    # From the registration's file, read not imported (a submission's module never loads here).
+    return CodeInfo.from_json(results.code_fingerprint(results.code_files(registry.get(name).origin)))
+
+
+def _json_defaults(defaults: dict[str, Any]) -> dict[str, Any]:
+    """Defaults a record can hold: a parameter without one (never the case for a checked method) left out."""
+    return {k: v for k, v in defaults.items() if v is not inspect.Parameter.empty}
 
 
 def unfinished(jobs: list[Job], options: Options, finish: Callable[[JobResult], None]) -> list[Job]:
