@@ -188,3 +188,120 @@ def test_sandboxed_method_finds_no_path_to_data_results_or_secret(submissions, t
     for record in records:
         assert record.status == "ok"
         assert record.method.fit_info == {"found": [], "secret_visible": False}
+
+
+# Issue 23, attack 1: top-level code that finds the dataset the harness is about to use (`--data` in
+# sys.argv, BHBENCH_DATA, the synthetic cache), hashes every image's pixels with the label in its
+# file name, and answers from that table; and patches the harness in memory. Wherever the file is
+# imported it notes its process id in a marker file.
+MODULE_ATTACK = """
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import bhbench
+from bhbench import Method, register
+
+
+def _note():
+    try:
+        with open({marker!r}, "a") as fh:
+            fh.write(json.dumps({{"pid": os.getpid()}}) + "\\n")
+    except OSError:
+        pass
+
+
+_note()
+bhbench.PATCHED_BY_SUBMISSION = True  # had this run in the harness, the harness would now carry it
+
+
+def _roots():
+    argv = sys.argv
+    found = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--data"]
+    found += [os.environ.get("BHBENCH_DATA", ""), os.environ.get("BHBENCH_CACHE", "")]
+    found += [str(Path.home() / ".cache" / "bhbench")]
+    return [Path(r) for r in found if r and Path(r).is_dir()]
+
+
+TABLE = {{}}
+for _root in _roots():
+    from bhbench.data.images import decode
+
+    for _png in _root.rglob("SOB_*.png"):
+        try:
+            TABLE[hashlib.sha256(decode(_png.read_bytes()).tobytes()).hexdigest()] = float("_M_" in _png.name)
+        except Exception:
+            pass
+
+
+@register("table_builder", family="test", reference="bhbench adversarial tests")
+class TableBuilder(Method):
+    \"\"\"Answers from a table of pixel hashes built when its module was imported.\"\"\"
+
+    tasks = ("binary",)
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def fit(self, train):
+        return self
+
+    def predict_proba(self, test):
+        p = np.array([TABLE.get(hashlib.sha256(test.image(i).tobytes()).hexdigest(), 0.5) for i in range(len(test))])
+        return np.stack([1 - p, p], axis=1)
+
+    def fit_info(self):
+        return {{"table": len(TABLE)}}
+"""
+
+
+def _harness_clean(marker: Path) -> None:
+    import bhbench
+
+    assert not hasattr(bhbench, "PATCHED_BY_SUBMISSION")  # the harness was never patched
+    pids = [line for line in marker.read_text().splitlines()] if marker.exists() else []
+    assert not any(f'"pid": {os.getpid()}' in p for p in pids), pids  # nor did the module run in it
+
+
+def test_module_level_code_never_runs_in_the_harness(submissions, tiny_tree, tmp_path, monkeypatch, capsys):
+    """list, check, run and leaderboard read the submission's card without executing it; with
+    `--sandbox off` its module runs only in the worker process, never in the harness."""
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("BHBENCH_DATA", str(tiny_tree))
+    (submissions / "attack.py").write_text(MODULE_ATTACK.format(marker=str(marker)))
+    common = ["--submissions", str(submissions)]
+    assert main([*common, "list"]) == 0 and "table_builder" in capsys.readouterr().out
+    assert not marker.exists()
+    assert main([*common, "check", "table_builder", "--sandbox", "off"]) == 0
+    assert marker.exists()  # imported, by the check worker
+    _harness_clean(marker)
+    out = tmp_path / "results"
+    # The control: outside the sandbox the worker does find the data, and the table wins outright.
+    records = _run(submissions, tiny_tree, out, "table_builder", "--sandbox", "off")
+    assert all(r.method.fit_info["table"] >= 328 for r in records) and _auc(records) > 0.99
+    assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path / "board")]) == 0
+    assert main(["leaderboard", "--check", "--results", str(out), "--output", str(tmp_path / "board")]) in (0, 1)
+    _harness_clean(marker)
+
+
+@needs_sandbox
+def test_module_level_table_builder_finds_nothing_under_the_sandbox(submissions, tiny_tree, tmp_path, monkeypatch):
+    """`bhbench run --sandbox on` (and `check --sandbox on`): the module runs only in the sandboxed
+    worker, which sees no dataset, no cache and no marker folder: its table is empty, it scores at
+    chance, and no process outside the sandbox ever ran it."""
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("BHBENCH_DATA", str(tiny_tree))
+    (submissions / "attack.py").write_text(MODULE_ATTACK.format(marker=str(marker)))
+    common = ["--submissions", str(submissions)]
+    assert main([*common, "list"]) == 0
+    assert main([*common, "check", "table_builder", "--sandbox", "on"]) == 0
+    records = _run(submissions, tiny_tree, tmp_path / "results", "table_builder", "--sandbox", "on")
+    assert all(r.status == "ok" and r.method.fit_info == {"table": 0} for r in records)
+    assert _auc(records) < CHANCE  # every probability 0.5
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--output", str(tmp_path / "board")]) == 0
+    assert not marker.exists()  # it never ran outside the sandbox, harness included
+    _harness_clean(marker)
