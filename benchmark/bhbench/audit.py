@@ -44,15 +44,18 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from bhbench import results, runner
+from bhbench import results
 from bhbench.errors import UserError
 from bhbench.protocol import MAGNIFICATIONS
 from bhbench.util import atomic_write
+
+if TYPE_CHECKING:  # the leaderboard reads audit files without loading the runner
+    from bhbench import runner
 
 ALPHA = 0.001
 NULL_DRAWS = 9999
@@ -239,6 +242,8 @@ def audit(
 ) -> AuditResult:
     """Audit one method on `folds` (default: the split's first) and write `audit.json` in its row's
     results folder. The honest fits are the ordinary records of `options.results` (run when missing)."""
+    from bhbench import runner
+
     started = dt.datetime.now(dt.timezone.utc)
     wanted = folds or [plan.split.folds[0].index]
     chosen = [f for f in plan.split.folds if f.index in wanted]

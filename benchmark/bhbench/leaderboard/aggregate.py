@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bhbench import registry
+from bhbench.audit import read as read_audit
 from bhbench.data.names import parse_name
 from bhbench.leaderboard.verify import Checked, Scored
 from bhbench.metrics import STATISTICS, Bootstrap, FoldOutcomes, bootstrap, mean_std, tied_ranks
@@ -23,7 +25,7 @@ from bhbench.params import describe
 from bhbench.protocol import MAGNIFICATIONS, Protocol
 from bhbench.record import DatasetInfo, RunRecord, SplitInfo
 
-BLOCKS = ("ranked", "smoke", "transductive")
+BLOCKS = ("ranked", "smoke", "transductive", "audit_failed")
 REFERENCE_FAMILY = "reference"
 EXTRA = ("magnification_accuracy", "magnification_patient_rr")  # not bootstrapped: few methods predict it
 
@@ -53,6 +55,13 @@ class Row:
     folds: dict[int, Checked] = field(default_factory=dict)
     label: str = ""
     params: str = ""  # the non-default parameters, as `C=10, bins=16`
+    audit: dict | None = None  # the row folder's audit.json (`bhbench audit`), when it audited this code
+
+    @property
+    def audit_verdict(self) -> str:
+        """pass | fail | inconclusive | error from the row's audit, "" when never audited. Reference rows
+        are the harness's own and are not audited."""
+        return "" if self.audit is None else str(self.audit.get("verdict", ""))
 
     @property
     def first(self) -> RunRecord:
@@ -66,7 +75,8 @@ class Row:
 
     @property
     def block(self) -> str:
-        return block_of(self.first)
+        # A failed audit outranks every other block rule: such a row is never ranked anywhere.
+        return "audit_failed" if self.audit_verdict in ("fail", "error") else block_of(self.first)
 
 
 @dataclass
@@ -105,10 +115,21 @@ def sections(checked: list[Checked]) -> list[Section]:
         row_key = (r.method.name, r.method.params_hash, r.method.code_hash)
         row = rows[key].setdefault(row_key, Row(*row_key))
         row.folds[r.split.fold] = c
+        if row.audit is None:
+            row.audit = _audit_of(c.path.parent, r)
     for key, section in found.items():
         section.rows = list(rows[key].values())
         _label(section.rows)
     return [found[k] for k in sorted(found, key=lambda k: (found[k].dataset.synthetic, k[0], found[k].leaky, k))]
+
+
+def _audit_of(folder: Path, record: RunRecord) -> dict | None:
+    """The row folder's audit when it audited this record's code and dataset (a row made by other
+    code, or an audit of another cohort, counts as never audited)."""
+    doc = read_audit(folder)
+    if doc is None or doc.get("code") != record.method.code_hash or doc.get("dataset") != record.dataset.id:
+        return None
+    return doc
 
 
 def _label(rows: list[Row]) -> None:
@@ -220,6 +241,7 @@ def frame(section: Section) -> pd.DataFrame:
                 "code": row.code or "",
                 "reference": row.reference,
                 "folds": len(row.folds),
+                "audit": row.audit_verdict,
             }
             for s in STATISTICS:
                 values = boot.folds[s][i]
@@ -256,6 +278,11 @@ def failures(section: Section) -> list[tuple[str, int, int, str]]:
         reason = (first.error or "").strip().splitlines()
         out.append((name, len(recs), len(recs) + ok, reason[-1] if reason else "no reason recorded"))
     return out
+
+
+def audit_failures(section: Section) -> list[tuple[str, str]]:
+    """(row label, the audit's reason) for each row of the section whose audit failed."""
+    return [(r.label, str(r.audit.get("reason", "")) if r.audit else "") for r in section.block("audit_failed")]
 
 
 def pct(values: list[float]) -> str:

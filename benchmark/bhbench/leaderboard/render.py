@@ -11,7 +11,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bhbench.leaderboard import figures
-from bhbench.leaderboard.aggregate import Section, failures, pooled
+from bhbench.leaderboard.aggregate import Section, audit_failures, failures, pooled
 from bhbench.metrics import ALPHA, BOOTSTRAP_RESAMPLES
 from bhbench.protocol import LIU_NAMES, MAGNIFICATIONS, TASK_CLASSES, Protocol
 from bhbench.record import DatasetInfo
@@ -57,6 +57,10 @@ Every number is recomputed from stored per-image predictions; values are in %.
   methods are shown in their own blocks and never ranked with the others; failed runs get one line.
 - FPS is images per second on the recorded machine (model: decoded images in; e2e: PNG files in).
   Per-method pages (`bhbench report --method NAME`) are linked from the method names where written.
+- **†** marks a row with no passing *label-permutation audit* (`bhbench audit`: the method refitted on
+  training labels permuted among patients must lose its score; `audit` in the CSV says pass, fail,
+  inconclusive, or nothing when never run). Rows that failed it are listed apart and never ranked.
+  Reference rows are the harness's own and carry no mark.
 """
 
 
@@ -76,7 +80,8 @@ def _num(value: float) -> str:
 
 def dataset_title(desc: DatasetInfo) -> str:
     if desc.synthetic:
-        return f"Synthetic BreaKHis-like data (generated, not real tissue; {desc.images} images, {desc.id})"
+        private = ", a private cohort from a secret seed" if desc.name == "synthetic-private" else ""
+        return f"Synthetic BreaKHis-like data (generated, not real tissue{private}; {desc.images} images, {desc.id})"
     title = f"BreaKHis ({desc.images} images, {desc.patients} patients, fingerprint {desc.fingerprint[:8]})"
     if desc.complete is False:
         title += " — a subset, not the complete BreaKHis_v1"
@@ -92,7 +97,8 @@ def protocol_title(p: Protocol) -> str:
 def _method_cell(row: pd.Series, reports: set[str]) -> str:
     name = f"[{row['method']}]({REPORTS}/{row['name']}.md)" if row["name"] in reports else row["method"]
     tags = [t for t, on in (("reference", row["reference"]), ("tuned", row["tuned"])) if on]
-    return name + (f" ({', '.join(tags)})" if tags else "")
+    unaudited = not row["reference"] and row.get("audit", "") != "pass"
+    return name + (" †" if unaudited else "") + (f" ({', '.join(tags)})" if tags else "")
 
 
 def table_markdown(table: pd.DataFrame, reports: set[str], ranked: bool) -> str:
@@ -183,6 +189,8 @@ def section_markdown(section: Section, table: pd.DataFrame, figs: list[str], rep
                   "not a measurement of the model; not ranked):"),
         ("transductive", "Transductive methods (they see the whole test set at once; never ranked with the "
                          "inductive rows above):"),
+        ("audit_failed", "Failed the label-permutation audit (they keep their score when their training labels "
+                         "are permuted among patients: the answers come from elsewhere; never ranked):"),
     ):  # fmt: skip
         part = table[table["block"] == block]
         if not len(part):
@@ -190,6 +198,8 @@ def section_markdown(section: Section, table: pd.DataFrame, figs: list[str], rep
         if intro:
             lines += [intro, ""]
         lines += [table_markdown(part, reports, ranked=block == "ranked"), ""]
+    lines += [f"- {label}: {reason}" for label, reason in audit_failures(section)]
+    lines += [""] if audit_failures(section) else []
     fails = failures(section)
     if fails:
         lines += ["Failed runs (not ranked):", ""]
