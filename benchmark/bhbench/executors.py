@@ -86,7 +86,7 @@ def choose(executor: str | None, workers: int, slurm: SlurmOptions | None = None
 def _array_task(plan: Plan, job: Job, options: Options) -> str:
     """What one array task runs: the job in a fresh worker process, record written by run_job."""
     registry.discover(options.submissions)  # a fresh interpreter: run_job looks the method up
-    worker = Worker(options.submissions, options.sandbox)
+    worker = Worker(options.submissions, options.sandbox, memory_gb=options.memory_gb)
     try:
         return run_job(plan, job, worker, options).status
     finally:

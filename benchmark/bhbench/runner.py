@@ -64,6 +64,7 @@ class Options:
     submissions: Path | None = None
     workers: int = 1
     sandbox: str = "none"  # the worker launcher, as bhbench.sandbox.choose picked it
+    memory_gb: float | None = None  # per worker (--memory); None: a share of this machine's RAM
 
 
 @dataclass
@@ -417,7 +418,10 @@ def run(
     todo = unfinished(jobs, options, finish)
     pool: Queue[Worker] = Queue()
     n_workers = max(1, min(options.workers, len(todo)))
-    workers = [Worker(options.submissions, options.sandbox, sharing=n_workers) for _ in range(n_workers)]
+    workers = [
+        Worker(options.submissions, options.sandbox, sharing=n_workers, memory_gb=options.memory_gb)
+        for _ in range(n_workers)
+    ]
     for w in workers:
         pool.put(w)
 

@@ -155,7 +155,7 @@ class Tuner:
         known = [f.index for f in self.plan.split.folds]
         if set(folds) - set(known):
             raise UserError(f"--fold {sorted(set(folds) - set(known))}: the split has folds {known}")
-        worker = Worker(self.options.submissions, self.options.sandbox)
+        worker = Worker(self.options.submissions, self.options.sandbox, memory_gb=self.options.memory_gb)
         storage = open_storage(self.storage)
         studies = [(f, self._study(storage, f)) for f in self.plan.split.folds if not folds or f.index in folds]
         try:

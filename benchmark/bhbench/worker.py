@@ -147,6 +147,8 @@ def limit_reason(exc: BaseException, limits: Limits | None) -> str | None:
             return f"the method exceeded its memory limit of {gb(limits.memory)} (--memory)"
         if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
             return f"the method wrote a file larger than its limit of {gb(limits.file_size)}"
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # the sandbox's sized /tmp, or a full disk
+            return f"the method wrote more than its disk limit of {gb(limits.disk)} (or filled the disk)"
         # os.fork past the limit raises BlockingIOError (EAGAIN); threading, RuntimeError.
         if isinstance(exc, BlockingIOError) or (isinstance(exc, RuntimeError) and "new thread" in str(exc)):
             return f"the method exceeded its limit of {limits.processes} processes and threads"
@@ -599,9 +601,9 @@ class Worker:
     def run(self, task: Task, timeout: float | None) -> Outcome:
         """Outcome of the task, or MethodFailure with the reason (raised, crashed, timed out, past a
         limit, or replied with something other than the data the protocol allows)."""
-        # A sandboxed worker serves one method on one fold: nothing a method left running in it
-        # (a thread waiting to answer the next request) meets another method's job.
-        if self.sandbox == "bubblewrap" and (self.folders != _folders(task) or self.method != task.method):
+        # A worker serves one method (a sandboxed one, on one fold): nothing a method left in it (a
+        # thread answering the next request, a reply queued behind a forged one) meets another's job.
+        if self.method != task.method or (self.sandbox == "bubblewrap" and self.folders != _folders(task)):
             self.stop()
         if self.process is None or not self.process.is_alive():
             self._start(task)

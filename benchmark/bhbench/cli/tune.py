@@ -35,7 +35,11 @@ def run(args: argparse.Namespace) -> int:
     spec = runner.MethodSpec.create(args.method, fixed)
     # Tuning writes no records: its split file and manifest go to the cache, not the results folder.
     options = runner.Options(
-        results=cache_dir("tuning"), timeout=args.timeout, skip_bad=args.skip_bad, submissions=args.submissions
+        results=cache_dir("tuning"),
+        timeout=args.timeout,
+        skip_bad=args.skip_bad,
+        submissions=args.submissions,
+        memory_gb=args.memory,
     )
     plan = prepare(args, options)
     study = args.study or tuning.default_study(plan, spec, fixed)
