@@ -536,7 +536,8 @@ def _sandboxed(submissions: str, task: Task, limits: Limits | None) -> tuple[_Sa
             stdout=subprocess.PIPE,  # relayed: the harness's own stdout may be a file whose path says too much
             stderr=subprocess.STDOUT,
             processes=limits.processes if limits is not None else None,
-            tmp_size=limits.disk if limits is not None else None,
+            # /tmp and /dev/shm are memory: together they hold no more than the memory limit.
+            tmp_size=min(limits.disk, limits.memory // 2) if limits is not None else None,
         )
     except OSError as exc:  # e.g. a Slurm node without bwrap
         parent.close()
