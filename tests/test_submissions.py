@@ -83,3 +83,20 @@ def test_the_example_submission_scores_well_above_chance(tiny_tree: Path, tmp_pa
     assert main(argv) == 0
     prr = [r.metrics.overall.patient_rr for _, r in results.all_records(out)]
     assert len(prr) == 5 and sum(prr) / 5 > 0.8
+
+
+def test_leaderboard_labels_come_from_records_not_the_installed_plugins(submissions, tiny_tree, tmp_path, monkeypatch):
+    """A row's non-default parameters are named from the defaults its records keep: the board is the
+    same where the submission is not installed (CI's leaderboard job discovers nothing)."""
+    from bhbench import registry
+
+    (submissions / "dropin.py").write_text(_card("dropin"))
+    out = tmp_path / "results"
+    base = ["--submissions", str(submissions), "run", "--method", "dropin", "--data", str(tiny_tree)]
+    assert main([*base, "--results", str(out), "--set", "size=8", "--fps-images", "0"]) == 0
+    records = [r for _, r in results.all_records(out)]
+    assert all(r.method.defaults == {"size": 16, "seed": 0} for r in records)
+    monkeypatch.setattr(registry, "DEFAULT", registry.Registry())  # nothing registered at all
+    assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path / "board")]) == 0
+    assert "dropin [size=8]" in (tmp_path / "board" / "leaderboard.csv").read_text()
+    assert "dropin" not in {e.name for e in registry.entries()}

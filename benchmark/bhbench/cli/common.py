@@ -33,11 +33,15 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 
 def discover(args: argparse.Namespace) -> None:
+    """Register the methods: bhbench's baselines imported, every other plugin's and submission's card
+    read from its source. No submission code runs in this (the harness's) process."""
     from bhbench import registry
 
     registry.discover(args.submissions)
     for err in registry.discovery_errors():
-        console.print(f"[yellow]warning:[/] skipped {err.source}: {err.message}")
+        # A card error already begins with `file:line:`.
+        where = "" if err.message.startswith(err.source) else f"{err.source}: "
+        console.print(f"[yellow]warning:[/] skipped {where}{err.message}", markup=True, highlight=False)
 
 
 def prepare(args: argparse.Namespace, options: Any) -> Any:
