@@ -263,15 +263,19 @@ def audit(
         for fold in chosen:
             train = table.loc[sorted(fold.train)].reset_index()
             relabel, kept = draw_relabel(train, plan.protocol.labels, rng, salt)
+            record = honest.get(fold.index)
+            if record is None or not record.ok:  # nothing to compare with: the permuted fit is not run
+                reason = f"the ordinary fit failed: {record.error if record else 'no record'}"
+                per_fold.append(FoldAudit(fold.index, None, None, None, round(kept, 6), 0, reason))
+                continue
             mine = replace(plan, relabel=relabel)
             where = replace(honest_jobs[0].where, results=Path(scratch), fold=fold.index)
             job = runner.Job(spec, fold, where)
-            permuted = runner.run(mine, [job], replace(options, results=Path(scratch), force=True), on_done)[0].record
-            record = honest.get(fold.index)
+            # Timed for nothing, kept nowhere but in memory: the permuted fit's record is not a record.
+            scratch_options = replace(options, results=Path(scratch), force=True, fps_images=0)
+            permuted = runner.run(mine, [job], scratch_options, on_done)[0].record
             error = None
-            if record is None or not record.ok:
-                error = f"the ordinary fit failed: {record.error if record else 'no record'}"
-            elif not permuted.ok:
+            if not permuted.ok:
                 error = permuted.error or "no reason recorded"
                 failure = failure or f"fold {fold.index}: {error}"
             outcome = None
@@ -284,7 +288,7 @@ def audit(
             per_fold.append(
                 FoldAudit(
                     fold=fold.index,
-                    honest=record.metrics.headline if record is not None and record.metrics else None,
+                    honest=record.metrics.headline if record.metrics else None,
                     permuted=permuted.metrics.headline if permuted.metrics else None,
                     chance=float(headlines(outcome, _shuffled(outcome, rng)).mean()) if outcome else None,
                     kept=round(kept, 6),

@@ -54,7 +54,6 @@ def audit(args: argparse.Namespace) -> int:
         force=args.force,
         timeout=args.timeout,
         skip_bad=args.skip_bad,
-        fps_images=0,  # the audit measures no speed
         submissions=args.submissions,
         sandbox=launcher,
     )

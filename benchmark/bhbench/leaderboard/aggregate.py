@@ -76,7 +76,7 @@ class Row:
     @property
     def block(self) -> str:
         # A failed audit outranks every other block rule: such a row is never ranked anywhere.
-        return "audit_failed" if self.audit_verdict in ("fail", "error") else block_of(self.first)
+        return "audit_failed" if self.audit_verdict == "fail" else block_of(self.first)
 
 
 @dataclass
