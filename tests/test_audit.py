@@ -85,6 +85,16 @@ class Regenerator(Method):
         return out
 '''
 
+# The memoriser the permutation audit cannot catch: it checks the training labels against its table and,
+# when they disagree (the audit), answers like a coin. The private cohort catches it: it knows no image there.
+DETECTOR = REGENERATOR.replace(
+    "        return self\n",
+    "        hits = [self.table_.get(_digest(train.image(i))) for i in range(len(train))]\n"
+    "        self.fooled_ = sum(h == y for h, y in zip(hits, train.y)) > 0.9 * len(train)\n"
+    "        return self\n",
+    1,
+).replace("            if label is not None:", "            if label is not None and self.fooled_:")
+
 
 def _pixel_table(tree: Path) -> dict[str, int]:
     """sha256 of each image's decoded pixels -> binary label, as a memoriser would ship it."""
@@ -242,6 +252,31 @@ def test_a_regenerating_method_fails_the_audit_and_the_private_cohort(submission
     assert any(i.startswith(f"{PRIVATE_NAME}-") for i in ids) and len(ids) == 2
     gc.collect()
     assert set(Path(tempfile.gettempdir()).glob("bhbench-private-*")) <= before  # the private tree is gone
+
+
+def test_a_memoriser_that_detects_the_audit_passes_it_but_fails_on_a_private_cohort(submissions, tiny_tree, tmp_path):
+    (submissions / "sly.py").write_text(DETECTOR.format(name="sly"))
+    out = tmp_path / "results"
+    data = ["--data", str(tiny_tree), "--results", str(out)]
+    assert _cli(submissions, "audit", "--method", "sly", *data) == 0  # the documented blind spot
+    assert _audit_doc(out, "sly")["verdict"] == "pass"
+    assert _cli(submissions, "audit", "--method", "sly", "--private-cohort", *data) == 1
+    doc = _audit_doc(out, "sly")
+    gap = doc["private_cohort"]
+    assert doc["verdict"] == "fail" and "private one" in doc["reason"]
+    assert gap["public"] == pytest.approx(1.0) and gap["private"] < 0.5 and gap["flagged"]
+    assert gap["cohort"].startswith(f"{PRIVATE_NAME}-") and gap["seed_commitment"] == synthetic.seed_commitment(
+        int(gap["seed"])
+    )
+
+
+def test_an_honest_method_is_not_flagged_by_the_private_cohort(submissions, tiny_tree, tmp_path):
+    (submissions / "toy.py").write_text(toy_source("toy"))
+    out = tmp_path / "results"
+    assert _cli(submissions, "audit", "--method", "toy", "--private-cohort", "--all-folds",
+                "--data", str(tiny_tree), "--results", str(out)) == 0  # fmt: skip
+    gap = _audit_doc(out, "toy")["private_cohort"]
+    assert not gap["flagged"] and abs(gap["gap"]) < gap["bound"]
 
 
 def test_a_given_seed_makes_the_same_private_cohort_and_bad_seeds_are_one_line(tiny_tree, capsys):

@@ -31,6 +31,9 @@ SHA-256 commitment to it.
 
 What it cannot catch: a memoriser that compares the training labels with its own table and plays
 honest when they disagree passes (it then scores like the learner it pretends to be, in the audit).
+On synthetic data `--private-cohort` closes that gap: the honest fit is repeated on a cohort drawn
+from a secret seed (`private_gap`), where no table knows an image, and a public score higher beyond
+the intervals fails. On public real data only review, size limits and declared weights remain.
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ class AuditResult:
     bhbench: str
     harness: str = ""  # harness code fingerprint of the records audited
     notes: tuple[str, ...] = field(default_factory=tuple)
+    private_cohort: dict[str, Any] | None = None  # `CohortGap` of the private-cohort check, when run
 
     @property
     def passed(self) -> bool:
@@ -233,15 +237,94 @@ def verdict(test: NullTest | None, failure: str | None) -> tuple[str, str]:
     return "pass", f"does not keep its score without its training labels: {where}"
 
 
+GAP_Z = 3.09  # one-sided normal quantile of ALPHA: the private cohort's gap is held to the same error rate
+
+
+@dataclass(frozen=True)
+class CohortGap:
+    """The honest fit on the public synthetic cohort against the same fit on a private cohort drawn from
+    a secret seed (same distribution, same protocol and folds). Flagged when the public headline beats
+    the private one by more than GAP_Z standard errors of the difference, each from the patient-level
+    bootstrap of its test patients (the leaderboard's intervals): a score that owes something to knowing
+    the public images."""
+
+    cohort: str  # the private cohort's dataset id
+    seed: str  # revealed after the check (commit-reveal: the commitment was made before)
+    seed_commitment: str
+    public: float | None
+    private: float | None
+    gap: float | None
+    bound: float | None
+    flagged: bool
+    error: str | None = None
+
+
+def _spread(plan: runner.Plan, found: list[tuple[Path, Any]]) -> float:
+    """Bootstrap standard error of the fold-averaged headline of records (their predictions)."""
+    from bhbench.metrics import FoldOutcomes, bootstrap
+
+    table = plan.dataset.table.set_index("filename")
+    folds = []
+    for path, record in found:
+        frame = results.load_predictions(path, record)
+        rows = table.loc[frame["filename"]].reset_index()
+        proba = frame[[f"p_{c}" for c in plan.protocol.classes]].to_numpy()
+        folds.append(
+            FoldOutcomes(
+                np.unique(rows["patient"].to_numpy(), return_inverse=True)[1],
+                np.array([MAGNIFICATIONS.index(int(m)) for m in rows["magnification"]]),
+                plan.protocol.labels(rows),
+                proba[None],
+                np.array([True]),
+            )
+        )
+    return float(np.nanstd(bootstrap(folds, resamples=2000).draws["headline"][:, 0]))
+
+
+def private_gap(
+    plan: runner.Plan,
+    spec: runner.MethodSpec,
+    options: runner.Options,
+    public: dict[int, tuple[Path, Any]],
+    on_done: Callable[[runner.JobResult], None] | None = None,
+) -> CohortGap:
+    """Fit the method on a private cohort of `plan`'s synthetic distribution, on the folds of `public`
+    (fold -> its honest record's path and record), and compare the headlines."""
+    from bhbench import runner
+    from bhbench.data.sources import private_cohort
+
+    if not plan.dataset.synthetic:
+        raise UserError("--private-cohort draws a synthetic cohort: it needs synthetic data, not real BreaKHis")
+    cohort = private_cohort("secret", plan.dataset.root)
+    with tempfile.TemporaryDirectory(prefix="bhbench-private-run-") as scratch:
+        mine = replace(options, results=Path(scratch), force=True, fps_images=0)
+        other = runner.make_plan(cohort, plan.protocol, None, mine)
+        jobs = [j for j in runner.make_jobs(other, [spec], mine) if j.fold.index in public]
+        done = runner.run(other, jobs, mine, on_done)
+        found = [(r.job.where.record, r.record) for r in done]
+        failed = next((r for _, r in found if not r.ok), None)
+        base = {"cohort": cohort.id, "seed": str(cohort.seed), "seed_commitment": cohort.commitment}
+        if failed is not None or not found:
+            error = failed.error if failed is not None else "no fold ran"
+            return CohortGap(**base, public=None, private=None, gap=None, bound=None, flagged=True, error=error)
+        priv = float(np.mean([r.metrics.headline for _, r in found]))
+        spread = math.hypot(_spread(other, found), _spread(plan, list(public.values())))
+    pub = float(np.mean([r.metrics.headline for _, r in public.values()]))
+    gap = pub - priv
+    return CohortGap(**base, public=pub, private=priv, gap=gap, bound=GAP_Z * spread, flagged=gap > GAP_Z * spread)
+
+
 def audit(
     plan: runner.Plan,
     spec: runner.MethodSpec,
     options: runner.Options,
     folds: list[int] | None = None,
     on_done: Callable[[runner.JobResult], None] | None = None,
+    private: bool = False,
 ) -> AuditResult:
     """Audit one method on `folds` (default: the split's first) and write `audit.json` in its row's
-    results folder. The honest fits are the ordinary records of `options.results` (run when missing)."""
+    results folder. The honest fits are the ordinary records of `options.results` (run when missing).
+    `private`: also compare them with the same fits on a private synthetic cohort (`private_gap`)."""
     from bhbench import runner
 
     started = dt.datetime.now(dt.timezone.utc)
@@ -302,6 +385,20 @@ def audit(
         outcome_verdict = ("error", f"fold {honest_failed[0].fold}: {honest_failed[0].error}; nothing to audit")
     else:
         outcome_verdict = verdict(test, failure)
+    gap = None
+    if private and outcome_verdict[0] in ("pass", "inconclusive"):
+        public = {j.fold.index: (j.where.record, honest[j.fold.index]) for j in honest_jobs}
+        gap = private_gap(plan, spec, options, public, on_done)
+        if gap.error:
+            outcome_verdict = ("fail", f"its fit on a private synthetic cohort failed: {gap.error}")
+        elif gap.flagged:
+            assert gap.public is not None and gap.private is not None and gap.bound is not None
+            outcome_verdict = (
+                "fail",
+                f"scores PRR {100 * gap.public:.1f} on the public synthetic cohort but {100 * gap.private:.1f} on a "
+                f"private one drawn from the same distribution (gap beyond {100 * gap.bound:.1f}, "
+                f"{GAP_Z} standard errors): it knows the public images",
+            )
     first = next((r for r in honest.values() if r is not None), None)
     result = AuditResult(
         verdict=outcome_verdict[0],
@@ -327,6 +424,7 @@ def audit(
         seconds=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
         bhbench=first.environment.versions.get("bhbench", "") if first else "",
         harness=first.method.code.harness if first and first.method.code else "",
+        private_cohort=asdict(gap) if gap else None,
     )
     write(honest_jobs[0].where.folder, result)
     return result

@@ -30,6 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         f"beside them (default $BHBENCH_RESULTS, else ./{SCRATCH_RESULTS}; the committed "
                         f"leaderboard's is {COMMITTED_RESULTS})")  # fmt: skip
     p.add_argument("--force", action="store_true", help="redo the honest fits even where records exist")
+    p.add_argument("--private-cohort", action="store_true",
+                   help="also fit the method on a private synthetic cohort (a secret seed, the same "
+                        "distribution) and fail it when its public score is higher beyond the intervals "
+                        "(synthetic data only)")  # fmt: skip
     p.add_argument("--sandbox", choices=MODES, default=None,
                    help="as for `run` (default $BHBENCH_SANDBOX, else auto); maintainers audit with on")  # fmt: skip
     p.set_defaults(func=audit)
@@ -61,7 +65,7 @@ def audit(args: argparse.Namespace) -> int:
     folds = [f.index for f in plan.split.folds] if args.all_folds else args.fold
     n = len(folds) if folds else 1
     with progress_bar(f"auditing {spec.name}: honest and permuted-label fits", 2 * n) as bump:
-        result = audit_lib.audit(plan, spec, options, folds, lambda _: bump(1))
+        result = audit_lib.audit(plan, spec, options, folds, lambda _: bump(1), private=args.private_cohort)
     reveal(plan.dataset)
     _print(result, options.results, time.monotonic() - started)
     return 0 if result.verdict in ("pass", "inconclusive") else 1
@@ -86,6 +90,14 @@ def _print(result, results, seconds: float) -> None:  # noqa: ANN001
         table.add_row(str(f.fold), str(f.test_patients), pc(f.honest), pc(f.permuted), pc(f.chance),
                       f"{100 * f.kept:.0f}%")  # fmt: skip
     out.print(table)
+    gap = result.private_cohort
+    if gap and gap.get("public") is not None:
+        console.print(
+            f"synthetic, private cohort {gap['cohort']}: PRR {100 * gap['private']:.1f} against "
+            f"{100 * gap['public']:.1f} on the public one (gap {100 * gap['gap']:+.1f}, "
+            f"bound {100 * gap['bound']:.1f}); "
+            f"seed {gap['seed']} (commitment {gap['seed_commitment']})"
+        )
     colour = {"pass": "green", "fail": "red"}.get(result.verdict, "yellow")
     console.print(f"[{colour}]audit {result.verdict}:[/] {escape(result.reason)}")
     console.print(
