@@ -105,6 +105,14 @@ def _pixel_table(tree: Path) -> dict[str, int]:
     return table
 
 
+def _cache_files() -> set[Path]:
+    """Decoded images, blind areas and index tables in the (session's) cache."""
+    from bhbench.config import cache_root
+
+    root = cache_root()
+    return {*root.glob("images/*/*.npy"), *root.glob("blind/*"), *root.glob("index/*.csv")}
+
+
 def _cli(submissions: Path, *args: str) -> int:
     return main(["--submissions", str(submissions), *args])
 
@@ -260,7 +268,9 @@ def test_a_memoriser_that_detects_the_audit_passes_it_but_fails_on_a_private_coh
     data = ["--data", str(tiny_tree), "--results", str(out)]
     assert _cli(submissions, "audit", "--method", "sly", *data) == 0  # the documented blind spot
     assert _audit_doc(out, "sly")["verdict"] == "pass"
+    before = _cache_files()
     assert _cli(submissions, "audit", "--method", "sly", "--private-cohort", *data) == 1
+    assert _cache_files() == before  # no private image, area or index is left behind (nor the audit's area)
     doc = _audit_doc(out, "sly")
     gap = doc["private_cohort"]
     assert doc["verdict"] == "fail" and "private one" in doc["reason"]

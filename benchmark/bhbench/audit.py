@@ -43,6 +43,7 @@ import hashlib
 import json
 import math
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -53,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from bhbench import results
+from bhbench.blind import Area, partition_id
 from bhbench.errors import UserError
 from bhbench.protocol import MAGNIFICATIONS
 from bhbench.util import atomic_write
@@ -291,24 +293,26 @@ def private_gap(
     """Fit the method on a private cohort of `plan`'s synthetic distribution, on the folds of `public`
     (fold -> its honest record's path and record), and compare the headlines."""
     from bhbench import runner
-    from bhbench.data.sources import private_cohort
+    from bhbench.data.sources import forget, private_cohort
 
     if not plan.dataset.synthetic:
         raise UserError("--private-cohort draws a synthetic cohort: it needs synthetic data, not real BreaKHis")
     cohort = private_cohort("secret", plan.dataset.root)
+    base = {"cohort": cohort.id, "seed": str(cohort.seed), "seed_commitment": cohort.commitment}
     with tempfile.TemporaryDirectory(prefix="bhbench-private-run-") as scratch:
         mine = replace(options, results=Path(scratch), force=True, fps_images=0)
         other = runner.make_plan(cohort, plan.protocol, None, mine)
-        jobs = [j for j in runner.make_jobs(other, [spec], mine) if j.fold.index in public]
-        done = runner.run(other, jobs, mine, on_done)
-        found = [(r.job.where.record, r.record) for r in done]
-        failed = next((r for _, r in found if not r.ok), None)
-        base = {"cohort": cohort.id, "seed": str(cohort.seed), "seed_commitment": cohort.commitment}
-        if failed is not None or not found:
-            error = failed.error if failed is not None else "no fold ran"
-            return CohortGap(**base, public=None, private=None, gap=None, bound=None, flagged=True, error=error)
-        priv = float(np.mean([r.metrics.headline for _, r in found]))
-        spread = math.hypot(_spread(other, found), _spread(plan, list(public.values())))
+        try:
+            jobs = [j for j in runner.make_jobs(other, [spec], mine) if j.fold.index in public]
+            found = [(r.job.where.record, r.record) for r in runner.run(other, jobs, mine, on_done)]
+            failed = next((r for _, r in found if not r.ok), None)
+            if failed is not None or not found:
+                error = failed.error if failed is not None else "no fold ran"
+                return CohortGap(**base, public=None, private=None, gap=None, bound=None, flagged=True, error=error)
+            priv = float(np.mean([r.metrics.headline for _, r in found]))
+            spread = math.hypot(_spread(other, found), _spread(plan, list(public.values())))
+        finally:
+            forget(cohort, [partition_id(f.train, f.test) for f in other.split.folds])
     pub = float(np.mean([r.metrics.headline for _, r in public.values()]))
     gap = pub - priv
     return CohortGap(**base, public=pub, private=priv, gap=gap, bound=GAP_Z * spread, flagged=gap > GAP_Z * spread)
@@ -357,6 +361,8 @@ def audit(
             # Timed for nothing, kept nowhere but in memory: the permuted fit's record is not a record.
             scratch_options = replace(options, results=Path(scratch), force=True, fps_images=0)
             permuted = runner.run(mine, [job], scratch_options, on_done)[0].record
+            # The audit's own blind area (its handles and whatever the method cached) serves no later run.
+            shutil.rmtree(Area(relabel.partition(partition_id(fold.train, fold.test))).root, ignore_errors=True)
             error = None
             if not permuted.ok:
                 error = permuted.error or "no reason recorded"

@@ -66,7 +66,7 @@ def audit(args: argparse.Namespace) -> int:
     n = len(folds) if folds else 1
     with progress_bar(f"auditing {spec.name}: honest and permuted-label fits", 2 * n) as bump:
         result = audit_lib.audit(plan, spec, options, folds, lambda _: bump(1), private=args.private_cohort)
-    reveal(plan.dataset)
+    reveal(plan)
     _print(result, options.results, time.monotonic() - started)
     return 0 if result.verdict in ("pass", "inconclusive") else 1
 

@@ -84,12 +84,15 @@ def prepare(args: argparse.Namespace, options: Any) -> Any:
     return plan
 
 
-def reveal(dataset: Any) -> None:
+def reveal(plan: Any) -> None:
     """After a run on a private cohort: its seed, which anyone can check against the commitment printed
-    before the run and rerun to get the same cohort."""
-    from bhbench.data.sources import PrivateCohort
+    before the run and rerun to get the same cohort; what it left in the cache is removed."""
+    from bhbench.blind import partition_id
+    from bhbench.data.sources import PrivateCohort, forget
 
+    dataset = plan.dataset
     if isinstance(dataset, PrivateCohort):
+        forget(dataset, [partition_id(f.train, f.test) for f in plan.split.folds])
         how = "drawn from the operating system for this run" if dataset.drawn else "as given"
         console.print(
             f"synthetic, private cohort {dataset.id}: seed {dataset.seed} ({how}); "

@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                 f"interrupted: {saved} of {len(jobs)} (method, fold) jobs finished and saved; "
                 f"to resume, rerun: bhbench {shlex.join(sys.argv[1:])}"
             )
-            reveal(plan.dataset)
+            reveal(plan)
             return 130
     for f in finished:  # the workers' warnings, kept in the records of this run's folds
         if not f.skipped:
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]job failed:[/] {f.job.spec.name} fold {f.job.fold.index}: {f.reason}; log {f.log}")
     code = _report(finished, plan.dataset.synthetic, private=plan.dataset.name == "synthetic-private")
     _rank(finished, plan, options.results)
-    reveal(plan.dataset)
+    reveal(plan)
     return max(code, 1 if ran.failures else 0)
 
 
