@@ -46,7 +46,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,9 +119,7 @@ class AuditResult:
     sandbox: str
     created: str
     seconds: float
-    bhbench: str
-    harness: str = ""  # harness code fingerprint of the records audited
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    bhbench: str  # the bhbench version the audited records were made with
     private_cohort: dict[str, Any] | None = None  # `CohortGap` of the private-cohort check, when run
 
     @property
@@ -429,7 +427,6 @@ def audit(
         created=started.isoformat(timespec="seconds"),
         seconds=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
         bhbench=first.environment.versions.get("bhbench", "") if first else "",
-        harness=first.method.code.harness if first and first.method.code else "",
         private_cohort=asdict(gap) if gap else None,
     )
     write(honest_jobs[0].where.folder, result)
