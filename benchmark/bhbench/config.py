@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Installed packages provide methods through this entry-point group (bhbench's own baselines too).
+ENTRY_POINT_GROUP = "bhbench.methods"
 # The committed leaderboard's records. A run writes here only when told `--results leaderboard/results`.
 COMMITTED_RESULTS = Path("leaderboard") / "results"
 # A user's own records, ignored by git: experiments never touch the committed leaderboard.

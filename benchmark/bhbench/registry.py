@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from bhbench import cards
+from bhbench.config import ENTRY_POINT_GROUP
 from bhbench.errors import UserError
 from bhbench.method import Method
 
 M = TypeVar("M", bound=type[Method])
-
-ENTRY_POINT_GROUP = "bhbench.methods"
 
 
 @dataclass(frozen=True)
@@ -374,6 +373,7 @@ class StandIn(Method):
     they take and store parameters like the real class, but their code is not there to run."""
 
     _source: cards.ClassInfo
+    _origin: str  # the file the card was read from
 
     def __init__(self, **params: Any) -> None:
         defaults = self.param_defaults()
@@ -406,15 +406,8 @@ def _stand_in(info: cards.ClassInfo, origin: str) -> type[Method]:
         "__doc__": info.doc,
         "__module__": __name__,
     }
-    if "search_space" in info.hooks:  # the submission's code: drawn in a helper process (bhbench.remote)
-        namespace["search_space"] = classmethod(functools.partial(_remote_space, origin, info.qualname))
+    namespace["_origin"] = origin
     return type(info.qualname, (StandIn,), namespace)
-
-
-def _remote_space(origin: str, qualname: str, cls: type, trial: Any) -> dict[str, Any]:
-    from bhbench import remote
-
-    return remote.draw(origin, qualname, trial)
 
 
 def default_submissions_dir() -> Path:

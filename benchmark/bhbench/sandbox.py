@@ -28,7 +28,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from bhbench.config import cache_root
+from bhbench.config import ENTRY_POINT_GROUP, cache_root
 from bhbench.errors import UserError
 
 MODES = ("auto", "on", "off")
@@ -308,8 +308,6 @@ def _code_folders() -> tuple[str, ...]:
 
     folders = {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent.parent)}
     folders.add(str(Path(bhbench.__file__).resolve().parent))
-    from bhbench.registry import ENTRY_POINT_GROUP
-
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         spec = importlib.util.find_spec(ep.module.partition(".")[0])
         if spec is not None and spec.submodule_search_locations:

@@ -16,6 +16,7 @@ parameters; `bhbench run --params FILE` runs each fold with its own, under one r
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from bhbench import registry, results
+from bhbench import registry, remote, results
 from bhbench.config import cache_dir
 from bhbench.errors import UserError
 from bhbench.runner import Job, MethodSpec, Options, Plan, run_job
@@ -53,7 +54,14 @@ class TrialFailed(Exception):
 def search_space(name: str) -> Callable[[Any], dict[str, Any]]:
     """The method's search space, or a UserError explaining how to declare one."""
     cls = registry.get(name).cls
-    space = getattr(cls, SEARCH_SPACE, None)
+    if issubclass(cls, registry.StandIn):  # untrusted code: drawn in a helper process, answering in JSON
+        space = (
+            functools.partial(remote.draw, cls._origin, cls._source.qualname)
+            if SEARCH_SPACE in cls._source.hooks
+            else None
+        )
+    else:
+        space = getattr(cls, SEARCH_SPACE, None)
     if space is None:
         raise UserError(
             f"{name} declares no search space, so it cannot be tuned; add a classmethod "

@@ -7,14 +7,13 @@ import time
 
 from rich.markup import escape
 
-from bhbench.cli.common import path_arg, prepare, protocol_args, reveal
+from bhbench.cli.common import path_arg, prepare, protocol_args, reveal, sandbox_arg, sandbox_of
 from bhbench.cli.output import console, out, progress_bar
 from bhbench.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from bhbench.config import COMMITTED_RESULTS, SCRATCH_RESULTS
-    from bhbench.sandbox import MODES
 
     p = sub.add_parser(
         "audit",
@@ -34,8 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also fit the method on a private synthetic cohort (a secret seed, the same "
                         "distribution) and fail it when its public score is higher beyond the intervals "
                         "(synthetic data only)")  # fmt: skip
-    p.add_argument("--sandbox", choices=MODES, default=None,
-                   help="as for `run` (default $BHBENCH_SANDBOX, else auto); maintainers audit with on")  # fmt: skip
+    sandbox_arg(p)  # maintainers audit with on
     p.set_defaults(func=audit)
 
 
@@ -43,7 +41,7 @@ def audit(args: argparse.Namespace) -> int:
     from bhbench import audit as audit_lib
     from bhbench import runner
     from bhbench.cli.common import discover
-    from bhbench.cli.run import _sandbox, _specs
+    from bhbench.cli.run import _specs
     from bhbench.config import results_dir
 
     started = time.monotonic()
@@ -52,7 +50,7 @@ def audit(args: argparse.Namespace) -> int:
         raise UserError(f"--method {args.method!r}: audit takes one method name")
     args.method = [args.method]
     (spec,) = _specs(args)
-    launcher = _sandbox(args)
+    launcher = sandbox_of(args)
     options = runner.Options(
         results=args.results or results_dir(),
         force=args.force,

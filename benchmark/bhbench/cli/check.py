@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bhbench.cli.common import discover, parse_sets
+from bhbench.cli.common import discover, parse_sets, sandbox_arg, sandbox_of
 from bhbench.cli.output import console, out
 
 
@@ -15,22 +15,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
     p.add_argument("--budget", type=float, default=120.0,
                    help="CPU seconds (all threads) one fit + predict on the tiny set may take")  # fmt: skip
-    p.add_argument("--sandbox", choices=["auto", "on", "off"], default="auto",
-                   help="run each method's checks in the bubblewrap sandbox (auto: where it works); "
-                        "they always run in a separate worker process")  # fmt: skip
+    sandbox_arg(p)  # the checks run in a separate worker process, sandboxed or not
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bhbench import checks, registry, sandbox
+    from bhbench import checks, registry
 
     discover(args)  # cards only: the methods' code runs in the check worker
     submissions = args.submissions or registry.default_submissions_dir()
     entries = checks.targets(args.target, submissions)
     sets = parse_sets(args.set)
-    launcher, notice = sandbox.choose(args.sandbox)
-    if notice:
-        console.print(f"[yellow]{notice}[/]")
+    launcher = sandbox_of(args)
     failed = []
     for entry in entries:
         mine = {k: v for k, v in sets.items() if k in entry.param_names()}

@@ -138,3 +138,22 @@ def protocol_args(p: argparse.ArgumentParser) -> None:
                    help="a private synthetic cohort: the synthetic default's distribution (or that of the generated "
                         "tree --data names) from another seed; 'secret' draws 128 bits from the OS, commits to "
                         "them before the run and reveals them after")  # fmt: skip
+
+
+def sandbox_arg(p: argparse.ArgumentParser) -> None:
+    from bhbench.sandbox import MODES
+
+    p.add_argument("--sandbox", choices=MODES, default=None,
+                   help="run each method's worker in a bubblewrap sandbox: no network, nothing visible but its "
+                        "code and its fold's images (on: refuse without one; auto: when bwrap works here; "
+                        "default $BHBENCH_SANDBOX, else auto)")  # fmt: skip
+
+
+def sandbox_of(args: argparse.Namespace) -> str:
+    """The worker launcher --sandbox asks for, checked once before any image is decoded."""
+    from bhbench import sandbox
+
+    launcher, notice = sandbox.choose(args.sandbox or sandbox.default_mode())
+    if notice:
+        console.print(f"[yellow]{notice}[/]")
+    return launcher

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from bhbench.cli.common import discover, path_arg
+from bhbench.cli.common import discover, path_arg, sandbox_arg, sandbox_of
 from bhbench.cli.output import console, out, progress_bar
 from bhbench.errors import UserError
 
@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the BreaKHis tree of records made on real data (default $BHBENCH_DATA)")  # fmt: skip
     p.add_argument("--folds", type=path_arg, default=None, help="official fold files, for official-split records")
     p.add_argument("--timeout", type=float, default=None, help="seconds one (method, fold) may take")
+    sandbox_arg(p)
     p.add_argument("--strict-versions", action="store_true",
                    help="refuse before comparing when package versions differ from the records' (for maintainers; "
                         "by default they are compared anyway and named beside the verdict)")  # fmt: skip
@@ -55,10 +56,13 @@ def run(args: argparse.Namespace) -> int:
             f"[yellow]note:[/] the code of {name} changed since its records (code {then} -> {now}); "
             "comparing what the current code predicts with what the records stored"
         )
+    launcher = sandbox_of(args)
     comparisons: list[reproduce.FoldComparison] = []
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bhbench-reproduce-") as tmp:
-        options = runner.Options(results=Path(tmp), fps_images=0, submissions=args.submissions, timeout=args.timeout)
+        options = runner.Options(
+            results=Path(tmp), fps_images=0, submissions=args.submissions, timeout=args.timeout, sandbox=launcher
+        )
         for (dataset_id, protocol_id, _), group in reproduce.groups(loaded).items():
             console.print(f"reproducing {len(group)} record(s) of {dataset_id} / {protocol_id}")
             with progress_bar("preparing images (the synthetic set is generated once)") as bump:

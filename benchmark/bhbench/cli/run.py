@@ -16,14 +16,22 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from bhbench.cli.common import discover, parse_sets, path_arg, prepare, protocol_args, reveal
+from bhbench.cli.common import (
+    discover,
+    parse_sets,
+    path_arg,
+    prepare,
+    protocol_args,
+    reveal,
+    sandbox_arg,
+    sandbox_of,
+)
 from bhbench.cli.output import console, out, progress_bar
 from bhbench.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from bhbench.config import COMMITTED_RESULTS, SCRATCH_RESULTS
-    from bhbench.sandbox import MODES
 
     p = sub.add_parser("run", help="run methods under the protocol and write records")
     p.add_argument("--method", "-m", action="append", required=True, metavar="NAME",
@@ -40,10 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="local: one worker process; process: --workers processes (default: one per core); "
                         "slurm: a submitit job array, one task per (method, fold)")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="worker processes running (method, fold) jobs")
-    p.add_argument("--sandbox", choices=MODES, default=None,
-                   help="run each method in a bubblewrap sandbox: no network, nothing visible but its code and "
-                        "its fold's images (on: refuse without one; auto: when bwrap works here; "
-                        "default $BHBENCH_SANDBOX, else auto)")  # fmt: skip
+    sandbox_arg(p)
     _slurm_args(p)
     p.set_defaults(func=run)
 
@@ -102,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     tuned = _tuned(args, specs)
     slurm = _slurm_options(args)
     executor = executors.choose(args.executor, args.workers, slurm)
-    launcher = _sandbox(args)
+    launcher = sandbox_of(args)
     options = runner.Options(
         results=args.results or results_dir(),
         force=args.force,
@@ -181,16 +186,6 @@ def _rank(finished: list, plan: Any, written: Path) -> None:
                 f"leaderboard ({plan.dataset.id}, {plan.protocol.id}){aside if (name, phash) in smoke else ''}; "
                 f"`bhbench leaderboard --results {written}` ranks your own records"
             )
-
-
-def _sandbox(args: argparse.Namespace) -> str:
-    """The worker launcher for --sandbox, checked once per run before any image is decoded."""
-    from bhbench import sandbox
-
-    launcher, notice = sandbox.choose(args.sandbox or sandbox.default_mode())
-    if notice:
-        console.print(f"[yellow]{notice}[/]")
-    return launcher
 
 
 def _slurm_options(args: argparse.Namespace) -> Any:

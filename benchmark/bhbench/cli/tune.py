@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from bhbench.cli.common import discover, parse_sets, path_arg, prepare, protocol_args
+from bhbench.cli.common import discover, parse_sets, path_arg, prepare, protocol_args, sandbox_arg, sandbox_of
 from bhbench.cli.output import console, out
 
 
@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="tuned-parameters file (default <results>/tuned/<study>.json, beside the records)")  # fmt: skip
     p.add_argument("--fold", type=int, action="append", default=[], help="tune only this fold; repeatable")
     protocol_args(p)
+    sandbox_arg(p)
     p.set_defaults(func=run)
 
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         skip_bad=args.skip_bad,
         submissions=args.submissions,
         memory_gb=args.memory,
+        sandbox=sandbox_of(args),
     )
     plan = prepare(args, options)
     study = args.study or tuning.default_study(plan, spec, fixed)

@@ -32,6 +32,8 @@ def open_dataset(
         generated = (resolve_root(data).parent / synthetic.SYNTHETIC_MARKER).is_file()
         return index_tree(data, "synthetic" if generated else "breakhis", progress)
     return synthetic_default(progress)
+
+
 def synthetic_default(progress: Callable[[int], None] | None = None) -> Dataset:
     """The embedded synthetic default, generated on first use; a warning when its bytes drifted."""
     # The bar counts generated images; indexing the cached tree takes about a second.
