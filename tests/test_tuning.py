@@ -150,7 +150,7 @@ def test_run_with_params_uses_each_folds_tuned_parameters_and_says_so(tiny_tree:
         assert tuned["by"] == "optuna" and tuned["study"] == f"s-fold{r.split.fold}" and tuned["trials"] == 1
         assert "inner validation" in tuned["objective"] and np.isfinite(tuned["inner_patient_rr"])
     assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path)]) == 0
-    assert "toy_spy (tuned)" in (tmp_path / "README.md").read_text()
+    assert "toy_spy † (tuned)" in (tmp_path / "README.md").read_text()  # tuned, never audited
     # Parameters tuned on one protocol do not run under another.
     assert main([*base, "--params", str(params), "--task", "subtype"]) == 2
 
