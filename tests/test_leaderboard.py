@@ -205,3 +205,14 @@ def test_each_section_names_the_lock_its_records_were_made_under():
         "Environment: requirements.lock `c1ea1fbb6561af5b` (3 records); 3 records name no lock "
         "(made before records carried one); versions: numpy 2.4.5." in text
     )
+
+
+def test_a_pretrained_row_says_what_its_weights_were_trained_on():
+    pretrained = _checked("probe", 0.8, seed=17, fit_info={"init": "imagenet"}, weights_data="ImageNet-1k")
+    scratch = _checked("cnn", 0.8, seed=18, fit_info={"init": "random"}, weights_data="ImageNet-1k")
+    section, table = _table(pretrained, scratch)
+    assert table.loc["probe", "weights_data"] == "ImageNet-1k"
+    text = "\n".join(render.section_markdown(section, table.reset_index(), [], set()))
+    assert "probe † (init imagenet, trained on ImageNet-1k)" in text
+    (line,) = [x for x in text.splitlines() if "| cnn" in x]
+    assert line.split("|")[2].strip() == "cnn †"  # random init: nothing to declare

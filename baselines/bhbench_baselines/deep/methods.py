@@ -310,8 +310,9 @@ class FastBilinearCNN(BilinearCNN):
     head = "fast_bcnn"
 
 
-def _card(reference: str, summary: str, deviations: str, **facts: Any) -> MethodCard:
-    return MethodCard(family="deep", reference=reference, summary=summary, facts={**facts, "deviations": deviations})
+def _card(reference: str, summary: str, deviations: str, weights_data: str = "", **facts: Any) -> MethodCard:
+    facts = {**facts, "deviations": deviations}
+    return MethodCard(family="deep", reference=reference, summary=summary, facts=facts, weights_data=weights_data)
 
 
 register(
@@ -343,13 +344,15 @@ _HEADS = {  # name suffix -> (class, summary)
 }
 _BACKBONES = {"resnet50": "ResNet50", "inception_v3": "InceptionV3", "inception_resnet_v2": "InceptionResnetV2"}
 _INPUTS = f"{LIU_PAPER.input_size} (paper) / {LIU_QUICK.input_size} (quick)"
+# What the backbones' pretrained weights saw; used with weights=imagenet (auto: with the paper recipe).
+IMAGENET_WEIGHTS = "ImageNet-1k"
 
 
 def _register_backbone(name: str, backbone: str, suffix: str) -> None:
     cls, summary = _HEADS[suffix]
     deviations = LIU_DEVIATIONS + (f"; {RESNET_SE_DEVIATION}" if (backbone, suffix) == ("resnet50", "_se") else "")
     card = _card(LIU, f"{_BACKBONES[backbone]}, {summary}.", deviations, backbone=backbone, head=cls.head,
-                 input=_INPUTS)  # fmt: skip
+                 input=_INPUTS, weights_data=IMAGENET_WEIGHTS)  # fmt: skip
     register(name, cls, card=card, backbone=backbone)
 
 

@@ -103,13 +103,13 @@ class FrozenProbe(Method):
         return dict(self._info_)
 
 
-_MODELS = {  # registered name part -> (timm name, what its default weights are)
-    "resnet50": ("resnet50", "ResNet50, timm's ImageNet-1k weights"),
-    "vit_small": ("vit_small_patch16_224", "ViT-S/16, timm's ImageNet-21k + 1k weights"),
+_MODELS = {  # registered name part -> (timm name, what its default weights are, the data they saw)
+    "resnet50": ("resnet50", "ResNet50, timm's ImageNet-1k weights", "ImageNet-1k"),
+    "vit_small": ("vit_small_patch16_224", "ViT-S/16, timm's ImageNet-21k + 1k weights", "ImageNet-21k, ImageNet-1k"),
 }
 _REFERENCE = "frozen-backbone linear / k-NN probing as in kaiko-ai/eva and THUNDER"
 
-for _part, (_timm_name, _about) in _MODELS.items():
+for _part, (_timm_name, _about, _data) in _MODELS.items():
     for _head, _classifier in HEADS.items():
         _name = f"probe_{_part}" + ("" if _head == "logreg" else f"_{_head}")
         _card = MethodCard(
@@ -117,5 +117,6 @@ for _part, (_timm_name, _about) in _MODELS.items():
             reference=_REFERENCE,
             summary=f"{_about}, frozen; {_classifier.title} on its pooled embedding.",
             facts={"model": _timm_name, "head": _head},
+            weights_data=_data,  # used with weights=imagenet (the default); none with weights=random
         )
         register(_name, FrozenProbe, card=_card, model=_timm_name, head=_head)

@@ -254,6 +254,7 @@ def frame(section: Section) -> pd.DataFrame:
             line["fps_end_to_end"] = _timing(row, "fps_end_to_end")
             line["recipe"] = recipe_of(row.first)
             line["init"] = str(row.first.method.first_fit_info.get("init") or "")
+            line["weights_data"] = row.first.method.weights_data or ""  # what pretrained weights saw (the card)
             line["tuned"] = bool(row.first.method.tuned)
             lines.append(line)
     table = pd.DataFrame(lines)

@@ -97,6 +97,8 @@ def protocol_title(p: Protocol) -> str:
 def _method_cell(row: pd.Series, reports: set[str]) -> str:
     name = f"[{row['method']}]({REPORTS}/{row['name']}.md)" if row["name"] in reports else row["method"]
     tags = [t for t, on in (("reference", row["reference"]), ("tuned", row["tuned"])) if on]
+    if row.get("init", "") not in ("", "random"):  # pretrained weights: a contaminated row shows it here
+        tags.append(f"init {row['init']}" + (f", trained on {row['weights_data']}" if row.get("weights_data") else ""))
     unaudited = not row["reference"] and row.get("audit", "") != "pass"
     return name + (" †" if unaudited else "") + (f" ({', '.join(tags)})" if tags else "")
 
