@@ -503,17 +503,28 @@ def _start(request: dict[str, Any], launcher: str, area: Path) -> tuple[Any, Any
     return process, conn
 
 
+class Problem(str):
+    """Why a check worker's message could not be read."""
+
+
+def _message(conn: Any, deadline: float) -> Any:
+    """The check worker's next message as parsed JSON, or the Problem."""
+    if not conn.poll(max(0.0, deadline - time.monotonic())):
+        return Problem("the check worker timed out")
+    try:
+        return json.loads(conn.recv_bytes(MESSAGE_CAP))
+    except (EOFError, ConnectionError):
+        return Problem("the check worker died")
+    except (OSError, ValueError):  # OSError: past the cap (recv_bytes closes the connection)
+        return Problem("the check worker sent something other than short JSON")
+
+
 def _skipped(conn: Any, deadline: float) -> list[tuple[str, str]] | str:
     """The worker's first message: plugin files it could not import (source, reason), or why it
     could not load the method at all."""
-    if not conn.poll(max(0.0, deadline - time.monotonic())):
-        return "the check worker timed out"
-    try:
-        doc = json.loads(conn.recv_bytes(MESSAGE_CAP))
-    except (EOFError, ConnectionError):
-        return "the check worker died"
-    except (OSError, ValueError):
-        return "the check worker sent something other than short JSON"
+    doc = _message(conn, deadline)
+    if isinstance(doc, Problem):
+        return doc
     if isinstance(doc, dict) and isinstance(doc.get("error"), str):
         return doc["error"][:500]
     listed = doc.get("skipped") if isinstance(doc, dict) else None
@@ -524,14 +535,9 @@ def _skipped(conn: Any, deadline: float) -> list[tuple[str, str]] | str:
 
 def _receive(conn: Any, deadline: float, found: list[CheckResult]) -> str | None:
     """Append the next verdict to `found`; or the reason there is none."""
-    if not conn.poll(max(0.0, deadline - time.monotonic())):
-        return "the check worker timed out"
-    try:
-        doc = json.loads(conn.recv_bytes(MESSAGE_CAP))
-    except (EOFError, ConnectionError):
-        return "the check worker died"
-    except (OSError, ValueError):  # OSError: past the cap (recv_bytes closes the connection)
-        return "the check worker sent something other than a short JSON verdict"
+    doc = _message(conn, deadline)
+    if isinstance(doc, Problem):
+        return doc
     expected = list(CHECKS)[len(found)]
     if not (
         isinstance(doc, dict)

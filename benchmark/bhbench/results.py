@@ -141,7 +141,7 @@ class RecordError(DataError):
 
 def encode(record: RunRecord) -> str:
     """The record's file content."""
-    return json.dumps(record.to_json(), indent=1, sort_keys=True, default=_jsonable)
+    return json.dumps(record.to_json(), indent=1, sort_keys=True, default=util.jsonable)
 
 
 def write(where: RecordPath, record: RunRecord, predictions: pd.DataFrame | None) -> RunRecord:
@@ -154,17 +154,6 @@ def write(where: RecordPath, record: RunRecord, predictions: pd.DataFrame | None
         )
     util.atomic_write(where.record, encode(record), fsync=True)
     return record
-
-
-def _jsonable(value: Any) -> Any:
-    """Numpy values and paths a method put in its parameters or fit_info."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def load(path: Path) -> RunRecord:

@@ -67,3 +67,14 @@ def thread_budget() -> int:
     would oversubscribe the machine each taking every core), else every CPU it may run on."""
     share = os.environ.get(THREADS_ENV, "")
     return max(1, int(share)) if share.isdigit() else cpu_count()
+
+
+def jsonable(value: Any) -> Any:
+    """`json.dumps(default=...)` for what methods put in parameters and fit_info: numpy values, paths."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a numpy scalar
+        return value.item()
+    if hasattr(value, "tolist"):  # a numpy array
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

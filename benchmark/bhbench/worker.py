@@ -44,7 +44,7 @@ import numpy as np
 from bhbench.data.images import decode
 from bhbench.errors import UserError
 from bhbench.method import TestSet, TrainSet
-from bhbench.util import THREADS_ENV, cpu_count, thread_budget
+from bhbench.util import THREADS_ENV, cpu_count, jsonable, thread_budget
 
 
 @dataclass
@@ -169,16 +169,6 @@ _TIMING_KEYS = {"fps_model": float, "fps_end_to_end": float, "fps_images": int, 
 _F8 = np.dtype("<f8")
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"fit_info holds a {type(value).__name__}, which is not JSON")
-
-
 def encode_reply(token: str, status: str, reason: str = "", outcome: Outcome | None = None) -> bytes:
     """The frame of a reply (the worker's side)."""
     arrays: list[np.ndarray] = []
@@ -202,7 +192,7 @@ def encode_reply(token: str, status: str, reason: str = "", outcome: Outcome | N
             "timing": outcome.timing,
             "warnings": outcome.warnings,
         }
-    blob = json.dumps(header, default=_jsonable).encode()
+    blob = json.dumps(header, default=jsonable).encode()
     if len(blob) > HEADER_CAP:
         return encode_reply(token, "failed", f"fit_info is larger than the {HEADER_CAP >> 10} KiB allowed")
     return len(blob).to_bytes(4, "big") + blob + b"".join(a.tobytes() for a in arrays)
