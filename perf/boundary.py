@@ -1,9 +1,13 @@
 """What the trust boundary costs a deep model: this checkout against an older commit, side by side.
 
-The same `bhbench run` of a CNN (a few epochs on the generator's tiny set, five folds, in the
-sandbox) runs from this checkout and from an older commit exported with `git archive` (same
-interpreter and packages, through PYTHONPATH), alternating. Each run's records state its fit and
-predict seconds and its model FPS, so the comparison is of what the harness itself reports:
+The same `bhbench run` of a CNN (a few epochs on the generator's tiny set, five folds) runs from
+this checkout and from an older commit exported with `git archive` (same interpreter and packages,
+through PYTHONPATH), alternating. Both run without bubblewrap: a sandboxed worker imports bhbench
+from the installed checkout, not from PYTHONPATH, so only this checkout can be measured inside it;
+`perf/blind.py` measures what the sandbox itself costs, side by side in this checkout. What is
+compared here is the rest of the boundary: data-only replies, the limits, a worker per method.
+Each run's records state its fit and predict seconds and its model FPS, so the comparison is of
+what the harness itself reports:
 training throughput (training images x epochs / fit second), inference throughput (test images /
 predict second) and FPS. The best of the repeats is kept (the least disturbed on a shared
 machine); ratios are this checkout / older. Target: within 5% (>= 0.95).
@@ -39,8 +43,10 @@ def run_once(env: dict[str, str], cwd: Path, tree: Path, method: str, epochs: in
     """One five-fold run into a fresh results folder; throughputs summed over its folds' records."""
     out = Path(tempfile.mkdtemp(prefix="bhbench-perf-boundary-"))
     argv = [sys.executable, "-m", "bhbench", "run", "-m", method, "--data", str(tree), "--results", str(out),
-            "--set", f"epochs={epochs}", "--device", "cpu", "--sandbox", "on", "--fps-images", "32"]  # fmt: skip
-    subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            "--set", f"epochs={epochs}", "--device", "cpu", "--sandbox", "off", "--fps-images", "32"]  # fmt: skip
+    done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{cwd}: bhbench run failed: {done.stderr.strip().splitlines()[-1:]}")
     totals = {"fit": 0.0, "predict": 0.0, "train": 0.0, "test": 0.0, "fps": 0.0}
     for path in out.rglob("fold*.json"):
         record = json.loads(path.read_text())
@@ -81,7 +87,7 @@ def main() -> None:
                 for what, value in run_once(env, cwd, tree, args.method, args.epochs).items():
                     best[name, what] = max(best.get((name, what), 0.0), value)
             print(f"repeat {repeat + 1} of {args.repeats} done", file=sys.stderr)
-    print(f"{args.method}, {args.epochs} epochs, five folds of the tiny set, sandboxed; best of {args.repeats}")
+    print(f"{args.method}, {args.epochs} epochs, five folds of the tiny set, no sandbox; best of {args.repeats}")
     print(f"{'':26}{'this checkout':>15}{args.against:>15}{'ratio':>8}")
     for what in dict.fromkeys(w for _, w in best):
         new, old_value = best["this checkout", what], best[args.against, what]
