@@ -287,3 +287,15 @@ def test_the_cli_run_ends_with_one_line_per_failure_and_a_nonzero_code(
     assert "Traceback" not in captured.out + captured.err
     assert "not valid data" in captured.out + captured.err
     assert code != 0
+
+
+@pytest.mark.parametrize("launcher", ["off", pytest.param("on", marks=needs_bwrap)])
+def test_bhbench_check_runs_the_method_under_the_same_memory_limit(
+    submissions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], launcher: str
+):
+    """CI runs `bhbench check` on every submission a pull request adds: its worker is bounded too."""
+    attack = "hoard = np.empty(6 * 1024**3, np.uint8)  # address space only: untouched, it costs no RAM"
+    (submissions / "evil.py").write_text(_source(attack, tmp_path / "marker"))
+    code = main(["--submissions", str(submissions), "check", "evil", "--memory", "3", "--sandbox", launcher])
+    said = capsys.readouterr().out
+    assert code == 1 and "MemoryError" in said, said

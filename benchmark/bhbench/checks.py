@@ -44,7 +44,7 @@ from bhbench.errors import UserError
 from bhbench.method import Method, TestSet, TrainMeta, TrainSet
 from bhbench.protocol import TASK_CLASSES, Protocol
 from bhbench.runner import invalid_output
-from bhbench.worker import describe_exception
+from bhbench.worker import Limits, apply_limits, describe_exception
 
 # One fit + predict on the tiny set, in CPU seconds of this process (all its threads): unlike wall
 # time, it does not grow when other work shares the machine (bcnn took 87 s of wall time against a
@@ -399,6 +399,7 @@ def run_isolated(
     submissions: Path | None,
     on_result: Callable[[CheckResult], None] | None = None,
     on_skipped: Callable[[str, str], None] | None = None,
+    memory_gb: float | None = None,
 ) -> list[CheckResult]:
     """The battery on `entry`, run in a fresh interpreter: under bubblewrap (`launcher`
     "bubblewrap", as `sandbox.choose` picked it) or a spawned process ("none"). Only JSON comes back;
@@ -420,7 +421,8 @@ def run_isolated(
             "store": str(store),
             "cache": str(area / "cache"),
         }
-        process, conn = _start(request, launcher, area)
+        limits = Limits.default(memory_gb=memory_gb)
+        process, conn = _start(request, launcher, area, limits)
         found: list[CheckResult] = []
         try:
             deadline = time.monotonic() + 10 * budget + 300  # CPU budget per fit; many fits; slow start-up
@@ -463,12 +465,17 @@ def _copy_arrays(store: Path, keys: list[str], into: Path) -> Path:
     return into
 
 
-def _start(request: dict[str, Any], launcher: str, area: Path) -> tuple[Any, Any]:
-    """The worker and the harness's end of its connection (bytes only: JSON in both directions)."""
+def _start(request: dict[str, Any], launcher: str, area: Path, limits: Limits) -> tuple[Any, Any]:
+    """The worker and the harness's end of its connection (bytes only: JSON in both directions),
+    under the limits `run` sets (worker.Limits): memory, one file's size, processes, /tmp."""
     import multiprocessing as mp
     from multiprocessing.connection import Connection
 
-    blob = json.dumps(request).encode()
+    from bhbench import sandbox
+
+    # RLIMIT_NPROC holds only in the sandbox's user namespace (see worker.apply_limits).
+    nproc = launcher == "bubblewrap" and sandbox.rlimit_nproc_holds()
+    blob = json.dumps({**request, "limits": vars(limits), "rlimit_nproc": nproc}).encode()
     if launcher != "bubblewrap":
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
@@ -477,8 +484,6 @@ def _start(request: dict[str, Any], launcher: str, area: Path) -> tuple[Any, Any
         child.close()
         parent.send_bytes(blob)
         return process, parent
-    from bhbench import sandbox
-
     mine, theirs = socket.socketpair()
     shown: list[str | tuple[str, str]] = []
     if request["submissions"]:
@@ -492,6 +497,8 @@ def _start(request: dict[str, Any], launcher: str, area: Path) -> tuple[Any, Any
             shown,
             [str(area / "pixels"), str(area / "cache")],  # a private copy: resized images are written beside it
             pass_fds=(theirs.fileno(),),
+            processes=limits.processes,
+            tmp_size=min(limits.disk, limits.memory // 2),  # /tmp and /dev/shm are memory
         )
     except OSError as exc:
         mine.close()
@@ -562,6 +569,7 @@ def serve(conn: Any) -> None:
     send each verdict as JSON."""
     global _SENT
     request = json.loads(conn.recv_bytes())
+    apply_limits(Limits(**request["limits"]), request["rlimit_nproc"])  # before any method code is imported
     os.environ["BHBENCH_CACHE"] = request["cache"]  # the method's own caches: its area, not the harness's
     try:
         submissions = Path(request["submissions"]) if request["submissions"] else Path(os.devnull)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bhbench.cli.common import discover, parse_sets, sandbox_arg, sandbox_of
+from bhbench.cli.common import discover, memory_arg, parse_sets, sandbox_arg, sandbox_of
 from bhbench.cli.output import console, out
 
 
@@ -16,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, default=120.0,
                    help="CPU seconds (all threads) one fit + predict on the tiny set may take")  # fmt: skip
     sandbox_arg(p)  # the checks run in a separate worker process, sandboxed or not
+    memory_arg(p)
     p.set_defaults(func=run)
 
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
             submissions,
             lambda r: out.print(r.line(), style=None if r.passed else "red", markup=False),
             lambda source, message: console.print(f"[yellow]warning:[/] skipped {source}: {message}"),
+            memory_gb=args.memory,
         )
         if not all(r.passed for r in found):
             failed.append(entry.name)

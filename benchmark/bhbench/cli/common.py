@@ -129,9 +129,7 @@ def protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="for deep methods")
     p.add_argument("--timeout", type=float, default=None, help="seconds one (method, fold) may take")
-    p.add_argument("--memory", type=_gigabytes, default=None, metavar="GB",
-                   help="memory (address space) one method's worker may use (default: 80%% of RAM shared "
-                        "among the workers, at least 2 GB)")  # fmt: skip
+    memory_arg(p)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed images (listed in records)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated splits")
     p.add_argument("--synthetic-seed", default=None, metavar="SEED|secret",
@@ -157,3 +155,9 @@ def sandbox_of(args: argparse.Namespace) -> str:
     if notice:
         console.print(f"[yellow]{notice}[/]")
     return launcher
+
+
+def memory_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--memory", type=_gigabytes, default=None, metavar="GB",
+                   help="memory (address space) one method's worker may use (default: 80%% of RAM shared "
+                        "among the workers, at least 2 GB)")  # fmt: skip
