@@ -22,21 +22,12 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
-from io import BytesIO
 from pathlib import Path
 
+from startup import export  # perf/ is on the path when this script runs
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def export(rev: str, into: Path) -> Path:
-    blob = subprocess.run(
-        ["git", "archive", rev, "benchmark", "baselines", "submissions"], cwd=REPO, capture_output=True, check=True
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(blob)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def run_once(env: dict[str, str], cwd: Path, tree: Path, method: str, epochs: int) -> dict[str, float]:
