@@ -24,7 +24,7 @@ from bhbench.metrics import score_all
 
 # A submission that ships labels keyed by a hash of the pixels (the 8.5 KB table of issue 23, made here
 # for the tiny tree); on an image it does not know it answers like a coin.
-TABLE_MEMORISER = '''
+TABLE_MEMORISER = """
 import hashlib
 import numpy as np
 from bhbench import Method, register
@@ -48,11 +48,11 @@ class Memoriser(Method):
                 out[i] = 0.0
                 out[i, label] = 1.0
         return out
-'''
+"""
 
 # A submission that renders the public synthetic cohort (the tiny one here) inside fit and looks test
 # images up by their pixels (attack 3 of issue 23).
-REGENERATOR = '''
+REGENERATOR = """
 import hashlib
 import numpy as np
 from bhbench import Method, register
@@ -83,7 +83,7 @@ class Regenerator(Method):
                 out[i] = 0.0
                 out[i, label] = 1.0
         return out
-'''
+"""
 
 # The memoriser the permutation audit cannot catch: it checks the training labels against its table and,
 # when they disagree (the audit), answers like a coin. The private cohort catches it: it knows no image there.

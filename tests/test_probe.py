@@ -16,7 +16,7 @@ import timm
 import torch
 
 import bhbench_baselines
-from bhbench import TestSet, TrainSet, registry, results
+from bhbench import TestSet, TrainSet, fingerprint, registry
 from bhbench.cli import main
 from bhbench.data.images import ImageStore
 from bhbench.errors import UserError
@@ -200,9 +200,9 @@ def test_a_probe_fingerprint_covers_the_baseline_modules_it_imports(tmp_path):
     source = Path(bhbench_baselines.__file__).parent
     tree = Path(shutil.copytree(source, tmp_path / source.name, ignore=shutil.ignore_patterns("__pycache__")))
     probe, handcrafted, deep = (
-        results.code_files(tree / family / "methods.py") for family in ("probe", "handcrafted", "deep")
+        fingerprint.code_files(tree / family / "methods.py") for family in ("probe", "handcrafted", "deep")
     )
-    names = results.code_fingerprint(probe)["files"]
+    names = fingerprint.code_fingerprint(probe)["files"]
     assert names[:4] == ["__init__.py", "embed.py", "heads.py", "methods.py"]
     assert {"../handcrafted/classifiers.py", "../handcrafted/nearest.py", "../handcrafted/features.py"} <= set(names)
     assert {"../deep/backbones.py", "../deep/training.py", "../deep/networks.py"} <= set(names)
@@ -211,7 +211,7 @@ def test_a_probe_fingerprint_covers_the_baseline_modules_it_imports(tmp_path):
     assert deep == sorted((tree / "deep").glob("*.py"))
 
     def hashes() -> list[str]:
-        return [results.code_fingerprint(files)["hash"] for files in (probe, handcrafted, deep)]
+        return [fingerprint.code_fingerprint(files)["hash"] for files in (probe, handcrafted, deep)]
 
     before = hashes()
     with open(tree / "handcrafted" / "classifiers.py", "a") as fh:
@@ -237,5 +237,5 @@ def test_imports_are_followed_relative_and_inside_functions_but_not_from_package
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    found = results.code_fingerprint(results.code_files(tmp_path / "pkg" / "a" / "m.py"))["files"]
+    found = fingerprint.code_fingerprint(fingerprint.code_files(tmp_path / "pkg" / "a" / "m.py"))["files"]
     assert found == ["__init__.py", "m.py", "../b/c.py", "../b/d.py", "../b/f.py"]

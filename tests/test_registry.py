@@ -169,7 +169,7 @@ def test_listing_and_help_import_no_heavy_library(argv):
 def test_handcrafted_defaults_are_the_ones_the_committed_records_were_run_with():
     """Registration may change shape, not parameters: every hand-crafted name's default parameters
     hash to the folder its committed records are filed under."""
-    from bhbench import registry, results
+    from bhbench import record, registry
 
     registry.discover(Path("/nonexistent"))
     committed: dict[str, set[str]] = {}
@@ -179,7 +179,7 @@ def test_handcrafted_defaults_are_the_ones_the_committed_records_were_run_with()
     handcrafted = [e.name for e in registry.entries() if e.family == "handcrafted"]
     assert len(handcrafted) == 24 and set(handcrafted) <= set(committed)
     for name in handcrafted:
-        assert results.params_hash(registry.create(name).get_params()) in committed[name], name
+        assert record.params_hash(registry.create(name).get_params()) in committed[name], name
 
 
 def test_a_handcrafted_variant_is_one_register_line():
@@ -259,8 +259,11 @@ def test_cards_are_read_from_source_without_running_it(clean_registry, submissio
     ("source", "line", "says"),
     [
         ("X = f()\n@register('n', family=X)\nclass C(Method):\n    pass\n", 2, "value family= is not a literal"),
-        ("@register('n')\nclass C(Method):\n    def __init__(self, k=float('inf')):\n        self.k = k\n", 3,
-         "default of parameter k is not a literal"),
+        (
+            "@register('n')\nclass C(Method):\n    def __init__(self, k=float('inf')):\n        self.k = k\n",
+            3,
+            "default of parameter k is not a literal",
+        ),
         ("class C(Method):\n    pass\nfor n in ('a', 'b'):\n    register(n, C)\n", 4, "must be a decorator"),
         ("from elsewhere import Base\n@register('n')\nclass C(Base):\n    pass\n", 3, "neither defined in this file"),
         ("@register('n')\nclass C(Method):\n    tasks = tuple(['binary'])\n", 3, "C.tasks is not a literal"),
@@ -278,8 +281,10 @@ def test_a_card_that_is_not_data_is_one_line_naming_file_and_line(clean_registry
 
 
 def test_a_non_literal_card_is_one_line_from_the_cli(submissions, tmp_path, capsys):
-    (tmp_path / "bad.py").write_text("from bhbench import Method, register\nimport random\n"
-                                        "@register('n', family=random.choice('ab'))\nclass C(Method):\n    pass\n")
+    (tmp_path / "bad.py").write_text(
+        "from bhbench import Method, register\nimport random\n"
+        "@register('n', family=random.choice('ab'))\nclass C(Method):\n    pass\n"
+    )
     from bhbench.cli import main
 
     assert main(["--submissions", str(submissions), "check", str(tmp_path / "bad.py")]) == 2

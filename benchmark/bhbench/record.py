@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from bhbench import util
 from bhbench.errors import DataError, UserError
 from bhbench.protocol import Protocol
 
@@ -79,6 +80,11 @@ class CodeInfo(RecordPart):
     hash: str
     files: tuple[str, ...]
     harness: str  # bhbench's version
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """Names one parameter set of a method: its records' folder and the row it makes."""
+    return util.digest(params)[:10]
 
 
 @dataclass(frozen=True)

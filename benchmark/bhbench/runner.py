@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bhbench import environment, registry, results
+from bhbench import environment, fingerprint, registry, results
 from bhbench.blind import Area, partition_id, secret_rng, unshuffle
 from bhbench.config import results_dir
 from bhbench.data.images import ImageStore
@@ -26,7 +26,7 @@ from bhbench.errors import DataError, UserError
 from bhbench.method import TestSet, TrainMeta, TrainSet
 from bhbench.metrics import score_all
 from bhbench.protocol import MAGNIFICATIONS, Protocol
-from bhbench.record import CodeInfo, ContractCheck, DatasetInfo, MethodInfo, RunRecord, SplitInfo, Timing
+from bhbench.record import CodeInfo, ContractCheck, DatasetInfo, MethodInfo, RunRecord, SplitInfo, Timing, params_hash
 from bhbench.splits import Fold, Split, image_kfold, official_split, patient_split, read_official, restrict
 from bhbench.util import atomic_write
 from bhbench.worker import MethodFailure, Outcome, Task, Worker
@@ -156,7 +156,7 @@ def make_jobs(plan: Plan, specs: list[MethodSpec], options: Options) -> list[Job
                 plan.dataset.id,
                 plan.protocol.id,
                 spec.name,
-                results.params_hash(spec.params),
+                params_hash(spec.params),
                 fold.index,
             )
             jobs.append(Job(spec, fold, where))
@@ -374,7 +374,7 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
 def code_of(name: str) -> CodeInfo:
     """Fingerprint of the source files of a registered method (see `results.code_fingerprint`)."""
     # From the registration's file, read not imported (a submission's module never loads here).
-    return CodeInfo.from_json(results.code_fingerprint(results.code_files(registry.get(name).origin)))
+    return CodeInfo.from_json(fingerprint.code_fingerprint(fingerprint.code_files(registry.get(name).origin)))
 
 
 def _json_defaults(defaults: dict[str, Any]) -> dict[str, Any]:

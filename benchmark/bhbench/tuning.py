@@ -31,6 +31,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from bhbench import registry, remote, results
 from bhbench.config import cache_dir
 from bhbench.errors import UserError
+from bhbench.record import params_hash
 from bhbench.runner import Job, MethodSpec, Options, Plan, run_job
 from bhbench.splits import Fold
 from bhbench.util import atomic_write, digest
@@ -106,7 +107,7 @@ def public_url(storage: str) -> str:
 
 
 def default_study(plan: Plan, spec: MethodSpec, fixed: dict[str, Any]) -> str:
-    suffix = f"-{results.params_hash(fixed)[:6]}" if fixed else ""
+    suffix = f"-{params_hash(fixed)[:6]}" if fixed else ""
     return f"{spec.name}-{plan.dataset.id}-{plan.protocol.id}{suffix}"
 
 
@@ -254,7 +255,7 @@ def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: O
     accepted = registry.get(doc["method"]).cls.param_names()
     sets = {k: v for k, v in sets.items() if k in accepted}  # --set may address other selected methods
     doc_hash = digest(doc)
-    folder = results.params_hash({"tuned": doc_hash, "set": sets})
+    folder = params_hash({"tuned": doc_hash, "set": sets})
     jobs = []
     for fold in plan.split.folds:
         tuned = doc["folds"][str(fold.index)]

@@ -122,12 +122,12 @@ def index(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from bhbench.data import check
+    from bhbench import datacheck
 
     if args.data is None and args.folds is None and not os.environ.get("BHBENCH_DATA"):
         raise UserError("give --data PATH and/or --folds PATH (or set BHBENCH_DATA)")
     with progress_bar("checking images") as bump:
-        report = check.check(args.data, args.folds, bump)
+        report = datacheck.check(args.data, args.folds, bump)
     for line in report.lines():
         out.print(line)
     return 1 if report.errors else 0

@@ -168,8 +168,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _rank(finished: list, plan: Any, written: Path) -> None:
     """Where each complete row of this run would rank on the committed leaderboard's section."""
-    from bhbench import results
     from bhbench.config import COMMITTED_RESULTS
+    from bhbench.leaderboard import standing
 
     board = COMMITTED_RESULTS / plan.dataset.id / plan.protocol.id
     if written.resolve() == COMMITTED_RESULTS.resolve() or not board.is_dir():
@@ -178,8 +178,8 @@ def _rank(finished: list, plan: Any, written: Path) -> None:
 
     records = [f.record for f in finished]
     smoke = {(r.method.name, r.method.params_hash) for r in records if block_of(r) == "smoke"}
-    for (name, phash), (prr, folds) in results.mean_headline(records).items():
-        if folds == len(plan.split.folds) and (place := results.would_rank((name, phash), prr, board)):
+    for (name, phash), (prr, folds) in standing.mean_headline(records).items():
+        if folds == len(plan.split.folds) and (place := standing.would_rank((name, phash), prr, board)):
             aside = " (a smoke result of the quick recipe: the leaderboard lists it apart, unranked)"
             console.print(
                 f"{name} (PRR {100 * prr:.1f}) would rank {place[0]} of {place[1]} by mean PRR on the committed "
