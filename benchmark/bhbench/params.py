@@ -17,6 +17,7 @@ import ast
 import inspect
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bhbench import registry
@@ -145,6 +146,31 @@ def validate(name: str, values: dict[str, Any]) -> dict[str, Any]:
         except (ValueError, UserError) as exc:
             raise UserError(f"{name}: {exc}") from None
     return checked
+
+
+def resolve(names: Sequence[str], sets: Mapping[str, Any], device: str | None = None) -> dict[str, dict[str, Any]]:
+    """For each method in `names`, the values of `sets` it accepts, checked and converted (`device`
+    set where the method has a `device` parameter). A bad value, or a key no method in `names`
+    accepts, is a one-line UserError: every command checks `--set` here, before any job starts."""
+    resolved: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
+    for name in names:
+        accepted = defaults(name)
+        mine = {k: v for k, v in sets.items() if k in accepted}
+        if device is not None and "device" in accepted:
+            mine["device"] = device
+        used |= set(mine)
+        resolved[name] = validate(name, mine)
+    unused = sorted(set(sets) - used)
+    if unused:
+        raise UserError(f"no selected method has parameter(s) {', '.join(unused)}")
+    return resolved
+
+
+def defaults(name: str) -> dict[str, Any]:
+    """Method `name`'s effective parameter defaults: its constructor's, overlaid with the ones its
+    registration adds. Read from the declaration; the method is not constructed."""
+    return registry.get(name).param_defaults()
 
 
 def non_default(name: str, params: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any] | None:
