@@ -14,11 +14,11 @@ forest classifies the 39 numbers; they are cached per image, so tuning never rec
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 
-from bhbench import Method, TestSet, TrainSet, cache_dir, register
+from bhbench import Interval, Method, TestSet, TrainSet, cache_dir, check_is_fitted, register
 
 if TYPE_CHECKING:
     import optuna
@@ -105,11 +105,11 @@ class HedNucleiForest(Method):
 
     def __init__(
         self,
-        n_estimators: int = 300,
-        max_features: float = 0.3,
-        min_samples_leaf: int = 2,
-        height: int = 230,
-        seed: int = 0,
+        n_estimators: Annotated[int, Interval(1, None)] = 300,
+        max_features: Annotated[float, Interval(0, 1, closed="right")] = 0.3,
+        min_samples_leaf: Annotated[int, Interval(1, None)] = 2,
+        height: Annotated[int, Interval(16, None)] = 230,  # pixels the images are resized to
+        seed: Annotated[int, Interval(0, None)] = 0,
     ):
         self.n_estimators = n_estimators
         self.max_features = max_features
@@ -156,6 +156,7 @@ class HedNucleiForest(Method):
         return self
 
     def predict_proba(self, test: TestSet) -> np.ndarray:
+        check_is_fitted(self)
         # A column for every class of the task, also for those absent from the training part.
         proba = np.zeros((len(test), test.n_classes))
         proba[:, self.forest_.classes_] = self.forest_.predict_proba(self._features(test))

@@ -244,7 +244,9 @@ def test_cards_are_read_from_source_without_running_it(clean_registry, submissio
     assert deco.details == {"authors": "A", "licence": "MIT", "weights": "ImageNet-1k", "dim": 7}
     assert deco.card.weights_data == "ImageNet-1k" and deco.summary == "A base defined in the file."
     assert deco.param_defaults() == {"width": 8, "rate": None, "mode": "a"}
-    assert deco.annotations() == {"width": "int", "rate": "float | None", "mode": "str"}
+    assert {k: d.text() for k, d in deco.declarations().items()} == {
+        "width": "an integer", "rate": "a number or null", "mode": "a string"
+    }
     assert deco.declares("search_space") and not deco.declares("check_params")
     assert call.param_defaults()["width"] == 32 and call.summary == "Given." and call.transductive is False
     assert clean_registry.create("card_call", mode="b").get_params() == {"width": 32, "rate": None, "mode": "b"}

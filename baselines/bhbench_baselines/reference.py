@@ -8,10 +8,11 @@ order or the company of the test images, and a rerun gives the same guesses."""
 from __future__ import annotations
 
 import hashlib
+from typing import Annotated
 
 import numpy as np
 
-from bhbench import Method, TestSet, TrainSet, register
+from bhbench import Interval, Method, TestSet, TrainSet, check_is_fitted, register
 
 REFERENCE = "bhbench reference row (scikit-learn's DummyClassifier strategies)"
 
@@ -36,6 +37,7 @@ class Majority(_Prior):
         pass
 
     def predict_proba(self, test: TestSet) -> np.ndarray:
+        check_is_fitted(self)
         return np.tile(self.prior_, (len(test), 1))
 
 
@@ -43,10 +45,11 @@ class Majority(_Prior):
 class Stratified(_Prior):
     """A random class per image at the training prior (seeded by the image and `seed`)."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: Annotated[int, Interval(0, None)] = 0) -> None:
         self.seed = seed
 
     def predict_proba(self, test: TestSet) -> np.ndarray:
+        check_is_fitted(self)
         cumulative = np.cumsum(self.prior_)
         out = np.zeros((len(test), test.n_classes))
         for i in range(len(test)):

@@ -3,9 +3,22 @@
 The public API for method authors is what this module exports."""
 
 from bhbench.config import cache_dir
-from bhbench.method import Method, TestSet, TrainSet
+from bhbench.constraints import Interval
+from bhbench.method import Method, NotFittedError, TestSet, TrainSet, check_is_fitted
 from bhbench.protocol import MAGNIFICATIONS, TASK_CLASSES
 from bhbench.registry import MethodCard, register
 
 __version__ = "0.1.0"
-__all__ = ["MAGNIFICATIONS", "TASK_CLASSES", "Method", "MethodCard", "TestSet", "TrainSet", "cache_dir", "register"]
+__all__ = [
+    "MAGNIFICATIONS",
+    "TASK_CLASSES",
+    "Interval",
+    "Method",
+    "MethodCard",
+    "NotFittedError",
+    "TestSet",
+    "TrainSet",
+    "cache_dir",
+    "check_is_fitted",
+    "register",
+]

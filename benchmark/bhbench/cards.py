@@ -11,12 +11,13 @@ both at a module's top level with literal arguments:
     register("name", Mine, card=MethodCard(family="...", ...), param=default, ...)
 
 The class's `tasks` and `transductive` attributes and its `__init__` signature (literal defaults;
-annotations kept as source text) come from the class or its bases defined in the same file; a base
-from bhbench itself (or its baselines, both trusted) is imported and read as it is. Anything the
-parse cannot read as data (a computed card value, a `register` call in a loop, a base class from
-another package) is a CardError naming the file and line: an AST read cannot be widened to running
-the code, so the card must be literal. A sandboxed worker returning cards as data was the other
-option; the parse is chosen because `bhbench list` then starts no process and stays fast.
+annotations kept as source text and read as what each parameter allows, `bhbench.constraints`) come
+from the class or its bases defined in the same file; a base from bhbench itself (or its baselines,
+both trusted) is imported and read as it is. Anything the parse cannot read as data (a computed
+card value, a `register` call in a loop, a base class from another package) is a CardError naming
+the file and line: an AST read cannot be widened to running the code, so the card must be literal.
+A sandboxed worker returning cards as data was the other option; the parse is chosen because
+`bhbench list` then starts no process and stays fast.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bhbench.constraints import Declared
 from bhbench.errors import UserError
 
 EMPTY = inspect.Parameter.empty
 # Class attributes whose definition matters to the harness: hooks it calls (in the worker) or whose
 # presence it reports. `param_defaults` overridden means the signature does not say the parameters.
-HOOKS = ("check_params", "validate_params", "search_space", "predict_aux", "fit_info", "param_defaults")
+HOOKS = ("check_params", "search_space", "predict_aux", "fit_info", "param_defaults")
 # Modules a base class may come from and be imported to read it: bhbench's own code.
 TRUSTED_PREFIXES = ("bhbench", "bhbench_baselines")
 _METHOD_BASES = {"Method", "bhbench.Method", "bhbench.method.Method"}
@@ -48,6 +50,7 @@ class Param:
     name: str
     default: Any  # EMPTY when the constructor gives none
     annotation: str | None  # source text, e.g. "int | None"
+    declared: Declared  # the values it allows, read from the annotation (or the default's type)
 
 
 @dataclass(frozen=True)
@@ -334,14 +337,17 @@ def _signature(
     positional = [*args.posonlyargs, *args.args][1:]  # without self
     defaults: list[ast.AST | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
     pairs = [*zip(positional, defaults, strict=True), *zip(args.kwonlyargs, args.kw_defaults, strict=True)]
-    return tuple(
-        Param(
-            arg.arg,
-            EMPTY if default is None else _literal(default, file, f"the default of parameter {arg.arg}", constants),
-            _annotation_source(arg.annotation),
-        )
-        for arg, default in pairs
-    )
+    params = []
+    for arg, node in pairs:
+        default = EMPTY if node is None else _literal(node, file, f"the default of parameter {arg.arg}", constants)
+        annotation = _annotation_source(arg.annotation)
+        try:
+            declared = Declared.parse(annotation, default, constants)
+        except ValueError as exc:
+            raise CardError(f"{file}:{arg.lineno}: parameter {arg.arg}: {exc}; cards are read without running the "
+                            "file, so write the constraint with literal arguments") from None  # fmt: skip
+        params.append(Param(arg.arg, default, annotation, declared))
+    return tuple(params)
 
 
 def _annotation_source(node: ast.AST | None) -> str | None:
@@ -354,13 +360,16 @@ def _annotation_source(node: ast.AST | None) -> str | None:
 
 def from_class(cls: type) -> ClassInfo:
     """The same information read from a (trusted, imported) class."""
-    from bhbench.method import Method
+    from bhbench.method import Method, parameters
 
-    signature = inspect.signature(cls.__init__)
+    try:  # trusted code: its annotations may be evaluated, so aliases (`Count | None`) resolve
+        signature = inspect.signature(cls, eval_str=True)
+    except Exception:  # a name only a type checker sees: the annotations as written
+        signature = inspect.signature(cls)
     params = tuple(
-        Param(p.name, p.default, _annotation_text(p.annotation))
-        for p in signature.parameters.values()
-        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        Param(p.name, p.default, text, Declared.parse(text, p.default))
+        for p in parameters(signature)
+        for text in [_annotation_text(p.annotation)]
     )
     doc = inspect.getdoc(cls) or ""
     return ClassInfo(

@@ -221,8 +221,14 @@ class Method:
     registered with defaults of its own (`register(name, cls, backbone="resnet50")`) is created
     with those, and its instances store every effective value, so records and `clone` see them.
 
+    A parameter's annotation declares the values it allows (`bhbench.constraints`: types, `Literal`
+    choices, `Annotated[int, Interval(1, None)]`); the harness checks `--set` values against it
+    before any job starts, so `fit` need not check them again. What `fit` learns is stored in
+    attributes named with a trailing underscore (`model_`), scikit-learn's convention, and
+    `predict_proba` starts with `check_is_fitted(self)`.
+
     Required: `fit` and `predict_proba`. Optional hooks, each with a default meaning "not used":
-    `predict_aux`, `fit_info`, `check_params`, `validate_params`, `search_space`, `transductive`.
+    `predict_aux`, `fit_info`, `check_params`, `search_space`, `transductive`.
     """
 
     # A method's name, family and reference live in its registry entry: one class may have many names.
@@ -238,14 +244,8 @@ class Method:
 
     @classmethod
     def param_defaults(cls) -> dict[str, Any]:
-        """Constructor parameters and their defaults, read from the `__init__` signature. A class
-        whose parameters are not spelled out in its signature overrides this (and only this)."""
-        sig = inspect.signature(cls.__init__)
-        return {
-            p.name: p.default
-            for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        }
+        """Constructor parameters and their defaults, read from the constructor's signature."""
+        return {p.name: p.default for p in parameters(inspect.signature(cls))}
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -256,12 +256,6 @@ class Method:
         """Optional: small settings (few epochs, small input) under which `bhbench check` fits the
         method on its tiny set within the time budget. Default: none, the defaults are quick."""
         return {}
-
-    @classmethod
-    def validate_params(cls, params: dict[str, Any]) -> None:
-        """Optional: raise ValueError naming a parameter and the values it allows when `params`
-        (every parameter, effective values) are out of range. Called before any job starts, so a
-        bad `--set` is one line instead of failed folds. Default: no ranges (types are checked)."""
 
     def get_params(self) -> dict[str, Any]:
         return {n: getattr(self, n) for n in self.param_names()}
@@ -298,3 +292,20 @@ class Method:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+def parameters(signature: inspect.Signature) -> list[inspect.Parameter]:
+    """A method class's constructor parameters, from `inspect.signature(cls)` (its `__init__`'s, or the
+    `__signature__` a class composing its parameters from catalogues sets): without *args, **kwargs."""
+    return [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+class NotFittedError(RuntimeError):
+    """`predict_proba` (or another method needing what `fit` learns) called before `fit`."""
+
+
+def check_is_fitted(method: Method) -> None:
+    """Raise NotFittedError unless `fit` has stored learned state: an attribute whose name ends with
+    an underscore (`model_`, `prior_`; scikit-learn's convention; parameters never end so)."""
+    if not any(k.endswith("_") and not k.startswith("__") for k in vars(method)):
+        raise NotFittedError(f"{type(method).__name__} is not fitted: call fit before predicting")

@@ -37,6 +37,7 @@ from typing import Any, TypeVar, overload
 
 from bhbench import cards
 from bhbench.config import ENTRY_POINT_GROUP
+from bhbench.constraints import Declared
 from bhbench.errors import UserError
 from bhbench.method import Method
 
@@ -118,15 +119,18 @@ class Entry:
             given["weights"] = card.weights_data
         return {**given, **card.facts}
 
-    def annotations(self) -> dict[str, str]:
-        """Constructor parameters' annotations as source text (for `--set` checks without importing)."""
-        info = self.source if self.source is not None else cards.from_class(self.cls)
-        return {p.name: p.annotation for p in info.params if p.annotation is not None}
+    @functools.cached_property
+    def info(self) -> cards.ClassInfo:
+        """The class as a card: read from source (untrusted), or from the imported class."""
+        return self.source if self.source is not None else cards.from_class(self.cls)
+
+    def declarations(self) -> dict[str, Declared]:
+        """Each constructor parameter's allowed values, from its annotation (never by importing the class)."""
+        return {p.name: p.declared for p in self.info.params}
 
     def declares(self, hook: str) -> bool:
         """Whether the class defines an optional hook (`search_space`, `check_params`...)."""
-        info = self.source if self.source is not None else cards.from_class(self.cls)
-        return hook in info.hooks
+        return hook in self.info.hooks
 
     def param_defaults(self) -> dict[str, Any]:
         """Every parameter of this name with its default: the class's, overridden by the registered ones."""
@@ -211,6 +215,12 @@ class Registry:
         unknown = sorted(set(defaults) - set(cls.param_names()))
         if unknown:
             raise TypeError(f"register({name!r}): {cls.__name__} has no parameter {', '.join(unknown)}")
+        info = source if source is not None else cards.from_class(cls)
+        declared = {p.name: p.declared for p in info.params}
+        for key, value in defaults.items():
+            if not declared[key].check(value)[0]:
+                message = f"register({name!r}): {key}={value!r} is not allowed: expected {declared[key].text()}"
+                raise cards.CardError(f"{origin}:{line}: {message}") if source is not None else TypeError(message)
         taken = self._entries.get(name)
         same = taken is not None and taken.origin == origin and taken.cls.__qualname__ == cls.__qualname__
         if taken is not None and not same:

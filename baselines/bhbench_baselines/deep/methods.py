@@ -3,11 +3,11 @@ listing methods stays fast."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 
-from bhbench import MAGNIFICATIONS, Method, TestSet, TrainSet, register
+from bhbench import MAGNIFICATIONS, Interval, Method, TestSet, TrainSet, check_is_fitted, register
 from bhbench.errors import UserError
 from bhbench.registry import MethodCard
 from bhbench_baselines.deep.recipes import (
@@ -40,6 +40,14 @@ RESNET_SE_DEVIATION = (
 )
 
 
+# What the parameters allow (bhbench.constraints), checked by the harness before any job starts.
+Count = Annotated[int, Interval(1, None)]
+BatchSize = Annotated[int, Interval(2, None)]  # batch norm needs two images
+Positive = Annotated[float, Interval(0, None, closed="neither")]
+Seed = Annotated[int, Interval(0, None)]
+Recipes = Literal["auto", "paper", "quick"]
+
+
 def _store(method: Method, values: dict[str, Any]) -> None:
     """scikit-learn's rule: the constructor only keeps its arguments."""
     for name in method.param_names():
@@ -64,15 +72,6 @@ class DeepMethod(Method):
         """Small settings for the uniform checks: one epoch at a small input."""
         small = {"epochs": 1, "batch_size": 16, "input_size": 75, "bilinear_dim": 16}  # 75: InceptionV3's least
         return {k: v for k, v in small.items() if k in cls.param_names()}
-
-    @classmethod
-    def validate_params(cls, params: dict[str, Any]) -> None:
-        """Ranges checked before any job starts (types come from the annotations)."""
-        for name, low in (("epochs", 1), ("batch_size", 1), ("input_size", 32), ("bilinear_dim", 1)):
-            if params.get(name) is not None and params[name] < low:
-                raise ValueError(f"{name}={params[name]!r} is not allowed: expected an integer >= {low} or null")
-        if params.get("lr") is not None and params["lr"] <= 0:
-            raise ValueError(f"lr={params['lr']!r} is not allowed: expected a number > 0 or null")
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
@@ -103,26 +102,25 @@ class DeepMethod(Method):
     def fit(self, train: TrainSet) -> DeepMethod:
         from bhbench_baselines.deep import training
 
-        self._fitted: Fitted = training.fit(self, train)
-        self._last: tuple[TestSet, dict[str, np.ndarray]] | None = None
+        self.fitted_: Fitted = training.fit(self, train)
+        self._outputs_of: tuple[TestSet, dict[str, np.ndarray]] | None = None  # a cache, not learned
         return self
 
     def _outputs(self, test: TestSet) -> dict[str, np.ndarray]:
         """All heads' probabilities, computed once per test set (predict_proba and predict_aux
         are called one after the other on the same set)."""
+        check_is_fitted(self)
         from bhbench_baselines.deep import training
 
-        if not hasattr(self, "_fitted"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
-        if self._last is None or self._last[0] is not test:
-            self._last = (test, training.predict(self._fitted, test))
-        return self._last[1]
+        if self._outputs_of is None or self._outputs_of[0] is not test:
+            self._outputs_of = (test, training.predict(self.fitted_, test))
+        return self._outputs_of[1]
 
     def predict_proba(self, test: TestSet) -> np.ndarray:
         return self._outputs(test)["class"]
 
     def fit_info(self) -> dict[str, Any]:
-        return dict(self._fitted.info)
+        return dict(self.fitted_.info)
 
 
 class SingleTaskCNN(DeepMethod):
@@ -135,12 +133,12 @@ class SingleTaskCNN(DeepMethod):
     def __init__(
         self,
         *,
-        recipe: str = "auto",
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        lr: float | None = None,
+        recipe: Recipes = "auto",
+        epochs: Count | None = None,
+        batch_size: BatchSize | None = None,
+        lr: Positive | None = None,
         device: str = "auto",
-        seed: int = 0,
+        seed: Seed = 0,
     ):
         _store(self, locals())
 
@@ -160,14 +158,14 @@ class MultiTaskCNN(DeepMethod):
     def __init__(
         self,
         *,
-        w_class: float = 1.0,
-        w_mag: float = 1.0,
-        recipe: str = "auto",
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        lr: float | None = None,
+        w_class: Positive = 1.0,
+        w_mag: Annotated[float, Interval(0, None)] = 1.0,
+        recipe: Recipes = "auto",
+        epochs: Count | None = None,
+        batch_size: BatchSize | None = None,
+        lr: Positive | None = None,
         device: str = "auto",
-        seed: int = 0,
+        seed: Seed = 0,
     ):
         _store(self, locals())
 
@@ -177,12 +175,10 @@ class MultiTaskCNN(DeepMethod):
         return BayramogluCNN(n_classes, n_magnifications=len(MAGNIFICATIONS))
 
     def targets(self, train: TrainSet) -> dict[str, Head]:
-        """The paper adds the two losses (their gradients add at the split), so both weights are 1."""
+        """The paper adds the two losses (their gradients add at the split), so both weights are 1.
+        w_class is declared > 0 (the class head is what is scored), w_mag >= 0 (0: single task)."""
         from bhbench_baselines.deep.training import Head
 
-        if min(self.w_class, self.w_mag) < 0 or self.w_class + self.w_mag <= 0:
-            weights = f"w_class={self.w_class}, w_mag={self.w_mag}"
-            raise UserError(f"loss weights must be >= 0 and not both 0, got {weights}")
         unknown = sorted(set(np.unique(train.magnification)) - set(MAGNIFICATIONS))
         if unknown:
             raise UserError(f"magnifications {unknown} are not among {MAGNIFICATIONS}")
@@ -211,13 +207,13 @@ class BackboneMethod(DeepMethod):
         *,
         backbone: str = "inception_v3",
         weights: str = "auto",
-        recipe: str = "auto",
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        lr: float | None = None,
-        input_size: int | None = None,
+        recipe: Recipes = "auto",
+        epochs: Count | None = None,
+        batch_size: BatchSize | None = None,
+        lr: Positive | None = None,
+        input_size: Annotated[int, Interval(32, None)] | None = None,
         device: str = "auto",
-        seed: int = 0,
+        seed: Seed = 0,
     ):
         _store(self, locals())
 
@@ -274,14 +270,14 @@ class BilinearCNN(BackboneMethod):
         *,
         backbone: str = "inception_v3",
         weights: str = "auto",
-        bilinear_dim: int | None = None,
-        recipe: str = "auto",
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        lr: float | None = None,
-        input_size: int | None = None,
+        bilinear_dim: Annotated[int, Interval(0, None)] | None = None,
+        recipe: Recipes = "auto",
+        epochs: Count | None = None,
+        batch_size: BatchSize | None = None,
+        lr: Positive | None = None,
+        input_size: Annotated[int, Interval(32, None)] | None = None,
         device: str = "auto",
-        seed: int = 0,
+        seed: Seed = 0,
     ):
         _store(self, locals())
 
@@ -289,9 +285,7 @@ class BilinearCNN(BackboneMethod):
         chosen = super().recipe_overrides()
         if self.bilinear_dim is None:
             return chosen
-        if self.bilinear_dim < 0:
-            raise UserError(f"bilinear_dim must be >= 0 (0: no reduction), got {self.bilinear_dim}")
-        return {**chosen, "bilinear_dim": self.bilinear_dim or None}
+        return {**chosen, "bilinear_dim": self.bilinear_dim or None}  # 0: no reduction
 
     def build_network(self, n_classes: int, recipe: Recipe) -> nn.Module:
         from bhbench_baselines.deep.networks import BilinearClassifier

@@ -74,15 +74,14 @@ def choose_recipe(requested: str, device: torch.device, paper: Recipe, quick: Re
         if device.type == "cuda":
             return paper, "auto: a CUDA device is available, so the paper's recipe"
         return quick, "auto: no CUDA device, so the quick recipe sized for a 2-core CPU"
-    if requested in ("paper", "quick"):
-        return (paper if requested == "paper" else quick), "set by the user"
-    raise UserError(f"unknown recipe {requested!r}; use auto, paper or quick")
+    return {"paper": paper, "quick": quick}[requested], "set by the user"  # declared: auto, paper or quick
 
 
 def resolve_recipe(method: TrainableMethod, device: torch.device) -> tuple[Recipe, str]:
-    """The method's recipe for `device` with the user's overrides (epochs=, lr=...), and why."""
+    """The method's recipe for `device` with the user's overrides (epochs=, lr=...; their ranges are
+    declared by the methods' signatures and checked before any job starts), and why."""
     base, reason = choose_recipe(method.recipe, device, method.paper_recipe, method.quick_recipe)
-    return _checked(replace(base, **method.recipe_overrides())), reason
+    return replace(base, **method.recipe_overrides()), reason
 
 
 @dataclass(frozen=True)
@@ -170,18 +169,6 @@ def fit(method: TrainableMethod, train: TrainSet) -> Fitted:
     }
     heads = {name: head.outputs for name, head in targets.items()}
     return Fitted(net, inputs, recipe.batch_size, heads, info)
-
-
-def _checked(recipe: Recipe) -> Recipe:
-    if recipe.max_epochs < 0:
-        raise UserError(f"epochs must be >= 0, got {recipe.max_epochs}")
-    if recipe.batch_size < 2:
-        raise UserError(f"batch_size must be >= 2 (batch norm needs two images), got {recipe.batch_size}")
-    if not recipe.lr > 0:
-        raise UserError(f"lr must be > 0, got {recipe.lr}")
-    if recipe.input_size < 32:
-        raise UserError(f"input_size must be >= 32 pixels, got {recipe.input_size}")
-    return recipe
 
 
 def validation_split(patients: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, str]:

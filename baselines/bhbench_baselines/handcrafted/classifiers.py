@@ -10,47 +10,21 @@ ties. What was chosen, and how, is returned for the record.
 from __future__ import annotations
 
 import itertools
-import math
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
+from bhbench import Interval
 from bhbench.errors import UserError
 
 Settings = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a setting allows (None, "choose by inner CV", wherever the default is None)."""
-
-    kind: type  # int or float
-    low: float
-    high: float = math.inf
-    low_open: bool = False  # low itself excluded
-    names: tuple[str, ...] = ()  # strings allowed besides numbers
-
-    def admits(self, value: Any) -> bool:
-        if isinstance(value, str):
-            return value in self.names
-        numeric = isinstance(value, int if self.kind is int else (int, float)) and not isinstance(value, bool)
-        if not numeric:
-            return False
-        above = value > self.low if self.low_open else value >= self.low
-        return above and value <= self.high
-
-    def text(self) -> str:
-        kind = "an integer" if self.kind is int else "a number"
-        low = f"{'>' if self.low_open else '>='} {self.low:g}"
-        bounds = low if self.high == math.inf else f"{low} and <= {self.high:g}"
-        return " or ".join([*(repr(n) for n in self.names), f"{kind} {bounds}"])
 
 
 @dataclass(frozen=True)
@@ -61,15 +35,9 @@ class Classifier:
     grid: Callable[[int], Mapping[str, Sequence[Any]]]  # candidates given the feature dimension
     build: Callable[[Settings, int, bool], Pipeline]  # (settings, seed, final fit?) -> pipeline
     min_class_size: int = 1  # classes with fewer training images are left out of the fit
-    ranges: Mapping[str, Range] = field(default_factory=dict)  # what each setting allows
+    # What each setting allows, as the methods' signatures declare it (None: choose by inner CV).
+    annotations: Mapping[str, Any] = field(default_factory=dict)
     space: Callable[[Any], Settings] | None = None  # `bhbench tune` search space (optuna trial -> settings)
-
-    def check(self, settings: Settings) -> None:
-        """ValueError naming the first setting out of its range (before any fit starts)."""
-        for key, allowed in self.ranges.items():
-            value = settings.get(key)
-            if not (value is None and self.settings.get(key) is None) and not allowed.admits(value):
-                raise ValueError(f"{key}={value!r} is not allowed: expected {allowed.text()}")
 
 
 # scikit-learn is imported inside the builders: importing it costs over a second, and `bhbench list`
@@ -132,6 +100,9 @@ def _forest(s: Settings, seed: int, final: bool) -> Pipeline:
     return make_pipeline(StandardScaler(), forest)
 
 
+_COUNT = Annotated[int, Interval(1, None)]
+_POSITIVE = Annotated[float, Interval(0, None, closed="neither")]
+
 CLASSIFIERS: dict[str, Classifier] = {
     c.name: c
     for c in (
@@ -143,7 +114,7 @@ CLASSIFIERS: dict[str, Classifier] = {
             lambda d: {"reg_param": (0.1, 0.01, 0.5, 0.9)},
             _qda,
             min_class_size=2,
-            ranges={"pca_components": Range(int, 1), "reg_param": Range(float, 0.0, 1.0)},
+            annotations={"pca_components": _COUNT, "reg_param": Annotated[float, Interval(0, 1)] | None},
             space=lambda t: {"reg_param": t.suggest_float("reg_param", 1e-3, 0.99, log=True)},
         ),
         Classifier(
@@ -154,7 +125,7 @@ CLASSIFIERS: dict[str, Classifier] = {
             lambda d: {"C": (10.0, 1.0, 100.0), "gamma": tuple(g / d for g in (1.0, 0.1, 10.0))},
             _svm,
             min_class_size=3,  # the calibration folds need every class in each
-            ranges={"C": Range(float, 0.0, low_open=True), "gamma": Range(float, 0.0, low_open=True)},
+            annotations={"C": _POSITIVE | None, "gamma": _POSITIVE | None},
             # gamma spans 1/d for the descriptors' d = 10..1352 standardised features, with room either side
             space=lambda t: {
                 "C": t.suggest_float("C", 0.1, 1000.0, log=True),
@@ -167,10 +138,10 @@ CLASSIFIERS: dict[str, Classifier] = {
             {"n_estimators": 100, "max_features": "sqrt", "min_samples_leaf": None},
             lambda d: {"min_samples_leaf": (1, 5)},
             _forest,
-            ranges={
-                "n_estimators": Range(int, 1),
-                "max_features": Range(float, 0.0, 1.0, low_open=True, names=("sqrt", "log2")),
-                "min_samples_leaf": Range(int, 1),
+            annotations={
+                "n_estimators": _COUNT,
+                "max_features": Literal["sqrt", "log2"] | Annotated[float, Interval(0, 1, closed="right")],
+                "min_samples_leaf": _COUNT | None,
             },
             space=lambda t: {
                 "n_estimators": t.suggest_int("n_estimators", 50, 400, log=True),

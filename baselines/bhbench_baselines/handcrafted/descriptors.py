@@ -16,10 +16,11 @@ import importlib
 import importlib.metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
+from bhbench import Interval
 from bhbench.errors import UserError
 from bhbench.util import digest
 
@@ -33,7 +34,7 @@ class Descriptor:
     reference: str
     module: str  # module of this package defining the function `name` (imported on first use)
     defaults: Mapping[str, Any]
-    checks: Mapping[str, tuple[Callable[[Any], bool], str]]  # param -> (valid?, what is expected)
+    annotations: Mapping[str, Any]  # param -> what it allows, as the methods' signatures declare it
     dim: Callable[[Mapping[str, Any]], int]
     library: str  # distribution doing the work; its version is part of the spec
     version: int = 1  # bump when this code changes the numbers, so cached features are recomputed
@@ -45,30 +46,20 @@ class Descriptor:
         return getattr(importlib.import_module(f"bhbench_baselines.handcrafted.{self.module}"), self.name)
 
     def spec(self, **params: Any) -> DescriptorSpec:
-        """The spec for these params (defaults filled in); a bad value is a UserError naming it."""
+        """The spec for these params (defaults filled in). Their values were checked against
+        `annotations` before any job started (`bhbench.params`)."""
         unknown = set(params) - set(self.defaults)
         if unknown:
             raise UserError(f"{self.name} has no parameter {sorted(unknown)}; it has {sorted(self.defaults)}")
         full = {**self.defaults, **params}
-        for key, (valid, expected) in self.checks.items():
-            if not valid(full[key]):
-                raise UserError(f"{self.name} parameter {key}={full[key]!r}: expected {expected}")
         code = f"{self.version}+{self.library}=={importlib.metadata.version(self.library)}"
         return DescriptorSpec(self.name, tuple(sorted(full.items())), code)
 
 
-def _integer(lo: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo
-
-
-def _real(lo: float, hi: float) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v < hi
-
-
+_COUNT = Annotated[int, Interval(1, None)]
 _CIRCLE = {
-    # codes are counted in one byte per pixel (binary_patterns)
-    "P": (lambda v: _integer(1)(v) and v <= 254, "an integer number of neighbours from 1 to 254"),
-    "R": (_real(1e-6, float("inf")), "a positive radius in pixels"),
+    "P": Annotated[int, Interval(1, 254)],  # neighbours; codes are counted in one byte per pixel (binary_patterns)
+    "R": Annotated[float, Interval(0, None, closed="neither")],  # radius in pixels
 }
 
 DESCRIPTORS: dict[str, Descriptor] = {
@@ -80,7 +71,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             reference="Ojala et al. 2002",
             module="binary_patterns",
             defaults={"P": 8, "R": 1},
-            checks=_CIRCLE,
+            annotations=_CIRCLE,
             dim=lambda p: p["P"] + 2,
             library="numba",
         ),
@@ -90,7 +81,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             reference="Guo et al. 2010",
             module="binary_patterns",
             defaults={"P": 24, "R": 3},
-            checks=_CIRCLE,
+            annotations=_CIRCLE,
             dim=lambda p: 2 * (p["P"] + 2) ** 2,
             library="numba",
             version=2,
@@ -101,9 +92,9 @@ DESCRIPTORS: dict[str, Descriptor] = {
             reference="Ojansivu and Heikkila 2008",
             module="lpq",
             defaults={"window": 3, "rho": 0.9},
-            checks={
-                "window": (lambda v: _integer(3)(v) and v % 2 == 1, "an odd integer >= 3"),
-                "rho": (_real(0, 1), "a correlation in [0, 1)"),
+            annotations={
+                "window": Annotated[int, Interval(3, None, step=2)],  # odd: the kernels are centred
+                "rho": Annotated[float, Interval(0, 1, closed="left")],  # neighbour pixels' correlation
             },
             dim=lambda p: 256,
             library="numpy",
@@ -115,7 +106,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             reference="Haralick et al. 1973",
             module="glcm",
             defaults={"distance": 1},
-            checks={"distance": (_integer(1), "a positive integer")},
+            annotations={"distance": _COUNT},
             dim=lambda p: 13,
             library="mahotas",
         ),
@@ -125,7 +116,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             reference="Rublee et al. 2011",
             module="orb",
             defaults={"n_features": 500},
-            checks={"n_features": (_integer(1), "a positive integer")},
+            annotations={"n_features": _COUNT},
             dim=lambda p: 32,
             library="opencv-python-headless",
         ),
@@ -135,7 +126,7 @@ DESCRIPTORS: dict[str, Descriptor] = {
             reference="Coelho et al. 2010",
             module="pftas",
             defaults={},
-            checks={},
+            annotations={},
             dim=lambda p: 162,
             library="mahotas",
         ),

@@ -3,9 +3,10 @@
 
 A method's parameters are its descriptor's parameters, its classifier's settings, `seed` and
 `cv_folds`, so `--set` can change any of them and the record stores all of them. Each
-descriptor x classifier pair is a one-line class naming the two; its parameters come from their
-catalogues (`param_defaults`), not from a constructor signature. A variant with other defaults is one
-more `register(...)` line, e.g. `register("lbp16_svm", LbpSVM, P=16, R=2, card=_card(LbpSVM))`.
+descriptor x classifier pair is a one-line class naming the two; its constructor signature (defaults
+and the annotations declaring what each parameter allows) is composed from their catalogues. A
+variant with other defaults is one more `register(...)` line, e.g.
+`register("lbp16_svm", LbpSVM, P=16, R=2, card=_card(LbpSVM))`.
 
 Classifiers run with one BLAS thread: the matrices are small, and on a busy machine OpenBLAS
 threads spinning against each other made a QDA fit 40x slower (20 s instead of 0.5 s).
@@ -13,16 +14,19 @@ threads spinning against each other made a QDA fit 40x slower (20 s instead of 0
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import inspect
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
-from bhbench import Method, MethodCard, TestSet, TrainSet, register
-from bhbench.errors import UserError
+from bhbench import Interval, Method, MethodCard, TestSet, TrainSet, check_is_fitted, register
 from bhbench_baselines.handcrafted.classifiers import CLASSIFIERS, Classifier, FittedClassifier
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS, Descriptor, DescriptorSpec
 
-COMMON = {"seed": 0, "cv_folds": 3}
+COMMON = {  # name -> (default, annotation)
+    "seed": (0, Annotated[int, Interval(0, None)]),
+    "cv_folds": (3, Annotated[int, Interval(2, None)]),  # inner folds, grouped by patient
+}
 REFERENCE = "Spanhol et al., IEEE TBME 2016"
 
 
@@ -34,14 +38,24 @@ class HandcraftedMethod(Method):
     classifier: ClassVar[Classifier]
     seed: int
     cv_folds: int
-    _model: FittedClassifier
-    _info: dict[str, Any]
+    model_: FittedClassifier
+    info_: dict[str, Any]
 
     def __init_subclass__(cls, descriptor: str, classifier: str, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.descriptor, cls.classifier = DESCRIPTORS[descriptor], CLASSIFIERS[classifier]
         if cls.classifier.space is None:
             cls.search_space = None  # nothing to tune (1-NN)
+        declared = {
+            **{k: (v, cls.descriptor.annotations.get(k)) for k, v in cls.descriptor.defaults.items()},
+            **{k: (v, cls.classifier.annotations.get(k)) for k, v in cls.classifier.settings.items()},
+            **COMMON,
+        }
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        cls.__signature__ = inspect.Signature(  # what `param_defaults` and the cards read
+            [inspect.Parameter(k, keyword, default=d, annotation=a or inspect.Parameter.empty)
+             for k, (d, a) in declared.items()]
+        )  # fmt: skip
 
     def __init__(self, **params: Any):
         defaults = self.param_defaults()
@@ -52,31 +66,14 @@ class HandcraftedMethod(Method):
             setattr(self, name, value)
 
     @classmethod
-    def param_defaults(cls) -> dict[str, Any]:
-        return {**cls.descriptor.defaults, **cls.classifier.settings, **COMMON}
-
-    @classmethod
-    def validate_params(cls, params: dict[str, Any]) -> None:
-        """Ranges checked before any job starts (`bhbench run --set C=-1` is one line, not a failed fold)."""
-        for name, lowest in (("seed", 0), ("cv_folds", 2)):
-            value = params[name]
-            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-                raise ValueError(f"{name}={value!r} is not allowed: expected an integer >= {lowest}")
-        cls.descriptor.spec(**{k: params[k] for k in cls.descriptor.defaults})
-        cls.classifier.check({k: params[k] for k in cls.classifier.settings})
-
-    @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:  # type: ignore[override]
         """The classifier's settings, drawn from the optuna trial (`bhbench tune`)."""
         assert cls.classifier.space is not None  # 1-NN classes have search_space = None
         return cls.classifier.space(trial)
 
     def spec(self) -> DescriptorSpec:
-        """What this instance's descriptor computes (validates the descriptor parameters)."""
+        """What this instance's descriptor computes."""
         return self.descriptor.spec(**{k: getattr(self, k) for k in self.descriptor.defaults})
-
-    def _pair(self) -> str:
-        return f"{self.descriptor.name}_{self.classifier.name}"
 
     def fit(self, train: TrainSet) -> HandcraftedMethod:
         # Imported here: OpenCV, the feature cache and threadpoolctl are not needed to list methods.
@@ -85,33 +82,28 @@ class HandcraftedMethod(Method):
         from bhbench_baselines.handcrafted.classifiers import fit_classifier
         from bhbench_baselines.handcrafted.features import extract
 
-        try:
-            self.validate_params(self.get_params())
-        except ValueError as exc:
-            raise UserError(f"{self._pair()}: {exc}") from None
         spec = self.spec()
         X = extract(train, [spec]).features[0]
         settings = {k: getattr(self, k) for k in self.classifier.settings}
         with threadpool_limits(1):  # see module docstring
-            self._model, info = fit_classifier(
+            self.model_, info = fit_classifier(
                 self.classifier, settings, X, train.y, train.patient, self.seed, self.cv_folds
             )
-        self._info = {"descriptor": spec.as_dict(), "dim": spec.dim, **info}
+        self.info_ = {"descriptor": spec.as_dict(), "dim": spec.dim, **info}
         return self
 
     def predict_proba(self, test: TestSet) -> np.ndarray:
+        check_is_fitted(self)
         from threadpoolctl import threadpool_limits
 
         from bhbench_baselines.handcrafted.features import extract
 
-        if not hasattr(self, "_model"):
-            raise RuntimeError(f"{self._pair()}: call fit before predict_proba")
         X = extract(test, [self.spec()]).features[0]
         with threadpool_limits(1):
-            return self._model.predict_proba(X, test.n_classes)
+            return self.model_.predict_proba(X, test.n_classes)
 
     def fit_info(self) -> dict[str, Any]:
-        return dict(getattr(self, "_info", {}))
+        return dict(getattr(self, "info_", {}))
 
 
 def _card(cls: type[HandcraftedMethod]) -> MethodCard:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bhbench_baselines.handcrafted.classifiers import Classifier, Range, Settings
+from bhbench_baselines.handcrafted.classifiers import Classifier, Settings
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -53,7 +53,6 @@ HEADS: dict[str, Classifier] = {
             {"C": None},
             lambda d: {"C": (1.0, 0.1, 0.01, 10.0)},
             _logistic,
-            ranges={"C": Range(float, 0.0, low_open=True)},
         ),
         Classifier(
             "knn",
@@ -61,7 +60,6 @@ HEADS: dict[str, Classifier] = {
             {"k": None},
             lambda d: {"k": (5, 1, 11, 21)},
             _knn,
-            ranges={"k": Range(int, 1)},
         ),
         Classifier(
             "svm",
@@ -70,7 +68,6 @@ HEADS: dict[str, Classifier] = {
             lambda d: {"C": (0.1, 0.01, 1.0)},
             _linear_svm,
             min_class_size=3,  # the calibration folds need every class in each
-            ranges={"C": Range(float, 0.0, low_open=True)},
         ),
     )
 }

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 
-from bhbench import Method, TestSet, TrainSet, register
+from bhbench import Interval, Method, TestSet, TrainSet, check_is_fitted, register
 from bhbench.errors import UserError
 from bhbench.registry import MethodCard
 from bhbench_baselines.probe.heads import HEADS
@@ -24,12 +24,12 @@ class FrozenProbe(Method):
         *,
         model: str = "resnet50",
         weights: str = "imagenet",
-        head: str = "logreg",
-        model_kwargs: dict[str, Any] | None = None,
-        batch_size: int = 32,
-        cv_folds: int = 3,
+        head: Literal["logreg", "knn", "svm"] = "logreg",  # the keys of HEADS
+        model_kwargs: dict[str, Any] | None = None,  # timm.create_model's keywords
+        batch_size: Annotated[int, Interval(1, None)] = 32,
+        cv_folds: Annotated[int, Interval(2, None)] = 3,
         device: str = "auto",
-        seed: int = 0,
+        seed: Annotated[int, Interval(0, None)] = 0,
     ):
         self.model = model
         self.weights = weights
@@ -53,14 +53,10 @@ class FrozenProbe(Method):
     def _embedder(self) -> Embedder:
         from bhbench_baselines.probe.embed import Embedder
 
-        if self.head not in HEADS:
-            raise UserError(f"unknown probe head {self.head!r}; choose one of {', '.join(HEADS)}")
+        # `weights` is a keyword or a file path, so only the one the deep methods have and a probe
+        # cannot mean is refused here; the other parameters' values are declared in the signature.
         if self.weights == "auto":
             raise UserError("a probe needs its weights named: imagenet (timm hub), random, or a file PATH")
-        if self.model_kwargs is not None and not isinstance(self.model_kwargs, dict):
-            raise UserError(f"model_kwargs must be a JSON object, got {self.model_kwargs!r}")
-        if self.batch_size < 1:
-            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
         return Embedder(
             self.model, self.weights, dict(self.model_kwargs or {}), self.device, self.batch_size, self.seed
         )
@@ -68,22 +64,22 @@ class FrozenProbe(Method):
     def fit(self, train: TrainSet) -> FrozenProbe:
         from bhbench_baselines.handcrafted.classifiers import fit_classifier
 
-        self._embedder_: Embedder = self._embedder()
-        embedding = self._embedder_.embed(train)
+        self.embedder_: Embedder = self._embedder()
+        embedding = self.embedder_.embed(train)
         head = HEADS[self.head]
-        self._head_: FittedClassifier
-        self._head_, head_info = fit_classifier(
+        self.head_: FittedClassifier
+        self.head_, head_info = fit_classifier(
             head, dict(head.settings), embedding.matrix, train.y, train.patient, self.seed, self.cv_folds
         )
-        spec = self._embedder_.spec
-        self._info_ = {
-            "init": self._embedder_.init,
+        spec = self.embedder_.spec
+        self.info_ = {
+            "init": self.embedder_.init,
             "model": spec.model,
             "embedding_dim": spec.dim,
             "input_size": spec.input_size,
             "normalisation": {"mean": list(spec.mean), "std": list(spec.std)},
-            "parameters": self._embedder_.parameters,
-            "device": self._embedder_.device.type,
+            "parameters": self.embedder_.parameters,
+            "device": self.embedder_.device.type,
             "embeddings_cache": spec.id,
             "train_embeddings_computed": embedding.computed,
             "train_embeddings_cached": len(train) - embedding.computed,
@@ -93,14 +89,13 @@ class FrozenProbe(Method):
         return self
 
     def predict_proba(self, test: TestSet) -> np.ndarray:
-        if not hasattr(self, "_head_"):
-            raise RuntimeError("FrozenProbe is not fitted; call fit first")
-        embedding = self._embedder_.embed(test)
-        self._info_["test_embeddings_computed"] = embedding.computed
-        return self._head_.predict_proba(embedding.matrix, test.n_classes)
+        check_is_fitted(self)
+        embedding = self.embedder_.embed(test)
+        self.info_["test_embeddings_computed"] = embedding.computed
+        return self.head_.predict_proba(embedding.matrix, test.n_classes)
 
     def fit_info(self) -> dict[str, Any]:
-        return dict(self._info_)
+        return dict(self.info_)
 
 
 _MODELS = {  # registered name part -> (timm name, what its default weights are, the data they saw)
