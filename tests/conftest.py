@@ -105,3 +105,23 @@ def submissions(tmp_path: Path, clean_registry) -> Path:
     folder = tmp_path / "submissions"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture
+def run_toy(submissions: Path, tiny_tree: Path, tmp_path: Path):
+    """`bhbench.api.run` on the tiny tree with the submissions folder: `run_toy("toy")` writes the toy
+    first when no source of it is there; `source=` writes the method's file (`<method>.py`) instead.
+    Records go to tmp_path/results unless `results=` says otherwise; FPS is not timed unless
+    `fps_images=` asks. Other keywords go to `api.run` as they are."""
+    from bhbench import api
+
+    def run(methods: str | list[str] = "toy", *, source: str | None = None, **options) -> api.RunResult:
+        names = [methods] if isinstance(methods, str) else methods
+        if source is not None:
+            (submissions / f"{names[0]}.py").write_text(source)
+        elif "toy" in names and not (submissions / "toy.py").exists():
+            (submissions / "toy.py").write_text(toy_source("toy"))
+        options = {"data": tiny_tree, "results": tmp_path / "results", "fps_images": 0, **options}
+        return api.run(names, submissions=submissions, **options)
+
+    return run

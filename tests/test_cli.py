@@ -6,8 +6,8 @@ import sys
 import pytest
 from conftest import toy_source
 
+from bhbench import session
 from bhbench.cli import main, parse_sets
-from bhbench.cli import run as run_cmd
 
 
 def _one_error_line(capsys) -> str:
@@ -99,7 +99,7 @@ def test_summary_names_the_parameters_of_a_variant(submissions, tiny_tree, tmp_p
 
 
 def test_a_long_fold_says_the_run_is_alive(submissions, tiny_tree, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(run_cmd, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(session, "HEARTBEAT_SECONDS", 0.2)
     (submissions / "toy.py").write_text(toy_source("toy", fit_body="import time; time.sleep(1)"))
     assert _toy_run(submissions, tiny_tree, tmp_path / "out", "--seed", "1") == 0
     assert "still working: 0 of 5 (method, fold) jobs done" in capsys.readouterr().err

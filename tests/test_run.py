@@ -1,112 +1,128 @@
 """A method through the whole path: run, records, resume, leaderboard and its check."""
 
 import json
-from pathlib import Path
 
-import pytest
-from conftest import toy_source
-
-from bhbench import leaderboard, results
-from bhbench.cli import main
-from bhbench.record import RunRecord
+from bhbench import api, leaderboard, results
 
 
-@pytest.fixture
-def toy_run(submissions: Path, tiny_tree: Path, tmp_path: Path):
-    (submissions / "toy.py").write_text(toy_source("toy"))
-    out = tmp_path / "results"
-
-    def run(*extra: str) -> int:
-        return main(["--submissions", str(submissions), "run", "--method", "toy", "--data", str(tiny_tree),
-                     "--results", str(out), *extra])  # fmt: skip
-
-    return run, out
-
-
-def _records(out: Path) -> list[RunRecord]:
-    return [r for _, r in results.all_records(out)]
-
-
-def test_run_writes_one_verified_record_per_fold(toy_run, capsys):
-    run, out = toy_run
-    assert run() == 0
-    records = _records(out)
-    assert len(records) == 5
-    r = records[0]
+def test_run_writes_one_verified_record_per_fold(run_toy, tmp_path):
+    result = run_toy(fps_images=16)
+    assert result.ok and len(result.records) == 5 and not result.warnings
+    assert sorted(r.split.fold for r in result.records) == [1, 2, 3, 4, 5]
+    assert sorted(results.record_files(tmp_path / "results")) == sorted(j.job.where.record for j in result.jobs)
+    r = min(result.records, key=lambda r: r.split.fold)
     assert r.status == "ok" and r.dataset.name == "synthetic" and r.dataset.synthetic
-    assert r.protocol.id == "binary-mi-patient-seed0"
+    assert r.protocol.id == "binary-mi-patient-seed0" and result.plan.protocol == r.protocol
     assert r.split.hash and not r.split.leaky
     assert r.method.params == {"size": 16, "seed": 0}
     assert set(r.metrics.by_magnification) == {"40", "100", "200", "400"}
-    assert r.split.fold != 1 or r.timing.fps_model > 0
+    assert r.timing.fps_model > 0
     assert r.environment.versions["bhbench"]
-    assert all(c.accepted for c in leaderboard.check_all(out))
-    text = capsys.readouterr()
-    assert "synthetic" in text.err and "toy" in text.out
+    assert all(c.accepted for c in leaderboard.check_all(tmp_path / "results"))
+    (row,) = result.rows
+    assert row.label == "toy" and len(row.records) == 5 and not row.failed
+    assert row.mean_headline == sum(r.metrics.headline for r in result.records) / 5
+    assert 0.5 < row.mean_headline <= 1  # the toy learns the tiny set's colours
 
 
-def test_rerun_skips_finished_folds_and_force_redoes_them(toy_run):
-    run, out = toy_run
-    assert run() == 0
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("fold*.json")}
-    assert run() == 0
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("fold*.json")} == stamps
-    assert run("--force") == 0
+def test_events_report_each_step_and_job(run_toy):
+    from bhbench import events
+
+    seen: list = []
+    run_toy(progress=seen.append)
+    started = [e.label for e in seen if isinstance(e, events.StepStarted)]
+    assert started[-1] == "running (method x fold)" and "decoding images into the cache" in started
+    finished = [e for e in seen if isinstance(e, events.JobFinished)]
+    assert [e.label for e in finished] == ["toy"] * 5 and not any(e.result.skipped for e in finished)
+    said = [e.text for e in seen if isinstance(e, events.Message)]
+    assert any(t.startswith("dataset: synthetic") for t in said)
+    assert any(t.startswith("protocol: MIBC") for t in said)
+
+
+def test_rerun_skips_finished_folds_and_force_redoes_them(run_toy, tmp_path):
+    first = run_toy()
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("fold*.json")}
+    again = run_toy()
+    assert all(j.skipped for j in again.jobs) and again.records == first.records
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("fold*.json")} == stamps
+    forced = run_toy(force=True)
+    assert not any(j.skipped for j in forced.jobs)
     assert all(p.stat().st_mtime_ns != t for p, t in stamps.items())
 
 
-def test_interrupted_run_resumes_only_missing_folds(toy_run):
-    run, out = toy_run
-    assert run() == 0
+def test_interrupted_run_resumes_only_missing_folds(run_toy, tmp_path):
+    out = tmp_path / "results"
+    run_toy()
     victim = sorted(out.rglob("fold3.json"))[0]
     victim.unlink()
     half = sorted(out.rglob("fold4.json"))[0]
     half.write_text(half.read_text()[:50])  # a damaged record is never trusted
     others = {p: p.stat().st_mtime_ns for p in out.rglob("fold*.json") if p not in (victim, half)}
-    assert run() == 0
+    resumed = run_toy()
+    assert sorted(j.job.fold.index for j in resumed.jobs if not j.skipped) == [3, 4]
     assert victim.exists() and results.read(half) is not None
     assert {p: p.stat().st_mtime_ns for p in others} == others
 
 
-def test_leaderboard_generates_and_check_catches_an_edited_number(toy_run, tmp_path):
-    run, out = toy_run
-    assert run() == 0
-    board = tmp_path / "board"
-    assert main(["leaderboard", "--results", str(out), "--output", str(board)]) == 0
+def test_leaderboard_generates_and_check_catches_an_edited_number(run_toy, tmp_path):
+    out, board = tmp_path / "results", tmp_path / "board"
+    result = run_toy()
+    written = api.leaderboard(out, board)
+    assert written.ok and written.output == board and len(written.checked) == 5
     text = (board / "README.md").read_text()
-    assert "Synthetic BreaKHis-like data" in text and "| 1 " in text and "toy" in text
-    assert "Published reference numbers" in text
-    assert main(["leaderboard", "--check", "--results", str(out), "--output", str(board)]) == 0
+    assert "Synthetic BreaKHis-like data" in text and "Published reference numbers" in text
+    (row,) = result.rows
+    mean = f"{100 * row.mean_headline:.1f}"
+    assert any(line.startswith("| 1 ") and "toy" in line and mean in line for line in text.splitlines())
+    assert api.leaderboard(out, board, check=True).ok
 
     record_path = sorted(out.rglob("fold2.json"))[0]
     record = json.loads(record_path.read_text())
     record["metrics"]["overall"]["patient_rr"] = 0.999
     record_path.write_text(json.dumps(record))
-    assert main(["leaderboard", "--check", "--results", str(out), "--output", str(board)]) == 1
+    checked = api.leaderboard(out, board, check=True)
+    assert not checked.ok and any("fold2.json" in reason for reason in checked.stale)
 
 
-def test_leaderboard_check_fails_when_the_committed_file_is_stale(toy_run, tmp_path):
-    run, out = toy_run
-    assert run() == 0
-    board = tmp_path / "board"
-    main(["leaderboard", "--results", str(out), "--output", str(board)])
+def test_leaderboard_check_fails_when_the_committed_file_is_stale(run_toy, tmp_path):
+    out, board = tmp_path / "results", tmp_path / "board"
+    run_toy()
+    api.leaderboard(out, board)
     readme = board / "README.md"
     readme.write_text(readme.read_text().replace("| toy", "| toy (edited)"))
-    assert main(["leaderboard", "--check", "--results", str(out), "--output", str(board)]) == 1
+    assert api.leaderboard(out, board, check=True).stale == [
+        f"{readme} is not what the records produce; run `bhbench leaderboard`"
+    ]
 
 
-def test_magnification_specific_regime_and_filter(toy_run):
-    run, out = toy_run
-    assert run("--regime", "ms", "--task", "subtype") == 0
-    assert run("--mag", "200") == 0
-    by_protocol = {r.protocol.id: r for r in _records(out)}
-    assert set(by_protocol) == {"subtype-ms-patient-seed0", "binary-mi-patient-seed0-200x"}
-    assert set(by_protocol["binary-mi-patient-seed0-200x"].metrics.by_magnification) == {"200"}
-    assert len(by_protocol["subtype-ms-patient-seed0"].metrics.by_magnification) == 4
+def test_own_records_never_overwrite_the_committed_leaderboard(tmp_path):
+    assert api.leaderboard(tmp_path, check=True).output == tmp_path
 
 
-def test_image_kfold_is_reported_and_recorded_as_leaky(toy_run, capsys):
-    run, out = toy_run
-    assert run("--split", "image-kfold") == 0
-    assert all(r.split.leaky for r in _records(out))
-    assert "leaky protocol" in capsys.readouterr().err
+def test_magnification_specific_regime_and_filter(run_toy):
+    specific = run_toy(regime="ms", task="subtype")
+    filtered = run_toy(mag=200)
+    assert {r.protocol.id for r in specific.records} == {"subtype-ms-patient-seed0"}
+    assert {r.protocol.id for r in filtered.records} == {"binary-mi-patient-seed0-200x"}
+    assert all(set(r.metrics.by_magnification) == {"200"} for r in filtered.records)
+    assert all(len(r.metrics.by_magnification) == 4 for r in specific.records)
+
+
+def test_image_kfold_is_reported_and_recorded_as_leaky(run_toy):
+    seen: list = []
+    result = run_toy(split="image-kfold", progress=seen.append)
+    assert all(r.split.leaky for r in result.records)
+    assert any(getattr(e, "label", None) == "leaky protocol" for e in seen)
+
+
+def test_a_private_cohort_is_committed_before_and_revealed_after(run_toy, tiny_tree):
+    result = run_toy("majority", synthetic_seed="7")
+    assert result.revealed is not None and result.revealed.seed == 7 and not result.revealed.drawn
+    assert result.plan.dataset.id.startswith("synthetic-private") and result.revealed.cohort == result.plan.dataset.id
+    assert result.plan.dataset.id != run_toy("majority").plan.dataset.id
+
+
+def test_several_methods_run_one_row_per_variant(run_toy):
+    result = run_toy(["toy", "majority"], params={"size": 8})
+    assert [row.label for row in result.rows] == ["toy [size=8]", "majority"]
+    assert all(len(row.records) == 5 for row in result.rows)

@@ -32,7 +32,7 @@ class SlurmOptions:
     cpus: int = 2  # per job: the driver side of the job plus the method's worker process
     mem_gb: float | None = None
     time_min: int = 120  # per job
-    logs: Path = Path("bhbench-results/slurm-logs")  # the CLI puts them beside the records
+    logs: Path | None = None  # submitit's logs; None: beside the records (<results>/slurm-logs)
     parallelism: int = 64  # array tasks running at once
     cluster: str = "slurm"  # "local": the same job array through submitit's local executor, for tests
 
@@ -130,6 +130,8 @@ def run_array(
     todo = unfinished(jobs, options, finish)
     if not todo:
         return ran
+    # Beside the records by default: never a stray folder in the working directory (or the repository).
+    slurm = replace(slurm, logs=slurm.logs or options.results / "slurm-logs")
     slurm.logs.mkdir(parents=True, exist_ok=True)
     submitted = _executor(slurm).map_array(_array_task, [plan] * len(todo), todo, [options] * len(todo))
     pending = dict(zip(submitted, todo, strict=True))

@@ -243,7 +243,7 @@ def write_params(path: Path, doc: dict[str, Any]) -> None:
 
 def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: Options, source: Path) -> list[Job]:
     """One job per fold, each with the parameters tuned on that fold's training patients (`sets`, the
-    CLI's --set, on top). All folds share one record folder named by the tuning file and `sets`, so
+    method's checked --set values, on top). All folds share one record folder named by the tuning file and `sets`, so
     they form one leaderboard row."""
     here = {"dataset": plan.dataset.id, "protocol": plan.protocol.id, "split_hash": plan.split.hash}
     there = {k: doc.get(k) for k in here}
@@ -252,8 +252,6 @@ def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: O
     missing = [f.index for f in plan.split.folds if str(f.index) not in doc["folds"]]
     if missing:
         raise UserError(f"--params {source} has no tuned parameters for fold(s) {missing}; tune them first")
-    accepted = registry.get(doc["method"]).cls.param_names()
-    sets = {k: v for k, v in sets.items() if k in accepted}  # --set may address other selected methods
     doc_hash = digest(doc)
     folder = params_hash({"tuned": doc_hash, "set": sets})
     jobs = []

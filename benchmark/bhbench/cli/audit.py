@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import time
+from typing import Any
 
 from rich.markup import escape
 
-from bhbench.cli.common import path_arg, prepare, protocol_args, reveal, sandbox_arg, sandbox_of
-from bhbench.cli.output import console, out, progress_bar
-from bhbench.errors import UserError
+from bhbench.cli.common import api_kwargs, path_arg, protocol_args, sandbox_arg
+from bhbench.cli.output import console, out
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,41 +37,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def audit(args: argparse.Namespace) -> int:
-    from bhbench import audit as audit_lib
-    from bhbench import runner
-    from bhbench.cli.common import discover
-    from bhbench.cli.run import _specs
-    from bhbench.config import results_dir
+    from bhbench import api
 
-    started = time.monotonic()
-    discover(args)
-    if any(c in args.method for c in "*?[") or args.method in {"handcrafted", "deep", "reference", "test"}:
-        raise UserError(f"--method {args.method!r}: audit takes one method name")
-    args.method = [args.method]
-    (spec,) = _specs(args)
-    launcher = sandbox_of(args)
-    options = runner.Options(
-        results=args.results or results_dir(),
-        force=args.force,
-        timeout=args.timeout,
-        skip_bad=args.skip_bad,
-        submissions=args.submissions,
-        sandbox=launcher,
-    )
-    plan = prepare(args, options)
-    folds = [f.index for f in plan.split.folds] if args.all_folds else args.fold
-    n = len(folds) if folds else 1
-    with progress_bar(f"auditing {spec.name}: honest and permuted-label fits", 2 * n) as bump:
-        result = audit_lib.audit(plan, spec, options, folds, lambda _: bump(1), private=args.private_cohort)
-    reveal(plan)
-    _print(result, options.results, time.monotonic() - started)
-    return 0 if result.verdict in ("pass", "inconclusive") else 1
+    which = "all" if args.all_folds else args.fold
+    done = api.audit(args.method, which_folds=which, private_cohort=args.private_cohort, results=args.results,
+                     force=args.force, **api_kwargs(args))  # fmt: skip
+    _print(done)
+    return 0 if done.ok else 1
 
 
-def _print(result, results, seconds: float) -> None:  # noqa: ANN001
+def _print(done: Any) -> None:
     from rich.table import Table
 
     from bhbench.data.sources import PRIVATE_NAME
+
+    result = done.result
 
     data = "real data" if not result.synthetic else "synthetic data"
     if result.dataset.startswith(PRIVATE_NAME):
@@ -99,6 +78,6 @@ def _print(result, results, seconds: float) -> None:  # noqa: ANN001
     colour = {"pass": "green", "fail": "red"}.get(result.verdict, "yellow")
     console.print(f"[{colour}]audit {result.verdict}:[/] {escape(result.reason)}")
     console.print(
-        f"draw committed as {result.seed_commitment}; {result.seconds:.0f} s of fitting, {seconds:.0f} s in all; "
-        f"written to {results / result.dataset / result.protocol / result.method / result.params_hash / 'audit.json'}"
+        f"draw committed as {result.seed_commitment}; {result.seconds:.0f} s of fitting, {done.seconds:.0f} s in all; "
+        f"written to {done.file}"
     )

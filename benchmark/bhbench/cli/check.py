@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from bhbench.cli.common import discover, memory_arg, parse_sets, sandbox_arg, sandbox_of
-from bhbench.cli.output import console, out
+from bhbench.cli.common import memory_arg, parse_sets, sandbox_arg
+from bhbench.cli.output import Render, console
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,31 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bhbench import checks, registry
+    from bhbench import api
 
-    discover(args)  # cards only: the methods' code runs in the check worker
-    submissions = args.submissions or registry.default_submissions_dir()
-    entries = checks.targets(args.target, submissions)
-    sets = parse_sets(args.set)
-    launcher = sandbox_of(args)
-    failed = []
-    for entry in entries:
-        mine = {k: v for k, v in sets.items() if k in entry.param_names()}
-        found = checks.run_isolated(
-            entry,
-            mine,
-            args.budget,
-            launcher,
-            submissions,
-            lambda r: out.print(r.line(), style=None if r.passed else "red", markup=False),
-            lambda source, message: console.print(f"[yellow]warning:[/] skipped {source}: {message}"),
-            memory_gb=args.memory,
-        )
-        if not all(r.passed for r in found):
-            failed.append(entry.name)
-    passed = len(entries) - len(failed)
+    summary = api.check(args.target, parse_sets(args.set), budget=args.budget, sandbox=args.sandbox,
+                        memory_gb=args.memory, submissions=args.submissions, progress=Render())  # fmt: skip
+    failed = summary.failed
     console.print(
-        f"{passed} of {len(entries)} method(s) passed every check"
+        f"{len(summary.results) - len(failed)} of {len(summary.results)} method(s) passed every check"
         + (f"; failed: {', '.join(failed)}" if failed else "")
     )
-    return 1 if failed else 0
+    return 0 if summary.ok else 1

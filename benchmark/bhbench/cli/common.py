@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bhbench.cli.output import console, progress_bar
+from bhbench.cli.output import Render
 from bhbench.errors import UserError
 from bhbench.protocol import MAGNIFICATIONS
 
@@ -32,72 +31,26 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
     return sets
 
 
-def discover(args: argparse.Namespace) -> None:
-    """Register the methods: bhbench's baselines imported, every other plugin's and submission's card
-    read from its source. No submission code runs in this (the harness's) process."""
-    from bhbench import registry
-
-    registry.discover(args.submissions)
-    for err in registry.discovery_errors():
-        # A card error already begins with `file:line:`.
-        where = "" if err.message.startswith(err.source) else f"{err.source}: "
-        console.print(f"[yellow]warning:[/] skipped {where}{err.message}", markup=True, highlight=False)
-
-
-def prepare(args: argparse.Namespace, options: Any) -> Any:
-    """Open the dataset, stage its images and build the split, saying what was found (run, tune)."""
-    from bhbench import runner
-    from bhbench.data.sources import folds_beside, open_dataset
-    from bhbench.protocol import Protocol
-
-    given = args.data or os.environ.get("BHBENCH_DATA")
-    step = f"indexing the images in {given}" if given else "preparing the synthetic dataset (generated on first use)"
-    private = getattr(args, "synthetic_seed", None)
-    if private is not None:
-        step = "drawing a private synthetic cohort (generated for this run, never cached)"
-    with progress_bar(step) as bump:
-        dataset = open_dataset(args.data, bump, private)
-    folds = args.folds or folds_beside(dataset)
-    split = args.split or ("official" if folds else "patient")
-    protocol = Protocol(args.task, args.regime, split, args.mag, args.seed)
-    label = "synthetic (generated BreaKHis-like data)" if dataset.synthetic else f"BreaKHis at {dataset.root}"
-    if private is not None:  # commit now, reveal after the run (`reveal`)
-        label = f"synthetic, private cohort {dataset.id} (seed commitment {dataset.commitment})"
-    console.print(f"dataset: {label}: {len(dataset.table)} images, {dataset.table['patient'].nunique()} patients")
-    for p in dataset.problems:
-        if p.severity == "warning":
-            console.print(f"[yellow]warning:[/] {p}")
-    with progress_bar("decoding images into the cache", len(dataset.table)) as bump:
-        plan = runner.make_plan(dataset, protocol, folds, options, bump)
-    console.print(f"protocol: {protocol.title} ({len(plan.split.folds)} folds, {plan.split.source})")
-    for p in plan.skipped:
-        console.print(f"[yellow]skipped (--skip-bad):[/] {p}")
-    if plan.split.missing:
-        console.print(
-            f"[yellow]note:[/] the fold files name {len(plan.split.missing)} image(s) not in this data "
-            f"(e.g. {plan.split.missing[0]}); folds use the {len(plan.dataset.table)} present"
-        )
-    for fold, patients in plan.leaks.items():
-        console.print(f"[red]leak:[/] fold {fold}: patient(s) {', '.join(patients)} in both train and test")
-    if plan.split.kind == "image-kfold":
-        console.print("[red]leaky protocol:[/] image-level folds put images of one patient on both sides")
-    return plan
-
-
-def reveal(plan: Any) -> None:
-    """After a run on a private cohort: its seed, which anyone can check against the commitment printed
-    before the run and rerun to get the same cohort; what it left in the cache is removed."""
-    from bhbench.blind import partition_id
-    from bhbench.data.sources import PrivateCohort, forget
-
-    dataset = plan.dataset
-    if isinstance(dataset, PrivateCohort):
-        forget(dataset, [partition_id(f.train, f.test) for f in plan.split.folds])
-        how = "drawn from the operating system for this run" if dataset.drawn else "as given"
-        console.print(
-            f"synthetic, private cohort {dataset.id}: seed {dataset.seed} ({how}); "
-            f"commitment {dataset.commitment} = sha256('bhbench-private-cohort:<seed>')"
-        )
+def api_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The `bhbench.api` keywords of `protocol_args` and `sandbox_arg` (run, tune, audit), and the renderer."""
+    return {
+        "data": args.data,
+        "folds": args.folds,
+        "task": args.task,
+        "regime": args.regime,
+        "split": args.split,
+        "mag": args.mag,
+        "seed": args.seed,
+        "synthetic_seed": args.synthetic_seed,
+        "params": parse_sets(args.set),
+        "device": args.device,
+        "timeout": args.timeout,
+        "memory_gb": args.memory,
+        "skip_bad": args.skip_bad,
+        "sandbox": args.sandbox,
+        "submissions": args.submissions,
+        "progress": Render(),
+    }
 
 
 def _gigabytes(text: str) -> float:
@@ -145,16 +98,6 @@ def sandbox_arg(p: argparse.ArgumentParser) -> None:
                    help="run each method's worker in a bubblewrap sandbox: no network, nothing visible but its "
                         "code and its fold's images (on: refuse without one; auto: when bwrap works here; "
                         "default $BHBENCH_SANDBOX, else auto)")  # fmt: skip
-
-
-def sandbox_of(args: argparse.Namespace) -> str:
-    """The worker launcher --sandbox asks for, checked once before any image is decoded."""
-    from bhbench import sandbox
-
-    launcher, notice = sandbox.choose(args.sandbox or sandbox.default_mode())
-    if notice:
-        console.print(f"[yellow]{notice}[/]")
-    return launcher
 
 
 def memory_arg(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bhbench.cli.common import path_arg
-from bhbench.cli.output import console
+from bhbench.cli.output import console, tagged
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,27 +22,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bhbench import leaderboard
-    from bhbench.config import COMMITTED_RESULTS
+    from bhbench import api
 
-    if args.output is None:  # someone's own records never overwrite the committed leaderboard
-        committed = args.results.resolve() == COMMITTED_RESULTS.resolve()
-        args.output = COMMITTED_RESULTS.parent if committed else args.results
+    board = api.leaderboard(args.results, args.output, check=args.check)
     if args.check:
-        notes: list[str] = []
-        reasons = leaderboard.stale(args.results, args.output, notes)
-        for note in notes:
-            console.print(f"[yellow]note:[/] {note}")
-        for reason in reasons:
-            console.print(f"[red]check failed:[/] {reason}")
-        if not reasons:
-            console.print(f"{args.output / 'README.md'} matches the records in {args.results}")
-        return 1 if reasons else 0
-    checked = leaderboard.write(args.results, args.output)
-    refused = [c for c in checked if not c.accepted]
-    for c in refused:
-        console.print(f"[yellow]refused:[/] {c.path}: {'; '.join(c.problems)}")
-    console.print(
-        f"wrote {args.output / 'README.md'}, leaderboard.csv and figures/ from {len(checked) - len(refused)} record(s)"
-    )
-    return 1 if refused else 0
+        for note in board.notes:
+            console.print(tagged(note, "note", "warning"))
+        for reason in board.stale:
+            console.print(tagged(reason, "check failed", "error"))
+        if not board.stale:
+            console.print(f"{board.output / 'README.md'} matches the records in {args.results}")
+        return 0 if board.ok else 1
+    for c in board.refused:
+        console.print(tagged(f"{c.path}: {'; '.join(c.problems)}", "refused", "warning"))
+    accepted = len(board.checked) - len(board.refused)
+    console.print(f"wrote {board.output / 'README.md'}, leaderboard.csv and figures/ from {accepted} record(s)")
+    return 0 if board.ok else 1

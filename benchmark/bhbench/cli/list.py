@@ -6,8 +6,7 @@ import argparse
 
 from rich.table import Table
 
-from bhbench.cli.common import discover
-from bhbench.cli.output import out
+from bhbench.cli.output import Render, out
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,11 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bhbench import registry
+    from bhbench import api
 
-    discover(args)
     table = Table("name", "family", "tasks", "details", "reference", title="bhbench methods")
-    for e in registry.list_methods(args.pattern):
+    for e in api.methods(args.pattern, args.submissions, Render()):
         details = ", ".join(f"{k}={v}" for k, v in e.details.items())
         table.add_row(e.name, e.family, ",".join(e.tasks), details, e.reference)
     out.print(table)

@@ -1,37 +1,93 @@
-"""Where the CLI prints: stdout for results, stderr for progress and messages; plain lines in CI."""
+"""Where the CLI prints: stdout for results, stderr for progress and messages; plain lines in CI.
+`Render` turns the library's events (`bhbench.events`) into those lines and bars."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from bhbench.events import Event
 
 # Wide tables when piped (CI logs), the terminal's width otherwise.
 console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
+COLOURS = {"info": "", "warning": "yellow", "error": "red"}
 
-@contextmanager
-def progress_bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-    """A rich bar on a terminal (a pulsing one when the total is unknown); in CI and pipes a single
-    line when done, with no control codes."""
-    if not console.is_terminal:
-        count = [0]
 
-        def bump(n: int) -> None:
-            count[0] += n
+def tagged(text: str, label: str = "", level: str = "info") -> str:
+    """A message as rich markup: `[yellow]note:[/] text`; the text itself is never markup."""
+    colour = COLOURS[level]
+    if label:
+        return f"[{colour}]{escape(label)}:[/] {escape(text)}" if colour else f"{escape(label)}: {escape(text)}"
+    return f"[{colour}]{escape(text)}[/]" if colour else escape(text)
 
-        yield bump
-        if count[0]:
-            console.print(f"{label}: {count[0]} done")
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
-        done = bar.tasks[0].completed
-    if done:
-        console.print(f"{label}: {done:.0f} done")
+
+def number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class Render:
+    """The `progress=` callback of every command: a rich bar per step on a terminal (a pulsing one
+    when the total is unknown), in CI and pipes a single line when a step is done, with no control
+    codes; each message and finished job one line."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._done = 0.0
+
+    def __call__(self, event: Event) -> None:
+        from bhbench import events
+
+        match event:
+            case events.StepStarted(label, total):
+                self._done = 0
+                if console.is_terminal:
+                    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+                    self._bar = Progress(*columns, console=console, transient=True)
+                    self._bar.start()
+                    self._bar.add_task(label, total=total)
+            case events.StepAdvanced(n):
+                self._done += n
+                if self._bar is not None:
+                    self._bar.advance(self._bar.task_ids[0], n)
+            case events.StepEnded(label):
+                if self._bar is not None:
+                    self._bar.stop()
+                    self._bar = None
+                if self._done:
+                    console.print(f"{escape(label)}: {self._done:.0f} done")
+            case events.Message(text, label, level):
+                console.print(tagged(text, label, level))
+            case events.JobFinished(result, label):
+                r = result.record
+                state = "finished earlier" if result.skipped else r.status
+                if result.job.rerun:
+                    state += f" (rerun: {result.job.rerun})"
+                prr = f" PRR {100 * r.metrics.headline:.1f}" if r.metrics else ""
+                console.print(f"  {escape(label)} fold {result.job.fold.index}: {escape(state)}{prr}")
+            case events.StillWorking(done, total, quiet):
+                console.print(
+                    f"  still working: {done} of {total} (method, fold) jobs done, "
+                    f"none finished in the last {quiet:.0f} s"
+                )
+            case events.TrialFinished(fold, trial, value, params, error):
+                shown = ", ".join(f"{k}={number(v)}" for k, v in params.items())
+                said = f"inner PRR {100 * value:.1f}" if value is not None else f"failed: {error}"
+                console.print(escape(f"  fold {fold} trial {trial}: {said} ({shown})"))
+            case events.CheckFinished(result):
+                out.print(result.line(), style=None if result.passed else "red", markup=False)
+
+
+def progress_bar(label: str, total: int | None = None) -> AbstractContextManager[Callable[[int], None]]:
+    """One counted step of a command that reports no other events (data download, check, synth)."""
+    from bhbench.events import step
+
+    return step(Render(), label, total)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 from rich.table import Table
 
-from bhbench.cli.common import discover, path_arg, sandbox_arg, sandbox_of
-from bhbench.cli.output import console, out, progress_bar
-from bhbench.errors import UserError
+from bhbench.cli.common import path_arg, sandbox_arg
+from bhbench.cli.output import Render, console, out, tagged
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,70 +37,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bhbench import reproduce, results, runner
+    from bhbench import api, reproduce
 
-    discover(args)
-    paths = list(dict.fromkeys(p for t in args.targets for p in reproduce.resolve(t, args.results)))
-    loaded = reproduce.load(paths)
-    drift = sorted({d for _, r in loaded for d in reproduce.version_drift(r)})
-    if drift and args.strict_versions:
-        raise UserError(
-            "this environment differs from the records' in versions that can move the numbers: "
-            f"{'; '.join(drift)} (install the lock: pip install -r requirements.lock; or drop --strict-versions)"
-        )
-    for name, (then, now) in reproduce.code_changes(loaded).items():
-        console.print(
-            f"[yellow]note:[/] the code of {name} changed since its records (code {then} -> {now}); "
-            "comparing what the current code predicts with what the records stored"
-        )
-    launcher = sandbox_of(args)
-    comparisons: list[reproduce.FoldComparison] = []
-    failed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="bhbench-reproduce-") as tmp:
-        options = runner.Options(
-            results=Path(tmp), fps_images=0, submissions=args.submissions, timeout=args.timeout, sandbox=launcher
-        )
-        for (dataset_id, protocol_id, _), group in reproduce.groups(loaded).items():
-            console.print(f"reproducing {len(group)} record(s) of {dataset_id} / {protocol_id}")
-            with progress_bar("preparing images (the synthetic set is generated once)") as bump:
-                dataset = reproduce.open_data(group[0][1], args.data, bump)
-            with progress_bar("decoding images into the cache", len(dataset.table)) as bump:
-                plan = reproduce.plan_for(group[0][1], dataset, args.folds, options, bump)
-            jobs = reproduce.jobs_for(plan, group, options)
-            stored = {id(job): g for job, g in zip(jobs, group, strict=True)}
-            with progress_bar("rerunning (method x fold)", len(jobs)) as bump:
-                for done in runner.run(plan, jobs, options, lambda _: bump(1)):
-                    path, record = stored[id(done.job)]
-                    rerun = done.record
-                    if not rerun.ok:
-                        failed.append(f"{path}: the rerun failed: {rerun.error}")
-                        continue
-                    fresh = results.load_predictions(done.job.where.record, rerun)
-                    comparisons.append(reproduce.compare(path, record, rerun, fresh))
-    _print(comparisons)
-    for line in failed:
-        console.print(f"[red]mismatch:[/] {line}")
-    bad = [c for c in comparisons if not c.agrees]
-    for c in bad:
+    done = api.reproduce(args.targets, args.results, args.data, args.folds, timeout=args.timeout,
+                         sandbox=args.sandbox, strict_versions=args.strict_versions, submissions=args.submissions,
+                         progress=Render())  # fmt: skip
+    _print(done.comparisons)
+    for line in done.failed:
+        console.print(tagged(line, "mismatch", "error"))
+    for c in done.mismatches:
         where = f"{c.record.parent.parent.name} fold {c.fold}"
         if c.max_diff > reproduce.PROBA_TOLERANCE:
-            console.print(f"[red]mismatch:[/] {where}: {c.worst} differs by {c.max_diff:.3g}")
+            console.print(tagged(f"{where}: {c.worst} differs by {c.max_diff:.3g}", "mismatch", "error"))
         for m in c.metrics_differ:
-            console.print(f"[red]mismatch:[/] {where}: metric {m} (%)")
+            console.print(tagged(f"{where}: metric {m} (%)", "mismatch", "error"))
         for n in c.notes:
-            console.print(f"[red]mismatch:[/] {where}: {n}")
-    total = len(comparisons) + len(failed)
+            console.print(tagged(f"{where}: {n}", "mismatch", "error"))
+    total = len(done.comparisons) + len(done.failed)
+    drift = done.drift
     versions = (
         f"versions that differ from the records': {'; '.join(drift)}" if drift else "same versions as the records"
     )
-    if bad or failed:
-        console.print(f"[red]{len(bad) + len(failed)} of {total} record(s) did not reproduce[/] ({versions})")
+    if not done.ok:
+        console.print(
+            f"[red]{len(done.mismatches) + len(done.failed)} of {total} record(s) did not reproduce[/] ({versions})"
+        )
         return 1
     agree = f"probabilities within {reproduce.PROBA_TOLERANCE:g}, metrics to the leaderboard's precision"
     if drift:
         console.print(f"all {total} record(s) reproduced ({agree}) although {versions}: the numbers did not move")
     else:
-        console.print(f"all {total} record(s) reproduced ({agree}), {versions} ({reproduce.lock_note(loaded)})")
+        console.print(f"all {total} record(s) reproduced ({agree}), {versions} ({done.lock})")
     return 0
 
 

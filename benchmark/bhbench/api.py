@@ -1,0 +1,578 @@
+"""bhbench as a library: every command is one call here, returning typed results and reporting
+progress through one callback of small typed events (`bhbench.events`). The CLI only parses
+arguments, calls these and prints; tests and perf scripts call them directly.
+
+    from bhbench import api
+
+    result = api.run(["lbp_svm", "majority"], data=None)   # the synthetic default, default protocol
+    for row in result.rows:
+        print(row.label, row.mean_headline)
+
+Parameters (`params=`) are `--set` values: a key goes to every selected method that has it, and a
+key no selected method has, or a value a method does not allow, is a `UserError` before any job
+starts. Methods run in worker processes (sandboxed with `sandbox="on"`); nothing of theirs is
+imported here. Ctrl-C during `run` raises `Interrupted`, which says how many jobs were saved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from bhbench import session
+from bhbench.config import COMMITTED_RESULTS
+from bhbench.errors import UserError
+from bhbench.events import JobFinished, Progress, TrialFinished, ignore, step
+from bhbench.session import Revealed, Where
+
+if TYPE_CHECKING:  # the CLI imports this module at start-up: the heavy ones load inside the calls
+    from bhbench import audit as audits
+    from bhbench import checks, executors, runner
+    from bhbench import reproduce as reproducing
+    from bhbench.leaderboard import Checked
+    from bhbench.record import RunRecord
+
+__all__ = [
+    "AuditOutcome", "BoardResult", "CheckSummary", "Interrupted", "ReproduceResult", "Revealed", "Row", "RunResult",
+    "Standing", "TuneResult", "audit", "check", "label", "leaderboard", "methods", "reproduce", "run", "tune",
+]  # fmt: skip
+
+
+def methods(pattern: str | None = None, submissions: Path | None = None, progress: Progress = ignore) -> list:
+    """The registered methods (`registry.Entry`: name, family, tasks, reference...), by family then
+    name; `pattern` keeps names matching a shell pattern or one family. Submissions' cards are read,
+    never imported."""
+    from bhbench import registry
+
+    session.discover(submissions, progress)
+    return registry.list_methods(pattern)
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a complete row of the run would rank by mean PRR on the committed leaderboard's section."""
+
+    method: str
+    params_hash: str
+    headline: float  # mean PRR over the folds
+    place: int
+    of: int
+    board: Path  # the section's record folder
+    smoke: bool  # a quick-recipe smoke result: the leaderboard lists it apart, unranked
+
+
+@dataclass
+class Row:
+    """One method variant (method and parameters) of a run: its finished jobs, ok or failed."""
+
+    label: str
+    jobs: list[runner.JobResult]
+
+    @property
+    def records(self) -> list[RunRecord]:
+        """The successful records."""
+        return [j.record for j in self.jobs if j.record.ok]
+
+    @property
+    def failed(self) -> list[runner.JobResult]:
+        return [j for j in self.jobs if not j.record.ok]
+
+    @property
+    def mean_headline(self) -> float | None:
+        """Mean over the successful folds of the headline (mean of per-magnification PRRs)."""
+        values = [r.metrics.headline for r in self.records if r.metrics]
+        return sum(values) / len(values) if values else None
+
+    @property
+    def folds_without_classes(self) -> list[int]:
+        """Successful folds trained without some of the task's classes (their records list which)."""
+        return [r.split.fold for r in self.records if r.split.missing_classes]
+
+
+@dataclass
+class RunResult:
+    plan: runner.Plan
+    results: Path  # where the records are
+    jobs: list[runner.JobResult]  # every finished job: run now or finished earlier
+    failures: list[executors.Failure]  # jobs that ended without writing a record (a killed array task)
+    warnings: list[str]  # library warnings of this run, once each
+    standings: list[Standing]
+    revealed: Revealed | None  # a private cohort's seed, told after the run
+
+    @property
+    def records(self) -> list[RunRecord]:
+        return [j.record for j in self.jobs]
+
+    @property
+    def rows(self) -> list[Row]:
+        rows: dict[str, Row] = {}
+        for j in self.jobs:
+            rows.setdefault(label(j.job.spec), Row(label(j.job.spec), [])).jobs.append(j)
+        return list(rows.values())
+
+    @property
+    def failed(self) -> list[runner.JobResult]:
+        """Jobs whose record is a failure (the method failed; the reason is in the record)."""
+        return [j for j in self.jobs if not j.record.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.failures
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during `run`: `saved` of `total` jobs finished and are saved; rerunning the
+    same call resumes from there."""
+
+    def __init__(self, saved: int, total: int, revealed: Revealed | None):
+        super().__init__(f"{saved} of {total} (method, fold) jobs finished and saved")
+        self.saved, self.total, self.revealed = saved, total, revealed
+
+
+def label(spec: runner.MethodSpec) -> str:
+    """A method with the parameters that make this variant: `lbp_svm [C=10]`, `pftas_svm [tuned]`."""
+    from bhbench.params import describe
+
+    shown = "tuned" if spec.tuned else describe(spec.name, spec.params)
+    return f"{spec.name} [{shown}]" if shown else spec.name
+
+
+def run(
+    methods: Sequence[str],
+    data: Path | None = None,
+    folds: Path | None = None,
+    *,
+    task: str = "binary",
+    regime: str = "mi",
+    split: str | None = None,
+    mag: int | None = None,
+    seed: int = 0,
+    synthetic_seed: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    tuned: Sequence[Path] = (),
+    results: Path | None = None,
+    executor: str | None = None,
+    workers: int = 1,
+    slurm: executors.SlurmOptions | None = None,
+    sandbox: str | None = None,
+    timeout: float | None = None,
+    memory_gb: float | None = None,
+    force: bool = False,
+    skip_bad: bool = False,
+    fps_images: int = 16,
+    submissions: Path | None = None,
+    progress: Progress = ignore,
+) -> RunResult:
+    """Run `methods` (names, wildcards like 'pftas_*' or families) on every fold and write a record
+    per (method, fold) under `results` (default $BHBENCH_RESULTS, else ./bhbench-results); finished
+    folds are skipped unless `force`.
+
+    data: a BreaKHis tree (default $BHBENCH_DATA, else the synthetic default); folds: official fold
+    files (found beside the data when not given); task/regime/split/mag/seed: the protocol (split
+    None: official when there are fold files, else patient); synthetic_seed: a private synthetic
+    cohort ('secret': drawn here, revealed after). params: `--set` values; device: for deep methods;
+    tuned: `bhbench tune` files, each fold of their method run with its own parameters. executor:
+    local, process (`workers` processes) or slurm (`slurm` options); sandbox: auto, on or off
+    (default $BHBENCH_SANDBOX, else auto); timeout, memory_gb: per (method, fold) worker."""
+    from bhbench import executors, registry, runner, tuning
+    from bhbench.config import results_dir
+
+    session.discover(submissions, progress)
+    names = registry.resolve(methods)  # a bad method, parameter, tuning file or executor fails before any image
+    chosen = session.method_params(names, params, device)
+    docs = _tuning_files(tuned, names)
+    options = runner.Options(
+        results=results or results_dir(),
+        force=force,
+        timeout=timeout,
+        skip_bad=skip_bad,
+        fps_images=fps_images,
+        submissions=submissions,
+        workers=workers,
+        memory_gb=memory_gb,
+    )
+    how = executors.choose(executor, workers, slurm)
+    options.sandbox = session.launcher(sandbox, progress)
+    where = Where(data, folds, task, regime, split, mag, seed, synthetic_seed)
+    plan = session.prepare(where, options, progress)
+    specs = [runner.MethodSpec.create(n, chosen[n]) for n in names if n not in docs]
+    jobs = runner.make_jobs(plan, specs, options)
+    for path, doc in docs.values():
+        jobs += tuning.tuned_jobs(plan, doc, chosen[doc["method"]], options, path)
+    for fold in plan.split.folds:
+        for part, lacking in runner.missing_classes(plan, fold).items():
+            at = "" if part == "all" else f" at {part}"
+            session.say(
+                progress,
+                f"fold {fold.index}{at}: no training image of {', '.join(lacking)}; "
+                "every method is fitted without them and the records say so",
+                "note",
+                "warning",
+            )
+    finished: list[runner.JobResult] = []
+    running = step(progress, "running (method x fold)", len(jobs))
+    with running as bump, session.Heartbeat(len(jobs), progress) as heart:
+
+        def done(result: runner.JobResult) -> None:
+            finished.append(result)
+            heart.beat(len(finished))
+            bump(1)
+            progress(JobFinished(result, label(result.job.spec)))
+
+        try:
+            with session.collected_warnings() as caught:
+                ran = executors.execute(plan, jobs, options, how, slurm, done)
+        except KeyboardInterrupt:
+            saved = sum(1 for f in finished if f.record.ok)
+            raise Interrupted(saved, len(jobs), session.reveal(plan)) from None
+    for f in finished:  # the workers' warnings, kept in the records of this run's folds
+        if not f.skipped:
+            caught.update(dict.fromkeys(f.record.warnings or ()))
+    standings = _standings(finished, plan, options.results)
+    return RunResult(plan, options.results, finished, ran.failures, list(caught), standings, session.reveal(plan))
+
+
+def _tuning_files(paths: Sequence[Path], names: list[str]) -> dict[str, tuple[Path, dict]]:
+    """`bhbench tune` files by the method they tune, each naming a selected method."""
+    from bhbench import tuning
+
+    found = {}
+    for path in paths:
+        doc = tuning.read_params(path)
+        if doc["method"] not in names:
+            raise UserError(f"--params {path} holds parameters of {doc['method']}, which no --method selects")
+        found[doc["method"]] = (path, doc)
+    return found
+
+
+def _standings(finished: list[runner.JobResult], plan: runner.Plan, written: Path) -> list[Standing]:
+    """Where each complete row would rank on the committed leaderboard's section of this dataset and
+    protocol (none when the run wrote to the committed records themselves)."""
+    from bhbench.leaderboard import standing
+    from bhbench.leaderboard.aggregate import block_of
+
+    board = COMMITTED_RESULTS / plan.dataset.id / plan.protocol.id
+    if written.resolve() == COMMITTED_RESULTS.resolve() or not board.is_dir():
+        return []
+    records = [f.record for f in finished]
+    smoke = {(r.method.name, r.method.params_hash) for r in records if block_of(r) == "smoke"}
+    found = []
+    for (name, phash), (prr, n) in standing.mean_headline(records).items():
+        if n == len(plan.split.folds) and (place := standing.would_rank((name, phash), prr, board)):
+            found.append(Standing(name, phash, prr, place[0], place[1], board, (name, phash) in smoke))
+    return found
+
+
+# --- reproduce -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ReproduceResult:
+    comparisons: list[reproducing.FoldComparison]  # one per record whose rerun succeeded
+    failed: list[str]  # "record: the rerun failed: reason"
+    drift: list[str]  # package versions that differ from the records' and can move numbers
+    lock: str  # which environment the records name
+
+    @property
+    def mismatches(self) -> list[reproducing.FoldComparison]:
+        return [c for c in self.comparisons if not c.agrees]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.mismatches
+
+
+def reproduce(
+    targets: Sequence[str | Path],
+    results: Path = COMMITTED_RESULTS,
+    data: Path | None = None,
+    folds: Path | None = None,
+    *,
+    timeout: float | None = None,
+    sandbox: str | None = None,
+    strict_versions: bool = False,
+    submissions: Path | None = None,
+    progress: Progress = ignore,
+) -> ReproduceResult:
+    """Rerun records exactly as they say (record files, folders of records, or rows like
+    'synthetic/MIBC/lbp_svm' looked up under `results`) in a temporary folder, and compare each
+    rerun's predictions and metrics with the stored ones. `strict_versions` refuses before rerunning
+    when package versions that can move the numbers differ from the records'."""
+    import tempfile
+
+    from bhbench import reproduce as reproducing
+    from bhbench import results as stored_results
+    from bhbench import runner
+
+    session.discover(submissions, progress)
+    paths = list(dict.fromkeys(p for t in targets for p in reproducing.resolve(str(t), results)))
+    loaded = reproducing.load(paths)
+    drift = sorted({d for _, r in loaded for d in reproducing.version_drift(r)})
+    if drift and strict_versions:
+        raise UserError(
+            "this environment differs from the records' in versions that can move the numbers: "
+            f"{'; '.join(drift)} (install the lock: pip install -r requirements.lock; or drop --strict-versions)"
+        )
+    for name, (then, now) in reproducing.code_changes(loaded).items():
+        session.say(
+            progress,
+            f"the code of {name} changed since its records (code {then} -> {now}); "
+            "comparing what the current code predicts with what the records stored",
+            "note",
+            "warning",
+        )
+    launcher = session.launcher(sandbox, progress)
+    comparisons: list[reproducing.FoldComparison] = []
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bhbench-reproduce-") as tmp:
+        options = runner.Options(
+            results=Path(tmp), fps_images=0, submissions=submissions, timeout=timeout, sandbox=launcher
+        )
+        for (dataset_id, protocol_id, _), group in reproducing.groups(loaded).items():
+            session.say(progress, f"reproducing {len(group)} record(s) of {dataset_id} / {protocol_id}")
+            with step(progress, "preparing images (the synthetic set is generated once)") as bump:
+                dataset = reproducing.open_data(group[0][1], data, bump)
+            with step(progress, "decoding images into the cache", len(dataset.table)) as bump:
+                plan = reproducing.plan_for(group[0][1], dataset, folds, options, bump)
+            jobs = reproducing.jobs_for(plan, group, options)
+            kept = {id(job): g for job, g in zip(jobs, group, strict=True)}
+            with step(progress, "rerunning (method x fold)", len(jobs)) as bump:
+                for done in runner.run(plan, jobs, options, lambda _: bump(1)):
+                    path, record = kept[id(done.job)]
+                    if not done.record.ok:
+                        failed.append(f"{path}: the rerun failed: {done.record.error}")
+                        continue
+                    fresh = stored_results.load_predictions(done.job.where.record, done.record)
+                    comparisons.append(reproducing.compare(path, record, done.record, fresh))
+    return ReproduceResult(comparisons, failed, drift, reproducing.lock_note(loaded))
+
+
+# --- tune ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TuneResult:
+    study: str  # base name; fold k's study is f"{study}-fold{k}"
+    storage: str  # the optuna storage, without its password
+    path: Path  # the tuned-parameters file written (`run(..., tuned=[path])` uses it)
+    doc: dict[str, Any]  # its content: each fold's best trial
+
+
+def tune(
+    method: str,
+    trials: int,
+    data: Path | None = None,
+    folds: Path | None = None,
+    *,
+    task: str = "binary",
+    regime: str = "mi",
+    split: str | None = None,
+    mag: int | None = None,
+    seed: int = 0,
+    synthetic_seed: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    out: Path | None = None,
+    only_folds: Sequence[int] = (),
+    sandbox: str | None = None,
+    timeout: float | None = None,
+    memory_gb: float | None = None,
+    skip_bad: bool = False,
+    submissions: Path | None = None,
+    progress: Progress = ignore,
+) -> TuneResult:
+    """Run `trials` more optuna trials of `method` per fold (or per fold of `only_folds`), each scored
+    on an inner split of the fold's training patients, and write each fold's best parameters to
+    `out` (default <results>/tuned/<study>.json). `params` are held fixed; data and protocol as `run`."""
+    from bhbench import runner, tuning
+    from bhbench.config import cache_dir, results_dir
+
+    session.discover(submissions, progress)
+    tuning.search_space(method)  # refuse an untunable method before decoding any image
+    fixed = session.method_params([method], params, device)[method]
+    spec = runner.MethodSpec.create(method, fixed)
+    # Tuning writes no records: its split file and manifest go to the cache, not the results folder.
+    options = runner.Options(
+        results=cache_dir("tuning"), timeout=timeout, skip_bad=skip_bad, submissions=submissions, memory_gb=memory_gb
+    )
+    options.sandbox = session.launcher(sandbox, progress)
+    plan = session.prepare(Where(data, folds, task, regime, split, mag, seed, synthetic_seed), options, progress)
+    study = study or tuning.default_study(plan, spec, fixed)
+    storage = storage or tuning.default_storage()
+    session.say(progress, f"study {study}-fold1..{len(plan.split.folds)} in {tuning.public_url(storage)}")
+
+    def report(fold: int, trial: Any) -> None:
+        error = None if trial.value is not None else trial.user_attrs.get("error")
+        progress(TrialFinished(fold, trial.number, trial.value, dict(trial.params), error))
+
+    doc = tuning.Tuner(plan, method, fixed, storage, study, options).tune(trials, report, only_folds)
+    path = out or results_dir() / "tuned" / f"{study}.json"
+    tuning.write_params(path, doc)
+    return TuneResult(study, tuning.public_url(storage), path, doc)
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditOutcome:
+    result: audits.AuditResult  # the verdict, per-fold scores and what was written to audit.json
+    file: Path  # where audit.json went
+    seconds: float  # in all, data preparation included
+
+    @property
+    def ok(self) -> bool:
+        return self.result.verdict in ("pass", "inconclusive")
+
+
+def audit(
+    method: str,
+    data: Path | None = None,
+    folds: Path | None = None,
+    *,
+    task: str = "binary",
+    regime: str = "mi",
+    split: str | None = None,
+    mag: int | None = None,
+    seed: int = 0,
+    synthetic_seed: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    which_folds: Sequence[int] | Literal["all"] | None = None,
+    private_cohort: bool = False,
+    results: Path | None = None,
+    force: bool = False,
+    sandbox: str | None = None,
+    timeout: float | None = None,
+    memory_gb: float | None = None,
+    skip_bad: bool = False,
+    submissions: Path | None = None,
+    progress: Progress = ignore,
+) -> AuditOutcome:
+    """The label-permutation audit of one method: refit on training labels permuted among patients
+    and test whether it falls to chance, on the folds `which_folds` (None: the first; "all": every
+    fold); with `private_cohort`, also against a private synthetic cohort. The honest fits are the
+    records under `results` (run when missing); audit.json goes beside them."""
+    from bhbench import audit as audits
+    from bhbench import registry, runner
+    from bhbench.config import results_dir
+
+    started = time.monotonic()
+    session.discover(submissions, progress)
+    if registry.resolve([method]) != [method]:  # a wildcard or a family
+        raise UserError(f"--method {method!r}: audit takes one method name")
+    spec = runner.MethodSpec.create(method, session.method_params([method], params, device)[method])
+    options = runner.Options(
+        results=results or results_dir(),
+        force=force,
+        timeout=timeout,
+        skip_bad=skip_bad,
+        submissions=submissions,
+        memory_gb=memory_gb,
+    )
+    options.sandbox = session.launcher(sandbox, progress)
+    plan = session.prepare(Where(data, folds, task, regime, split, mag, seed, synthetic_seed), options, progress)
+    chosen = [f.index for f in plan.split.folds] if which_folds == "all" else which_folds
+    n = len(chosen) if chosen else 1
+    with step(progress, f"auditing {spec.name}: honest and permuted-label fits", 2 * n) as bump:
+        result = audits.audit(plan, spec, options, chosen, lambda _: bump(1), private=private_cohort)
+    revealed = session.reveal(plan)
+    if revealed:
+        session.say(progress, str(revealed))
+    file = options.results / result.dataset / result.protocol / result.method / result.params_hash / audits.AUDIT_FILE
+    return AuditOutcome(result, file, time.monotonic() - started)
+
+
+# --- check ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckSummary:
+    results: dict[str, list[checks.CheckResult]]  # by method, in the order checked
+
+    @property
+    def failed(self) -> list[str]:
+        return [name for name, found in self.results.items() if not all(r.passed for r in found)]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def check(
+    targets: Sequence[str | Path] = (),
+    params: Mapping[str, Any] | None = None,
+    *,
+    budget: float = 120.0,
+    sandbox: str | None = None,
+    memory_gb: float | None = None,
+    submissions: Path | None = None,
+    progress: Progress = ignore,
+) -> CheckSummary:
+    """The uniform battery of checks (contract, determinism, no test labels, time `budget` in CPU
+    seconds...) on methods, wildcards, families or submission files; none: every submission. Each
+    method's battery runs in a worker process, sandboxed or not."""
+    from bhbench import checks, registry
+    from bhbench.events import CheckFinished
+
+    session.discover(submissions, progress)  # cards only: the methods' code runs in the check worker
+    folder = submissions or registry.default_submissions_dir()
+    entries = checks.targets([str(t) for t in targets], folder)
+    chosen = session.method_params([e.name for e in entries], params, None)
+    launcher = session.launcher(sandbox, progress)
+    found = {}
+    for entry in entries:
+        found[entry.name] = checks.run_isolated(
+            entry,
+            chosen[entry.name],
+            budget,
+            launcher,
+            folder,
+            lambda r: progress(CheckFinished(r)),
+            lambda source, message: session.say(progress, f"skipped {source}: {message}", "warning", "warning"),
+            memory_gb=memory_gb,
+        )
+    return CheckSummary(found)
+
+
+# --- leaderboard ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BoardResult:
+    output: Path  # where README.md, leaderboard.csv and figures/ are
+    checked: list[Checked] = field(default_factory=list)  # every record read (written boards)
+    stale: list[str] = field(default_factory=list)  # why the board is not what the records produce (check)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def refused(self) -> list[Checked]:
+        return [c for c in self.checked if not c.accepted]
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and not self.stale
+
+
+def leaderboard(results: Path = COMMITTED_RESULTS, output: Path | None = None, *, check: bool = False) -> BoardResult:
+    """Regenerate the leaderboard (README.md, the CSV, figures and method pages) from the records
+    under `results`, or with `check` only compare what is there with what the records produce.
+    `output` defaults to the committed leaderboard's folder for the committed records, else to
+    `results` itself: someone's own records never overwrite the committed leaderboard."""
+    from bhbench import leaderboard as board
+
+    if output is None:
+        output = COMMITTED_RESULTS.parent if results.resolve() == COMMITTED_RESULTS.resolve() else results
+    if check:
+        notes: list[str] = []
+        return BoardResult(output, stale=board.stale(results, output, notes), notes=notes)
+    return BoardResult(output, checked=board.write(results, output))
