@@ -1,4 +1,4 @@
-"""Attacks a submission could try on the blind test set, each through plain `bhbench run`: it must
+"""Attacks a submission could try on the blind test set, each through an ordinary run (`api.run`): it must
 end in a failed record or score at chance. (Filesystem walks, /proc, the parent's command line and
 open file descriptors under the sandbox: tests/test_sandbox.py.)"""
 
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from conftest import toy_source
 
-from bhbench import results, sandbox
-from bhbench.cli import main
+from bhbench import api, sandbox
 from bhbench.record import RunRecord
 
 CHANCE = 0.65  # an honest toy scores ~0.8 on the tiny set; order and joins scored 1.0 before blinding
@@ -130,21 +129,18 @@ SNOOP = toy_source("snoop").replace(
 needs_sandbox = pytest.mark.skipif(sandbox.unavailable() is not None, reason=f"no sandbox: {sandbox.unavailable()}")
 
 
-def _run(submissions: Path, tree: Path, out: Path, method: str, *extra: str) -> list[RunRecord]:
-    args = ["--submissions", str(submissions), "run", "--method", method, "--data", str(tree), "--results", str(out)]
-    main([*args, "--fps-images", "0", *extra])  # exit 1 when a fold failed: the records say which
-    records = [r for _, r in results.all_records(out) if r.method.name == method]
-    assert len(records) == 5
-    return records
+def _records(result) -> list[RunRecord]:  # noqa: ANN001
+    """A hostile run's records: a fold may fail (the record says why), but every fold has one."""
+    assert len(result.records) == 5
+    return result.records
 
 
 def _auc(records: list[RunRecord]) -> float:
     return float(np.mean([r.metrics.overall.auc for r in records]))
 
 
-def test_order_attack_fails_the_contract_check(submissions, tiny_tree, tmp_path):
-    (submissions / "order.py").write_text(ORDER_ATTACK.format(transductive=False))
-    for record in _run(submissions, tiny_tree, tmp_path / "results", "order_attack"):
+def test_order_attack_fails_the_contract_check(run_toy):
+    for record in _records(run_toy("order_attack", source=ORDER_ATTACK.format(transductive=False))):
         # Position-based answers disagree when a sample comes back in another order and subset; a
         # fold whose small sample happened to agree is scored, and at chance.
         assert record.status == "failed" or record.metrics.overall.auc < CHANCE
@@ -153,22 +149,20 @@ def test_order_attack_fails_the_contract_check(submissions, tiny_tree, tmp_path)
 
 
 @pytest.mark.parametrize("by", ["position", "handle"])
-def test_order_attack_that_skips_the_check_scores_at_chance(submissions, tiny_tree, tmp_path, by):
-    (submissions / "order.py").write_text(ORDER_ATTACK.format(transductive=True))
-    records = _run(submissions, tiny_tree, tmp_path / "results", "order_attack", "--set", f"by={by}")
+def test_order_attack_that_skips_the_check_scores_at_chance(run_toy, by):
+    records = _records(run_toy("order_attack", source=ORDER_ATTACK.format(transductive=True), params={"by": by}))
     assert all(r.status == "ok" and r.method.transductive for r in records)
     assert _auc(records) < CHANCE
 
 
-def test_join_table_attack_matches_no_handle(submissions, tiny_tree, tmp_path):
+def test_join_table_attack_matches_no_handle(run_toy, tiny_tree, tmp_path):
     out = tmp_path / "results"
-    (submissions / "toy.py").write_text(toy_source("toy"))
-    _run(submissions, tiny_tree, out, "toy")  # records, predictions, manifest and split file to read
+    run_toy()  # records, predictions, manifest and split file to read
     repository = Path(__file__).resolve().parents[1] / "leaderboard"
     roots = [str(out), os.environ["BHBENCH_CACHE"], str(tiny_tree), str(repository)]
-    (submissions / "join.py").write_text(JOIN_ATTACK.format(roots=roots))
+
     # Without the sandbox, so that every table is there to read.
-    records = _run(submissions, tiny_tree, out, "join_attack", "--sandbox", "off")
+    records = _records(run_toy("join_attack", source=JOIN_ATTACK.format(roots=roots), sandbox="off"))
     for record in records:
         found = record.method.fit_info
         assert found["pairs"] >= 328 and found["position_lists"] >= 1  # it did read the manifest and splits
@@ -177,13 +171,13 @@ def test_join_table_attack_matches_no_handle(submissions, tiny_tree, tmp_path):
 
 
 @needs_sandbox
-def test_sandboxed_method_finds_no_path_to_data_results_or_secret(submissions, tiny_tree, tmp_path, monkeypatch):
+def test_sandboxed_method_finds_no_path_to_data_results_or_secret(run_toy, tiny_tree, tmp_path, monkeypatch):
     out = tmp_path / "results"
     cache = os.environ["BHBENCH_CACHE"]
     monkeypatch.setenv("BHBENCH_DATA", str(tiny_tree))  # a user's setting the method must not inherit
     words = [str(tiny_tree), str(out), "SOB_", "BreaKHis"]
-    (submissions / "snoop.py").write_text(SNOOP.format(words=words, secret=str(Path(cache) / "secret")))
-    records = _run(submissions, tiny_tree, out, "snoop", "--sandbox", "on")
+    source = SNOOP.format(words=words, secret=str(Path(cache) / "secret"))
+    records = _records(run_toy("snoop", source=source, sandbox="on"))
     assert Path(cache, "secret").exists()  # the harness made it: handles are keyed by it
     for record in records:
         assert record.status == "ok"
@@ -267,41 +261,41 @@ def _harness_clean(marker: Path) -> None:
     assert not any(f'"pid": {os.getpid()}' in p for p in pids), pids  # nor did the module run in it
 
 
-def test_module_level_code_never_runs_in_the_harness(submissions, tiny_tree, tmp_path, monkeypatch, capsys):
+def test_module_level_code_never_runs_in_the_harness(run_toy, submissions, tiny_tree, tmp_path, monkeypatch):
     """list, check, run and leaderboard read the submission's card without executing it; with
     `--sandbox off` its module runs only in the worker process, never in the harness."""
     marker = tmp_path / "marker"
     monkeypatch.setenv("BHBENCH_DATA", str(tiny_tree))
     (submissions / "attack.py").write_text(MODULE_ATTACK.format(marker=str(marker)))
-    common = ["--submissions", str(submissions)]
-    assert main([*common, "list"]) == 0 and "table_builder" in capsys.readouterr().out
+    assert "table_builder" in [e.name for e in api.methods(submissions=submissions)]
     assert not marker.exists()
-    assert main([*common, "check", "table_builder", "--sandbox", "off"]) == 0
+    assert api.check(["table_builder"], sandbox="off", submissions=submissions).ok
     assert marker.exists()  # imported, by the check worker
     _harness_clean(marker)
     out = tmp_path / "results"
     # The control: outside the sandbox the worker does find the data, and the table wins outright.
-    records = _run(submissions, tiny_tree, out, "table_builder", "--sandbox", "off")
+    records = _records(run_toy("table_builder", sandbox="off"))
     assert all(r.method.fit_info["table"] >= 328 for r in records) and _auc(records) > 0.99
-    assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path / "board")]) == 0
-    assert main(["leaderboard", "--check", "--results", str(out), "--output", str(tmp_path / "board")]) in (0, 1)
+    assert api.leaderboard(out, tmp_path / "board").ok
+    api.leaderboard(out, tmp_path / "board", check=True)
     _harness_clean(marker)
 
 
 @needs_sandbox
-def test_module_level_table_builder_finds_nothing_under_the_sandbox(submissions, tiny_tree, tmp_path, monkeypatch):
+def test_module_level_table_builder_finds_nothing_under_the_sandbox(
+    run_toy, submissions, tiny_tree, tmp_path, monkeypatch
+):
     """`bhbench run --sandbox on` (and `check --sandbox on`): the module runs only in the sandboxed
     worker, which sees no dataset, no cache and no marker folder: its table is empty, it scores at
     chance, and no process outside the sandbox ever ran it."""
     marker = tmp_path / "marker"
     monkeypatch.setenv("BHBENCH_DATA", str(tiny_tree))
     (submissions / "attack.py").write_text(MODULE_ATTACK.format(marker=str(marker)))
-    common = ["--submissions", str(submissions)]
-    assert main([*common, "list"]) == 0
-    assert main([*common, "check", "table_builder", "--sandbox", "on"]) == 0
-    records = _run(submissions, tiny_tree, tmp_path / "results", "table_builder", "--sandbox", "on")
+    assert "table_builder" in [e.name for e in api.methods(submissions=submissions)]
+    assert api.check(["table_builder"], sandbox="on", submissions=submissions).ok
+    records = _records(run_toy("table_builder", sandbox="on"))
     assert all(r.status == "ok" and r.method.fit_info == {"table": 0} for r in records)
     assert _auc(records) < CHANCE  # every probability 0.5
-    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--output", str(tmp_path / "board")]) == 0
+    assert api.leaderboard(tmp_path / "results", tmp_path / "board").ok
     assert not marker.exists()  # it never ran outside the sandbox, harness included
     _harness_clean(marker)

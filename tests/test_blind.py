@@ -10,10 +10,8 @@ from conftest import toy_source
 
 from bhbench import results
 from bhbench.blind import Area, partition_id
-from bhbench.cli import main
 from bhbench.data.images import ImageStore
 from bhbench.method import TrainMeta, TrainSet
-from bhbench.record import RunRecord
 
 # A method that predicts like the toy and reports, through its fit info (which lands in the
 # record in every sandbox mode), the handles it was given for training and for the test set.
@@ -24,12 +22,6 @@ SPY = toy_source("spy").replace(
     "        x = self._features(train)\n",
     "        self.train_ = list(train.cache_keys)\n        x = self._features(train)\n",
 ) + ("\n    def fit_info(self):\n        return {'train': self.train_, 'test': self.seen_}\n")
-
-
-def _run(submissions: Path, tree: Path, out: Path, method: str, *extra: str, code: int = 0) -> list[RunRecord]:
-    args = ["--submissions", str(submissions), "run", "--method", method, "--data", str(tree), "--results", str(out)]
-    assert main([*args, "--fps-images", "0", *extra]) == code
-    return sorted((r for _, r in results.all_records(out)), key=lambda r: r.split.fold)
 
 
 def test_handles_are_keyed_by_secret_and_partition():
@@ -76,11 +68,10 @@ def test_as_test_shuffles_and_restore_puts_rows_back():
     assert list(test.restore(seen)) == list(wanted)
 
 
-def test_each_fold_gets_a_fresh_order_of_handles_that_join_nothing(submissions, tiny_tree, tmp_path):
-    (submissions / "spy.py").write_text(SPY)
+def test_each_fold_gets_a_fresh_order_of_handles_that_join_nothing(run_toy, tmp_path):
     out = tmp_path / "results"
-    first = _run(submissions, tiny_tree, out, "spy")
-    again = _run(submissions, tiny_tree, out, "spy", "--force")
+    first = run_toy("spy", source=SPY).records
+    again = run_toy("spy", force=True).records
     manifest = pd.read_csv(next(out.rglob("manifest.csv")))
     content_keys = set(manifest["key"])
     for a, b in zip(first, again, strict=True):
@@ -99,33 +90,32 @@ def test_each_fold_gets_a_fresh_order_of_handles_that_join_nothing(submissions, 
     assert all(not train_1 & set(r.method.fit_info["test"]) for r in first[1:])
 
 
-def test_order_induced_noise_only(submissions, tiny_tree, tmp_path):
+def test_order_induced_noise_only(run_toy):
     """An honest method's stored predictions do not change with the order it was handed."""
-    (submissions / "toy.py").write_text(toy_source("toy"))
-    out = tmp_path / "results"
-    before = _predictions(_run(submissions, tiny_tree, out, "toy"), out)
-    after = _predictions(_run(submissions, tiny_tree, out, "toy", "--force"), out)
+    before = _predictions(run_toy())
+    after = _predictions(run_toy(force=True))
     for a, b in zip(before, after, strict=True):
         assert list(a["filename"]) == list(b["filename"])
         np.testing.assert_allclose(a["p_malignant"], b["p_malignant"], atol=1e-9)
 
 
-def _predictions(records: list[RunRecord], out: Path) -> list[pd.DataFrame]:
-    return [results.load_predictions(next(out.rglob(f"fold{r.split.fold}.json")), r) for r in records]
+def _predictions(result) -> list[pd.DataFrame]:  # noqa: ANN001
+    return [results.load_predictions(j.job.where.record, j.record) for j in result.jobs]
 
 
 BATCH_DEPENDENT = "e = e + 1e-3 * len(e)"  # smoothing that grows with the batch
 
 
 @pytest.mark.parametrize("transductive", [False, True])
-def test_contract_fails_a_batch_dependent_method_unless_declared(submissions, tiny_tree, tmp_path, transductive):
+def test_contract_fails_a_batch_dependent_method_unless_declared(run_toy, transductive):
     source = toy_source("batchy", body=BATCH_DEPENDENT)
     if transductive:
         source = source.replace(
             '    """Nearest class mean of the mean colour."""\n', '    """..."""\n\n    transductive = True\n'
         )
-    (submissions / "batchy.py").write_text(source)
-    records = _run(submissions, tiny_tree, tmp_path / "results", "batchy", code=0 if transductive else 1)
+    result = run_toy("batchy", source=source)
+    records = result.records
+    assert result.ok == transductive
     if transductive:
         assert all(r.status == "ok" and r.method.transductive and r.contract is None for r in records)
     else:

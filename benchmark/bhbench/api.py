@@ -99,7 +99,7 @@ class Row:
 class RunResult:
     plan: runner.Plan
     results: Path  # where the records are
-    jobs: list[runner.JobResult]  # every finished job: run now or finished earlier
+    jobs: list[runner.JobResult]  # every finished job (run now or finished earlier), method by method, fold by fold
     failures: list[executors.Failure]  # jobs that ended without writing a record (a killed array task)
     warnings: list[str]  # library warnings of this run, once each
     standings: list[Standing]
@@ -235,6 +235,8 @@ def run(
     for f in finished:  # the workers' warnings, kept in the records of this run's folds
         if not f.skipped:
             caught.update(dict.fromkeys(f.record.warnings or ()))
+    order = {id(job): i for i, job in enumerate(jobs)}
+    finished.sort(key=lambda f: order[id(f.job)])
     standings = _standings(finished, plan, options.results)
     return RunResult(plan, options.results, finished, ran.failures, list(caught), standings, session.reveal(plan))
 
