@@ -4,9 +4,9 @@ import pickle
 
 import numpy as np
 import pytest
+from builders import train_set
 
-from bhbench import Method, TestSet, TrainSet
-from bhbench.method import TrainMeta
+from bhbench import Method, NotFittedError, TestSet, check_is_fitted
 
 FORBIDDEN = (
     "y",
@@ -68,15 +68,8 @@ def test_stored_test_set_exposes_no_labels_patients_or_magnifications(tiny_tree)
 
 
 def test_train_set_carries_labels_and_subsets_keep_them_aligned():
-    meta = TrainMeta(
-        y=np.array([0, 1, 0, 1]),
-        malignant=np.array([False, True, False, True]),
-        subtype=np.array(["A", "DC", "F", "LC"]),
-        magnification=np.array([40, 100, 200, 400]),
-        patient=np.array(["p1", "p2", "p3", "p4"]),
-    )
     imgs = _images()
-    train = TrainSet.build("binary", meta, images=imgs)
+    train = train_set([0, 1, 0, 1], imgs, patients=["p1", "p2", "p3", "p4"], magnification=[40, 100, 200, 400])
     sub = train.subset([3, 1])
     assert list(sub.patient) == ["p4", "p2"] and list(sub.y) == [1, 1]
     assert np.array_equal(sub.image(0), imgs[3])
@@ -100,3 +93,21 @@ def test_params_clone_and_set():
     assert c.alpha == 3.0
     with pytest.raises(ValueError, match="no parameter 'beta'"):
         m.set_params(beta=1)
+
+
+class Learner(Method):
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def fit(self, train):
+        self.mean_ = 0.5
+        return self
+
+
+def test_the_fitted_state_guard_reads_trailing_underscore_attributes():
+    method = Learner()
+    with pytest.raises(NotFittedError, match="^Learner is not fitted: call fit before predicting$"):
+        check_is_fitted(method)
+    check_is_fitted(method.fit(None))  # learned state: passes
+    with pytest.raises(NotFittedError):
+        check_is_fitted(method.clone())  # a clone is unfitted

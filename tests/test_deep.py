@@ -15,14 +15,14 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from builders import train_set
 from timm.layers import SEModule
 from timm.models.inception_resnet_v2 import Block8, Block17, Block35
 from timm.models.inception_v3 import InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
 from timm.models.resnet import Bottleneck
 
-from bhbench import TestSet, TrainSet, registry, util
+from bhbench import TestSet, TrainSet, params, registry, util
 from bhbench.errors import UserError
-from bhbench.method import TrainMeta
 from bhbench.worker import Task, Worker, execute
 from bhbench_baselines.deep import backbones, training
 from bhbench_baselines.deep.augment import augment
@@ -40,14 +40,8 @@ def tiny_train(task: str = "binary", n: int = 16, patients: int = 4, seed: int =
     y = np.arange(n) % n_classes
     base = rng.uniform(40, 215, (n_classes, 3))
     images = [np.clip(base[c] + rng.normal(0, 20, (48, 72, 3)), 0, 255).astype(np.uint8) for c in y]
-    meta = TrainMeta(
-        y=y,
-        malignant=y > 0,
-        subtype=np.array(["A"] * n),
-        magnification=np.array([40, 100, 200, 400] * (n // 4)),
-        patient=np.array([f"p{i % patients}" for i in range(n)]),
-    )
-    return TrainSet.build(task, meta, images=images)
+    patient = [f"p{i % patients}" for i in range(n)]
+    return train_set(y, images, task=task, patients=patient, magnification=[40, 100, 200, 400] * (n // 4))
 
 
 def small(name: str, **params) -> training.TrainableMethod:
@@ -222,8 +216,8 @@ def test_mtcnn_gradients_reach_both_heads_and_the_loss_weights_act():
             else:
                 assert all(g is None for g in grads), head
         assert all(p.grad.abs().sum() > 0 for p in net.features.parameters())
-    with pytest.raises(UserError, match="w_class"):
-        MultiTaskCNN(w_class=0, w_mag=0).targets(train)
+    with pytest.raises(UserError, match="mtcnn: w_class=0 is not allowed: expected a number > 0$"):
+        params.resolve(["mtcnn"], {"w_class": 0, "w_mag": 0})  # the class head is what is scored
 
 
 def test_magnification_labels_index_the_four_magnifications():
@@ -328,15 +322,15 @@ def test_bad_names_and_settings_are_user_errors():
         backbones.create_backbone("inception_v3", "random", input_size=40)
     with pytest.raises(UserError, match="squeeze-and-excitation"):
         backbones.create_backbone("vgg11", "random", input_size=64, squeeze_excite=True)
-    with pytest.raises(UserError, match="recipe"):
-        training.choose_recipe("fast", torch.device("cpu"), *[registry.create("cnn").quick_recipe] * 2)
+    with pytest.raises(UserError, match="recipe='fast' is not allowed: expected 'auto' or 'paper' or 'quick'"):
+        params.resolve(["cnn"], {"recipe": "fast"})
     with pytest.raises(UserError, match="device"):
         training.resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA"):
             training.resolve_device("cuda")
-    with pytest.raises(UserError, match="batch_size"):
-        small("cnn", batch_size=1).fit(tiny_train())
+    with pytest.raises(UserError, match="batch_size=1 is not allowed: expected an integer >= 2 or null"):
+        params.resolve(["cnn"], {"batch_size": 1})  # batch norm needs two images
 
 
 def test_auto_recipe_is_paper_on_cuda_and_quick_on_cpu():

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import train_set
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 import bhbench_baselines.handcrafted  # noqa: F401  (registers the methods)
-from bhbench import TASK_CLASSES, TestSet, TrainSet, registry
+from bhbench import TestSet, TrainSet, params, registry
 from bhbench.data.images import ImageStore, content_key
 from bhbench.errors import DataError, UserError
-from bhbench.method import TrainMeta
 from bhbench_baselines.handcrafted.classifiers import CLASSIFIERS, _inner_splits
 from bhbench_baselines.handcrafted.descriptors import DESCRIPTORS, DescriptorSpec
 from bhbench_baselines.handcrafted.features import FeatureCache, extract
@@ -37,26 +37,20 @@ def make_image(rng: np.random.Generator, label: int, patient: int) -> np.ndarray
 
 def make_sets(
     task: str = "binary", labels: tuple[int, ...] = (0, 1), patients: int = 6, per_patient: int = 3, seed: int = 0
-) -> tuple[list[np.ndarray], TrainMeta, list[np.ndarray]]:
-    """Training images and metadata (each patient has one label) and 6 test images."""
+) -> tuple[TrainSet, TestSet]:
+    """A training set (each patient has one label) and 6 test images."""
     rng = np.random.default_rng(seed)
     y = np.array([labels[p % len(labels)] for p in range(patients) for _ in range(per_patient)])
     patient = np.array([f"P{p}" for p in range(patients) for _ in range(per_patient)])
     images = [make_image(rng, int(label), int(p[1:])) for label, p in zip(y, patient, strict=True)]
-    if task == "binary":
-        malignant, subtype = y == 1, np.where(y == 1, "DC", "A")
-    else:
-        subtype = np.array(TASK_CLASSES["subtype"])[y]
-        malignant = y >= 4
-    meta = TrainMeta(y, malignant, subtype, np.full(len(y), 100), patient)
     tests = [make_image(rng, labels[i % len(labels)], 99) for i in range(6)]
-    return images, meta, tests
+    train = train_set(y, images, task=task, patients=patient, magnification=100)
+    return train, TestSet.build(task, images=tests)
 
 
 @pytest.fixture(scope="module")
 def binary_sets() -> tuple[TrainSet, TestSet]:
-    images, meta, tests = make_sets()
-    return TrainSet.build("binary", meta, images=images), TestSet.build("binary", images=tests)
+    return make_sets()
 
 
 def test_all_24_methods_are_registered_with_their_dimension():
@@ -101,10 +95,9 @@ def test_every_method_fits_and_predicts_valid_probabilities(name, binary_sets):
 
 @pytest.mark.parametrize("classifier", sorted(CLASSIFIERS))
 def test_probabilities_have_a_column_for_every_class_of_the_task(classifier):
-    images, meta, tests = make_sets("subtype", labels=(0, 4, 5), patients=9)
-    train = TrainSet.build("subtype", meta, images=images)
+    train, test = make_sets("subtype", labels=(0, 4, 5), patients=9)
     method = registry.create(f"glcm_{classifier}").fit(train)
-    proba = method.predict_proba(TestSet.build("subtype", images=tests))
+    proba = method.predict_proba(test)
     assert proba.shape == (6, 8)
     assert np.allclose(proba.sum(axis=1), 1)
     unseen = [1, 2, 3, 6, 7]
@@ -144,40 +137,40 @@ def test_inner_folds_never_split_a_patient():
 
 
 def test_one_training_patient_skips_the_search_and_says_so():
-    images, meta, tests = make_sets(patients=2, per_patient=4)
-    one_patient = TrainMeta(meta.y, meta.malignant, meta.subtype, meta.magnification, np.full(8, "P0"))
-    method = registry.create("pftas_svm").fit(TrainSet.build("binary", one_patient, images=images))
+    train, test = make_sets(patients=2, per_patient=4)
+    one_patient = train_set(train.y, list(train), patients=np.full(8, "P0"))
+    method = registry.create("pftas_svm").fit(one_patient)
     assert "skipped" in method.fit_info()["search"]
     assert method.fit_info()["settings"] == {"C": 10.0, "gamma": pytest.approx(1 / 162)}
-    assert np.allclose(method.predict_proba(TestSet.build("binary", images=tests)).sum(axis=1), 1)
+    assert np.allclose(method.predict_proba(test).sum(axis=1), 1)
 
 
 @pytest.mark.parametrize("classifier", sorted(CLASSIFIERS))
 def test_classes_smaller_than_the_inner_folds_get_fewer_folds_not_a_crash(classifier):
     """As in a per-magnification training set of the official folds: 4 patients, 2 images per class,
     3 inner folds asked (StratifiedGroupKFold refuses more folds than the largest class has images)."""
-    images, meta, tests = make_sets(patients=4, per_patient=1)
-    method = registry.create(f"glcm_{classifier}", cv_folds=3).fit(TrainSet.build("binary", meta, images=images))
+    train, test = make_sets(patients=4, per_patient=1)
+    method = registry.create(f"glcm_{classifier}", cv_folds=3).fit(train)
     info = method.fit_info()
     if classifier in ("qda", "rf"):  # the ones that search settings and keep both classes
         assert info["search"]["folds"] == 2 and info["search_folds"] == "2 instead of 3: the largest class has 2 images"
     if classifier == "qda":  # one image per class in each inner fit: every fit fails, which scikit-learn raises
         assert info["search"]["note"] == "every candidate failed on every fold; first grid values used"
-    assert np.allclose(method.predict_proba(TestSet.build("binary", images=tests)).sum(axis=1), 1)
+    assert np.allclose(method.predict_proba(test).sum(axis=1), 1)
 
 
 def test_classes_of_one_image_each_skip_the_search_and_say_so():
-    images, meta, tests = make_sets(patients=2, per_patient=1)
-    method = registry.create("glcm_rf").fit(TrainSet.build("binary", meta, images=images))
+    train, _ = make_sets(patients=2, per_patient=1)
+    method = registry.create("glcm_rf").fit(train)
     assert method.fit_info()["search"].startswith("skipped: the largest class has 1 image(s)")
     assert method.fit_info()["settings"]["min_samples_leaf"] == 1
 
 
 def test_a_training_set_with_one_learnable_class_predicts_it():
-    images, meta, tests = make_sets(labels=(1,), patients=3)
-    method = registry.create("lbp_qda").fit(TrainSet.build("binary", meta, images=images))
+    train, test = make_sets(labels=(1,), patients=3)
+    method = registry.create("lbp_qda").fit(train)
     assert "only class 1" in method.fit_info()["note"]
-    assert np.array_equal(method.predict_proba(TestSet.build("binary", images=tests)), np.tile([0.0, 1.0], (6, 1)))
+    assert np.array_equal(method.predict_proba(test), np.tile([0.0, 1.0], (6, 1)))
 
 
 @pytest.mark.parametrize("classes", [2, 8])
@@ -257,36 +250,48 @@ def test_the_qda_search_fits_the_pca_once_per_inner_fold_and_scores_as_without_s
 
 
 @pytest.mark.parametrize(
-    ("name", "params", "message"),
+    ("name", "values", "message"),
     [
-        ("lpq_1nn", {"window": 4}, "window=4"),
-        ("lbp_svm", {"cv_folds": 1}, "cv_folds=1"),
-        ("lbp_rf", {"seed": "x"}, "seed='x'"),
-        ("lbp_qda", {"pca_components": None}, "pca_components=None is not allowed"),
+        ("lpq_1nn", {"window": 4}, "lpq_1nn: window=4 is not allowed: expected an integer >= 3 in steps of 2"),
+        ("lbp_svm", {"cv_folds": 1}, "lbp_svm: cv_folds=1 is not allowed: expected an integer >= 2"),
+        ("lbp_rf", {"seed": "x"}, "lbp_rf: seed='x' is not allowed: expected an integer >= 0"),
+        ("lbp_qda", {"pca_components": None}, "lbp_qda: pca_components=None is not allowed: expected an integer >= 1"),
+        ("clbp_qda", {"P": 255}, "clbp_qda: P=255 is not allowed: expected an integer >= 1 and <= 254"),
+        ("lbp_svm", {"R": 0}, "lbp_svm: R=0 is not allowed: expected a number > 0"),
+        ("lpq_svm", {"rho": 1.0}, "lpq_svm: rho=1.0 is not allowed: expected a number >= 0 and < 1"),
+        ("glcm_rf", {"max_features": 0}, "expected 'sqrt' or 'log2' or a number > 0 and <= 1"),
     ],
 )
-def test_bad_parameters_are_user_errors_at_fit(name, params, message, binary_sets):
-    with pytest.raises(UserError, match=message):
-        registry.create(name, **params).fit(binary_sets[0])
+def test_bad_parameters_are_one_line_before_any_fit(name, values, message):
+    with pytest.raises(UserError) as caught:
+        params.resolve([name], values)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_declared_values_reach_the_descriptor_and_classifier_unchanged(binary_sets):
+    chosen = params.resolve(["lpq_svm"], {"window": 5, "C": 2})["lpq_svm"]
+    assert chosen == {"window": 5, "C": 2.0}  # an integer where a number is declared becomes a float
+    method = registry.create("lpq_svm", **chosen).fit(binary_sets[0])
+    assert method.spec().as_dict()["params"]["window"] == 5 and method.fit_info()["settings"]["C"] == 2.0
 
 
 # --- feature cache ----------------------------------------------------------------------------
 
 
 @pytest.fixture
-def stored(tmp_path, monkeypatch) -> tuple[TrainSet, TrainMeta, Path, list[Path]]:
+def stored(tmp_path, monkeypatch) -> tuple[TrainSet, Path, list[Path]]:
     """A training set whose images sit in an ImageStore (so they have content keys), with a
     private BHBENCH_CACHE for features."""
     monkeypatch.setenv("BHBENCH_CACHE", str(tmp_path / "cache"))
-    images, meta, _ = make_sets(patients=4, per_patient=2)
+    made, _ = make_sets(patients=4, per_patient=2)
     store = ImageStore(tmp_path / "images")
     paths = []
-    for i, rgb in enumerate(images):
+    for i, rgb in enumerate(made):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(rgb).save(paths[-1])
         store.put(content_key(paths[-1]), paths[-1])
     keys = [content_key(p) for p in paths]
-    return TrainSet.build("binary", meta, keys=keys, store=str(store.root)), meta, store.root, paths
+    return train_set(made.y, keys=keys, store=str(store.root), patients=made.patient), store.root, paths
 
 
 @pytest.fixture
@@ -334,13 +339,13 @@ def test_a_changed_parameter_invalidates_only_its_own_features(stored):
 
 
 def test_a_changed_image_invalidates_only_that_image(stored):
-    train, meta, store_root, paths = stored
+    train, store_root, paths = stored
     spec = DESCRIPTORS["glcm"].spec()
     extract(train, [spec])
     Image.fromarray(255 - np.asarray(Image.open(paths[0]))).save(paths[0])
     new_key = content_key(paths[0])
     ImageStore(store_root).put(new_key, paths[0])
-    changed = TrainSet.build("binary", meta, keys=[new_key, *train.cache_keys[1:]], store=str(store_root))
+    changed = train_set(train.y, keys=[new_key, *train.cache_keys[1:]], store=str(store_root), patients=train.patient)
     result = extract(changed, [spec])
     assert result.computed == 1
     assert not np.allclose(result.features[0][0], extract(train, [spec]).features[0][0])
@@ -357,7 +362,8 @@ def test_a_corrupt_cache_file_is_recomputed(stored):
 
 def test_image_sets_without_keys_bypass_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BHBENCH_CACHE", str(tmp_path))
-    images, _, _ = make_sets(patients=2, per_patient=2)
+    train, _ = make_sets(patients=2, per_patient=2)
+    images = list(train)
     test = TestSet.build("binary", images=images)
     spec = DESCRIPTORS["orb"].spec()
     assert extract(test, [spec]).computed == len(images)

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import timm
 import torch
+from builders import train_set
 
 import bhbench_baselines
-from bhbench import TestSet, TrainSet, fingerprint, registry
+from bhbench import TestSet, TrainSet, fingerprint, params, registry
 from bhbench.cli import main
 from bhbench.data.images import ImageStore
 from bhbench.errors import UserError
-from bhbench.method import TrainMeta
 from bhbench_baselines.probe import embed
 from bhbench_baselines.probe.heads import HEADS
 
@@ -48,9 +48,8 @@ def stored_sets(root: Path, n: int = 24) -> tuple[TrainSet, TestSet]:
         items.append((f"{i:032x}", path))
     store.ensure(items)
     keys = [k for k, _ in items]
-    patients = np.array([f"p{i % 8}" for i in range(16)])
-    meta = TrainMeta(y[:16], y[:16] > 0, np.array(["A"] * 16), np.full(16, 40), patients)
-    train = TrainSet.build("binary", meta, keys=keys[:16], store=str(store.root))
+    patients = [f"p{i % 8}" for i in range(16)]
+    train = train_set(y[:16], keys=keys[:16], store=str(store.root), patients=patients)
     return train, TestSet.build("binary", keys=keys[16:], store=str(store.root))
 
 
@@ -121,14 +120,15 @@ def test_every_head_gives_probabilities(tmp_path, weights, head):
 
 def test_bad_probe_settings_are_user_errors(tmp_path, weights):
     train, _ = stored_sets(tmp_path)
+    with pytest.raises(UserError, match="probe_resnet50: head='forest' is not allowed: expected 'logreg' or 'knn'"):
+        params.resolve(["probe_resnet50"], {"head": "forest"})
     cases = [
-        ({"head": "forest"}, "unknown probe head"),
         ({"model": "test_vit"}, "does not match"),  # a ResNet's state dict for a ViT
         ({"model": "resnet5O"}, "did you mean"),
         ({"weights": str(tmp_path / "missing.pth")}, "does not exist"),
     ]
-    for params, message in cases:
-        chosen = {"model": MODEL, "weights": str(weights), **params}
+    for values, message in cases:
+        chosen = {"model": MODEL, "weights": str(weights), **values}
         with pytest.raises(UserError, match=message):
             registry.create("probe_resnet50", device="cpu", **chosen).fit(train)
 
@@ -170,12 +170,12 @@ def test_random_weights_come_from_the_seed_so_cached_and_recomputed_embeddings_a
     torch.rand(10)  # any other work moves the global generator on
     knn = registry.create("probe_resnet50_knn", model=MODEL, weights="random", device="cpu").fit(train)
     assert knn.fit_info()["train_embeddings_cached"] == len(train) and knn.fit_info()["init"] == "random"
-    cached = knn._embedder_.embed(test)
+    cached = knn.embedder_.embed(test)
     assert cached.computed == 0
-    np.testing.assert_array_equal(cached.matrix, knn._embedder_.embed(bare).matrix)
+    np.testing.assert_array_equal(cached.matrix, knn.embedder_.embed(bare).matrix)
     np.testing.assert_array_equal(knn.predict_proba(test), knn.predict_proba(bare))
     other = embed.Embedder(MODEL, "random", {}, "cpu", 4, seed=1)
-    assert other.spec.id != knn._embedder_.spec.id
+    assert other.spec.id != knn.embedder_.spec.id
     assert not np.array_equal(other.embed(bare).matrix, cached.matrix)
 
 
@@ -239,3 +239,7 @@ def test_imports_are_followed_relative_and_inside_functions_but_not_from_package
         (tmp_path / name).write_text(text)
     found = fingerprint.code_fingerprint(fingerprint.code_files(tmp_path / "pkg" / "a" / "m.py"))["files"]
     assert found == ["__init__.py", "m.py", "../b/c.py", "../b/d.py", "../b/f.py"]
+
+
+def test_the_declared_heads_are_the_heads_there_are():
+    assert registry.get("probe_resnet50").declarations()["head"].text() == " or ".join(map(repr, HEADS))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import train_set
 
 from bhbench import TestSet, TrainSet, checks, registry
-from bhbench.method import TrainMeta
 
 
 @pytest.mark.parametrize("name", ["majority", "stratified"])
@@ -19,8 +19,7 @@ def _sets(n_train: int = 40, n_test: int = 200) -> tuple[TrainSet, TestSet]:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (4, 4, 3), dtype=np.uint8) for _ in range(n_train + n_test)]
     y = np.array([1] * 30 + [0] * 10)
-    meta = TrainMeta(y, y == 1, np.where(y == 1, "DC", "A"), np.full(n_train, 40), np.arange(n_train).astype(str))
-    return TrainSet.build("binary", meta, images=images[:n_train]), TestSet.build("binary", images=images[n_train:])
+    return train_set(y, images[:n_train]), TestSet.build("binary", images=images[n_train:])
 
 
 def test_majority_predicts_the_training_prior_for_every_image():

@@ -245,7 +245,9 @@ def test_cards_are_read_from_source_without_running_it(clean_registry, submissio
     assert deco.card.weights_data == "ImageNet-1k" and deco.summary == "A base defined in the file."
     assert deco.param_defaults() == {"width": 8, "rate": None, "mode": "a"}
     assert {k: d.text() for k, d in deco.declarations().items()} == {
-        "width": "an integer", "rate": "a number or null", "mode": "a string"
+        "width": "an integer",
+        "rate": "a number or null",
+        "mode": "a string",
     }
     assert deco.declares("search_space") and not deco.declares("check_params")
     assert call.param_defaults()["width"] == 32 and call.summary == "Given." and call.transductive is False
@@ -269,16 +271,40 @@ def test_cards_are_read_from_source_without_running_it(clean_registry, submissio
         ("class C(Method):\n    pass\nfor n in ('a', 'b'):\n    register(n, C)\n", 4, "must be a decorator"),
         ("from elsewhere import Base\n@register('n')\nclass C(Base):\n    pass\n", 3, "neither defined in this file"),
         ("@register('n')\nclass C(Method):\n    tasks = tuple(['binary'])\n", 3, "C.tasks is not a literal"),
+        (
+            "LOW = 1\n@register('n')\nclass C(Method):\n    def __init__(self, k: Annotated[int, Interval(LOW)] = 1):\n"
+            "        self.k = k\n",
+            4,
+            "parameter k: an argument of Interval is not a literal (LOW)",
+        ),
+        (
+            "@register('n')\nclass C(Method):\n    def __init__(self, k: Annotated[int, Intervall(1)] = 1):\n"
+            "        self.k = k\n",
+            3,
+            "Intervall is not a constraint bhbench knows (Interval)",
+        ),
+        (
+            "@register('n')\nclass C(Method):\n    def __init__(self, k: Annotated[str, Interval(1)] = 'a'):\n"
+            "        self.k = k\n",
+            3,
+            "Interval bounds numbers; str is not int or float",
+        ),
+        (
+            "class C(Method):\n    def __init__(self, k: Annotated[int, Interval(1)] = 1):\n        self.k = k\n"
+            "register('n', C, k=0)\n",
+            4,
+            "register('n'): k=0 is not allowed: expected an integer >= 1",
+        ),
     ],
 )
 def test_a_card_that_is_not_data_is_one_line_naming_file_and_line(clean_registry, submissions, source, line, says):
     file = submissions / "bad.py"
-    file.write_text("from bhbench import Method, register\n" + source)
+    file.write_text("from typing import Annotated\nfrom bhbench import Interval, Method, register\n" + source)
     clean_registry.discover(submissions)
     (error,) = clean_registry.discovery_errors()
-    assert error.message.startswith(f"{file.resolve()}:{line + 1}: ") and says in error.message
+    assert error.message.startswith(f"{file.resolve()}:{line + 2}: ") and says in error.message
     assert "\n" not in error.message
-    with pytest.raises(UserError, match=f"bad.py:{line + 1}: "):
+    with pytest.raises(UserError, match=f"bad.py:{line + 2}: "):
         clean_registry.load_submission(file)
 
 
@@ -335,3 +361,105 @@ def test_set_values_are_checked_against_annotations_read_as_text(clean_registry,
         params.validate("card_deco", {"depth": 1})
     assert params.describe("card_call", {"width": 32, "rate": None, "mode": "b"}) == "mode=b"
     assert not (tmp_path / "marker").exists()
+
+
+# --- parameters: declared once in the signature, checked once before any job --------------------------
+
+DECLARED = """
+import os
+from typing import Annotated, Literal
+from bhbench import Interval, Method, register
+
+open(os.environ["CARD_MARKER"], "w").write("ran")  # must never run in the harness
+raise SystemExit("this file cannot even be imported")
+Rate = Annotated[float, Interval(0, 1, closed="right")]
+
+
+@register("declared", family="submission", reference="r", authors="A", licence="MIT")
+class Declared(Method):
+    def __init__(
+        self,
+        n: Annotated[int, Interval(1, 10)] = 2,
+        rate: Rate | None = None,
+        odd: Annotated[int, Interval(1, None, step=2)] = 3,
+        kind: Literal["a", "b"] = "a",
+        flag: bool = False,
+        device: str = "auto",
+    ):
+        self.n, self.rate, self.odd, self.kind, self.flag, self.device = n, rate, odd, kind, flag, device
+"""
+
+
+@pytest.fixture
+def declared(clean_registry, submissions, tmp_path, monkeypatch) -> Path:
+    """An untrusted submission declaring one parameter of each kind; importing it writes the marker."""
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("CARD_MARKER", str(marker))
+    (submissions / "declared.py").write_text(DECLARED)
+    clean_registry.discover(submissions)
+    assert not clean_registry.discovery_errors()
+    return marker
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"n": 0}, "n=0 is not allowed: expected an integer >= 1 and <= 10"),
+        ({"n": 11}, "n=11 is not allowed: expected an integer >= 1 and <= 10"),
+        ({"n": 2.5}, "n=2.5 is not allowed: expected an integer >= 1 and <= 10"),
+        ({"n": True}, "n=True is not allowed: expected an integer >= 1 and <= 10"),
+        ({"n": None}, "n=None is not allowed: expected an integer >= 1 and <= 10"),
+        ({"rate": 0}, "rate=0 is not allowed: expected a number > 0 and <= 1 or null"),
+        ({"rate": "x"}, "rate='x' is not allowed: expected a number > 0 and <= 1 or null"),
+        ({"odd": 4}, "odd=4 is not allowed: expected an integer >= 1 in steps of 2"),
+        ({"kind": "c"}, "kind='c' is not allowed: expected 'a' or 'b'"),
+        ({"flag": 1}, "flag=1 is not allowed: expected true or false"),
+    ],
+)
+def test_an_untrusted_methods_declarations_are_checked_in_the_harness_without_importing_it(declared, values, says):
+    from bhbench import params
+
+    with pytest.raises(UserError) as caught:
+        params.resolve(["declared"], values)
+    assert str(caught.value) == f"declared: {says}"
+    assert not declared.exists()
+
+
+def test_resolve_gives_each_method_the_values_it_accepts_checked(declared):
+    from bhbench import params
+
+    chosen = params.resolve(["declared", "lbp_svm"], {"n": 10, "rate": 1, "odd": 5, "kind": "b", "C": 3}, "cpu")
+    assert chosen == {"declared": {"n": 10, "rate": 1.0, "odd": 5, "kind": "b", "device": "cpu"}, "lbp_svm": {"C": 3}}
+    assert isinstance(chosen["declared"]["rate"], float) and isinstance(chosen["lbp_svm"]["C"], float)
+    assert params.resolve(["lbp_svm"], {}, device="cpu") == {"lbp_svm": {}}  # --device: where there is one
+    with pytest.raises(UserError, match=r"^no selected method has parameter\(s\) colour, widht$"):
+        params.resolve(["declared", "lbp_svm"], {"C": 1, "widht": 2, "colour": "red"})
+    assert params.defaults("declared") == {"n": 2, "rate": None, "odd": 3, "kind": "a", "flag": False, "device": "auto"}
+    assert not declared.exists()
+
+
+def _builtins() -> list[str]:
+    from bhbench import registry
+
+    registry.discover(Path("/nonexistent"))
+    return [e.name for e in registry.entries() if e.trusted]
+
+
+@pytest.mark.parametrize("name", _builtins())
+def test_a_builtins_defaults_are_its_declarations_and_within_them(name):
+    from bhbench import params, registry
+
+    defaults = params.defaults(name)
+    assert defaults == registry.create(name).get_params()
+    assert params.resolve([name], defaults) == {name: defaults}
+
+
+@pytest.mark.parametrize("name", _builtins())
+def test_every_builtin_refuses_to_predict_before_fit(name):
+    import numpy as np
+
+    from bhbench import NotFittedError, TestSet, registry
+
+    test = TestSet.build("binary", images=[np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(NotFittedError, match=r"is not fitted: call fit before predicting$"):
+        registry.create(name).predict_proba(test)

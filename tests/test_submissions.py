@@ -100,3 +100,21 @@ def test_leaderboard_labels_come_from_records_not_the_installed_plugins(submissi
     assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path / "board")]) == 0
     assert "dropin [size=8]" in (tmp_path / "board" / "leaderboard.csv").read_text()
     assert "dropin" not in {e.name for e in registry.entries()}
+
+
+def test_the_example_submission_declares_its_ranges_and_guards_predict(clean_registry):
+    import numpy as np
+
+    from bhbench import NotFittedError, TestSet, params
+    from bhbench.errors import UserError
+
+    example = REPO / "submissions" / "hed_nuclei.py"
+    clean_registry.load_submission(example)  # its card, read from source
+    with pytest.raises(
+        UserError, match="^hed_nuclei_rf: max_features=0 is not allowed: expected a number > 0 and <= 1$"
+    ):
+        params.resolve(["hed_nuclei_rf"], {"max_features": 0})
+    clean_registry.load_submission(example, run_code=True)  # what its worker does
+    method = clean_registry.create("hed_nuclei_rf")
+    with pytest.raises(NotFittedError):
+        method.predict_proba(TestSet.build("binary", images=[np.zeros((8, 8, 3), np.uint8)]))
