@@ -111,3 +111,17 @@ def test_the_fitted_state_guard_reads_trailing_underscore_attributes():
     check_is_fitted(method.fit(None))  # learned state: passes
     with pytest.raises(NotFittedError):
         check_is_fitted(method.clone())  # a clone is unfitted
+
+
+def test_the_check_battery_refuses_a_default_outside_its_declaration(clean_registry):
+    from typing import Annotated
+
+    from bhbench import Interval, checks
+
+    class Bad(Method):
+        def __init__(self, k: Annotated[int, Interval(1, None)] = 0):  # evaluated, read back as text
+            self.k = k
+
+    clean_registry.register("bad_default", Bad)
+    with pytest.raises(checks.CheckFailed, match=r"^default\(s\) outside .*: k=0 \(expected an integer >= 1\)$"):
+        checks.CHECKS["params"](checks.Battery(clean_registry.get("bad_default")))

@@ -118,3 +118,15 @@ def test_the_example_submission_declares_its_ranges_and_guards_predict(clean_reg
     method = clean_registry.create("hed_nuclei_rf")
     with pytest.raises(NotFittedError):
         method.predict_proba(TestSet.build("binary", images=[np.zeros((8, 8, 3), np.uint8)]))
+
+
+def test_the_readmes_example_declares_what_it_says(submissions: Path, clean_registry):
+    from bhbench import params
+    from bhbench.errors import UserError
+
+    readme = (REPO / "submissions" / "README.md").read_text()
+    (submissions / "my_method.py").write_text(readme.split("```python\n", 1)[1].split("```", 1)[0])
+    clean_registry.discover(submissions)
+    assert params.defaults("my_method") == {"c": 1.0, "kernel": "rbf", "seed": 0}
+    with pytest.raises(UserError, match="^my_method: c=-1 is not allowed: expected a number > 0$"):
+        params.resolve(["my_method"], {"c": -1})

@@ -233,6 +233,11 @@ def _check_params(b: Battery) -> str:
     no_default = [n for n, d in cls.param_defaults().items() if d is inspect.Parameter.empty]
     if no_default:
         raise CheckFailed(f"constructor parameter(s) {', '.join(no_default)} need a default")
+    declared = b.entry.declarations()
+    outside = [f"{k}={v!r} (expected {declared[k].text()})" for k, v in b.entry.param_defaults().items()
+               if not declared[k].check(v)[0]]  # fmt: skip
+    if outside:
+        raise CheckFailed(f"default(s) outside what the annotations declare: {', '.join(outside)}")
     method = b.create()
     params = method.get_params()
     wrong = [k for k, v in b.params.items() if params.get(k) != v]
@@ -250,7 +255,10 @@ def _check_params(b: Battery) -> str:
     clone = method.clone()
     if type(clone) is not type(method) or clone is method or clone.get_params() != params:
         raise CheckFailed("clone() must return a new instance of the same class with equal get_params()")
-    return f"{len(names)} parameter(s) with defaults, stored as given, JSON-serialisable; clone() round-trips"
+    return (
+        f"{len(names)} parameter(s) with defaults within their declarations, stored as given, JSON-serialisable; "
+        "clone() round-trips"
+    )
 
 
 def _check_fit_returns_self(b: Battery) -> str:
