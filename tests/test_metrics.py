@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score, roc_auc_score
 
+from bhbench.metric import codes, patient_rate
 from bhbench.metrics import (
     FoldOutcomes,
     bootstrap,
@@ -15,7 +16,6 @@ from bhbench.metrics import (
     holm,
     mean_std,
     paired_difference,
-    patient_recognition_rate,
     score,
     score_all,
 )
@@ -83,7 +83,7 @@ cases = st.integers(1, 40).flatmap(
 def test_perfect_predictions_score_one(case):
     y, _, patients, _ = case
     y = np.array(y)
-    assert patient_recognition_rate(np.ones(len(y), bool), np.array(patients)) == 1.0
+    assert patient_rate(np.ones(len(y), bool), codes(np.array(patients))) == 1.0
     s = score(y, onehot(y), np.array(patients))
     assert s.patient_rr == 1.0 and s.accuracy == 1.0
 

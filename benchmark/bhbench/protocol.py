@@ -63,7 +63,7 @@ class Protocol:
     def title(self) -> str:
         regime = "magnification-independent" if self.regime == "mi" else "magnification-specific"
         mag = f", {self.magnification}X only" if self.magnification else ""
-        return f"{LIU_NAMES[(self.regime, self.task)]}: {self.task} task, {regime}, {self.split} split{mag}"
+        return f"{LIU_NAMES[(self.regime, self.task)]} — {self.task} task, {regime}, {self.split} split{mag}"
 
     def to_json(self) -> dict:
         return {**asdict(self), "id": self.id}

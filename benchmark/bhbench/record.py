@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 from bhbench import util
 from bhbench.errors import DataError, UserError
+from bhbench.metric import METRICS
 from bhbench.protocol import Protocol
 
 SCHEMA = 1
@@ -135,18 +136,18 @@ class Timing(RecordPart):
     threads: int | None = optional()
 
 
-@dataclass(frozen=True)
-class Scores(RecordPart):
-    patient_rr: float
-    accuracy: float
-    balanced_accuracy: float
-    auc: float  # NaN when undefined
-    f1_macro: float
-    n_images: int
-    n_patients: int
-    # Of methods that predict magnification (overall only).
-    magnification_accuracy: float | None = optional()
-    magnification_patient_rr: float | None = optional()
+def _scores_fields() -> list[tuple]:
+    """A number per declared metric (NaN when undefined); one a record may lack is optional: a
+    metric of one task, of methods that predict magnification, or declared after the record."""
+    always = [(m.name, float) for m in METRICS if m.in_every_record]
+    sometimes = [(m.name, float | None, optional()) for m in METRICS if not m.in_every_record]
+    return [*always, ("n_images", int), ("n_patients", int), *sometimes]
+
+
+# The metrics of one set of test images, a field per declaration of `bhbench.metric.METRICS` (built
+# from them, so a metric is declared in one place and a record holds exactly what is declared).
+Scores = dataclasses.make_dataclass("Scores", _scores_fields(), bases=(RecordPart,), frozen=True)
+Scores.__module__ = __name__  # where pickle (a worker's reply) finds it
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ recipe), and transductive methods (which see the whole test set at once).
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +19,23 @@ from bhbench import registry
 from bhbench.audit import read as read_audit
 from bhbench.data.names import parse_name
 from bhbench.leaderboard.verify import Checked, Scored
-from bhbench.metrics import STATISTICS, Bootstrap, FoldOutcomes, bootstrap, mean_std, tied_ranks
+from bhbench.metric import METRICS, PERCENT
+from bhbench.metrics import (
+    BY_MAGNIFICATION,
+    HEADLINE,
+    STATISTICS,
+    Bootstrap,
+    FoldOutcomes,
+    bootstrap,
+    mean_std,
+    tied_ranks,
+)
 from bhbench.params import describe
 from bhbench.protocol import MAGNIFICATIONS, Protocol
 from bhbench.record import DatasetInfo, RunRecord, SplitInfo
 
 BLOCKS = ("ranked", "smoke", "transductive", "audit_failed")
 REFERENCE_FAMILY = "reference"
-EXTRA = ("magnification_accuracy", "magnification_patient_rr")  # not bootstrapped: few methods predict it
 
 
 def recipe_of(record: RunRecord) -> str:
@@ -205,8 +213,8 @@ def uncertainty(rows: list[Row], seed: int = 0) -> Bootstrap | None:
 
 
 def _metric_values(row: Row, metric: str) -> list[float]:
-    """A metric's recomputed value on each fold where the row has it (magnification metrics: only
-    methods that predict magnification)."""
+    """A metric's value recomputed from the predictions of each fold where the row has it (magnification
+    metrics: only methods that predict magnification)."""
     values = [getattr(c.scored.metrics.overall, metric) for c in row.folds.values() if c.scored and c.scored.metrics]
     return [v for v in values if v is not None]
 
@@ -227,7 +235,7 @@ def frame(section: Section) -> pd.DataFrame:
         if boot is None:
             continue
         ranks = tied_ranks(boot)[0] if block == "ranked" else [None] * len(rows)
-        lo_hi = {s: boot.interval(s) for s in STATISTICS}
+        lo_hi = {s.name: boot.interval(s.name) for s in STATISTICS}
         for i, row in enumerate(rows):
             line: dict = {
                 "dataset": section.dataset.id,
@@ -244,12 +252,13 @@ def frame(section: Section) -> pd.DataFrame:
                 "audit": row.audit_verdict,
             }
             for s in STATISTICS:
-                values = boot.folds[s][i]
-                mean, std = mean_std(list(values))
-                line.update({f"{s}_mean": mean, f"{s}_std": std, f"{s}_lo": lo_hi[s][0][i], f"{s}_hi": lo_hi[s][1][i]})
-            for m in EXTRA:
-                mean, std = mean_std(_metric_values(row, m))
-                line.update({f"{m}_mean": mean, f"{m}_std": std})
+                mean, std = mean_std(list(boot.folds[s.name][i]))
+                lo, hi = lo_hi[s.name][0][i], lo_hi[s.name][1][i]
+                line.update({f"{s.name}_mean": mean, f"{s.name}_std": std, f"{s.name}_lo": lo, f"{s.name}_hi": hi})
+            for m in METRICS:
+                if m.draws is None:  # not bootstrapped (few methods predict magnification)
+                    mean, std = mean_std(_metric_values(row, m.name))
+                    line.update({f"{m.name}_mean": mean, f"{m.name}_std": std})
             line["fps_model"] = _timing(row, "fps_model")
             line["fps_end_to_end"] = _timing(row, "fps_end_to_end")
             line["recipe"] = recipe_of(row.first)
@@ -261,7 +270,8 @@ def frame(section: Section) -> pd.DataFrame:
     if len(table):
         order = table["block"].map(BLOCKS.index)
         rank = table["rank"].fillna(0)
-        table = table.assign(_o=order, _r=rank, _h=-table["headline_mean"].fillna(-1))
+        key = table[f"{HEADLINE.name}_mean"]  # best first within a rank, as the headline's metric says
+        table = table.assign(_o=order, _r=rank, _h=(-key if HEADLINE.metric.higher_is_better else key).fillna(np.inf))
         table = table.sort_values(["_o", "_r", "_h", "method"]).drop(columns=["_o", "_r", "_h"])
         table["rank"] = table["rank"].astype("Int64")
     return table.reset_index(drop=True)
@@ -288,22 +298,18 @@ def audit_failures(section: Section) -> list[tuple[str, str]]:
 
 def pct(values: list[float]) -> str:
     """Per-fold values as "mean ± std" in % (the run summary uses it too)."""
-    mean, std = mean_std(values)
-    if math.isnan(mean):
-        return "–"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
+    return PERCENT.pm(*mean_std(values), len(values))
 
 
 def aggregate(method: str, recs: list[RunRecord]) -> dict:
-    """Per-fold values of a method's main metrics from its successful records (the run summary)."""
+    """Per-fold values of a method's metrics from its successful records (the run summary)."""
     metrics = [r.metrics for r in recs if r.metrics]
-    overall = [m.overall for m in metrics]
-    row: dict = {"method": method, "folds": len(recs), "headline": [m.headline for m in metrics]}
-    row["patient_rr"] = [o.patient_rr for o in overall]
-    for mag in MAGNIFICATIONS:
-        row[f"{mag}X"] = [m.by_magnification[str(mag)].patient_rr for m in metrics if str(mag) in m.by_magnification]
-    for metric in ("accuracy", "balanced_accuracy", "auc", "f1_macro"):
-        row[metric] = [getattr(o, metric) for o in overall]
+    row: dict = {"method": method, "folds": len(recs), HEADLINE.name: [m.headline for m in metrics]}
+    for stat, mag in zip(BY_MAGNIFICATION, MAGNIFICATIONS, strict=True):
+        scores = [m.by_magnification[str(mag)] for m in metrics if str(mag) in m.by_magnification]
+        row[stat.name] = [getattr(s, stat.metric.name) for s in scores]
+    for metric in METRICS:
+        row[metric.name] = [getattr(m.overall, metric.name) for m in metrics]
     return row
 
 

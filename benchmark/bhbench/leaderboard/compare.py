@@ -9,8 +9,8 @@ from tabulate import tabulate
 
 from bhbench.errors import UserError
 from bhbench.leaderboard.aggregate import Section, find_rows, frame, patient_table, uncertainty
-from bhbench.leaderboard.render import protocol_title
-from bhbench.metrics import paired_difference
+from bhbench.metric import METRICS, Unit
+from bhbench.metrics import HEADLINE, paired_difference
 
 
 def compare(found: list[Section], a: str, b: str) -> pd.DataFrame:
@@ -28,7 +28,7 @@ def compare(found: list[Section], a: str, b: str) -> pd.DataFrame:
                 lines.append({
                     "dataset": section.dataset.id,
                     "protocol": section.protocol.id,
-                    "section": protocol_title(section.protocol),
+                    "section": section.protocol.title,
                     "a": x.label, "b": y.label,
                     "common_folds": len(set(x.folds) & set(y.folds)),
                     "a_headline": boot.mean("headline")[0], "b_headline": boot.mean("headline")[1],
@@ -71,17 +71,23 @@ def export(found: list[Section], patterns: list[str]) -> tuple[pd.DataFrame, pd.
 
 
 def latex(rows: pd.DataFrame) -> str:
-    """A LaTeX tabular: dataset, protocol, rank, method, PRR mean ± std with its 95% interval,
-    accuracy, AUC (rank as in the row's leaderboard section)."""
+    """A LaTeX tabular: dataset, protocol, rank, method, PRR mean ± std with its 95% interval, and
+    the metrics the leaderboard shows with intervals (rank as in the row's leaderboard section)."""
+    shown = [m for m in METRICS if m.board == "interval"]
+    head = HEADLINE.metric.unit
 
-    def pm(r: pd.Series, stat: str) -> str:
-        return f"{100 * r[f'{stat}_mean']:.1f} $\\pm$ {100 * r[f'{stat}_std']:.1f}"
+    def pm(r: pd.Series, name: str, unit: Unit) -> str:
+        return unit.pm(r[f"{name}_mean"], r[f"{name}_std"], int(r["folds"]), sign=" $\\pm$ ")
+
+    def title(label: str, unit: Unit) -> str:
+        return f"{label} ({unit.symbol})".replace("%", "\\%") if unit.symbol else label
 
     body = [
         [r["dataset"], r["protocol"], "" if pd.isna(r["rank"]) else int(r["rank"]), r["method"].replace("_", r"\_"),
-         pm(r, "headline"), f"[{100 * r['headline_lo']:.1f}, {100 * r['headline_hi']:.1f}]",
-         pm(r, "accuracy"), pm(r, "auc")]
+         pm(r, HEADLINE.name, head), head.interval(r[f"{HEADLINE.name}_lo"], r[f"{HEADLINE.name}_hi"]),
+         *(pm(r, m.name, m.unit) for m in shown)]
         for _, r in rows.iterrows()
     ]  # fmt: skip
-    headers = ["dataset", "protocol", "rank", "method", "PRR (\\%)", "95\\% CI", "accuracy (\\%)", "AUC (\\%)"]
+    headers = ["dataset", "protocol", "rank", "method", title(HEADLINE.label, head), "95\\% CI"]
+    headers += [title(m.label, m.unit) for m in shown]
     return tabulate(body, headers, tablefmt="latex_raw", disable_numparse=True) + "\n"

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from bhbench.protocol import MAGNIFICATIONS
+from bhbench.metric import ECE_BINS, calibration
+from bhbench.metrics import BY_MAGNIFICATION, HEADLINE
 
 STYLE = {"svg.hashsalt": "bhbench", "svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
 TOP_ROC = 3
@@ -46,8 +47,9 @@ def forest(table: pd.DataFrame, title: str) -> bytes:
         ax = fig.subplots()
         y = np.arange(len(rows))
         ref = rows["reference"].to_numpy(dtype=bool)
-        mean = 100 * rows["headline_mean"].to_numpy(dtype=float)
-        err = np.abs(100 * rows[["headline_lo", "headline_hi"]].to_numpy(dtype=float).T - mean)
+        scale = HEADLINE.metric.unit.scale
+        mean = scale * rows[f"{HEADLINE.name}_mean"].to_numpy(dtype=float)
+        err = np.abs(scale * rows[[f"{HEADLINE.name}_lo", f"{HEADLINE.name}_hi"]].to_numpy(dtype=float).T - mean)
         for mask, colour, marker in ((~ref, "tab:blue", "o"), (ref, "tab:grey", "s")):
             ax.errorbar(mean[mask], y[mask], xerr=err[:, mask], fmt=marker, color=colour, capsize=2, ms=4)
         ax.set_yticks(y, [f"{r} {m}" + (" (reference)" if f else "") for r, m, f in zip(
@@ -109,9 +111,9 @@ def per_magnification(table: pd.DataFrame, title: str) -> bytes:
     def draw(fig) -> None:
         ax = fig.subplots()
         y = np.arange(len(rows))
-        for j, (m, marker) in enumerate(zip(MAGNIFICATIONS, "o^sD", strict=True)):
-            x = 100 * rows[f"{m}X_mean"].to_numpy(dtype=float)
-            ax.plot(x, y + (j - 1.5) * 0.12, marker, ms=4, label=f"{m}X", alpha=0.85)
+        for j, (s, marker) in enumerate(zip(BY_MAGNIFICATION, "o^sD", strict=True)):
+            x = s.metric.unit.scale * rows[f"{s.name}_mean"].to_numpy(dtype=float)
+            ax.plot(x, y + (j - 1.5) * 0.12, marker, ms=4, label=s.name, alpha=0.85)
         ax.set_yticks(y, list(rows["method"]))
         ax.set_xlabel("patient recognition rate (%), mean over folds")
         ax.legend(ncol=4, fontsize=8, loc="lower left")
@@ -120,17 +122,12 @@ def per_magnification(table: pd.DataFrame, title: str) -> bytes:
     return svg(draw, 7.5, 1.4 + 0.22 * len(rows))
 
 
-def reliability(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> tuple[bytes, float]:
-    """Reliability diagram of the top-class confidence and the expected calibration error."""
-    confidence = proba.max(axis=1)
-    right = proba.argmax(axis=1) == y
+def reliability(y: np.ndarray, proba: np.ndarray) -> tuple[bytes, float]:
+    """Reliability diagram of the top-class confidence and the expected calibration error (the ECE
+    metric's bins)."""
+    _, acc, _, ece = calibration(y, proba)
+    bins = ECE_BINS
     edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    n = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore"):
-        acc = np.bincount(which, weights=right, minlength=bins) / n
-        conf = np.bincount(which, weights=confidence, minlength=bins) / n
-    ece = float(np.nansum(n / n.sum() * np.abs(acc - conf)))
 
     def draw(fig) -> None:
         ax = fig.subplots()

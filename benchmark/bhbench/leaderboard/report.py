@@ -4,7 +4,6 @@ curves where the record keeps a history (deep methods)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +12,42 @@ from tabulate import tabulate
 from bhbench.errors import UserError
 from bhbench.leaderboard import figures
 from bhbench.leaderboard.aggregate import Row, Section, find_rows, patient_table, pooled, uncertainty
-from bhbench.leaderboard.render import FIGURES, REPORTS, dataset_title, protocol_title
+from bhbench.leaderboard.render import FIGURES, REPORTS, dataset_title
+from bhbench.metric import ECE_BINS, METRICS, PATIENT_RR, PERCENT
+from bhbench.metrics import BY_MAGNIFICATION, HEADLINE, STATISTICS, Bootstrap, mean_std
 from bhbench.protocol import MAGNIFICATIONS, TASK_CLASSES
 from bhbench.util import atomic_write
 
+# The patient recognition rates of each fold, as the bootstrap computes them (headline, pooled, per magnification).
+PRR_COLUMNS = (HEADLINE.name, PATIENT_RR.name, *(s.name for s in BY_MAGNIFICATION))
 
-def _p(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
-
-def _fold_table(row: Row) -> str:
-    boot = uncertainty([row])
-    assert boot is not None
+def _fold_table(row: Row, boot: Bootstrap) -> str:
+    """Per fold: its size, the patient recognition rates, and the metrics the declarations put in this table."""
+    shown = [m for m in METRICS if m.fold_table and m is not PATIENT_RR]
     lines = []
     for j, fold in enumerate(sorted(row.folds)):
         scored = row.folds[fold].scored
         assert scored is not None and scored.metrics is not None  # an accepted record is scored
         m = scored.metrics.overall
-        stats = [boot.folds[s][0, j] for s in ("headline", "patient_rr", *(f"{x}X" for x in MAGNIFICATIONS))]
-        lines.append(
-            [fold, m.n_patients, m.n_images, *map(_p, stats), _p(m.accuracy), _p(m.balanced_accuracy), _p(m.auc)]
-        )
-    headers = ["fold", "patients", "images", "PRR", "pooled PRR", *(f"PRR {x}X" for x in MAGNIFICATIONS)]
-    return tabulate(lines, [*headers, "accuracy", "balanced acc.", "AUC"], tablefmt="github", disable_numparse=True)
+        rates = [PERCENT.text(boot.folds[name][0, j]) for name in PRR_COLUMNS]
+        lines.append([fold, m.n_patients, m.n_images, *rates, *(x.unit.text(getattr(m, x.name)) for x in shown)])
+    labels = [HEADLINE.label, PATIENT_RR.label, *(s.label for s in BY_MAGNIFICATION), *(x.label for x in shown)]
+    return tabulate(lines, ["fold", "patients", "images", *labels], tablefmt="github", disable_numparse=True)
+
+
+def _statistics_table(row: Row, boot: Bootstrap) -> str:
+    """Every bootstrapped statistic of the row: mean ± std over folds and its 95% interval."""
+    lines = []
+    for s in STATISTICS:
+        unit = s.metric.unit
+        mean, std = mean_std(list(boot.folds[s.name][0]))
+        lo, hi = boot.interval(s.name)
+        title = s.label + (f" ({unit.symbol})" if unit.symbol else "")
+        better = "higher" if s.metric.higher_is_better else "lower"
+        lines.append([title, s.metric.level, unit.pm(mean, std, len(row.folds)), unit.interval(lo[0], hi[0]), better])
+    headers = ["statistic", "per", "mean ± std over folds", "95% CI", "better"]
+    return tabulate(lines, headers, tablefmt="github", disable_numparse=True)
 
 
 def _patients(row: Row) -> str:
@@ -50,11 +62,10 @@ def _patients(row: Row) -> str:
         for f, p in zip(wide["fold"], wide["patient"], strict=True)
     ]
     wide = wide.sort_values(["score", "fold", "patient"])
-    lines = [
-        [r["fold"], r["patient"], r["subtype"], _p(r["score"]), *(r.get(m, "") if isinstance(r.get(m), str) else ""
-                                                                   for m in MAGNIFICATIONS)]
-        for _, r in wide.iterrows()
-    ]  # fmt: skip
+    lines = []
+    for _, r in wide.iterrows():
+        mags = [r.get(m) if isinstance(r.get(m), str) else "" for m in MAGNIFICATIONS]
+        lines.append([r["fold"], r["patient"], r["subtype"], PERCENT.text(r["score"]), *mags])
     headers = ["fold", "patient", "class/subtype", "all images", *(f"{m}X" for m in MAGNIFICATIONS)]
     return tabulate(lines, headers, tablefmt="github", disable_numparse=True)
 
@@ -88,13 +99,16 @@ def page(found: list[Section], name: str) -> dict[str, bytes]:
         lines += [
             f"## {dataset_title(section.dataset)}",
             "",
-            f"### {protocol_title(section.protocol)}: {row.label}",
+            f"### {section.protocol.title}: {row.label}",
             "",
         ]
         if section.leaky:
             lines += ["> Leaky protocol: patients on both sides of the split.", ""]
         lines += [f"Parameters: `{first.params}`; reference: {first.reference or '–'}.", ""]
-        lines += [_fold_table(row), ""]
+        boot = uncertainty([row])
+        assert boot is not None
+        lines += [_fold_table(row, boot), ""]
+        lines += ["Every statistic, with its patient-level bootstrap interval:", "", _statistics_table(row, boot), ""]
         s = pooled(row)
         drawn: dict[str, tuple[bytes, str]] = {}
         if section.protocol.task == "binary" and len(np.unique(s.y)) == 2:
@@ -110,7 +124,7 @@ def page(found: list[Section], name: str) -> dict[str, bytes]:
             file = f"{FIGURES}/{slug}-{kind}.svg"
             files[f"{REPORTS}/{file}"] = blob
             lines += [f"![{caption}]({file})", ""]
-        lines += [f"Expected calibration error (10 bins, top-class confidence): {100 * ece:.1f}%.", ""]
+        lines += [f"Expected calibration error ({ECE_BINS} bins, top-class confidence): {100 * ece:.1f}%.", ""]
         if not histories and first.family == "deep":
             lines += ["No training history in these records.", ""]
         lines += ["Per-patient scores (fraction of images right; worst patients first):", "", _patients(row), ""]

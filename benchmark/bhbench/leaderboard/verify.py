@@ -18,14 +18,15 @@ import pandas as pd
 from bhbench import results
 from bhbench.data.index import fingerprint
 from bhbench.data.names import parse_name
+from bhbench.metric import METRICS
 from bhbench.metrics import score_all
 from bhbench.protocol import TASK_CLASSES
 from bhbench.record import Metrics, RunRecord
 from bhbench.splits import split_hash
 
 TOLERANCE = 1e-6
-# Metrics the harness computes now that records written before them lack; their absence is no mismatch.
-ADDED_METRICS = frozenset({"magnification_patient_rr"})
+# Metrics declared after older records were written: their absence from a record is no mismatch.
+ADDED_LATER = frozenset(m.name for m in METRICS if m.added_later)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _differs(a: object, b: object, where: str = "") -> str | None:
     """First path at which two metric trees (recomputed a, stored b) differ beyond rounding, or None."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
-            if key in a and key not in b and key in ADDED_METRICS:
+            if key in a and key not in b and key in ADDED_LATER:
                 continue
             if key not in a or key not in b:
                 return f"{where}{key}"
