@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import toy_source
 
-from bhbench import results
+from bhbench import api, results
 from bhbench.cli import main
-from bhbench.record import RunRecord
+from bhbench.errors import DataError
 
 # --- bad data ----------------------------------------------------------------------------------
 
@@ -59,30 +60,19 @@ def test_data_check_reports_every_problem_in_one_pass(tree_copy: Path, capsys):
     assert "summary:" in out and "8 error(s)" in out
 
 
-def test_run_stops_before_training_on_bad_data_and_names_the_files(tree_copy, tmp_path, submissions, capsys):
+def test_run_stops_before_training_on_bad_data_and_names_the_files(run_toy, tree_copy, tmp_path):
     damaged = damage(tree_copy)
-    (submissions / "toy.py").write_text(toy_source())
-    out = tmp_path / "results"
-    args = [
-        "--submissions",
-        str(submissions),
-        "run",
-        "--method",
-        "toy",
-        "--data",
-        str(tree_copy),
-        "--results",
-        str(out),
-    ]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "--skip-bad" in err and all(p.name in err for p in damaged.values())
-    assert not list(out.rglob("fold*.json"))
+    with pytest.raises(DataError) as stopped:
+        run_toy(data=tree_copy)
+    assert "--skip-bad" in str(stopped.value) and all(p.name in str(stopped.value) for p in damaged.values())
+    assert not list((tmp_path / "results").rglob("fold*.json"))
 
-    assert main([*args, "--skip-bad", "--fps-images", "0"]) == 0
-    record = next(r for _, r in results.all_records(out))
-    skipped = " ".join(record.dataset.skipped)
+    result = run_toy(data=tree_copy, skip_bad=True)
+    assert result.ok and len(result.records) == 5
+    assert len({p.path for p in result.plan.skipped}) == len(damaged)  # the moved file has three problems
+    skipped = " ".join(result.records[0].dataset.skipped)
     assert all(p.name in skipped for p in damaged.values())
+    assert result.records[0].dataset.images == len(_pngs(tree_copy)) - len(damaged)
 
 
 def test_undersized_image_is_an_error_and_odd_size_a_warning(tree_copy, capsys):
@@ -125,26 +115,19 @@ FAULTS = {
 }
 
 
-def test_faulty_methods_fail_alone_and_are_listed(submissions, tiny_tree, tmp_path, capsys):
+def test_faulty_methods_fail_alone_and_are_listed(run_toy, submissions, tmp_path):
     for name, (body, fit_body, _) in FAULTS.items():
         (submissions / f"{name}.py").write_text(toy_source(f"bad_{name}", body, fit_body))
-    (submissions / "toy.py").write_text(toy_source())
     out, board = tmp_path / "results", tmp_path / "board"
-    methods = [a for name in ["toy", *(f"bad_{n}" for n in FAULTS)] for a in ("--method", name)]
-    code = main(["--submissions", str(submissions), "run", *methods, "--data", str(tiny_tree), "--results", str(out),
-                 "--timeout", "8", "--mag", "40", "--fps-images", "0"])  # fmt: skip
-    assert code == 1
-    err = capsys.readouterr().err
-    records = [r for _, r in results.all_records(out)]
-    by_method: dict[str, list[RunRecord]] = {}
-    for r in records:
-        by_method.setdefault(r.method.name, []).append(r)
-    assert all(r.status == "ok" for r in by_method["toy"]) and len(by_method["toy"]) == 5
+    result = run_toy(["toy", *(f"bad_{n}" for n in FAULTS)], timeout=8, mag=40)
+    assert not result.ok and not result.failures  # every job wrote its record, failed or not
+    rows = {row.label: row for row in result.rows}
+    assert len(rows["toy"].records) == 5 and not rows["toy"].failed
     for name, (_, _, reason) in FAULTS.items():
-        recs = by_method[f"bad_{name}"]
-        assert len(recs) == 5 and all(r.status == "failed" and reason in r.error for r in recs), name
-        assert f"failed: bad_{name} fold 1: " in err
-    assert main(["leaderboard", "--results", str(out), "--output", str(board)]) == 0
+        failed = rows[f"bad_{name}"].failed
+        assert len(failed) == 5 and all(reason in f.record.error for f in failed), name
+    assert len(result.failed) == 5 * len(FAULTS)
+    assert api.leaderboard(out, board).ok
     text = (board / "README.md").read_text()
     ranked, failed = text.split("Failed runs (not ranked):")
     assert "| 1   | toy" in ranked and "bad_" not in ranked.split("Published")[0]
@@ -162,7 +145,7 @@ def test_a_user_error_inside_a_method_stops_the_run_with_one_line(submissions, t
     assert "fold 2" not in err  # stopped at the first fold instead of failing five times
 
 
-def test_test_labels_are_not_in_the_method_process(submissions, tiny_tree, tmp_path):
+def test_test_labels_are_not_in_the_method_process(run_toy, tmp_path):
     """A nosy method searches its own process for patient tokens; test patients must be absent."""
     spy = tmp_path / "spy.json"
     body = (
@@ -176,14 +159,11 @@ def test_test_labels_are_not_in_the_method_process(submissions, tiny_tree, tmp_p
         "tokens |= {str(v) for a in arrays if a.dtype.kind in 'UO' for v in a.ravel()}; "
         f"json.dump(sorted(tokens), open({str(spy)!r}, 'w'))"
     )
-    (submissions / "spy.py").write_text(toy_source("spy", body))
-    out = tmp_path / "results"
     # Unsandboxed: the spy reports through a file of ours, which the sandbox would hide from it.
-    assert main(["--submissions", str(submissions), "run", "--method", "spy", "--data", str(tiny_tree),
-                 "--results", str(out), "--fps-images", "0", "--sandbox", "off"]) == 0  # fmt: skip
+    last = run_toy("spy", source=toy_source("spy", body), sandbox="off").jobs[-1]
     seen = set(json.loads(spy.read_text()))
-    record_path, record = next((p, r) for p, r in results.all_records(out) if r.split.fold == 5)
-    frame = results.load_predictions(record_path, record)
+    assert last.job.fold.index == 5 and last.record.ok
+    frame = results.load_predictions(last.job.where.record, last.record)
     test_patients = {"-".join(f.split("-")[1:3]) for f in frame["filename"]}
     assert seen, "the spy found no patient tokens at all (training ones should be visible)"
     assert not seen & test_patients
@@ -267,8 +247,8 @@ def test_sigkill_at_random_moments_never_leaves_a_readable_half_record(submissio
             record = results.read(path)
             assert record is not None and record.status == "ok", path  # whole or absent, never half
     subprocess.run(_cli(submissions, tiny_tree, out), check=True, capture_output=True)
-    assert main(["leaderboard", "--check", "--results", str(out), "--output", str(tmp_path / "b")]) == 1  # no board yet
-    assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path / "b")]) == 0
+    assert not api.leaderboard(out, tmp_path / "b", check=True).ok  # no board yet
+    assert api.leaderboard(out, tmp_path / "b").ok
 
 
 def test_ctrl_c_stops_cleanly_with_a_summary(submissions, tiny_tree, tmp_path):
