@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from conftest import toy_source
 
-from bhbench import environment, results
+from bhbench import api, environment, reproduce, results
 from bhbench.cli import main
+from bhbench.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,7 @@ def toy_run(tiny_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     (base / "subs").mkdir()
     (base / "subs" / "repro_toy.py").write_text(toy_source("repro_toy"))
     out = base / "results"
-    assert main(["--submissions", str(base / "subs"), "run", "-m", "repro_toy", "--data", str(tiny_tree),
-                 "--results", str(out), "--fps-images", "0"]) == 0  # fmt: skip
+    assert api.run(["repro_toy"], tiny_tree, results=out, fps_images=0, submissions=base / "subs").ok
     return base / "subs", out
 
 
@@ -37,6 +37,7 @@ def _copy(out: Path, tmp_path: Path) -> Path:
 
 
 def _reproduce(subs: Path, tiny_tree: Path, *targets: str) -> int:
+    """Through the CLI: the verdict is its last line, and its exit code."""
     return main(["--submissions", str(subs), "reproduce", *targets, "--data", str(tiny_tree)])
 
 
@@ -48,13 +49,14 @@ def test_records_name_their_code(toy_run: tuple[Path, Path]) -> None:
 
 
 def test_reproduce_passes_then_names_the_fold_and_image_of_an_edited_probability(
-    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path
 ) -> None:
     subs, out = toy_run
     out = _copy(out, tmp_path)
     folder = next(out.rglob("repro_toy"))
-    assert _reproduce(subs, tiny_tree, str(folder)) == 0
-    assert "all 5 record(s) reproduced" in _said(capsys)
+    done = api.reproduce([folder], data=tiny_tree, submissions=subs)
+    assert done.ok and sorted(c.fold for c in done.comparisons) == [1, 2, 3, 4, 5]
+    assert all(c.max_diff <= reproduce.PROBA_TOLERANCE and c.images > 0 for c in done.comparisons)
 
     predictions = next(folder.rglob("fold3.predictions.csv"))
     frame = pd.read_csv(predictions)
@@ -62,39 +64,38 @@ def test_reproduce_passes_then_names_the_fold_and_image_of_an_edited_probability
     frame.loc[7, "p_malignant"] = 1 - frame.loc[7, "p_malignant"]
     frame.loc[7, "p_benign"] = 1 - frame.loc[7, "p_benign"]
     frame.to_csv(predictions, index=False)
-    assert _reproduce(subs, tiny_tree, str(predictions.with_name("fold3.json"))) == 1
-    text = _said(capsys)
-    assert f"fold 3: {image} p_" in text and "did not reproduce" in text
-    assert "edited after the run" in text
+    done = api.reproduce([predictions.with_name("fold3.json")], data=tiny_tree, submissions=subs)
+    (edited,) = done.mismatches
+    assert not done.ok and edited.fold == 3 and edited.worst.startswith(f"{image} p_")
+    assert edited.max_diff == pytest.approx(abs(1 - 2 * frame.loc[7, "p_malignant"]), abs=1e-6)
+    assert edited.notes == ["the stored predictions do not match the hash in their record (edited after the run)"]
 
 
 def test_a_row_address_finds_the_records_and_a_bad_one_says_what_exists(
-    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path
 ) -> None:
     subs, committed = toy_run
     out = Path(shutil.copytree(committed, tmp_path / "results"))
     (section,) = [p for p in out.glob("*/*") if p.is_dir() and p.name != "splits"]
     shutil.copytree(section, section.with_name("binary-mi-image-kfold-seed0"))  # the leaky twin: not MIBC
-    common = ["--submissions", str(subs), "reproduce", "--results", str(out), "--data", str(tiny_tree)]
-    assert main([*common, "synthetic/MIBC/repro_toy"]) == 0
-    assert main([*common, "synthetic/MSFC/repro_toy"]) == 2
-    assert "matches none" in _said(capsys)
-    assert main([*common, "synthetic/MIBC/nosuch"]) == 2
-    assert "methods there: repro_toy" in _said(capsys)
+    done = api.reproduce(["synthetic/MIBC/repro_toy"], out, tiny_tree, submissions=subs)
+    assert done.ok and len(done.comparisons) == 5
+    assert all(c.record.is_relative_to(section) for c in done.comparisons)
+    with pytest.raises(UserError, match="matches none"):
+        api.reproduce(["synthetic/MSFC/repro_toy"], out, tiny_tree, submissions=subs)
+    with pytest.raises(UserError, match="methods there: repro_toy"):
+        api.reproduce(["synthetic/MIBC/nosuch"], out, tiny_tree, submissions=subs)
 
 
-def test_refuses_without_the_data(
-    toy_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_refuses_without_the_data(toy_run: tuple[Path, Path], tmp_path: Path) -> None:
     subs, out = toy_run
     out = _copy(out, tmp_path)
     record_path = next(out.rglob("fold1.json"))
     record = json.loads(record_path.read_text())
     record["dataset"]["synthetic"] = False
     record_path.write_text(json.dumps(record))
-    assert main(["--submissions", str(subs), "reproduce", str(record_path)]) == 2
-    text = _said(capsys)
-    assert "real BreaKHis" in text and "give --data PATH" in text
+    with pytest.raises(UserError, match="real BreaKHis.*give --data PATH"):
+        api.reproduce([record_path], submissions=subs)
 
 
 def _made_elsewhere(record_path: Path, **versions: str) -> None:
@@ -133,60 +134,45 @@ def test_other_versions_are_compared_first_and_named_beside_the_verdict(
     assert "1 of 1 record(s) did not reproduce" in text and "opencv-python-headless 4.0.0.1 in the record" in text
 
 
-def test_same_versions_name_the_lock(
-    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_same_versions_name_the_lock(toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path) -> None:
     subs, out = toy_run
     record_path = next(_copy(out, tmp_path).rglob("fold4.json"))
-    assert _reproduce(subs, tiny_tree, str(record_path)) == 0
-    text = " ".join(_said(capsys).split())
-    assert "same versions as the records" in text and "the numbers did not move" not in text
+    done = api.reproduce([record_path], data=tiny_tree, submissions=subs)
+    assert done.ok and done.drift == []
     recorded = results.load(record_path).environment.lock
     assert recorded == environment.lock_here()
     if recorded is not None:  # an environment installed from the lock (CI's, the README's)
-        assert f"lock {recorded}" in text
+        assert f"lock {recorded}" in done.lock
 
 
-def test_editing_a_submission_retrains_its_folds_and_says_why(
-    tiny_tree: Path, submissions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    source = submissions / "edited_toy.py"
-    source.write_text(toy_source("edited_toy"))
-    args = ["--submissions", str(submissions), "run", "-m", "edited_toy", "--data", str(tiny_tree),
-            "--results", str(tmp_path / "r"), "--fps-images", "0"]  # fmt: skip
-    assert main(args) == 0
-    before = {p.name: r.method.code.hash for p, r in results.all_records(tmp_path / "r")}
-    capsys.readouterr()
-    assert main(args) == 0
-    assert _said(capsys).count("finished earlier") == 5  # same code: nothing reruns
+def test_editing_a_submission_retrains_its_folds_and_says_why(run_toy) -> None:
+    before = run_toy("edited_toy", source=toy_source("edited_toy"))
+    again = run_toy("edited_toy")
+    assert all(j.skipped for j in again.jobs)  # same code: nothing reruns
 
-    source.write_text(toy_source("edited_toy", body="e = e + 0.01"))
-    assert main(args) == 0
-    text = _said(capsys)
-    assert "finished earlier" not in text and text.count("code changed since the record") == 5
-    after = {p.name: r.method.code.hash for p, r in results.all_records(tmp_path / "r")}
-    assert set(after) == set(before) and not set(after.values()) & set(before.values())
+    after = run_toy("edited_toy", source=toy_source("edited_toy", body="e = e + 0.01"))
+    assert [j.job.rerun for j in after.jobs] == ["code changed since the record"] * 5
+    assert not any(j.skipped for j in after.jobs)
+    assert [j.job.where.record for j in after.jobs] == [j.job.where.record for j in before.jobs]
+    assert not {r.method.code.hash for r in after.records} & {r.method.code.hash for r in before.records}
 
 
 def test_run_writes_to_a_scratch_folder_unless_told_and_says_where_it_would_rank(
-    toy_run: tuple[Path, Path],
-    tiny_tree: Path,
-    submissions: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    toy_run: tuple[Path, Path], run_toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     committed = Path(shutil.copytree(toy_run[1], tmp_path / "leaderboard" / "results"))  # a one-row leaderboard
     before = sorted(committed.rglob("*"))
-    (submissions / "scratch_toy.py").write_text(toy_source("scratch_toy", body="e = e ** 0.5"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BHBENCH_RESULTS", raising=False)
-    args = ["--submissions", str(submissions), "run", "-m", "scratch_toy", "--data", str(tiny_tree),
-            "--fps-images", "0"]  # fmt: skip
-    assert main(args) == 0
-    assert len(results.all_records(tmp_path / "bhbench-results")) == 5
+    result = run_toy("scratch_toy", source=toy_source("scratch_toy", body="e = e ** 0.5"), results=None)
+    assert result.results == Path("bhbench-results") and len(results.all_records(tmp_path / "bhbench-results")) == 5
     assert sorted(committed.rglob("*")) == before
-    assert "scratch_toy (PRR" in (said := _said(capsys)) and " of 2 by mean PRR on the committed leaderboard" in said
+    (row,) = result.rows
+    (standing,) = result.standings
+    assert (standing.method, standing.of, standing.headline) == ("scratch_toy", 2, row.mean_headline)
+    assert standing.board.resolve() == next(committed.glob("*/*-seed0")).resolve()
+    others = {r.metrics.headline for _, r in results.all_records(committed)}
+    assert standing.place == 1 + (sum(others) / len(others) > row.mean_headline)
     monkeypatch.setenv("BHBENCH_RESULTS", str(tmp_path / "mine"))
-    assert main(args) == 0
+    assert len(run_toy("scratch_toy", results=None).records) == 5
     assert len(results.all_records(tmp_path / "mine")) == 5
