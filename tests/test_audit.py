@@ -15,7 +15,7 @@ import pytest
 from conftest import toy_source
 from PIL import Image
 
-from bhbench import audit, results
+from bhbench import api, audit, results
 from bhbench.cli import main
 from bhbench.data import synthetic
 from bhbench.data.sources import PRIVATE_NAME, parse_seed
@@ -113,8 +113,8 @@ def _cache_files() -> set[Path]:
     return {*root.glob("images/*/*.npy"), *root.glob("blind/*"), *root.glob("index/*.csv")}
 
 
-def _cli(submissions: Path, *args: str) -> int:
-    return main(["--submissions", str(submissions), *args])
+def _audit(submissions: Path, tree: Path, out: Path, method: str, **options) -> api.AuditOutcome:
+    return api.audit(method, tree, results=out, submissions=submissions, **options)
 
 
 def _audit_doc(out: Path, method: str) -> dict:
@@ -211,53 +211,53 @@ def test_the_draw_moves_whole_patients_and_keeps_the_label_counts():
 # -- the audit through the runner -------------------------------------------------------------------
 
 
-def test_an_honest_method_passes_and_its_records_stay_ordinary(submissions, tiny_tree, tmp_path, capsys):
+def test_an_honest_method_passes_and_its_records_stay_ordinary(submissions, tiny_tree, tmp_path):
     (submissions / "toy.py").write_text(toy_source("toy"))
     out = tmp_path / "results"
-    assert _cli(submissions, "audit", "--method", "toy", "--data", str(tiny_tree), "--results", str(out)) == 0
+    done = _audit(submissions, tiny_tree, out, "toy")
+    assert done.ok and done.file == next(out.rglob("toy/*/audit.json")) and done.seconds >= done.result.seconds
     doc = _audit_doc(out, "toy")
+    assert doc == json.loads(json.dumps(done.result.to_json()))
     assert doc["verdict"] == "pass", doc["reason"]
     assert doc["honest"] > doc["permuted"] and doc["seed_commitment"].startswith("sha256:")
     assert [f["fold"] for f in doc["folds"]] == [1] and doc["code"] and doc["created"]
     # only the honest fold's record is a record: the permuted fit leaves nothing in the results folder
     assert [p.name for p in results.record_files(out)] == ["fold1.json"]
-    assert "audit pass" in capsys.readouterr().err
+    (fold,) = done.result.folds
+    assert fold.honest == results.load(next(out.rglob("fold1.json"))).metrics.headline == doc["honest"]
 
 
 def test_a_shipped_hash_table_fails(submissions, tiny_tree, tmp_path):
     (submissions / "memo.py").write_text(TABLE_MEMORISER.format(name="memo", table=repr(_pixel_table(tiny_tree))))
     out = tmp_path / "results"
-    assert _cli(submissions, "audit", "--method", "memo", "--data", str(tiny_tree), "--results", str(out)) == 1
+    assert not _audit(submissions, tiny_tree, out, "memo").ok
     doc = _audit_doc(out, "memo")
     assert doc["verdict"] == "fail" and doc["permuted"] == pytest.approx(1.0) and doc["p_value"] <= audit.ALPHA
     assert "keeps its score" in doc["reason"]
 
 
 @pytest.mark.slow
-def test_a_regenerating_method_fails_the_audit_and_the_private_cohort(submissions, tiny_tree, tmp_path, capsys):
+def test_a_regenerating_method_fails_the_audit_and_the_private_cohort(run_toy, submissions, tiny_tree, tmp_path):
     (submissions / "regen.py").write_text(REGENERATOR.format(name="regen"))
-    (submissions / "toy.py").write_text(toy_source("toy"))
     out = tmp_path / "results"
-    data = ["--data", str(tiny_tree), "--results", str(out)]
-    assert _cli(submissions, "audit", "--method", "regen", *data) == 1
+    assert not _audit(submissions, tiny_tree, out, "regen").ok
     assert _audit_doc(out, "regen")["verdict"] == "fail"
 
     before = set(Path(tempfile.gettempdir()).glob("bhbench-private-*"))
-    assert _cli(submissions, "run", "--method", "regen", "--method", "toy", *data) == 0
-    assert _cli(submissions, "run", "--method", "regen", "--method", "toy", "--synthetic-seed", "secret", *data) == 0
-    text = capsys.readouterr().err
-    assert "synthetic, private cohort" in text and "seed commitment sha256:" in text
-    assert "drawn from the operating system" in text  # the reveal, after the run
-    prr = {}
-    for _, r in results.all_records(out):
-        prr.setdefault((r.dataset.name, r.method.name), []).append(r.metrics.headline)
-    public = {m: np.mean(v) for (d, m), v in prr.items() if d == "synthetic"}
-    private = {m: np.mean(v) for (d, m), v in prr.items() if d == PRIVATE_NAME}
+    public_run = run_toy(["regen", "toy"])
+    said: list = []
+    private_run = run_toy(["regen", "toy"], synthetic_seed="secret", progress=said.append)
+    revealed = private_run.revealed
+    assert private_run.ok and revealed.drawn and revealed.cohort == private_run.plan.dataset.id
+    assert revealed.cohort.startswith(f"{PRIVATE_NAME}-") and private_run.plan.dataset.id != public_run.plan.dataset.id
+    assert revealed.commitment == synthetic.seed_commitment(revealed.seed)
+    assert any(f"seed commitment {revealed.commitment}" in getattr(e, "text", "") for e in said)  # told before
+    public = {row.label: row.mean_headline for row in public_run.rows}
+    private = {row.label: row.mean_headline for row in private_run.rows}
     assert public["regen"] == pytest.approx(1.0)
     assert private["regen"] < 0.5  # no image it knows: a coin's answer (class 0 on ties)
     assert abs(private["toy"] - public["toy"]) < 0.2  # an honest method does about as well on both
-    ids = {r.dataset.id for _, r in results.all_records(out)}
-    assert any(i.startswith(f"{PRIVATE_NAME}-") for i in ids) and len(ids) == 2
+    del private_run  # the private tree lives as long as the dataset the result's plan holds
     gc.collect()
     assert set(Path(tempfile.gettempdir()).glob("bhbench-private-*")) <= before  # the private tree is gone
 
@@ -265,11 +265,10 @@ def test_a_regenerating_method_fails_the_audit_and_the_private_cohort(submission
 def test_a_memoriser_that_detects_the_audit_passes_it_but_fails_on_a_private_cohort(submissions, tiny_tree, tmp_path):
     (submissions / "sly.py").write_text(DETECTOR.format(name="sly"))
     out = tmp_path / "results"
-    data = ["--data", str(tiny_tree), "--results", str(out)]
-    assert _cli(submissions, "audit", "--method", "sly", *data) == 0  # the documented blind spot
+    assert _audit(submissions, tiny_tree, out, "sly").result.verdict == "pass"  # the documented blind spot
     assert _audit_doc(out, "sly")["verdict"] == "pass"
     before = _cache_files()
-    assert _cli(submissions, "audit", "--method", "sly", "--private-cohort", *data) == 1
+    assert not _audit(submissions, tiny_tree, out, "sly", private_cohort=True).ok
     assert _cache_files() == before  # no private image, area or index is left behind (nor the audit's area)
     doc = _audit_doc(out, "sly")
     gap = doc["private_cohort"]
@@ -283,8 +282,8 @@ def test_a_memoriser_that_detects_the_audit_passes_it_but_fails_on_a_private_coh
 def test_an_honest_method_is_not_flagged_by_the_private_cohort(submissions, tiny_tree, tmp_path):
     (submissions / "toy.py").write_text(toy_source("toy"))
     out = tmp_path / "results"
-    assert _cli(submissions, "audit", "--method", "toy", "--private-cohort", "--all-folds",
-                "--data", str(tiny_tree), "--results", str(out)) == 0  # fmt: skip
+    done = _audit(submissions, tiny_tree, out, "toy", private_cohort=True, which_folds="all")
+    assert done.ok and [f.fold for f in done.result.folds] == [1, 2, 3, 4, 5]
     gap = _audit_doc(out, "toy")["private_cohort"]
     assert not gap["flagged"] and abs(gap["gap"]) < gap["bound"]
 
@@ -308,16 +307,15 @@ def test_a_given_seed_makes_the_same_private_cohort_and_bad_seeds_are_one_line(t
 # -- the leaderboard ---------------------------------------------------------------------------------
 
 
-def test_the_leaderboard_never_ranks_a_failed_audit_and_marks_unaudited_rows(submissions, tiny_tree, tmp_path):
+def test_the_leaderboard_never_ranks_a_failed_audit_and_marks_unaudited_rows(run_toy, submissions, tiny_tree, tmp_path):
     (submissions / "toy.py").write_text(toy_source("toy"))
     (submissions / "toy2.py").write_text(toy_source("toy2"))
     (submissions / "memo.py").write_text(TABLE_MEMORISER.format(name="memo", table=repr(_pixel_table(tiny_tree))))
     out, board = tmp_path / "results", tmp_path / "board"
-    data = ["--data", str(tiny_tree), "--results", str(out)]
-    assert _cli(submissions, "run", "--method", "toy", "--method", "toy2", "--method", "memo", *data) == 0
-    assert _cli(submissions, "audit", "--method", "memo", *data) == 1
-    assert _cli(submissions, "audit", "--method", "toy", *data) == 0
-    assert main(["leaderboard", "--results", str(out), "--output", str(board)]) == 0
+    assert run_toy(["toy", "toy2", "memo"], results=out).ok
+    assert not _audit(submissions, tiny_tree, out, "memo").ok
+    assert _audit(submissions, tiny_tree, out, "toy").ok
+    assert api.leaderboard(out, board).ok
     text = (board / "README.md").read_text()
     table = pd.read_csv(board / "leaderboard.csv")
     memo = table[table["name"] == "memo"].iloc[0]
@@ -327,4 +325,4 @@ def test_the_leaderboard_never_ranks_a_failed_audit_and_marks_unaudited_rows(sub
     assert "Failed the label-permutation audit" in text and "- memo: keeps its score" in text
     assert "| toy2 †" in text and "| toy " in text and "toy †" not in text  # never audited: marked
     assert "majority †" not in text.replace("majority † ", "")  # reference rows carry no mark
-    assert main(["leaderboard", "--check", "--results", str(out), "--output", str(board)]) == 0
+    assert api.leaderboard(out, board, check=True).ok
