@@ -12,7 +12,7 @@ import optuna
 import pytest
 from conftest import toy_source
 
-from bhbench import registry, results, runner, tuning
+from bhbench import api, registry, runner, tuning
 from bhbench.cli import main
 from bhbench.data.sources import open_dataset
 from bhbench.errors import UserError
@@ -58,11 +58,10 @@ def _plan(tree: Path, tmp_path: Path, submissions: Path) -> runner.Plan:
     return runner.make_plan(open_dataset(tree), Protocol(), None, options)
 
 
-def test_a_method_without_search_space_is_refused_clearly(submissions: Path, capsys):
+def test_a_method_without_search_space_is_refused_clearly(submissions: Path):
     (submissions / "toy.py").write_text(toy_source("toy_fixed"))
-    assert main(["--submissions", str(submissions), "tune", "--method", "toy_fixed", "--trials", "1"]) == 2
-    err = capsys.readouterr().err
-    assert "toy_fixed declares no search space" in err and "search_space(cls, trial)" in err
+    with pytest.raises(UserError, match=r"toy_fixed declares no search space.*search_space\(cls, trial\)"):
+        api.tune("toy_fixed", 1, submissions=submissions)
 
 
 def test_inner_validation_splits_training_patients_only_and_by_patient(tiny_tree: Path, tmp_path: Path, tunable):
@@ -120,7 +119,9 @@ def test_two_processes_share_one_study_and_their_trials_add_up(tiny_tree: Path, 
     assert list(fold) == ["2"] and fold["2"]["trials"] == 6 and fold["2"]["inner_patient_rr"] == study.best_value
 
 
-def test_run_with_params_uses_each_folds_tuned_parameters_and_says_so(tiny_tree: Path, tmp_path: Path, tunable):
+def test_run_with_params_uses_each_folds_tuned_parameters_and_says_so(
+    run_toy, tiny_tree: Path, tmp_path: Path, tunable
+):
     plan = _plan(tiny_tree, tmp_path, tunable)
     options = runner.Options(results=tmp_path / "plan", submissions=tunable)
     doc = tuning.Tuner(plan, "toy_spy", {}, f"sqlite:///{tmp_path / 's.db'}", "s", options).tune(1)
@@ -129,30 +130,20 @@ def test_run_with_params_uses_each_folds_tuned_parameters_and_says_so(tiny_tree:
         fold["params"]["size"] = size
     params = tmp_path / "tuned.json"
     tuning.write_params(params, doc)
-    out = tmp_path / "results"
-    base = [
-        "--submissions",
-        str(tunable),
-        "run",
-        "--method",
-        "toy_spy",
-        "--data",
-        str(tiny_tree),
-        "--results",
-        str(out),
-    ]
-    assert main([*base, "--params", str(params)]) == 0
-    records = [r for _, r in results.all_records(out)]
-    assert sorted(r.method.params["size"] for r in records) == [5, 7, 9, 11, 13]
+    result = run_toy("toy_spy", tuned=[params])
+    records = result.records
+    assert [r.method.params["size"] for r in records] == [5, 7, 9, 11, 13]
+    assert [row.label for row in result.rows] == ["toy_spy [tuned]"]
     assert len({r.method.params_hash for r in records}) == 1  # one leaderboard row
     for r in records:
         tuned = r.method.tuned
         assert tuned["by"] == "optuna" and tuned["study"] == f"s-fold{r.split.fold}" and tuned["trials"] == 1
         assert "inner validation" in tuned["objective"] and np.isfinite(tuned["inner_patient_rr"])
-    assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path)]) == 0
+    assert api.leaderboard(tmp_path / "results", tmp_path).ok
     assert "toy_spy † (tuned)" in (tmp_path / "README.md").read_text()  # tuned, never audited
     # Parameters tuned on one protocol do not run under another.
-    assert main([*base, "--params", str(params), "--task", "subtype"]) == 2
+    with pytest.raises(UserError, match="was tuned for"):
+        run_toy("toy_spy", tuned=[params], task="subtype")
 
 
 def test_a_hand_crafted_baseline_tunes_and_its_file_lands_beside_the_records(
