@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import toy_source
 
-from bhbench import checks, registry
+from bhbench import api, checks, registry
 from bhbench.cli import main
 from bhbench.errors import UserError
 
@@ -85,14 +85,14 @@ class Broken(Method):
 """
 
 
-def test_check_names_each_failed_check_of_a_broken_method(tmp_path: Path, clean_registry, capsys):
+def test_check_names_each_failed_check_of_a_broken_method(tmp_path: Path, clean_registry):
     path = tmp_path / "broken.py"
     path.write_text(textwrap.dedent(BROKEN))
-    assert main(["--submissions", str(tmp_path / "none"), "check", str(path), "--budget", "0.5"]) == 1
-    lines = capsys.readouterr().out.splitlines()
-    failed = {line.split()[2] for line in lines if line.startswith("FAIL  broken_everything")}
-    assert failed == set(checks.CHECKS)
-    by_check = {line.split()[2]: line for line in lines}
+    summary = api.check([path], budget=0.5, submissions=tmp_path / "none")
+    assert summary.failed == ["broken_everything"]
+    found = summary.results["broken_everything"]
+    assert [r.check for r in found] == list(checks.CHECKS) and not any(r.passed for r in found)
+    by_check = {r.check: r.detail for r in found}
     assert "reference" in by_check["card"] and "authors" in by_check["card"] and "licence" in by_check["card"]
     assert "cache" in by_check["params"]
     assert "return self" in by_check["fit_returns_self"]
@@ -149,7 +149,7 @@ def test_targets_resolve_names_paths_and_default_to_the_submissions(submissions:
         checks.targets([], tmp_path / "no-such-folder")
 
 
-def test_check_runs_the_method_in_a_worker_and_reads_verdicts_as_json(submissions: Path, capsys):
+def test_check_runs_the_method_in_a_worker_and_reads_verdicts_as_json(submissions: Path):
     """`bhbench check` imports no submission: its module runs in the check worker (another process),
     and a worker that dies mid-battery fails the remaining checks with the reason."""
     import os
@@ -158,9 +158,10 @@ def test_check_runs_the_method_in_a_worker_and_reads_verdicts_as_json(submission
     record_pid = f"import numpy as np\nimport os\nopen({str(marker)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
     source = toy_source("toy_where", body="import os; os._exit(3)").replace("import numpy as np\n", record_pid, 1)
     (submissions / "toy.py").write_text(source)
-    assert main(["--submissions", str(submissions), "check", "--sandbox", "off", "toy_where"]) == 1
-    out = capsys.readouterr().out
+    summary = api.check(["toy_where"], sandbox="off", submissions=submissions)
     pids = marker.read_text().split()
     assert pids and str(os.getpid()) not in pids  # imported, but never by this (the harness) process
-    assert "PASS  toy_where  params" in out and "the check worker died (exit code 3)" in out
+    by_check = {r.check: r for r in summary.results["toy_where"]}
+    assert summary.failed == ["toy_where"] and by_check["params"].passed
+    assert "the check worker died (exit code 3)" in by_check["probabilities"].detail
     assert "toy_where" in {e.name for e in registry.entries()} and not registry.get("toy_where").trusted
