@@ -66,7 +66,7 @@ def test_help_works_everywhere(command):
 def test_a_value_out_of_range_is_one_line_before_anything_is_written(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--method", "lbp_svm", "--set", "C=-1", "--results", str(tmp_path / "out")]) == 2
-    assert _one_error_line(capsys) == "error: lbp_svm: C=-1 is not allowed: expected a number > 0"
+    assert _one_error_line(capsys) == "error: lbp_svm: C=-1 is not allowed: expected a number > 0 or null"
     assert not list(tmp_path.iterdir())
 
 
@@ -74,7 +74,7 @@ def test_a_value_out_of_range_is_one_line_before_anything_is_written(capsys, tmp
     ("method", "setting", "expected"),
     [("lbp_svm", "P=abc", "P='abc' is not allowed: expected an integer"),
      ("lbp_rf", "max_features=half", "expected 'sqrt' or 'log2' or a number > 0 and <= 1"),
-     ("cnn", "epochs=2.5", "epochs=2.5 is not allowed: expected an integer or null")],
+     ("cnn", "epochs=2.5", "epochs=2.5 is not allowed: expected an integer >= 1 or null")],
 )  # fmt: skip
 def test_set_values_are_checked_against_the_parameter_type(method, setting, expected, capsys):
     assert main(["run", "--method", method, "--set", setting, "--data", "/nonexistent"]) == 2
@@ -87,15 +87,26 @@ def _toy_run(submissions, tiny_tree, results, *extra: str) -> int:
     return main(argv)
 
 
-def test_summary_names_the_parameters_of_a_variant(submissions, tiny_tree, tmp_path, capsys):
+def test_run_prints_each_fold_the_summary_and_where_the_row_would_rank(
+    run_toy, submissions, tiny_tree, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a committed leaderboard of one row, majority, in leaderboard/results
+    run_toy("majority", results=tmp_path / "leaderboard" / "results")
     (submissions / "toy.py").write_text(toy_source("toy"))
     assert _toy_run(submissions, tiny_tree, tmp_path / "out", "--set", "size=8") == 0
     captured = capsys.readouterr()
-    assert "toy [size=8] fold 1: ok" in captured.err
-    assert "toy [size=8]" in captured.out and "5 of 5" in captured.out
+    assert "toy [size=8] fold 1: ok PRR " in captured.err
+    row = next(line for line in captured.out.splitlines() if "toy [size=8]" in line)
+    assert "5 of 5" in row
+    rank = next(line for line in captured.err.splitlines() if line.startswith("toy (PRR "))
+    assert " of 2 by mean PRR on the committed leaderboard (synthetic-" in rank  # beside majority's row
+    assert _toy_run(submissions, tiny_tree, tmp_path / "out", "--set", "size=8") == 0
+    assert capsys.readouterr().err.count(": finished earlier PRR ") == 5  # a rerun resumes: nothing left to do
     assert main(["leaderboard", "--results", str(tmp_path / "out"), "--output", str(tmp_path / "board")]) == 0
+    assert f"wrote {tmp_path / 'board' / 'README.md'}, leaderboard.csv and figures/ from 5 record(s)" in " ".join(
+        capsys.readouterr().err.split()
+    )
     assert "| toy [size=8] " in (tmp_path / "board" / "README.md").read_text()
-    assert ",size=8," in (tmp_path / "board" / "leaderboard.csv").read_text()
 
 
 def test_a_long_fold_says_the_run_is_alive(submissions, tiny_tree, tmp_path, capsys, monkeypatch):
@@ -118,12 +129,11 @@ def test_a_class_missing_from_training_is_said_and_recorded(submissions, tree_co
     assert record.split.missing_classes == {"all": ("PC",)}
 
 
-def test_prune_removes_failed_records_and_keeps_results(submissions, tiny_tree, tmp_path, capsys):
+def test_prune_removes_failed_records_and_keeps_results(run_toy, tmp_path, capsys):
     out = tmp_path / "out"
-    (submissions / "toy.py").write_text(toy_source("toy"))
-    assert _toy_run(submissions, tiny_tree, out) == 0
-    (submissions / "toy.py").write_text(toy_source("toy", fit_body="raise ValueError('broken\\nsecond line')"))
-    assert _toy_run(submissions, tiny_tree, out, "--set", "size=8") == 1
+    assert run_toy(results=out).ok
+    broken = toy_source("toy", fit_body="raise ValueError('broken\\nsecond line')")
+    assert len(run_toy(results=out, source=broken, params={"size": 8}).failed) == 5
     failed = sorted(out.rglob("fold*.json"))
     assert len(failed) == 10 and len(list(out.rglob("fold*.log"))) == 5  # the second line went to a log
     capsys.readouterr()
@@ -148,3 +158,19 @@ def test_a_library_warning_is_shown_once_per_run(submissions, tiny_tree, tmp_pat
     assert _toy_run(submissions, tiny_tree, tmp_path / "out") == 0
     err = capfd.readouterr().err
     assert err.count("toy says careful") == 1 and "warning (shown once): UserWarning: toy says careful" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["tune", "--method", "pftas_svm", "--trials", "1", "--data", "/nonexistent"], ["check", "lbp_svm"],
+     ["audit", "--method", "lbp_svm", "--data", "/nonexistent"]],
+    ids=["tune", "check", "audit"],
+)  # fmt: skip
+def test_every_command_refuses_a_parameter_no_method_has(argv, capsys):
+    assert main([*argv, "--set", "colour=3"]) == 2  # before any data is looked at
+    assert _one_error_line(capsys) == "error: no selected method has parameter(s) colour"
+
+
+def test_audit_takes_one_method_not_a_family(capsys):
+    assert main(["audit", "--method", "handcrafted"]) == 2
+    assert _one_error_line(capsys) == "error: --method 'handcrafted': audit takes one method name"
