@@ -1,6 +1,7 @@
 """A method through the whole path: run, records, resume, leaderboard and its check."""
 
 import json
+from pathlib import Path
 
 from bhbench import api, leaderboard, results
 
@@ -126,3 +127,21 @@ def test_several_methods_run_one_row_per_variant(run_toy):
     result = run_toy(["toy", "majority"], params={"size": 8})
     assert [row.label for row in result.rows] == ["toy [size=8]", "majority"]
     assert all(len(row.records) == 5 for row in result.rows)
+
+
+def _readme_example() -> str:
+    """The first Python block of the README's "## Python" section, as the README shows it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_python_example_runs(tiny_tree, tmp_path, monkeypatch, capsys):
+    code = _readme_example()
+    assert "data = None  #" in code
+    monkeypatch.chdir(tmp_path)  # its results folder lands here; on the tiny set instead of the default
+    exec(code.replace("data = None  #", f"data = Path({str(tiny_tree)!r})  #", 1), {})
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].startswith("majority: PRR ") and said[0].endswith(" over 5 folds")
+    assert sum(line.startswith("rank 1 ") for line in said) >= 1 and said[-1] == "reproduced"
+    assert len(results.record_files(tmp_path / "my-results")) == 10
