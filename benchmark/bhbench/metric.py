@@ -151,9 +151,12 @@ def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def nanmean(a: np.ndarray, axis: int) -> np.ndarray:
-    """Mean ignoring NaN; an all-NaN slice (say, a magnification no drawn patient has) is NaN, quietly."""
-    count = (~np.isnan(a)).sum(axis)
-    return ratio(np.nansum(a, axis=axis), count)
+    """Mean ignoring NaN (NaN where all are), summing in numpy's own order along `axis`: the same bits
+    as np.nanmean, without its copy when nothing is missing."""
+    missing = np.isnan(a)
+    if not missing.any():
+        return a.sum(axis) / a.shape[axis]
+    return ratio(np.where(missing, 0.0, a).sum(axis), (~missing).sum(axis))
 
 
 class Draws:
@@ -161,17 +164,19 @@ class Draws:
     (draws x patients), with the per-patient tallies `Metric.draws` combine, each computed once.
 
     A drawn patient's images count as often as the patient was drawn, so a count over a draw is the
-    weights times the per-patient counts: one matrix product, exact for whole-number counts."""
+    weights times the per-patient counts: one matrix product, exact for whole-number counts. Counts
+    of a draw are (draws, k, rows): a sum over k then adds whole (draws x rows) slabs."""
 
     def __init__(self, fold: FoldOutcomes, weights: np.ndarray) -> None:
         self.fold = fold
         self.weights = weights
 
-    def drawn(self, counts: np.ndarray) -> np.ndarray:
-        """(rows, patients, k) per-patient counts -> (draws, rows, k) counts of each draw."""
+    def drawn(self, counts: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """(rows, patients, k) per-patient counts -> (draws, k, rows) counts of each draw (with the
+        multiplicities `weights` of those patients, when not all of them)."""
         rows, n_pat, k = counts.shape
-        flat = counts.transpose(1, 0, 2).reshape(n_pat, rows * k)
-        return (self.weights @ flat).reshape(len(self.weights), rows, k)
+        flat = counts.transpose(1, 2, 0).reshape(n_pat, k * rows)
+        return ((self.weights if weights is None else weights) @ flat).reshape(-1, k, rows)
 
     def per_patient(self, values: np.ndarray) -> np.ndarray:
         """(rows, images) -> (draws, rows): the sum of the values over each draw's images."""
@@ -210,12 +215,12 @@ class Draws:
 
     @cached_property
     def hits(self) -> np.ndarray:
-        """(draws, rows, classes) images of each class classified correctly in each draw."""
+        """(draws, classes, rows) images of each class classified correctly in each draw."""
         return self.drawn(self.patient_hits)
 
     @cached_property
     def false_hits(self) -> np.ndarray:
-        """(draws, rows, classes) images wrongly called each class in each draw."""
+        """(draws, classes, rows) images wrongly called each class in each draw."""
         k = self.fold.k
         wrong = [tally(self.fold.patients, p, k, ~r) for p, r in zip(self.pred, self.right, strict=True)]
         return self.drawn(np.stack(wrong))
@@ -278,8 +283,8 @@ def rank_auc(positive: np.ndarray, score: np.ndarray) -> float:
         return math.nan
     order = np.argsort(score, kind="stable")
     ranked = score[order]
-    start = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # first position of each run of ties
-    end = np.r_[start[1:], len(score)]
+    start = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))  # each run of ties
+    end = np.append(start[1:], len(score))
     ranks = np.empty(len(score))
     ranks[order] = np.repeat((start + end + 1) / 2, end - start)  # 1-based mean rank of the run
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
@@ -292,36 +297,43 @@ def _auc(s: Sample) -> float:
     return float(np.mean(aucs)) if aucs else math.nan
 
 
-def _pair_wins(score: np.ndarray, positive: np.ndarray, patients: np.ndarray, n_pat: int) -> np.ndarray:
-    """(patients, patients): W[p, q] counts the pairs (positive image of p, negative image of q) ranked
-    right, ties half. Negatives sorted once; a positive's wins over each patient's negatives are read
-    from cumulative counts at its place among them."""
-    negative = ~positive
-    order = np.argsort(score[negative], kind="stable")
-    sn = score[negative][order]
-    below = np.zeros((len(sn) + 1, n_pat))  # [t, q]: patient q's negatives among the t lowest
-    below[1:] = np.cumsum(np.eye(n_pat)[patients[negative][order]], axis=0)
-    sp = score[positive]
-    wins = (below[np.searchsorted(sn, sp, "left")] + below[np.searchsorted(sn, sp, "right")]) / 2
-    return np.eye(n_pat)[patients[positive]].T @ wins
+def _pair_wins(positive: np.ndarray, negative: np.ndarray, pos_patient: np.ndarray, neg_patient: np.ndarray,
+               shape: tuple[int, int]) -> np.ndarray:  # fmt: skip
+    """W[p, q]: the pairs (positive image of patient p, negative image of patient q) ranked right, ties
+    half, from the scores of the positive and negative images and their patients' codes. Negatives are
+    sorted once; a positive's wins over each patient's negatives are read from cumulative counts."""
+    order = np.argsort(negative, kind="stable")
+    ranked = negative[order]
+    below = np.zeros((len(ranked) + 1, shape[1]))  # [t, q]: patient q's negatives among the t lowest
+    below[1:] = np.cumsum(np.eye(shape[1])[neg_patient[order]], axis=0)
+    wins = below[np.searchsorted(ranked, positive, "left")] + below[np.searchsorted(ranked, positive, "right")]
+    return np.eye(shape[0])[pos_patient].T @ wins / 2
 
 
 def _draws_auc(d: Draws) -> np.ndarray:
     """A draw weighs every (positive, negative) pair of images by the multiplicities of their two
-    patients, so its AUC is w' W w / ((w . positives) (w . negatives)) with W of `_pair_wins`: one
-    patients x patients matrix per row and class, whatever the draws. Whole numbers of halves
-    throughout, so exact; two classes: of P(malignant), else macro one-vs-rest over the classes with
-    both positives and negatives in the draw."""
+    patients, so its AUC is u' W v / ((w . positives) (w . negatives)), u and v the multiplicities of
+    the patients with positive and with negative images and W of `_pair_wins`: one small matrix per row
+    and class, whatever the draws. Whole numbers of halves throughout, so exact. Two classes: of
+    P(malignant); else macro one-vs-rest over the classes with positives and negatives in the draw."""
     fold, weights = d.fold, d.weights
-    n_pat, rows = fold.n_patients, len(fold.proba)
-    step = max(1, 2**23 // (len(weights) * n_pat))  # rows at a time: bounded memory
+    rows = len(fold.proba)
     aucs = []
     for c in [1] if fold.k == 2 else range(fold.k):
         positive = fold.y == c
-        pairs = np.stack([_pair_wins(fold.proba[r, :, c], positive, fold.patients, n_pat) for r in range(rows)])
-        wins = np.concatenate(
-            [(d.drawn(pairs[i : i + step]) * weights[:, None, :]).sum(axis=2) for i in range(0, rows, step)], axis=1
+        pos_ids, pos_patient = np.unique(fold.patients[positive], return_inverse=True)
+        neg_ids, neg_patient = np.unique(fold.patients[~positive], return_inverse=True)
+        shape = (len(pos_ids), len(neg_ids))
+        if not all(shape):  # no pair in any draw
+            aucs.append(np.full((len(weights), rows), np.nan))
+            continue
+        pairs = np.stack(
+            [_pair_wins(s[positive], s[~positive], pos_patient, neg_patient, shape) for s in fold.proba[:, :, c]]
         )
+        # (draws, p) @ (p, rows x q), then the q side: the larger side goes through the matrix product
+        if shape[0] < shape[1]:
+            pairs, pos_ids, neg_ids = pairs.transpose(0, 2, 1), neg_ids, pos_ids
+        wins = np.einsum("bqr,bq->br", d.drawn(pairs, weights[:, pos_ids]), weights[:, neg_ids])
         n_pos = d.images[:, c]
         n_neg = d.n_images - n_pos
         defined = ((n_pos > 0) & (n_neg > 0))[:, None]
@@ -342,9 +354,10 @@ def _f1_macro(s: Sample) -> float:
 
 
 def _draws_f1_macro(d: Draws) -> np.ndarray:
-    images = d.images[:, None, :]
-    f1 = np.nan_to_num(ratio(2 * d.hits, d.hits + d.false_hits + images))
-    return ratio((f1 * (images > 0)).sum(2), (images > 0).sum(2))
+    present = d.images > 0
+    den = d.hits + d.false_hits + d.images[:, :, None]
+    f1 = np.divide(2 * d.hits, den, out=np.zeros_like(den), where=present[:, :, None])  # zero for absent classes
+    return f1.sum(1) / present.sum(1, keepdims=True)
 
 
 def _recall(s: Sample, c: int) -> float:
@@ -352,7 +365,7 @@ def _recall(s: Sample, c: int) -> float:
 
 
 def _draws_recall(d: Draws, c: int) -> np.ndarray:
-    return ratio(d.hits[:, :, c], d.images[:, None, c])
+    return ratio(d.hits[:, c], d.images[:, c, None])
 
 
 MALIGNANT, BENIGN = TASK_CLASSES["binary"].index("malignant"), TASK_CLASSES["binary"].index("benign")
@@ -387,12 +400,12 @@ def _brier_terms(y: np.ndarray, proba: np.ndarray) -> np.ndarray:
 
 
 ECE_BINS = 10
+ECE_EDGES = np.linspace(0, 1, ECE_BINS + 1)
 
 
 def calibration_bins(confidence: np.ndarray) -> np.ndarray:
     """Bin of each top-class probability: ECE_BINS equal-width bins of [0, 1], the last one closed."""
-    edges = np.linspace(0, 1, ECE_BINS + 1)
-    return np.clip(np.digitize(confidence, edges[1:-1]), 0, ECE_BINS - 1)
+    return np.digitize(confidence, ECE_EDGES[1:-1])
 
 
 def calibration(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -411,10 +424,12 @@ def _draws_ece(d: Draws) -> np.ndarray:
     """ECE = sum over bins of |correct images - summed top-class probability| / images, each count
     over the draw: per patient and bin, the gap between the two is all a draw needs."""
     confidence = d.fold.proba.max(axis=2)
+    which = calibration_bins(confidence)
+    used = np.bincount(which.ravel(), minlength=ECE_BINS) > 0  # bins no row uses add nothing
     gap = [
-        tally(d.fold.patients, calibration_bins(p), ECE_BINS, r - p) for p, r in zip(confidence, d.right, strict=True)
+        tally(d.fold.patients, b, ECE_BINS, r - p)[:, used] for b, p, r in zip(which, confidence, d.right, strict=True)
     ]
-    return ratio(np.abs(d.drawn(np.stack(gap))).sum(axis=2), d.n_images[:, None])
+    return ratio(np.abs(d.drawn(np.stack(gap))).sum(axis=1), d.n_images[:, None])
 
 
 # --- the metrics -----------------------------------------------------------------------------------
@@ -435,12 +450,12 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "accuracy", "accuracy", "correct test images / all test images",
         lambda s: float(s.correct.mean()),
-        lambda d: ratio(d.hits.sum(2), d.n_images[:, None]), board="interval", fold_table=True,
+        lambda d: ratio(d.hits.sum(1), d.n_images[:, None]), board="interval", fold_table=True,
     ),
     Metric(
         "balanced_accuracy", "balanced acc.", "mean over the classes present of the fraction of their images "
         "classified correctly", _balanced_accuracy,
-        lambda d: nanmean(ratio(d.hits, d.images[:, None, :]), axis=2), board="value", fold_table=True,
+        lambda d: nanmean(ratio(d.hits, d.images[:, :, None]), axis=1), board="value", fold_table=True,
     ),
     Metric(
         "auc", "AUC", "ROC AUC of P(malignant); macro one-vs-rest over the classes present for subtypes",

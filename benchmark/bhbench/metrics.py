@@ -4,6 +4,7 @@ each metric is, and how it is computed, is declared once in `bhbench.metric`."""
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -103,10 +104,9 @@ def fold_statistics(fold: FoldOutcomes, weights: np.ndarray) -> dict[str, np.nda
     mag_c = np.stack([tally(fold.patients, fold.magnifications, k_mag, r) for r in draws.right])
     has = (mag_n > 0).astype(float)
     score = np.nan_to_num(ratio(mag_c, mag_n))  # (rows, patients, mags): patient score per magnification
-    # einsum, not a matrix product: these sums are of fractions, and their order fixes the last bits
-    per_mag = ratio(np.einsum("bp,rpk->brk", weights, score), (weights @ has)[:, None, :])
-    out = {s.name: per_mag[:, :, j] for j, s in enumerate(BY_MAGNIFICATION)}
-    out[HEADLINE.name] = nanmean(per_mag, axis=2)
+    per_mag = ratio(draws.drawn(score), (weights @ has)[:, :, None])
+    out = {s.name: per_mag[:, j] for j, s in enumerate(BY_MAGNIFICATION)}
+    out[HEADLINE.name] = nanmean(per_mag, axis=1)
     for m in BOOTSTRAPPED:
         applies = fold.task in m.tasks and m.draws is not None
         out[m.name] = m.draws(draws) if applies else np.full((len(weights), len(fold.proba)), np.nan)
@@ -116,7 +116,7 @@ def fold_statistics(fold: FoldOutcomes, weights: np.ndarray) -> dict[str, np.nda
 @dataclass(frozen=True)
 class Bootstrap:
     """Per-fold point values {stat: (rows, folds)}, fold-averaged resamples {stat: (draws, rows)},
-    and the headline's resamples per fold (draws, rows, folds) for paired comparisons."""
+    and the headline's resamples per fold (folds, draws, rows) for paired comparisons."""
 
     folds: dict[str, np.ndarray]
     draws: dict[str, np.ndarray]
@@ -127,10 +127,29 @@ class Bootstrap:
 
     def interval(self, stat: str) -> tuple[np.ndarray, np.ndarray]:
         """95% percentile interval of each row's fold-averaged statistic."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, hi = np.nanpercentile(self.draws[stat], [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)], axis=0)
-        return lo, hi
+        return _percentiles(self.draws[stat], axis=0)
+
+
+def _percentiles(draws: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 95% percentile interval along `axis`, ignoring NaN (np.percentile when there is none: the
+    same numbers, faster)."""
+    q = [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)]
+    if not np.isnan(draws).any():
+        return tuple(np.percentile(draws, q, axis=axis))
+    with warnings.catch_warnings():  # a row with no value in any draw: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return tuple(np.nanpercentile(draws, q, axis=axis))
+
+
+@functools.lru_cache(maxsize=32)
+def _weights(seed: int, fold: int, n_pat: int, resamples: int) -> np.ndarray:
+    """A row of ones (the fold's own values), then each draw's patient multiplicities; the same
+    for every block of rows and section with as many patients in that fold (drawn once)."""
+    rng = np.random.default_rng([seed, fold])
+    weights = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=resamples).astype(float)
+    out = np.vstack([np.ones(n_pat), weights])
+    out.flags.writeable = False
+    return out
 
 
 def bootstrap(folds: list[FoldOutcomes], resamples: int | None = None, seed: int = 0) -> Bootstrap:
@@ -139,18 +158,15 @@ def bootstrap(folds: list[FoldOutcomes], resamples: int | None = None, seed: int
     resamples = resamples or BOOTSTRAP_RESAMPLES
     per_fold_points, per_fold_draws = [], []
     for i, fold in enumerate(folds):
-        n_pat = fold.n_patients
-        rng = np.random.default_rng([seed, i])
-        weights = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=resamples).astype(float)
-        stats = fold_statistics(fold, np.vstack([np.ones(n_pat), weights]))
+        stats = fold_statistics(fold, _weights(seed, i, fold.n_patients, resamples))
         mask = np.where(fold.present, 1.0, np.nan)
         per_fold_points.append({k: v[0] * mask for k, v in stats.items()})
         per_fold_draws.append({k: v[1:] * mask for k, v in stats.items()})
     names = [s.name for s in STATISTICS]
     points = {k: np.stack([p[k] for p in per_fold_points], axis=1) for k in names}
-    draws = {k: nanmean(np.stack([d[k] for d in per_fold_draws], axis=2), axis=2) for k in names}
-    by_fold = np.stack([d[HEADLINE.name] for d in per_fold_draws], axis=2)
-    return Bootstrap(points, draws, by_fold)
+    # folds first: a mean over folds adds whole (draws x rows) slabs, fold after fold
+    draws = {k: nanmean(np.stack([d[k] for d in per_fold_draws]), axis=0) for k in names}
+    return Bootstrap(points, draws, np.stack([d[HEADLINE.name] for d in per_fold_draws]))
 
 
 def paired_difference(boot: Bootstrap, a: int, b: int) -> tuple[float, float, float, float]:
@@ -160,8 +176,8 @@ def paired_difference(boot: Bootstrap, a: int, b: int) -> tuple[float, float, fl
     if not common.any():
         return math.nan, math.nan, math.nan, math.nan
     point = float(np.mean(boot.folds["headline"][a, common] - boot.folds["headline"][b, common]))
-    d = nanmean(boot.headline_by_fold[:, a, common] - boot.headline_by_fold[:, b, common], axis=1)
-    lo, hi = np.nanpercentile(d, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+    d = nanmean(boot.headline_by_fold[common, :, a] - boot.headline_by_fold[common, :, b], axis=0)
+    lo, hi = _percentiles(d, axis=0)
     return point, float(lo), float(hi), _two_sided(d[None, :])[0]
 
 
@@ -191,15 +207,16 @@ def tied_ranks(boot: Bootstrap) -> tuple[np.ndarray, np.ndarray]:
     declares): paired bootstrap over the
     folds both rows have, Holm over all pairs of the section at family-wise level ALPHA. Returns
     the ranks and the matrix better[i, j] (row i significantly better than row j)."""
-    rows = boot.headline_by_fold.shape[1]
+    by_fold = boot.headline_by_fold
+    rows = by_fold.shape[2]
     points = boot.folds["headline"]
     p = np.full((rows, rows), np.nan)
     diff = np.full((rows, rows), np.nan)
     for i in range(rows - 1):
         j = np.arange(i + 1, rows)
         common = ~np.isnan(points[i][None, :]) & ~np.isnan(points[j])  # (pairs, folds)
-        delta = boot.headline_by_fold[:, i : i + 1, :] - boot.headline_by_fold[:, j, :]  # (draws, pairs, folds)
-        d = nanmean(np.where(common[None], delta, np.nan), axis=2)
+        delta = by_fold[:, :, i : i + 1] - by_fold[:, :, j]  # (folds, draws, pairs)
+        d = nanmean(delta if common.all() else np.where(common.T[:, None, :], delta, np.nan), axis=0)
         diff[i, j] = nanmean(np.where(common, points[i][None, :] - points[j], np.nan), axis=1)
         p[i, j] = np.where(common.any(1), _two_sided(d.T), np.nan)
     upper = np.triu_indices(rows, 1)

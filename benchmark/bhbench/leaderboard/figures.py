@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from bhbench.metric import ECE_BINS, calibration
+from bhbench.metric import ECE_BINS, ECE_EDGES, calibration
 from bhbench.metrics import BY_MAGNIFICATION, HEADLINE
 
 STYLE = {"svg.hashsalt": "bhbench", "svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
@@ -126,8 +126,7 @@ def reliability(y: np.ndarray, proba: np.ndarray) -> tuple[bytes, float]:
     """Reliability diagram of the top-class confidence and the expected calibration error (the ECE
     metric's bins)."""
     _, acc, _, ece = calibration(y, proba)
-    bins = ECE_BINS
-    edges = np.linspace(0, 1, bins + 1)
+    bins, edges = ECE_BINS, ECE_EDGES
 
     def draw(fig) -> None:
         ax = fig.subplots()

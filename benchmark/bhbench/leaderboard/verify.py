@@ -17,7 +17,7 @@ import pandas as pd
 
 from bhbench import results
 from bhbench.data.index import fingerprint
-from bhbench.data.names import parse_name
+from bhbench.data.names import ImageName, parse_name
 from bhbench.metric import METRICS
 from bhbench.metrics import score_all
 from bhbench.protocol import TASK_CLASSES
@@ -58,8 +58,43 @@ class Checked:
         return self.record is not None and not self.problems
 
 
-def _labels(filenames: list[str], task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    names = [parse_name(f) for f in filenames]
+class Shared:
+    """What many records point at (split files, dataset manifests, image names), each read once
+    per check: a thousand records share a handful of splits and datasets."""
+
+    def __init__(self) -> None:
+        self._splits: dict[Path, tuple[dict[int, list[str]], str] | None] = {}
+        self._fingerprints: dict[Path, str | None] = {}
+        self._names: dict[str, ImageName] = {}
+
+    def split(self, path: Path) -> tuple[dict[int, list[str]], str] | None:
+        """{fold: its test images, sorted} and the split's hash; None when the file is missing or not JSON."""
+        if path not in self._splits:
+            try:
+                split = json.loads(path.read_text())
+                tests = {f["fold"]: sorted(f["test"]) for f in split["folds"]}
+                self._splits[path] = (tests, split_hash(split))
+            except (OSError, json.JSONDecodeError):
+                self._splits[path] = None
+        return self._splits[path]
+
+    def fingerprint(self, path: Path) -> str | None:
+        """The fingerprint of a dataset manifest; None when it is missing."""
+        if path not in self._fingerprints:
+            try:
+                self._fingerprints[path] = fingerprint(pd.read_csv(path))
+            except OSError:
+                self._fingerprints[path] = None
+        return self._fingerprints[path]
+
+    def name(self, filename: str) -> ImageName:
+        if filename not in self._names:
+            self._names[filename] = parse_name(filename)
+        return self._names[filename]
+
+
+def _labels(filenames: list[str], task: str, shared: Shared) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    names = [shared.name(f) for f in filenames]
     if task == "binary":
         y = np.array([n.tumor_class == "M" for n in names], dtype=int)
     else:
@@ -86,8 +121,9 @@ def _differs(a: object, b: object, where: str = "") -> str | None:
     return None if a == b else where.rstrip(".")
 
 
-def verify(path: Path, record: RunRecord, root: Path) -> Checked:
+def verify(path: Path, record: RunRecord, root: Path, shared: Shared | None = None) -> Checked:
     """Check one record against its predictions, split file and dataset manifest."""
+    shared = shared or Shared()
     if not record.ok or record.predictions is None:  # a successful record has predictions (from_json)
         return Checked(path, record)
     problems: list[str] = []
@@ -100,30 +136,23 @@ def verify(path: Path, record: RunRecord, root: Path) -> Checked:
     frame = pd.read_csv(io.BytesIO(blob))  # the bytes just hashed, not a second read
     dataset_dir = root / record.dataset.id
     split_file = dataset_dir / "splits" / record.split.file
-    try:
-        split = json.loads(split_file.read_text())
-        found_hash = split_hash(split)
-    except (OSError, json.JSONDecodeError):
-        split, found_hash = None, None
+    split = shared.split(split_file)
     if split is None:
         problems.append(f"split file {split_file.name} is missing")
-    elif found_hash != record.split.hash:
+    elif split[1] != record.split.hash:
         problems.append(f"split hash does not match the split file {split_file.name}")
-    elif split is not None:
-        fold = next((f for f in split["folds"] if f["fold"] == record.split.fold), None)
-        if fold is None or sorted(fold["test"]) != sorted(frame["filename"]):
-            problems.append("predictions do not cover exactly the test images of the fold")
-    try:
-        manifest = pd.read_csv(dataset_dir / "manifest.csv")
-        if fingerprint(manifest) != record.dataset.fingerprint:
-            problems.append("dataset fingerprint does not match the dataset manifest")
-    except OSError:
+    elif split[0].get(record.split.fold) != sorted(frame["filename"]):
+        problems.append("predictions do not cover exactly the test images of the fold")
+    found = shared.fingerprint(dataset_dir / "manifest.csv")
+    if found is None:
         problems.append("dataset manifest is missing")
+    elif found != record.dataset.fingerprint:
+        problems.append("dataset fingerprint does not match the dataset manifest")
     task = record.protocol.task
     classes = TASK_CLASSES[task]
     try:
         proba = frame[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
-        y, patients, mags = _labels(frame["filename"].tolist(), task)
+        y, patients, mags = _labels(frame["filename"].tolist(), task, shared)
         aux_cols = [c for c in frame.columns if c.startswith("aux_magnification_")]
         aux = {"magnification": frame[aux_cols].to_numpy(dtype=float)} if aux_cols else {}
         recomputed = score_all(y, proba, patients, mags, aux)
@@ -139,11 +168,12 @@ def verify(path: Path, record: RunRecord, root: Path) -> Checked:
 def check_all(root: Path) -> list[Checked]:
     """Every record under `root`, verified; a file that is not a valid record is refused with the reason."""
     checked = []
+    shared = Shared()
     for path in results.record_files(root):
         try:
             record = results.load(path)
         except results.RecordError as exc:
             checked.append(Checked(path, None, [exc.problem]))
             continue
-        checked.append(verify(path, record, root))
+        checked.append(verify(path, record, root, shared))
     return checked
