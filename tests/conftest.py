@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import signal
 import textwrap
@@ -112,8 +113,11 @@ def run_toy(submissions: Path, tiny_tree: Path, tmp_path: Path):
     """`bhbench.api.run` on the tiny tree with the submissions folder: `run_toy("toy")` writes the toy
     first when no source of it is there; `source=` writes the method's file (`<method>.py`) instead.
     Records go to tmp_path/results unless `results=` says otherwise; FPS is not timed unless
-    `fps_images=` asks. Other keywords go to `api.run` as they are."""
+    `fps_images=` asks. Keywords naming a field of `api.Where` (data, task, regime, mag...) make its
+    `where`; the others go to `api.run` as they are."""
     from bhbench import api
+
+    fields = {f.name for f in dataclasses.fields(api.Where)}
 
     def run(methods: str | list[str] = "toy", *, source: str | None = None, **options) -> api.RunResult:
         names = [methods] if isinstance(methods, str) else methods
@@ -121,7 +125,8 @@ def run_toy(submissions: Path, tiny_tree: Path, tmp_path: Path):
             (submissions / f"{names[0]}.py").write_text(source)
         elif "toy" in names and not (submissions / "toy.py").exists():
             (submissions / "toy.py").write_text(toy_source("toy"))
-        options = {"data": tiny_tree, "results": tmp_path / "results", "fps_images": 0, **options}
-        return api.run(names, submissions=submissions, **options)
+        where = api.Where(**{"data": tiny_tree, **{k: options.pop(k) for k in fields & set(options)}})
+        options = {"results": tmp_path / "results", "fps_images": 0, **options}
+        return api.run(names, where, submissions=submissions, **options)
 
     return run

@@ -114,7 +114,7 @@ def _cache_files() -> set[Path]:
 
 
 def _audit(submissions: Path, tree: Path, out: Path, method: str, **options) -> api.AuditOutcome:
-    return api.audit(method, tree, results=out, submissions=submissions, **options)
+    return api.audit(method, api.Where(tree), results=out, submissions=submissions, **options)
 
 
 def _audit_doc(out: Path, method: str) -> dict:

@@ -23,7 +23,7 @@ def toy_run(tiny_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     (base / "subs").mkdir()
     (base / "subs" / "repro_toy.py").write_text(toy_source("repro_toy"))
     out = base / "results"
-    assert api.run(["repro_toy"], tiny_tree, results=out, fps_images=0, submissions=base / "subs").ok
+    assert api.run(["repro_toy"], api.Where(tiny_tree), results=out, fps_images=0, submissions=base / "subs").ok
     return base / "subs", out
 
 

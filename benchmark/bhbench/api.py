@@ -4,7 +4,7 @@ arguments, calls these and prints; tests and perf scripts call them directly.
 
     from bhbench import api
 
-    result = api.run(["lbp_svm", "majority"], data=None)   # the synthetic default, default protocol
+    result = api.run(["lbp_svm", "majority"], api.Where(task="subtype"))   # on the synthetic default
     for row in result.rows:
         print(row.label, row.mean_headline)
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the CLI imports this module at start-up: the heavy ones loa
 
 __all__ = [
     "AuditOutcome", "BoardResult", "CheckSummary", "Interrupted", "ReproduceResult", "Revealed", "Row", "RunResult",
-    "Standing", "TuneResult", "audit", "check", "label", "leaderboard", "methods", "reproduce", "run", "tune",
+    "Standing", "TuneResult", "Where", "audit", "check", "label", "leaderboard", "methods", "reproduce", "run", "tune",
 ]  # fmt: skip
 
 
@@ -145,15 +145,8 @@ def label(spec: runner.MethodSpec) -> str:
 
 def run(
     methods: Sequence[str],
-    data: Path | None = None,
-    folds: Path | None = None,
+    where: Where | None = None,
     *,
-    task: str = "binary",
-    regime: str = "mi",
-    split: str | None = None,
-    mag: int | None = None,
-    seed: int = 0,
-    synthetic_seed: str | None = None,
     params: Mapping[str, Any] | None = None,
     device: str | None = None,
     tuned: Sequence[Path] = (),
@@ -174,10 +167,8 @@ def run(
     per (method, fold) under `results` (default $BHBENCH_RESULTS, else ./bhbench-results); finished
     folds are skipped unless `force`.
 
-    data: a BreaKHis tree (default $BHBENCH_DATA, else the synthetic default); folds: official fold
-    files (found beside the data when not given); task/regime/split/mag/seed: the protocol (split
-    None: official when there are fold files, else patient); synthetic_seed: a private synthetic
-    cohort ('secret': drawn here, revealed after). params: `--set` values; device: for deep methods;
+    where: the data and protocol (`Where(data, folds, task=..., ...)`; None: the synthetic default
+    under the default protocol). params: `--set` values; device: for deep methods;
     tuned: `bhbench tune` files, each fold of their method run with its own parameters. executor:
     local, process (`workers` processes) or slurm (`slurm` options); sandbox: auto, on or off
     (default $BHBENCH_SANDBOX, else auto); timeout, memory_gb: per (method, fold) worker."""
@@ -200,7 +191,6 @@ def run(
     )
     how = executors.choose(executor, workers, slurm)
     options.sandbox = session.launcher(sandbox, progress)
-    where = Where(data, folds, task, regime, split, mag, seed, synthetic_seed)
     plan = session.prepare(where, options, progress)
     specs = [runner.MethodSpec.create(n, chosen[n]) for n in names if n not in docs]
     jobs = runner.make_jobs(plan, specs, options)
@@ -370,15 +360,8 @@ class TuneResult:
 def tune(
     method: str,
     trials: int,
-    data: Path | None = None,
-    folds: Path | None = None,
+    where: Where | None = None,
     *,
-    task: str = "binary",
-    regime: str = "mi",
-    split: str | None = None,
-    mag: int | None = None,
-    seed: int = 0,
-    synthetic_seed: str | None = None,
     params: Mapping[str, Any] | None = None,
     device: str | None = None,
     storage: str | None = None,
@@ -394,7 +377,7 @@ def tune(
 ) -> TuneResult:
     """Run `trials` more optuna trials of `method` per fold (or per fold of `only_folds`), each scored
     on an inner split of the fold's training patients, and write each fold's best parameters to
-    `out` (default <results>/tuned/<study>.json). `params` are held fixed; data and protocol as `run`."""
+    `out` (default <results>/tuned/<study>.json). `params` are held fixed; `where` as for `run`."""
     from bhbench import runner, tuning
     from bhbench.config import cache_dir, results_dir
 
@@ -407,7 +390,7 @@ def tune(
         results=cache_dir("tuning"), timeout=timeout, skip_bad=skip_bad, submissions=submissions, memory_gb=memory_gb
     )
     options.sandbox = session.launcher(sandbox, progress)
-    plan = session.prepare(Where(data, folds, task, regime, split, mag, seed, synthetic_seed), options, progress)
+    plan = session.prepare(where, options, progress)
     study = study or tuning.default_study(plan, spec, fixed)
     storage = storage or tuning.default_storage()
     session.say(progress, f"study {study}-fold1..{len(plan.split.folds)} in {tuning.public_url(storage)}")
@@ -438,15 +421,8 @@ class AuditOutcome:
 
 def audit(
     method: str,
-    data: Path | None = None,
-    folds: Path | None = None,
+    where: Where | None = None,
     *,
-    task: str = "binary",
-    regime: str = "mi",
-    split: str | None = None,
-    mag: int | None = None,
-    seed: int = 0,
-    synthetic_seed: str | None = None,
     params: Mapping[str, Any] | None = None,
     device: str | None = None,
     which_folds: Sequence[int] | Literal["all"] | None = None,
@@ -482,7 +458,7 @@ def audit(
         memory_gb=memory_gb,
     )
     options.sandbox = session.launcher(sandbox, progress)
-    plan = session.prepare(Where(data, folds, task, regime, split, mag, seed, synthetic_seed), options, progress)
+    plan = session.prepare(where, options, progress)
     chosen = [f.index for f in plan.split.folds] if which_folds == "all" else which_folds
     n = len(chosen) if chosen else 1
     with step(progress, f"auditing {spec.name}: honest and permuted-label fits", 2 * n) as bump:

@@ -57,8 +57,12 @@ def launcher(sandbox: str | None, progress: Progress) -> str:
 
 @dataclass(frozen=True)
 class Where:
-    """What to run on: the data, its fold files and the protocol (split None: official when fold
-    files are given or found beside the data, else patient)."""
+    """What a run, tuning or audit works on: the data (a BreaKHis tree; None: $BHBENCH_DATA, else the
+    synthetic default), its official fold files (None: found beside the data), and the protocol: task,
+    regime ("mi": one model over all magnifications, "ms": one per magnification), split (None:
+    official when there are fold files, else patient), one magnification only, the seed of generated
+    splits; synthetic_seed draws a private synthetic cohort instead ("secret": a seed drawn here,
+    committed to before the run and revealed after)."""
 
     data: Path | None = None
     folds: Path | None = None
@@ -70,10 +74,12 @@ class Where:
     synthetic_seed: str | None = None  # a private synthetic cohort ("secret": drawn here)
 
 
-def prepare(where: Where, options: runner.Options, progress: Progress) -> runner.Plan:
-    """Open the dataset, stage its images and build the split, saying what was found."""
+def prepare(where: Where | None, options: runner.Options, progress: Progress) -> runner.Plan:
+    """Open the dataset, stage its images and build the split (None: the synthetic default under the
+    default protocol), saying what was found."""
     import os
 
+    where = where or Where()
     from bhbench import runner
     from bhbench.data.sources import folds_beside, open_dataset
 

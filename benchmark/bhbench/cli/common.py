@@ -33,15 +33,11 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 def api_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The `bhbench.api` keywords of `protocol_args` and `sandbox_arg` (run, tune, audit), and the renderer."""
+    from bhbench.session import Where
+
+    where = Where(args.data, args.folds, args.task, args.regime, args.split, args.mag, args.seed, args.synthetic_seed)
     return {
-        "data": args.data,
-        "folds": args.folds,
-        "task": args.task,
-        "regime": args.regime,
-        "split": args.split,
-        "mag": args.mag,
-        "seed": args.seed,
-        "synthetic_seed": args.synthetic_seed,
+        "where": where,
         "params": parse_sets(args.set),
         "device": args.device,
         "timeout": args.timeout,
