@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
 from bhbench.cli.common import api_kwargs, path_arg, protocol_args, sandbox_arg
 from bhbench.cli.output import console, out
+
+if TYPE_CHECKING:
+    from bhbench.api import AuditOutcome
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,13 +49,12 @@ def audit(args: argparse.Namespace) -> int:
     return 0 if done.ok else 1
 
 
-def _print(done: Any) -> None:
+def _print(done: AuditOutcome) -> None:
     from rich.table import Table
 
     from bhbench.data.sources import PRIVATE_NAME
 
     result = done.result
-
     data = "real data" if not result.synthetic else "synthetic data"
     if result.dataset.startswith(PRIVATE_NAME):
         data = "synthetic, private cohort"

@@ -48,7 +48,7 @@ class Render:
 
         match event:
             case events.StepStarted(label, total):
-                self._done = 0
+                self._done = 0.0
                 if console.is_terminal:
                     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
                     self._bar = Progress(*columns, console=console, transient=True)

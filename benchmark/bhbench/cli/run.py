@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
 
 from bhbench.cli.common import api_kwargs, path_arg, protocol_args, sandbox_arg
 from bhbench.cli.output import console, out, tagged
+
+if TYPE_CHECKING:
+    from bhbench.api import RunResult
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _summary(result: Any) -> None:
+def _summary(result: RunResult) -> None:
     from bhbench import api
     from bhbench.leaderboard import aggregate, pct
     from bhbench.protocol import MAGNIFICATIONS
