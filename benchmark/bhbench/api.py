@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the CLI imports this module at start-up: the heavy ones loa
     from bhbench import reproduce as reproducing
     from bhbench.leaderboard import Checked
     from bhbench.record import RunRecord
+    from bhbench.registry import Entry
 
 __all__ = [
     "AuditOutcome", "BoardResult", "CheckSummary", "Interrupted", "ReproduceResult", "Revealed", "Row", "RunResult",
@@ -41,7 +42,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-def methods(pattern: str | None = None, submissions: Path | None = None, progress: Progress = ignore) -> list:
+def methods(pattern: str | None = None, submissions: Path | None = None, progress: Progress = ignore) -> list[Entry]:
     """The registered methods (`registry.Entry`: name, family, tasks, reference...), by family then
     name; `pattern` keeps names matching a shell pattern or one family. Submissions' cards are read,
     never imported."""
