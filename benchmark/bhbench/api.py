@@ -28,7 +28,7 @@ from bhbench.errors import UserError
 from bhbench.events import JobFinished, Progress, TrialFinished, ignore, step
 from bhbench.session import Revealed, Where
 
-if TYPE_CHECKING:  # the CLI imports this module at start-up: the heavy ones load inside the calls
+if TYPE_CHECKING:  # importing this module stays light (`bhbench list` goes through it): the rest loads in the calls
     from bhbench import audit as audits
     from bhbench import checks, executors, runner
     from bhbench import reproduce as reproducing
