@@ -5,11 +5,15 @@ Method pages (`bhbench report`) that exist in the output folder are rebuilt and 
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from bhbench.errors import UserError
 from bhbench.leaderboard import render, report
@@ -36,23 +40,48 @@ class Board:
     checked: list[Checked]
 
 
+def _section_output(section: Section) -> tuple[pd.DataFrame, dict[str, bytes]]:
+    """A section's table (bootstrap, ranks) and figures: the bulk of the work, independent of the others."""
+    table = frame(section)
+    return table, render.section_figures(section, table)
+
+
+def _pool(found: list[Section]) -> ProcessPoolExecutor | None:
+    """Worker processes for the sections when there are several sections and cores (forked: the
+    sections go to them pickled, their tables and figures come back the same bytes)."""
+    workers = min(len(found), os.cpu_count() or 1)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) if workers > 1 else None
+
+
 def build(root: Path, output: Path) -> Board:
-    """Everything `bhbench leaderboard` writes under `output`, from the records under `root`."""
+    """Everything `bhbench leaderboard` writes under `output`, from the records under `root`. The
+    matrices are small and many: one BLAS thread each, the cores go to sections in parallel."""
+    with threadpool_limits(1):
+        return _build(root, output)
+
+
+def _build(root: Path, output: Path) -> Board:
     checked = check_all(root)
     found = sections(checked)
-    tables = {s.slug: frame(s) for s in found}
-    files: dict[str, bytes] = {}
+    pool = _pool(found)
+    try:
+        futures = [pool.submit(_section_output, s) for s in found] if pool else []
+        files: dict[str, bytes] = {}
+        pages = render.existing_reports(output)
+        for name in sorted(pages):  # meanwhile, the method pages here
+            try:
+                files.update(report.page(found, name))
+            except UserError:  # no record of that method any more: the page is an orphan
+                pages.discard(name)
+        outputs = [f.result() for f in futures] if pool else [_section_output(s) for s in found]
+    finally:
+        if pool:
+            pool.shutdown()
+    tables = {s.slug: table for s, (table, _) in zip(found, outputs, strict=True)}
     figs: dict[str, list[str]] = {}
-    for s in found:
-        drawn = render.section_figures(s, tables[s.slug])
+    for s, (_, drawn) in zip(found, outputs, strict=True):
         figs[s.slug] = list(drawn)
         files.update({f"{render.FIGURES}/{name}": blob for name, blob in drawn.items()})
-    pages = render.existing_reports(output)
-    for name in sorted(pages):
-        try:
-            files.update(report.page(found, name))
-        except UserError:  # no record of that method any more: the page is an orphan
-            pages.discard(name)
     # SVG bytes are exact for one matplotlib release only; this file says which drew them.
     files[DRAWN_WITH] = f"matplotlib {version('matplotlib')}\n".encode()
     text = render.document(found, tables, figs, pages)
