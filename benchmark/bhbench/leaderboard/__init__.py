@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -46,37 +48,34 @@ def _section_output(section: Section) -> tuple[pd.DataFrame, dict[str, bytes]]:
     return table, render.section_figures(section, table)
 
 
-def _pool(found: list[Section]) -> ProcessPoolExecutor | None:
-    """Worker processes for the sections when there are several sections and cores (forked: the
-    sections go to them pickled, their tables and figures come back the same bytes)."""
-    workers = min(len(found), os.cpu_count() or 1)
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) if workers > 1 else None
+@contextmanager
+def _workers() -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes, one per core (forked: what they get and give back goes pickled, the same
+    bytes), with one BLAS thread each: the matrices are small and many, the cores go to records and
+    sections in parallel. None on one core."""
+    cores = os.cpu_count() or 1
+    with threadpool_limits(1):
+        if cores == 1:
+            yield None
+            return
+        with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
+            yield pool
 
 
 def build(root: Path, output: Path) -> Board:
-    """Everything `bhbench leaderboard` writes under `output`, from the records under `root`. The
-    matrices are small and many: one BLAS thread each, the cores go to sections in parallel."""
-    with threadpool_limits(1):
-        return _build(root, output)
-
-
-def _build(root: Path, output: Path) -> Board:
-    checked = check_all(root)
-    found = sections(checked)
-    pool = _pool(found)
-    try:
+    """Everything `bhbench leaderboard` writes under `output`, from the records under `root`."""
+    with _workers() as pool:
+        checked = check_all(root, pool)
+        found = sections(checked)
         futures = [pool.submit(_section_output, s) for s in found] if pool else []
         files: dict[str, bytes] = {}
         pages = render.existing_reports(output)
-        for name in sorted(pages):  # meanwhile, the method pages here
+        for name in sorted(pages):
             try:
-                files.update(report.page(found, name))
+                files.update(report.page(found, name, pool))
             except UserError:  # no record of that method any more: the page is an orphan
                 pages.discard(name)
         outputs = [f.result() for f in futures] if pool else [_section_output(s) for s in found]
-    finally:
-        if pool:
-            pool.shutdown()
     tables = {s.slug: table for s, (table, _) in zip(found, outputs, strict=True)}
     figs: dict[str, list[str]] = {}
     for s, (_, drawn) in zip(found, outputs, strict=True):

@@ -4,6 +4,8 @@ curves where the record keeps a history (deep methods)."""
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +82,12 @@ def _histories(row: Row) -> list[list[dict]]:
     return out
 
 
-def page(found: list[Section], name: str) -> dict[str, bytes]:
-    """Files of the method page, relative to the leaderboard folder."""
+def page(found: list[Section], name: str, pool: Executor | None = None) -> dict[str, bytes]:
+    """Files of the method page, relative to the leaderboard folder (its sections drawn in `pool`'s
+    workers, when given)."""
     matches = find_rows(found, name)
     if not matches:
         raise UserError(f"no accepted record of method {name!r} in the results folder")
-    files: dict[str, bytes] = {}
     lines = [
         f"# {name}",
         "",
@@ -93,43 +95,51 @@ def page(found: list[Section], name: str) -> dict[str, bytes]:
         "per-magnification patient recognition rates; figures pool the test images of all folds.",
         "",
     ]
-    for section, row in matches:
-        first = row.first.method
-        slug = f"{name}-{section.slug}" + (f"-{row.params_hash[:6]}" if row.label != row.name else "")
-        lines += [
-            f"## {dataset_title(section.dataset)}",
-            "",
-            f"### {section.protocol.title}: {row.label}",
-            "",
-        ]
-        if section.leaky:
-            lines += ["> Leaky protocol: patients on both sides of the split.", ""]
-        lines += [f"Parameters: `{first.params}`; reference: {first.reference or '–'}.", ""]
-        boot = uncertainty([row])
-        assert boot is not None
-        lines += [_fold_table(row, boot), ""]
-        lines += ["Every statistic, with its patient-level bootstrap interval:", "", _statistics_table(row, boot), ""]
-        s = pooled(row)
-        drawn: dict[str, tuple[bytes, str]] = {}
-        if section.protocol.task == "binary" and len(np.unique(s.y)) == 2:
-            drawn["roc"] = (figures.roc([(row.label, s.y, s.proba[:, 1])], row.label), "ROC curve")
-        classes = TASK_CLASSES[section.protocol.task]
-        drawn["confusion"] = (figures.confusion(s.y, s.proba.argmax(1), classes, row.label), "confusion matrix")
-        blob, ece = figures.reliability(s.y, s.proba)
-        drawn["reliability"] = (blob, f"reliability diagram, expected calibration error {100 * ece:.1f}%")
-        histories = _histories(row)
-        if histories:
-            drawn["curves"] = (figures.curves(histories, f"{row.label}: training curves"), "training curves")
-        for kind, (blob, caption) in drawn.items():
-            file = f"{FIGURES}/{slug}-{kind}.svg"
-            files[f"{REPORTS}/{file}"] = blob
-            lines += [f"![{caption}]({file})", ""]
-        lines += [f"Expected calibration error ({ECE_BINS} bins, top-class confidence): {100 * ece:.1f}%.", ""]
-        if not histories and first.family == "deep":
-            lines += ["No training history in these records.", ""]
-        lines += ["Per-patient scores (fraction of images right; worst patients first):", "", _patients(row), ""]
+    # each part gets its section with this row alone: what it reads, not every row's predictions
+    alone = [replace(section, rows=[row], failed=[]) for section, row in matches]
+    parts = pool.map(_part, [name] * len(alone), alone) if pool else map(_part, [name] * len(alone), alone)
+    files: dict[str, bytes] = {}
+    for part_lines, part_files in parts:
+        lines += part_lines
+        files.update(part_files)
     files[f"{REPORTS}/{name}.md"] = "\n".join(lines).encode()
     return files
+
+
+def _part(name: str, section: Section) -> tuple[list[str], dict[str, bytes]]:
+    """The lines and figures of the page for the one row of `section`."""
+    (row,) = section.rows
+    first = row.first.method
+    slug = f"{name}-{section.slug}" + (f"-{row.params_hash[:6]}" if row.label != row.name else "")
+    lines = [f"## {dataset_title(section.dataset)}", "", f"### {section.protocol.title}: {row.label}", ""]
+    if section.leaky:
+        lines += ["> Leaky protocol: patients on both sides of the split.", ""]
+    lines += [f"Parameters: `{first.params}`; reference: {first.reference or '–'}.", ""]
+    boot = uncertainty([row])
+    assert boot is not None
+    lines += [_fold_table(row, boot), ""]
+    lines += ["Every statistic, with its patient-level bootstrap interval:", "", _statistics_table(row, boot), ""]
+    s = pooled(row)
+    drawn: dict[str, tuple[bytes, str]] = {}
+    if section.protocol.task == "binary" and len(np.unique(s.y)) == 2:
+        drawn["roc"] = (figures.roc([(row.label, s.y, s.proba[:, 1])], row.label), "ROC curve")
+    classes = TASK_CLASSES[section.protocol.task]
+    drawn["confusion"] = (figures.confusion(s.y, s.proba.argmax(1), classes, row.label), "confusion matrix")
+    blob, ece = figures.reliability(s.y, s.proba)
+    drawn["reliability"] = (blob, f"reliability diagram, expected calibration error {100 * ece:.1f}%")
+    histories = _histories(row)
+    if histories:
+        drawn["curves"] = (figures.curves(histories, f"{row.label}: training curves"), "training curves")
+    files = {}
+    for kind, (blob, caption) in drawn.items():
+        file = f"{FIGURES}/{slug}-{kind}.svg"
+        files[f"{REPORTS}/{file}"] = blob
+        lines += [f"![{caption}]({file})", ""]
+    lines += [f"Expected calibration error ({ECE_BINS} bins, top-class confidence): {100 * ece:.1f}%.", ""]
+    if not histories and first.family == "deep":
+        lines += ["No training history in these records.", ""]
+    lines += ["Per-patient scores (fraction of images right; worst patients first):", "", _patients(row), ""]
+    return lines, files
 
 
 def write(found: list[Section], name: str, output: Path) -> Path:

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,11 +166,10 @@ def verify(path: Path, record: RunRecord, root: Path, shared: Shared | None = No
     return Checked(path, record, problems, scored)
 
 
-def check_all(root: Path) -> list[Checked]:
-    """Every record under `root`, verified; a file that is not a valid record is refused with the reason."""
+def _check(root: Path, paths: list[Path]) -> list[Checked]:
     checked = []
     shared = Shared()
-    for path in results.record_files(root):
+    for path in paths:
         try:
             record = results.load(path)
         except results.RecordError as exc:
@@ -177,3 +177,14 @@ def check_all(root: Path) -> list[Checked]:
             continue
         checked.append(verify(path, record, root, shared))
     return checked
+
+
+def check_all(root: Path, pool: Executor | None = None) -> list[Checked]:
+    """Every record under `root`, verified (in `pool`'s workers, a share each, when given); a file
+    that is not a valid record is refused with the reason."""
+    paths = results.record_files(root)
+    if pool is None:
+        return _check(root, paths)
+    shares = [paths[i::8] for i in range(8)]  # interleaved: each share as heavy as the others
+    checked = {c.path: c for share in pool.map(_check, [root] * len(shares), shares) for c in share}
+    return [checked[p] for p in paths]
