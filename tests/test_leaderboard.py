@@ -13,7 +13,8 @@ from bhbench import metrics
 from bhbench.leaderboard import render
 from bhbench.leaderboard.aggregate import frame, sections
 from bhbench.leaderboard.verify import Checked, Scored
-from bhbench.metrics import score_all
+from bhbench.metric import BOOTSTRAPPED
+from bhbench.metrics import HEADLINE, score_all
 from bhbench.protocol import Protocol
 from bhbench.record import (
     CodeInfo,
@@ -216,3 +217,23 @@ def test_a_pretrained_row_says_what_its_weights_were_trained_on():
     assert "probe † (init imagenet, trained on ImageNet-1k)" in text
     (line,) = [x for x in text.splitlines() if "| cnn" in x]
     assert line.split("|")[2].strip() == "cnn †"  # random init: nothing to declare
+
+
+def test_the_later_metrics_have_their_values_and_intervals_from_the_predictions():
+    rows = _checked("a", 0.7, seed=5)
+    _, table = _table(rows)
+    r = table.loc["a"]
+    sensitivity = [c.scored.correct[c.scored.y == 1].mean() for c in rows]  # malignant images called malignant
+    assert r["sensitivity_mean"] == pytest.approx(np.mean(sensitivity))
+    brier = [np.mean((c.scored.proba[:, 1] - c.scored.y) ** 2) for c in rows]
+    assert r["brier_mean"] == pytest.approx(np.mean(brier))
+    for m in BOOTSTRAPPED:
+        lo, mean, hi = r[f"{m.name}_lo"], r[f"{m.name}_mean"], r[f"{m.name}_hi"]
+        assert 0 <= lo <= mean <= hi <= 1, m.name
+
+
+def test_rows_are_ordered_by_rank_then_headline_in_the_direction_it_is_better():
+    _, table = _table(_checked("a", 0.6, seed=3), _checked("b", 0.605, seed=3), _checked("c", 0.62, seed=4))
+    assert set(table["rank"]) == {1}
+    assert HEADLINE.metric.higher_is_better
+    assert list(table["headline_mean"]) == sorted(table["headline_mean"], reverse=True)

@@ -9,6 +9,7 @@ from conftest import toy_source
 
 from bhbench import metrics, registry
 from bhbench.cli import main
+from bhbench.metric import BOOTSTRAPPED
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,9 @@ def test_figures_are_embedded_and_regenerated_byte_for_byte(board):
         assert f"(figures/{f.name})" in text
         assert b"<dc:date>" not in f.read_bytes()
     assert "majority (reference)" in text and "95% CI" in text
+    header = (folder / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    for m in BOOTSTRAPPED:  # every declared metric, with its interval
+        assert {f"{m.name}_{part}" for part in ("mean", "std", "lo", "hi")} <= set(header)
     assert _check(out, folder) == 0
 
 
@@ -90,6 +94,9 @@ def test_report_writes_a_page_the_leaderboard_links(board, tmp_path):
     assert main(["report", "--method", "toy", "--results", str(out), "--output", str(page_root)]) == 0
     page = (page_root / "reports" / "toy.md").read_text()
     assert "| fold" in page and "Per-patient scores" in page and "Expected calibration error" in page
+    for m in BOOTSTRAPPED:  # a line each: mean ± std over folds and the 95% interval
+        (line,) = [x for x in page.splitlines() if x.startswith(f"| {m.label} ")]
+        assert line.count("[") == 1 and line.count("±") == 1
     for kind in ("roc", "confusion", "reliability"):
         assert f"-{kind}.svg)" in page
         assert list((page_root / "reports" / "figures").glob(f"toy-*-{kind}.svg"))

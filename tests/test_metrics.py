@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score, roc_auc_score
 
-from bhbench.metric import codes, patient_rate
+from bhbench.metric import BOOTSTRAPPED, PERCENT, PLAIN, Draws, Sample, codes, patient_rate
 from bhbench.metrics import (
     FoldOutcomes,
     bootstrap,
@@ -134,7 +134,7 @@ def test_bootstrap_point_values_are_the_harness_metrics(case, k):
     fold = FoldOutcomes(np.unique(patients, return_inverse=True)[1], patients % 4, y, proba[None], np.ones(1, bool))
     stats = fold_statistics(fold, np.ones((1, len(np.unique(patients)))))
     expected = score_all(y, proba, patients, mags)
-    for name in ("patient_rr", "accuracy", "balanced_accuracy", "f1_macro", "auc"):
+    for name in (m.name for m in BOOTSTRAPPED if fold.task in m.tasks):
         want = getattr(expected.overall, name)
         assert (math.isnan(want) and math.isnan(stats[name][0, 0])) or stats[name][0, 0] == pytest.approx(want)
     per_mag = [v.patient_rr for v in expected.by_magnification.values()]
@@ -190,3 +190,70 @@ def test_bootstrap_is_seeded_and_a_paired_difference_has_the_right_sign():
     diff, lo, hi, p = paired_difference(a, 0, 1)
     assert 0 < lo < diff < hi and p < 0.01
     assert paired_difference(a, 0, 0)[0] == 0 and paired_difference(a, 0, 0)[3] == 1.0
+
+
+def test_sensitivity_specificity_brier_and_calibration_by_hand():
+    # a and b malignant, c and d benign; b's two images split one each way, and so do c's
+    patients = np.array(["a", "a", "a", "b", "b", "c", "c", "d"])
+    y = np.array([1, 1, 1, 1, 1, 0, 0, 0])
+    p = np.array([0.95, 0.85, 0.25, 0.65, 0.45, 0.75, 0.15, 0.05])
+    s = score(y, np.column_stack([1 - p, p]), patients)
+    assert s.sensitivity == pytest.approx(3 / 5) and s.specificity == pytest.approx(2 / 3)
+    assert s.patient_sensitivity == 1.0  # a by majority, b by a tie (referred)
+    assert s.patient_specificity == 0.5  # c's tie is not cleared, d is
+    assert s.brier == pytest.approx(1.6 / 8)
+    # top-class probability and whether it is right, by bin: 0.95 0.95 | 0.85 0.85 | 0.75 0.75 wrong |
+    # 0.65 | 0.55 wrong: |2 - 1.9| + |2 - 1.7| + |0 - 1.5| + |1 - 0.65| + |0 - 0.55| over 8 images
+    assert s.ece == pytest.approx(2.8 / 8)
+    three = score(np.array([0, 2]), np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]), np.array(["a", "b"]))
+    assert three.brier == pytest.approx((0.25 + 0.09 + 0.04 + 0.01 + 0.01 + 0.04) / 2)  # summed over classes
+    assert three.sensitivity is None and three.patient_specificity is None  # binary metrics only
+
+
+@pytest.mark.parametrize("k", [2, 3, 8])
+def test_numpy_auc_is_scikit_learns_with_ties(k):
+    rng = np.random.default_rng(k)
+    for _ in range(40):
+        n = int(rng.integers(2, 300))
+        y = rng.integers(0, k, n)
+        raw = rng.integers(1, 5, (n, k)).astype(float)  # a coarse grid: many ties
+        proba = raw / raw.sum(1, keepdims=True)
+        got = score(y, proba, np.arange(n)).auc
+        if k == 2:
+            want = roc_auc_score(y, proba[:, 1]) if len(np.unique(y)) == 2 else math.nan
+        else:
+            per_class = [roc_auc_score(y == c, proba[:, c]) for c in range(k) if 0 < (y == c).sum() < n]
+            want = np.mean(per_class) if per_class else math.nan
+        assert (math.isnan(got) and math.isnan(want)) or abs(got - want) < 1e-12
+
+
+@pytest.mark.parametrize("k", [2, 8])
+def test_every_bootstrap_form_is_its_metric_on_the_drawn_patients(k):
+    """Each declared metric's vectorised form, under a draw, equals its per-fold function on the images
+    of the drawn patients, a patient drawn twice counting as two patients."""
+    import random
+
+    rng = np.random.default_rng(10 + k)
+    patients = rng.integers(0, 9, 150)
+    y = (patients + rng.integers(0, 2, 150) * (k > 2)) % k  # binary: one class per patient
+    proba = np.stack([_scores(y, random.Random(seed), k) for seed in (1, 2)])  # two rows
+    fold = FoldOutcomes(patients, patients % 4, y, proba, np.ones(2, bool))
+    weights = rng.multinomial(9, np.full(9, 1 / 9), size=25).astype(float)
+    draws = Draws(fold, weights)
+    metrics = [m for m in BOOTSTRAPPED if fold.task in m.tasks]
+    got = {m.name: m.draws(draws) for m in metrics}
+    for b, w in enumerate(weights):
+        copies = [(p, c) for p in range(9) for c in range(int(w[p]))]
+        idx = np.concatenate([np.flatnonzero(patients == p) for p, _ in copies])
+        who = np.concatenate([np.full((patients == p).sum(), i) for i, (p, _) in enumerate(copies)])
+        for r in range(2):
+            sample = Sample(y[idx], proba[r][idx], codes(who))
+            for m in metrics:
+                want = m.value(sample)
+                assert (math.isnan(want) and math.isnan(got[m.name][b, r])) or got[m.name][b, r] == pytest.approx(want)
+
+
+def test_one_format_for_every_number():
+    assert PERCENT.pm(0.5, 0.1, folds=3) == "50.0 ± 10.0" and PERCENT.pm(0.5, 0.0, folds=1) == "50.0"
+    assert PLAIN.pm(0.25, 0.01, folds=5) == "0.250 ± 0.010" and PERCENT.pm(math.nan, math.nan, folds=5) == "–"
+    assert PERCENT.interval(0.1, 0.25) == "[10.0, 25.0]" and PERCENT.interval(math.nan, 0.2) == "–"

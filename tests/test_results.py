@@ -4,12 +4,13 @@ record edited by hand is refused with the file and the key that is wrong."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from bhbench import results
-from bhbench.leaderboard import check_all, standing
+from bhbench.leaderboard import check_all, standing, verify
 from bhbench.record import RunRecord
 
 COMMITTED = sorted((Path(__file__).resolve().parents[1] / "leaderboard" / "results").rglob("fold*.json"))
@@ -119,3 +120,43 @@ def test_a_records_headline_is_the_leaderboards_not_the_pooled_rate():
         assert folds == 5 and mean == pytest.approx(line.headline_mean, abs=1e-6)
         checked += line.headline_mean != pytest.approx(line.patient_rr_mean, abs=1e-3)
     assert checked  # at least one row where the pooled rate differs, so the test can tell them apart
+
+
+def _older_record() -> Path:
+    """A committed binary record made before the later metrics were declared."""
+    path = next(p for p in COMMITTED if "/binary-" in p.as_posix() and '"status": "ok"' in p.read_text())
+    assert "sensitivity" not in json.loads(path.read_text())["metrics"]["overall"]
+    return path
+
+
+def test_an_older_record_verifies_and_gets_the_later_metrics_from_its_predictions():
+    import pandas as pd
+
+    path = _older_record()
+    record = results.load(path)
+    assert record.metrics.overall.sensitivity is None  # not stored
+    checked = verify(path, record, path.parents[4])
+    assert checked.accepted
+    frame = pd.read_csv(path.parent / record.predictions.file)
+    malignant = frame["filename"].str.startswith("SOB_M")
+    called = frame["p_malignant"] > frame["p_benign"]
+    recomputed = checked.scored.metrics.overall
+    assert recomputed.sensitivity == pytest.approx((called & malignant).sum() / malignant.sum())
+    assert recomputed.specificity == pytest.approx((~called & ~malignant).sum() / (~malignant).sum())
+
+
+def test_a_stored_later_metric_that_does_not_match_the_predictions_is_refused(tmp_path):
+    path = _older_record()
+    dataset = path.parents[3]
+    (tmp_path / dataset.name).mkdir()
+    for shared in ("manifest.csv", "splits"):
+        (tmp_path / dataset.name / shared).symlink_to(dataset / shared)
+    target = tmp_path / path.relative_to(path.parents[4])
+    target.parent.mkdir(parents=True)
+    doc = json.loads(path.read_text())
+    shutil.copy(path.parent / doc["predictions"]["file"], target.parent)
+    doc["metrics"]["overall"]["sensitivity"] = 0.123
+    target.write_text(json.dumps(doc))
+    (checked,) = check_all(tmp_path)
+    (problem,) = checked.problems
+    assert problem == "stored metric overall.sensitivity differs from the one recomputed from the predictions"
