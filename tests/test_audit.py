@@ -288,11 +288,14 @@ def test_an_honest_method_is_not_flagged_by_the_private_cohort(submissions, tiny
     assert not gap["flagged"] and abs(gap["gap"]) < gap["bound"]
 
 
-def test_a_given_seed_makes_the_same_private_cohort_and_bad_seeds_are_one_line(tiny_tree, capsys):
-    from bhbench.data.sources import private_cohort
+def test_a_given_seed_makes_the_same_private_cohort_and_bad_seeds_are_one_line(run_toy, tiny_tree, capsys):
+    from bhbench.data.sources import open_dataset, private_cohort
 
-    a, b = private_cohort("12345", tiny_tree), private_cohort("12345", tiny_tree)
-    assert a.id == b.id and a.id.startswith(f"{PRIVATE_NAME}-") and a.synthetic
+    a = private_cohort("12345", tiny_tree)
+    assert a.id.startswith(f"{PRIVATE_NAME}-") and a.synthetic and a.id != open_dataset(tiny_tree).id
+    run = run_toy("majority", synthetic_seed="12345")  # a run on it: committed before, revealed after
+    assert run.ok and run.plan.dataset.id == a.id
+    assert (run.revealed.cohort, run.revealed.seed, run.revealed.drawn) == (a.id, 12345, False)
     assert a.fingerprint != private_cohort("12346", tiny_tree).fingerprint
     assert a.commitment == synthetic.seed_commitment(12345)
     seed, drawn = parse_seed("secret")

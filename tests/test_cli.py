@@ -111,7 +111,7 @@ def test_run_prints_each_fold_the_summary_and_where_the_row_would_rank(
 
 def test_a_long_fold_says_the_run_is_alive(submissions, tiny_tree, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(session, "HEARTBEAT_SECONDS", 0.2)
-    (submissions / "toy.py").write_text(toy_source("toy", fit_body="import time; time.sleep(1)"))
+    (submissions / "toy.py").write_text(toy_source("toy", fit_body="import time; time.sleep(0.5)"))
     assert _toy_run(submissions, tiny_tree, tmp_path / "out", "--seed", "1") == 0
     assert "still working: 0 of 5 (method, fold) jobs done" in capsys.readouterr().err
 

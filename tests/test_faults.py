@@ -119,7 +119,8 @@ def test_faulty_methods_fail_alone_and_are_listed(run_toy, submissions, tmp_path
     for name, (body, fit_body, _) in FAULTS.items():
         (submissions / f"{name}.py").write_text(toy_source(f"bad_{name}", body, fit_body))
     out, board = tmp_path / "results", tmp_path / "board"
-    result = run_toy(["toy", *(f"bad_{n}" for n in FAULTS)], timeout=8, mag=40)
+    # Three workers: the slow method's five folds wait out their timeouts side by side.
+    result = run_toy(["toy", *(f"bad_{n}" for n in FAULTS)], timeout=8, mag=40, workers=3)
     assert not result.ok and not result.failures  # every job wrote its record, failed or not
     rows = {row.label: row for row in result.rows}
     assert len(rows["toy"].records) == 5 and not rows["toy"].failed

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from bhbench import api, leaderboard, results
 
 
@@ -26,18 +28,22 @@ def test_run_writes_one_verified_record_per_fold(run_toy, tmp_path):
     assert 0.5 < row.mean_headline <= 1  # the toy learns the tiny set's colours
 
 
-def test_events_report_each_step_and_job(run_toy):
+def test_several_methods_report_each_step_and_job_and_make_one_row_per_variant(run_toy):
     from bhbench import events
 
     seen: list = []
-    run_toy(progress=seen.append)
+    result = run_toy(["toy", "majority"], params={"size": 8}, progress=seen.append)
     started = [e.label for e in seen if isinstance(e, events.StepStarted)]
     assert started[-1] == "running (method x fold)" and "decoding images into the cache" in started
     finished = [e for e in seen if isinstance(e, events.JobFinished)]
-    assert [e.label for e in finished] == ["toy"] * 5 and not any(e.result.skipped for e in finished)
+    assert [e.label for e in finished] == ["toy [size=8]"] * 5 + ["majority"] * 5
+    assert not any(e.result.skipped for e in finished)
     said = [e.text for e in seen if isinstance(e, events.Message)]
     assert any(t.startswith("dataset: synthetic") for t in said)
     assert any(t.startswith("protocol: MIBC") for t in said)
+    assert [row.label for row in result.rows] == ["toy [size=8]", "majority"]
+    assert all(len(row.records) == 5 for row in result.rows)
+    assert result.rows[1].mean_headline == pytest.approx(0.72)  # the tiny set's share of malignant patients
 
 
 def test_rerun_skips_finished_folds_and_force_redoes_them(run_toy, tmp_path):
@@ -114,19 +120,6 @@ def test_image_kfold_is_reported_and_recorded_as_leaky(run_toy):
     result = run_toy(split="image-kfold", progress=seen.append)
     assert all(r.split.leaky for r in result.records)
     assert any(getattr(e, "label", None) == "leaky protocol" for e in seen)
-
-
-def test_a_private_cohort_is_committed_before_and_revealed_after(run_toy, tiny_tree):
-    result = run_toy("majority", synthetic_seed="7")
-    assert result.revealed is not None and result.revealed.seed == 7 and not result.revealed.drawn
-    assert result.plan.dataset.id.startswith("synthetic-private") and result.revealed.cohort == result.plan.dataset.id
-    assert result.plan.dataset.id != run_toy("majority").plan.dataset.id
-
-
-def test_several_methods_run_one_row_per_variant(run_toy):
-    result = run_toy(["toy", "majority"], params={"size": 8})
-    assert [row.label for row in result.rows] == ["toy [size=8]", "majority"]
-    assert all(len(row.records) == 5 for row in result.rows)
 
 
 def _readme_example() -> str:
