@@ -98,7 +98,9 @@ class Row:
 
 @dataclass
 class RunResult:
-    plan: runner.Plan
+    """What `run` did: every (method, fold) job's record, grouped into `rows` by method variant."""
+
+    plan: runner.Plan  # the dataset, protocol and split it ran on
     results: Path  # where the records are
     jobs: list[runner.JobResult]  # every finished job (run now or finished earlier), method by method, fold by fold
     failures: list[executors.Failure]  # jobs that ended without writing a record (a killed array task)
@@ -145,7 +147,7 @@ def label(spec: runner.MethodSpec) -> str:
 
 
 def run(
-    methods: Sequence[str],
+    methods: str | Sequence[str],
     where: Where | None = None,
     *,
     params: Mapping[str, Any] | None = None,
@@ -177,7 +179,8 @@ def run(
     from bhbench.config import results_dir
 
     session.discover(submissions, progress)
-    names = registry.resolve(methods)  # a bad method, parameter, tuning file or executor fails before any image
+    # A bad method, parameter, tuning file or executor fails here, before any image is decoded.
+    names = registry.resolve([methods] if isinstance(methods, str) else methods)
     chosen = session.method_params(names, params, device)
     docs = _tuning_files(tuned, names)
     options = runner.Options(
