@@ -17,7 +17,7 @@ from bhbench.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def toy_run(tiny_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def repro_records(tiny_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Five folds of a toy submission on the tiny tree: (submissions folder, results folder)."""
     base = tmp_path_factory.mktemp("toy-run")
     (base / "subs").mkdir()
@@ -41,17 +41,17 @@ def _reproduce(subs: Path, tiny_tree: Path, *targets: str) -> int:
     return main(["--submissions", str(subs), "reproduce", *targets, "--data", str(tiny_tree)])
 
 
-def test_records_name_their_code(toy_run: tuple[Path, Path]) -> None:
-    _, out = toy_run
+def test_records_name_their_code(repro_records: tuple[Path, Path]) -> None:
+    _, out = repro_records
     for _, record in results.all_records(out):
         code = record.method.code
         assert code.files == ("repro_toy.py",) and len(code.hash) == 10 and code.harness
 
 
 def test_reproduce_passes_then_names_the_fold_and_image_of_an_edited_probability(
-    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path
+    repro_records: tuple[Path, Path], tiny_tree: Path, tmp_path: Path
 ) -> None:
-    subs, out = toy_run
+    subs, out = repro_records
     out = _copy(out, tmp_path)
     folder = next(out.rglob("repro_toy"))
     done = api.reproduce([folder], data=tiny_tree, submissions=subs)
@@ -72,9 +72,9 @@ def test_reproduce_passes_then_names_the_fold_and_image_of_an_edited_probability
 
 
 def test_a_row_address_finds_the_records_and_a_bad_one_says_what_exists(
-    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path
+    repro_records: tuple[Path, Path], tiny_tree: Path, tmp_path: Path
 ) -> None:
-    subs, committed = toy_run
+    subs, committed = repro_records
     out = Path(shutil.copytree(committed, tmp_path / "results"))
     (section,) = [p for p in out.glob("*/*") if p.is_dir() and p.name != "splits"]
     shutil.copytree(section, section.with_name("binary-mi-image-kfold-seed0"))  # the leaky twin: not MIBC
@@ -87,8 +87,8 @@ def test_a_row_address_finds_the_records_and_a_bad_one_says_what_exists(
         api.reproduce(["synthetic/MIBC/nosuch"], out, tiny_tree, submissions=subs)
 
 
-def test_refuses_without_the_data(toy_run: tuple[Path, Path], tmp_path: Path) -> None:
-    subs, out = toy_run
+def test_refuses_without_the_data(repro_records: tuple[Path, Path], tmp_path: Path) -> None:
+    subs, out = repro_records
     out = _copy(out, tmp_path)
     record_path = next(out.rglob("fold1.json"))
     record = json.loads(record_path.read_text())
@@ -107,9 +107,9 @@ def _made_elsewhere(record_path: Path, **versions: str) -> None:
 
 
 def test_other_versions_are_compared_first_and_named_beside_the_verdict(
-    toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    repro_records: tuple[Path, Path], tiny_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    subs, out = toy_run
+    subs, out = repro_records
     out = _copy(out, tmp_path)
     record_path = next(out.rglob("fold2.json"))
     _made_elsewhere(record_path, **{"opencv-python-headless": "4.0.0.1"})
@@ -134,8 +134,8 @@ def test_other_versions_are_compared_first_and_named_beside_the_verdict(
     assert "1 of 1 record(s) did not reproduce" in text and "opencv-python-headless 4.0.0.1 in the record" in text
 
 
-def test_same_versions_name_the_lock(toy_run: tuple[Path, Path], tiny_tree: Path, tmp_path: Path) -> None:
-    subs, out = toy_run
+def test_same_versions_name_the_lock(repro_records: tuple[Path, Path], tiny_tree: Path, tmp_path: Path) -> None:
+    subs, out = repro_records
     record_path = next(_copy(out, tmp_path).rglob("fold4.json"))
     done = api.reproduce([record_path], data=tiny_tree, submissions=subs)
     assert done.ok and done.drift == []
@@ -158,9 +158,9 @@ def test_editing_a_submission_retrains_its_folds_and_says_why(run_toy) -> None:
 
 
 def test_run_writes_to_a_scratch_folder_unless_told_and_says_where_it_would_rank(
-    toy_run: tuple[Path, Path], run_toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repro_records: tuple[Path, Path], run_toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    committed = Path(shutil.copytree(toy_run[1], tmp_path / "leaderboard" / "results"))  # a one-row leaderboard
+    committed = Path(shutil.copytree(repro_records[1], tmp_path / "leaderboard" / "results"))  # a one-row leaderboard
     before = sorted(committed.rglob("*"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BHBENCH_RESULTS", raising=False)
