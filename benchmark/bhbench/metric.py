@@ -17,9 +17,10 @@ a metric was declared lacks it (`added_later`): the leaderboard recomputes it fr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -161,15 +162,29 @@ def nanmean(a: np.ndarray, axis: int) -> np.ndarray:
 
 class Draws:
     """One fold's outcomes for every row under each draw of patient multiplicities `weights`
-    (draws x patients), with the per-patient tallies `Metric.draws` combine, each computed once.
+    (draws x patients), with the per-patient tallies `Metric.draws` combine.
 
     A drawn patient's images count as often as the patient was drawn, so a count over a draw is the
     weights times the per-patient counts: one matrix product, exact for whole-number counts. Counts
-    of a draw are (draws, k, rows): a sum over k then adds whole (draws x rows) slabs."""
+    of a draw are (draws, k, rows): a sum over k then adds whole (draws x rows) slabs. The bootstrap
+    takes the draws a few thousand at a time (`chunks`, so that what a metric computes stays in the
+    cache); what does not depend on the draws is computed once for all of them (`once`)."""
 
-    def __init__(self, fold: FoldOutcomes, weights: np.ndarray) -> None:
+    def __init__(self, fold: FoldOutcomes, weights: np.ndarray, shared: dict | None = None) -> None:
         self.fold = fold
         self.weights = weights
+        self._shared = {} if shared is None else shared
+
+    def chunks(self, size: int) -> Iterator[tuple[int, Draws]]:
+        """(first draw, the draws from there) `size` at a time."""
+        for start in range(0, len(self.weights), size):
+            yield start, Draws(self.fold, self.weights[start : start + size], self._shared)
+
+    def once(self, key: object, compute: Callable[[], Any]) -> Any:
+        """A quantity that does not depend on the draws, computed for the first chunk only."""
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
 
     def drawn(self, counts: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """(rows, patients, k) per-patient counts -> (draws, k, rows) counts of each draw (with the
@@ -178,30 +193,34 @@ class Draws:
         flat = counts.transpose(1, 2, 0).reshape(n_pat, k * rows)
         return ((self.weights if weights is None else weights) @ flat).reshape(-1, k, rows)
 
-    def per_patient(self, values: np.ndarray) -> np.ndarray:
-        """(rows, images) -> (draws, rows): the sum of the values over each draw's images."""
-        sums = np.stack([np.bincount(self.fold.patients, v, self.fold.n_patients) for v in values])
+    def per_patient(self, key: str, values: Callable[[], np.ndarray]) -> np.ndarray:
+        """(draws, rows): the sum over each draw's images of `values()` (rows, images)."""
+        fold = self.fold
+        sums = self.once(key, lambda: np.stack([np.bincount(fold.patients, v, fold.n_patients) for v in values()]))
         return self.weights @ sums.T
 
-    @cached_property
+    @property
     def pred(self) -> np.ndarray:
         """(rows, images) predicted classes."""
-        return self.fold.proba.argmax(axis=2)
+        return self.once("pred", lambda: self.fold.proba.argmax(axis=2))
 
-    @cached_property
+    @property
     def right(self) -> np.ndarray:
         """(rows, images) classified correctly."""
-        return self.pred == self.fold.y
+        return self.once("right", lambda: self.pred == self.fold.y)
 
-    @cached_property
+    @property
     def patient_images(self) -> np.ndarray:
         """(patients, classes) images of each patient and true class."""
-        return tally(self.fold.patients, self.fold.y, self.fold.k)
+        return self.once("patient_images", lambda: tally(self.fold.patients, self.fold.y, self.fold.k))
 
-    @cached_property
+    @property
     def patient_hits(self) -> np.ndarray:
         """(rows, patients, classes) of those, the images each row classifies correctly."""
-        return np.stack([tally(self.fold.patients, self.fold.y, self.fold.k, r) for r in self.right])
+        fold = self.fold
+        return self.once(
+            "patient_hits", lambda: np.stack([tally(fold.patients, fold.y, fold.k, r) for r in self.right])
+        )
 
     @cached_property
     def images(self) -> np.ndarray:
@@ -221,9 +240,12 @@ class Draws:
     @cached_property
     def false_hits(self) -> np.ndarray:
         """(draws, classes, rows) images wrongly called each class in each draw."""
-        k = self.fold.k
-        wrong = [tally(self.fold.patients, p, k, ~r) for p, r in zip(self.pred, self.right, strict=True)]
-        return self.drawn(np.stack(wrong))
+        fold = self.fold
+        wrong = self.once(
+            "wrong",
+            lambda: np.stack([tally(fold.patients, p, fold.k, ~r) for p, r in zip(self.pred, self.right, strict=True)]),
+        )
+        return self.drawn(wrong)
 
 
 # --- the declaration -------------------------------------------------------------------------------
@@ -310,6 +332,22 @@ def _pair_wins(positive: np.ndarray, negative: np.ndarray, pos_patient: np.ndarr
     return np.eye(shape[0])[pos_patient].T @ wins / 2
 
 
+def _auc_pairs(fold: FoldOutcomes, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """For class c against the rest: W of `_pair_wins` for every row (rows, p, q), the larger side p
+    (it goes through the matrix product), and the codes of the patients on each side; None when no
+    draw has a pair."""
+    positive = fold.y == c
+    pos_ids, pos_patient = np.unique(fold.patients[positive], return_inverse=True)
+    neg_ids, neg_patient = np.unique(fold.patients[~positive], return_inverse=True)
+    shape = (len(pos_ids), len(neg_ids))
+    if not all(shape):
+        return None
+    pairs = np.stack(
+        [_pair_wins(s[positive], s[~positive], pos_patient, neg_patient, shape) for s in fold.proba[:, :, c]]
+    )
+    return (pairs, pos_ids, neg_ids) if shape[0] >= shape[1] else (pairs.transpose(0, 2, 1), neg_ids, pos_ids)
+
+
 def _draws_auc(d: Draws) -> np.ndarray:
     """A draw weighs every (positive, negative) pair of images by the multiplicities of their two
     patients, so its AUC is u' W v / ((w . positives) (w . negatives)), u and v the multiplicities of
@@ -317,23 +355,14 @@ def _draws_auc(d: Draws) -> np.ndarray:
     and class, whatever the draws. Whole numbers of halves throughout, so exact. Two classes: of
     P(malignant); else macro one-vs-rest over the classes with positives and negatives in the draw."""
     fold, weights = d.fold, d.weights
-    rows = len(fold.proba)
     aucs = []
     for c in [1] if fold.k == 2 else range(fold.k):
-        positive = fold.y == c
-        pos_ids, pos_patient = np.unique(fold.patients[positive], return_inverse=True)
-        neg_ids, neg_patient = np.unique(fold.patients[~positive], return_inverse=True)
-        shape = (len(pos_ids), len(neg_ids))
-        if not all(shape):  # no pair in any draw
-            aucs.append(np.full((len(weights), rows), np.nan))
+        prepared = d.once(("auc", c), lambda c=c: _auc_pairs(fold, c))
+        if prepared is None:  # no pair in any draw
+            aucs.append(np.full((len(weights), len(fold.proba)), np.nan))
             continue
-        pairs = np.stack(
-            [_pair_wins(s[positive], s[~positive], pos_patient, neg_patient, shape) for s in fold.proba[:, :, c]]
-        )
-        # (draws, p) @ (p, rows x q), then the q side: the larger side goes through the matrix product
-        if shape[0] < shape[1]:
-            pairs, pos_ids, neg_ids = pairs.transpose(0, 2, 1), neg_ids, pos_ids
-        wins = np.einsum("bqr,bq->br", d.drawn(pairs, weights[:, pos_ids]), weights[:, neg_ids])
+        pairs, big, small = prepared
+        wins = np.einsum("bqr,bq->br", d.drawn(pairs, weights[:, big]), weights[:, small])
         n_pos = d.images[:, c]
         n_neg = d.n_images - n_pos
         defined = ((n_pos > 0) & (n_neg > 0))[:, None]
@@ -355,9 +384,9 @@ def _f1_macro(s: Sample) -> float:
 
 def _draws_f1_macro(d: Draws) -> np.ndarray:
     present = d.images > 0
-    den = d.hits + d.false_hits + d.images[:, :, None]
-    f1 = np.divide(2 * d.hits, den, out=np.zeros_like(den), where=present[:, :, None])  # zero for absent classes
-    return f1.sum(1) / present.sum(1, keepdims=True)
+    f1 = ratio(2 * d.hits, d.hits + d.false_hits + d.images[:, :, None])
+    # zero for a class never called and absent (0 / 0); zero anyway for one absent but called
+    return np.nan_to_num(f1, copy=False).sum(1) / present.sum(1, keepdims=True)
 
 
 def _recall(s: Sample, c: int) -> float:
@@ -420,16 +449,21 @@ def calibration(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return n, acc, conf, float(np.nansum(n / n.sum() * np.abs(acc - conf)))
 
 
+def _ece_gaps(d: Draws) -> np.ndarray:
+    """(rows, patients, bins) correct images minus summed top-class probability, per patient and bin
+    (the bins no row uses left out: they add nothing)."""
+    confidence = d.fold.proba.max(axis=2)
+    which = calibration_bins(confidence)
+    used = np.bincount(which.ravel(), minlength=ECE_BINS) > 0
+    gaps = [tally(d.fold.patients, b, ECE_BINS, r - p) for b, p, r in zip(which, confidence, d.right, strict=True)]
+    return np.stack(gaps)[:, :, used]
+
+
 def _draws_ece(d: Draws) -> np.ndarray:
     """ECE = sum over bins of |correct images - summed top-class probability| / images, each count
     over the draw: per patient and bin, the gap between the two is all a draw needs."""
-    confidence = d.fold.proba.max(axis=2)
-    which = calibration_bins(confidence)
-    used = np.bincount(which.ravel(), minlength=ECE_BINS) > 0  # bins no row uses add nothing
-    gap = [
-        tally(d.fold.patients, b, ECE_BINS, r - p)[:, used] for b, p, r in zip(which, confidence, d.right, strict=True)
-    ]
-    return ratio(np.abs(d.drawn(np.stack(gap))).sum(axis=1), d.n_images[:, None])
+    gaps = d.once("ece", lambda: _ece_gaps(d))
+    return ratio(np.abs(d.drawn(gaps)).sum(axis=1), d.n_images[:, None])
 
 
 # --- the metrics -----------------------------------------------------------------------------------
@@ -500,7 +534,7 @@ METRICS: tuple[Metric, ...] = (
         "brier", "Brier score", "mean squared error of the probabilities: (P(malignant) - y)^2, for subtypes "
         "summed over classes",
         lambda s: float(_brier_terms(s.y, s.proba).mean()),
-        lambda d: ratio(d.per_patient(_brier_terms(d.fold.y, d.fold.proba)), d.n_images[:, None]),
+        lambda d: ratio(d.per_patient("brier", lambda: _brier_terms(d.fold.y, d.fold.proba)), d.n_images[:, None]),
         higher_is_better=False, unit=PLAIN, added_later=True,
     ),
     Metric(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +77,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 # statistic of every row is a handful of matrix products: no Python loop over resamples or images.
 
 BOOTSTRAP_RESAMPLES = 20_000  # the smallest p-value is 1/(B+1): Holm over ~45 rows' pairs still works
+DRAWS_AT_ONCE = 2_500  # a block of rows' counts per class for this many draws stays in the cache
 ALPHA = 0.05
 
 
@@ -94,23 +96,31 @@ BY_MAGNIFICATION = tuple(Statistic(f"{m}X", f"PRR {m}X", PATIENT_RR) for m in MA
 STATISTICS = (HEADLINE, *(Statistic(m.name, m.label, m) for m in BOOTSTRAPPED), *BY_MAGNIFICATION)
 
 
-def fold_statistics(fold: FoldOutcomes, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Every statistic of every row for each row of patient multiplicities `weights` (draws x
-    patients): {name: (draws, rows)}, NaN for a metric of another task. A row of ones gives the
-    fold's own values."""
-    draws = Draws(fold, weights)
+def _chunks(fold: FoldOutcomes, weights: np.ndarray) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Every statistic of every row for the rows of patient multiplicities `weights` (draws x
+    patients) a few thousand at a time: (first draw, {name: (draws, rows)}), NaN for a metric of the
+    other task."""
+    whole = Draws(fold, weights)
     k_mag = len(MAGNIFICATIONS)
     mag_n = tally(fold.patients, fold.magnifications, k_mag)
-    mag_c = np.stack([tally(fold.patients, fold.magnifications, k_mag, r) for r in draws.right])
+    mag_c = np.stack([tally(fold.patients, fold.magnifications, k_mag, r) for r in whole.right])
     has = (mag_n > 0).astype(float)
     score = np.nan_to_num(ratio(mag_c, mag_n))  # (rows, patients, mags): patient score per magnification
-    per_mag = ratio(draws.drawn(score), (weights @ has)[:, :, None])
-    out = {s.name: per_mag[:, j] for j, s in enumerate(BY_MAGNIFICATION)}
-    out[HEADLINE.name] = nanmean(per_mag, axis=1)
-    for m in BOOTSTRAPPED:
-        applies = fold.task in m.tasks and m.draws is not None
-        out[m.name] = m.draws(draws) if applies else np.full((len(weights), len(fold.proba)), np.nan)
-    return out
+    metrics = [m for m in BOOTSTRAPPED if fold.task in m.tasks and m.draws is not None]
+    for start, draws in whole.chunks(DRAWS_AT_ONCE):
+        per_mag = ratio(draws.drawn(score), (draws.weights @ has)[:, :, None])
+        out = {s.name: per_mag[:, j] for j, s in enumerate(BY_MAGNIFICATION)}
+        out[HEADLINE.name] = nanmean(per_mag, axis=1)
+        out.update({m.name: m.draws(draws) for m in metrics})
+        missing = np.full((len(draws.weights), len(fold.proba)), np.nan)  # a metric of the other task
+        yield start, {s.name: out.get(s.name, missing) for s in STATISTICS}
+
+
+def fold_statistics(fold: FoldOutcomes, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every statistic of every row for each row of patient multiplicities `weights` (draws x
+    patients): {name: (draws, rows)}. A row of ones gives the fold's own values."""
+    parts = [stats for _, stats in _chunks(fold, weights)]
+    return {s.name: np.concatenate([p[s.name] for p in parts]) for s in STATISTICS}
 
 
 @dataclass(frozen=True)
@@ -154,19 +164,31 @@ def _weights(seed: int, fold: int, n_pat: int, resamples: int) -> np.ndarray:
 
 def bootstrap(folds: list[FoldOutcomes], resamples: int | None = None, seed: int = 0) -> Bootstrap:
     """Patient-level bootstrap within folds, averaged over the folds each row has (BOOTSTRAP_RESAMPLES
-    resamples unless told)."""
+    resamples unless told). The mean over folds adds each fold's draws to a running sum, fold after
+    fold, as np.nanmean over a folds axis would."""
     resamples = resamples or BOOTSTRAP_RESAMPLES
-    per_fold_points, per_fold_draws = [], []
-    for i, fold in enumerate(folds):
-        stats = fold_statistics(fold, _weights(seed, i, fold.n_patients, resamples))
-        mask = np.where(fold.present, 1.0, np.nan)
-        per_fold_points.append({k: v[0] * mask for k, v in stats.items()})
-        per_fold_draws.append({k: v[1:] * mask for k, v in stats.items()})
+    rows = len(folds[0].proba)
     names = [s.name for s in STATISTICS]
-    points = {k: np.stack([p[k] for p in per_fold_points], axis=1) for k in names}
-    # folds first: a mean over folds adds whole (draws x rows) slabs, fold after fold
-    draws = {k: nanmean(np.stack([d[k] for d in per_fold_draws]), axis=0) for k in names}
-    return Bootstrap(points, draws, np.stack([d[HEADLINE.name] for d in per_fold_draws]))
+    points = {k: np.full((rows, len(folds)), np.nan) for k in names}
+    total = {k: np.zeros((resamples, rows)) for k in names}
+    count = {k: np.zeros((resamples, rows), dtype=int) for k in names}
+    by_fold = np.empty((len(folds), resamples, rows))
+    for i, fold in enumerate(folds):
+        absent = None if fold.present.all() else np.where(fold.present, 1.0, np.nan)  # a row without this fold
+        for start, stats in _chunks(fold, _weights(seed, i, fold.n_patients, resamples)):
+            first = 1 if start == 0 else 0  # the row of ones: the fold's own values
+            at = slice(start + first - 1, start + len(stats[names[0]]) - 1)
+            for k, v in stats.items():
+                v = v if absent is None else v * absent
+                if first:
+                    points[k][:, i] = v[0]
+                drawn = v[first:]
+                missing = np.isnan(drawn)
+                total[k][at] += np.where(missing, 0.0, drawn)
+                count[k][at] += ~missing
+                if k == HEADLINE.name:
+                    by_fold[i, at] = drawn
+    return Bootstrap(points, {k: ratio(total[k], count[k]) for k in names}, by_fold)
 
 
 def paired_difference(boot: Bootstrap, a: int, b: int) -> tuple[float, float, float, float]:

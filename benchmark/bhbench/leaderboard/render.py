@@ -101,7 +101,7 @@ def _ci_header(i: int) -> str:
     return "95% CI" + " " * i  # distinct titles, one per interval column
 
 
-def board_columns(table: pd.DataFrame) -> list[tuple[str, str, Unit, bool]]:
+def _board_columns(table: pd.DataFrame) -> list[tuple[str, str, Unit, bool]]:
     """(statistic, title, unit, with its interval) of each number column of a board table: the
     headline, then the metrics the declarations put on the board in their order, the patient
     recognition rate followed by its per-magnification values; the metrics of methods that predict
@@ -117,7 +117,7 @@ def board_columns(table: pd.DataFrame) -> list[tuple[str, str, Unit, bool]]:
 
 
 def table_markdown(table: pd.DataFrame, reports: set[str], ranked: bool) -> str:
-    columns = board_columns(table)
+    columns = _board_columns(table)
     headers = ["#"] if ranked else []
     headers += ["method", "folds"]
     intervals = 0
