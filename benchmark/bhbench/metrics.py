@@ -28,8 +28,6 @@ from bhbench.metric import (
 from bhbench.protocol import MAGNIFICATIONS
 from bhbench.record import Metrics, Scores
 
-__all__ = ["FoldOutcomes", "Metric", "score", "score_all", "bootstrap"]
-
 
 def score(
     y: np.ndarray, proba: np.ndarray, patients: np.ndarray, magnification_right: np.ndarray | None = None
