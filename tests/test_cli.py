@@ -1,5 +1,6 @@
 """The command line: user errors are one line and a non-zero exit; list is fast and torch-free."""
 
+import json
 import subprocess
 import sys
 
@@ -174,3 +175,14 @@ def test_every_command_refuses_a_parameter_no_method_has(argv, capsys):
 def test_audit_takes_one_method_not_a_family(capsys):
     assert main(["audit", "--method", "handcrafted"]) == 2
     assert _one_error_line(capsys) == "error: --method 'handcrafted': audit takes one method name"
+
+
+def test_audit_prints_its_table_verdict_and_where_it_wrote(tiny_tree, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["audit", "--method", "majority", "--fold", "2", "--data", str(tiny_tree), "--results", str(out)])
+    captured = capsys.readouterr()
+    (written,) = out.rglob("majority/*/audit.json")
+    verdict = json.loads(written.read_text())["verdict"]
+    assert code == (0 if verdict in ("pass", "inconclusive") else 1)
+    assert "label-permutation audit of majority — synthetic data" in captured.out
+    assert f"audit {verdict}:" in captured.err and f"written to {written}" in " ".join(captured.err.split())
