@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from builders import train_set
 from conftest import toy_source
 
 from bhbench import results
 from bhbench.blind import Area, partition_id
 from bhbench.data.images import ImageStore
-from bhbench.method import TrainMeta, TrainSet
 
 # A method that predicts like the toy and reports, through its fit info (which lands in the
 # record in every sandbox mode), the handles it was given for training and for the test set.
@@ -59,8 +59,7 @@ def test_staged_pixels_are_links_named_by_handle(tmp_path: Path):
 
 def test_as_test_shuffles_and_restore_puts_rows_back():
     images = [np.full((2, 2, 3), i, np.uint8) for i in range(40)]
-    meta = TrainMeta(np.zeros(40, int), np.zeros(40, bool), np.array(["A"] * 40), np.full(40, 40), np.array(["p"] * 40))
-    train = TrainSet.build("binary", meta, images=images)
+    train = train_set(np.zeros(40, int), images, patients=["p"] * 40)
     wanted = np.arange(5, 35)
     test = train.as_test(wanted)
     seen = np.array([test.image(i)[0, 0, 0] for i in range(len(test))])

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import train_set
 from conftest import toy_source
 
 from bhbench import executors, registry, results, runner
 from bhbench.cli import main
 from bhbench.data.sources import open_dataset
-from bhbench.method import TestSet, TrainMeta, TrainSet
+from bhbench.method import TestSet
 from bhbench.protocol import Protocol
 from bhbench.record import Metrics
 from bhbench.util import cpu_count
@@ -153,8 +154,8 @@ def test_a_worker_sharing_the_cores_holds_every_thread_pool_to_its_share(submiss
     registry.discover(submissions)
     images = [np.full((8, 8, 3), i, np.uint8) for i in range(4)]
     y = np.array([0, 1, 0, 1])
-    meta = TrainMeta(y, y > 0, np.array(["A"] * 4), np.full(4, 40), np.array(["p0", "p1", "p2", "p3"]))
-    task = Task("pools", {}, [(TrainSet.build("binary", meta, images=images), TestSet.build("binary", images=images))])
+    part = (train_set(y, images, patients=["p0", "p1", "p2", "p3"]), TestSet.build("binary", images=images))
+    task = Task("pools", {}, [part])
     worker = Worker(submissions, sharing=2 * cpu_count())  # a fresh interpreter, as in a run
     try:
         pools = worker.run(task, timeout=120).fit_info[0]["pools"]

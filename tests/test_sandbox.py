@@ -205,14 +205,14 @@ def test_a_cache_inside_a_folder_the_sandbox_shows_stops_the_run(submissions: Pa
 def test_a_machine_without_bwrap_at_launch_is_one_clear_error(submissions: Path, tmp_path: Path, monkeypatch):
     """A run decided to sandbox where bwrap works, its job landed where it does not (a Slurm node)."""
     import numpy as np
+    from builders import train_set
 
-    from bhbench.method import TestSet, TrainMeta, TrainSet
+    from bhbench.method import TestSet
     from bhbench.worker import Task, Worker
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
     images, y = [np.zeros((8, 8, 3), np.uint8)] * 2, np.array([0, 1])
-    meta = TrainMeta(y, y > 0, np.array(["A", "DC"]), np.array([40, 40]), np.array(["p", "q"]))
-    part = (TrainSet.build("binary", meta, images=images), TestSet.build("binary", images=images))
+    part = (train_set(y, images, patients=["p", "q"]), TestSet.build("binary", images=images))
     task = Task("majority", {}, [part])
     with pytest.raises(UserError, match="cannot start the sandbox .*apt-get install bubblewrap"):
         Worker(submissions, "bubblewrap").run(task, timeout=60)

@@ -3,6 +3,7 @@ worker process, validate its outputs, score, and write a record. Finished folds 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import inspect
 import math
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bhbench import environment, fingerprint, registry, results
+from bhbench import environment, fingerprint, params, registry, results
 from bhbench.blind import Area, partition_id, secret_rng, unshuffle
 from bhbench.config import results_dir
 from bhbench.data.images import ImageStore
@@ -51,7 +52,8 @@ class MethodSpec:
 
     @classmethod
     def create(cls, name: str, overrides: dict[str, Any], tuned: dict[str, Any] | None = None) -> MethodSpec:
-        return cls(name, registry.create(name, **overrides).get_params(), tuned)
+        # Effective defaults from the declaration: nothing is constructed (an untrusted method cannot be).
+        return cls(name, copy.deepcopy({**params.defaults(name), **overrides}), tuned)
 
 
 @dataclass
@@ -295,7 +297,7 @@ def _record(plan: Plan, job: Job, sandbox: str) -> RunRecord:
             tuned=job.spec.tuned,
             fit_info=None,
             transductive=entry.transductive,
-            defaults=_json_defaults(entry.param_defaults()),
+            defaults=_json_defaults(params.defaults(entry.name)),
             weights_data=entry.card.weights_data or None,
         ),
         seed=plan.protocol.seed,

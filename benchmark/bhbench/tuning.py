@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from bhbench import registry, remote, results
+from bhbench import params, registry, remote, results
 from bhbench.config import cache_dir
 from bhbench.errors import UserError
 from bhbench.record import params_hash
@@ -266,7 +266,8 @@ def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: O
             "file_sha256": doc_hash,
             **{k: v for k, v in tuned.items() if k != "params"},
         }
-        spec = MethodSpec.create(doc["method"], {**tuned["params"], **sets}, tuned=how)
+        # A tuned file is editable by hand: its values pass the same declarations as --set.
+        spec = MethodSpec.create(doc["method"], {**params.validate(doc["method"], tuned["params"]), **sets}, tuned=how)
         where = results.RecordPath(options.results, plan.dataset.id, plan.protocol.id, spec.name, folder, fold.index)
         jobs.append(Job(spec, fold, where))
     return jobs
