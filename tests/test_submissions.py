@@ -85,16 +85,14 @@ def test_the_example_submission_scores_well_above_chance(tiny_tree: Path, tmp_pa
     assert len(prr) == 5 and sum(prr) / 5 > 0.8
 
 
-def test_leaderboard_labels_come_from_records_not_the_installed_plugins(submissions, tiny_tree, tmp_path, monkeypatch):
+def test_leaderboard_labels_come_from_records_not_the_installed_plugins(run_toy, tmp_path, monkeypatch):
     """A row's non-default parameters are named from the defaults its records keep: the board is the
     same where the submission is not installed (CI's leaderboard job discovers nothing)."""
     from bhbench import registry
 
-    (submissions / "dropin.py").write_text(_card("dropin"))
     out = tmp_path / "results"
-    base = ["--submissions", str(submissions), "run", "--method", "dropin", "--data", str(tiny_tree)]
-    assert main([*base, "--results", str(out), "--set", "size=8", "--fps-images", "0"]) == 0
-    records = [r for _, r in results.all_records(out)]
+    records = run_toy("dropin", source=_card("dropin"), params={"size": 8}, results=out).records
+    assert len(records) == 5
     assert all(r.method.defaults == {"size": 16, "seed": 0} for r in records)
     monkeypatch.setattr(registry, "DEFAULT", registry.Registry())  # nothing registered at all
     assert main(["leaderboard", "--results", str(out), "--output", str(tmp_path / "board")]) == 0
