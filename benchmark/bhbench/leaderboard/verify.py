@@ -185,6 +185,7 @@ def check_all(root: Path, pool: Executor | None = None) -> list[Checked]:
     paths = results.record_files(root)
     if pool is None:
         return _check(root, paths)
-    shares = [paths[i::8] for i in range(8)]  # interleaved: each share as heavy as the others
+    # runs of neighbouring files: a share reads few datasets' manifests and split files
+    shares = [paths[len(paths) * i // 8 : len(paths) * (i + 1) // 8] for i in range(8)]
     checked = {c.path: c for share in pool.map(_check, [root] * len(shares), shares) for c in share}
     return [checked[p] for p in paths]
