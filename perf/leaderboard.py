@@ -39,8 +39,8 @@ import pandas as pd
 from startup import export  # perf/ is on the path when this script runs
 
 from bhbench.data.names import parse_name
-from bhbench.metrics import score_all
 from bhbench.protocol import TASK_CLASSES
+from bhbench.scoring import score_all
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "leaderboard"

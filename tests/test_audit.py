@@ -20,7 +20,7 @@ from bhbench.cli import main
 from bhbench.data import synthetic
 from bhbench.data.sources import PRIVATE_NAME, parse_seed
 from bhbench.errors import UserError
-from bhbench.metrics import score_all
+from bhbench.scoring import score_all
 
 # A submission that ships labels keyed by a hash of the pixels (the 8.5 KB table of issue 23, made here
 # for the tiny tree); on an image it does not know it answers like a coin.

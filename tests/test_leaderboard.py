@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bhbench import metrics
+from bhbench import scoring
 from bhbench.leaderboard import render
 from bhbench.leaderboard.aggregate import frame, sections
 from bhbench.leaderboard.verify import Checked, Scored
 from bhbench.metric import BOOTSTRAPPED
-from bhbench.metrics import HEADLINE, score_all
 from bhbench.protocol import Protocol
 from bhbench.record import (
     CodeInfo,
@@ -27,6 +26,7 @@ from bhbench.record import (
     SplitInfo,
     Timing,
 )
+from bhbench.scoring import HEADLINE, score_all
 
 MAGS = (40, 100, 200, 400)
 
@@ -34,7 +34,7 @@ MAGS = (40, 100, 200, 400)
 @pytest.fixture(autouse=True)
 def _fewer_resamples(monkeypatch: pytest.MonkeyPatch):
     """2,000 resamples (p >= 1/2001) still clear Holm's bar for the few pairs of these tests."""
-    monkeypatch.setattr(metrics, "BOOTSTRAP_RESAMPLES", 2000)
+    monkeypatch.setattr(scoring, "BOOTSTRAP_RESAMPLES", 2000)
 
 
 def _images(fold: int, patients: int = 12) -> tuple[list[str], np.ndarray]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import toy_source
 
-from bhbench import metrics, registry
+from bhbench import registry, scoring
 from bhbench.cli import main
 from bhbench.metric import BOOTSTRAPPED
 
@@ -22,7 +22,7 @@ def board(tmp_path_factory: pytest.TempPathFactory, tiny_tree: Path):
     (subs / "blurry.py").write_text(toy_source("blurry").replace("size: int = 16", "size: int = 1"))
     out, board = tmp / "results", tmp / "board"
     mp = pytest.MonkeyPatch()
-    mp.setattr(metrics, "BOOTSTRAP_RESAMPLES", 2000)  # enough for three rows; the default takes longer
+    mp.setattr(scoring, "BOOTSTRAP_RESAMPLES", 2000)  # enough for three rows; the default takes longer
     mp.setattr(registry, "DEFAULT", registry.DEFAULT.copy())  # the toy submissions register globally
     assert main(["--submissions", str(subs), "run", "-m", "toy", "-m", "blurry", "-m", "majority",
                  "--data", str(tiny_tree), "--results", str(out), "--fps-images", "0"]) == 0  # fmt: skip

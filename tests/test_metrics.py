@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import f1_score, roc_auc_score
 
 from bhbench.metric import BOOTSTRAPPED, PERCENT, PLAIN, Draws, Sample, codes, patient_rate
-from bhbench.metrics import (
+from bhbench.scoring import (
     FoldOutcomes,
     bootstrap,
     fold_statistics,

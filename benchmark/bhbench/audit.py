@@ -261,7 +261,7 @@ class CohortGap:
 
 def _spread(plan: runner.Plan, found: list[tuple[Path, Any]]) -> float:
     """Bootstrap standard error of the fold-averaged headline of records (their predictions)."""
-    from bhbench.metrics import FoldOutcomes, bootstrap
+    from bhbench.scoring import FoldOutcomes, bootstrap
 
     table = plan.dataset.table.set_index("filename")
     folds = []

@@ -25,9 +25,9 @@ from bhbench.data.images import ImageStore
 from bhbench.data.index import Dataset, Problem, stage
 from bhbench.errors import DataError, UserError
 from bhbench.method import TestSet, TrainMeta, TrainSet
-from bhbench.metrics import score_all
 from bhbench.protocol import MAGNIFICATIONS, Protocol
 from bhbench.record import CodeInfo, ContractCheck, DatasetInfo, MethodInfo, RunRecord, SplitInfo, Timing, params_hash
+from bhbench.scoring import score_all
 from bhbench.splits import Fold, Split, image_kfold, official_split, patient_split, read_official, restrict
 from bhbench.util import atomic_write
 from bhbench.worker import MethodFailure, Outcome, Task, Worker

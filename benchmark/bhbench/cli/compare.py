@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from bhbench.leaderboard import compare, load
-    from bhbench.metrics import BOOTSTRAP_RESAMPLES
+    from bhbench.scoring import BOOTSTRAP_RESAMPLES
 
     found = compare.compare(load(args.results), args.a, args.b)
     table = Table(

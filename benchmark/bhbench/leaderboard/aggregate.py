@@ -20,7 +20,10 @@ from bhbench.audit import read as read_audit
 from bhbench.data.names import parse_name
 from bhbench.leaderboard.verify import Checked, Scored
 from bhbench.metric import METRICS, PERCENT
-from bhbench.metrics import (
+from bhbench.params import describe
+from bhbench.protocol import MAGNIFICATIONS, Protocol
+from bhbench.record import DatasetInfo, RunRecord, SplitInfo
+from bhbench.scoring import (
     BY_MAGNIFICATION,
     HEADLINE,
     STATISTICS,
@@ -30,9 +33,6 @@ from bhbench.metrics import (
     mean_std,
     tied_ranks,
 )
-from bhbench.params import describe
-from bhbench.protocol import MAGNIFICATIONS, Protocol
-from bhbench.record import DatasetInfo, RunRecord, SplitInfo
 
 BLOCKS = ("ranked", "smoke", "transductive", "audit_failed")
 REFERENCE_FAMILY = "reference"

@@ -10,7 +10,7 @@ from tabulate import tabulate
 from bhbench.errors import UserError
 from bhbench.leaderboard.aggregate import Section, find_rows, frame, patient_table, uncertainty
 from bhbench.metric import METRICS, Unit
-from bhbench.metrics import HEADLINE, paired_difference
+from bhbench.scoring import HEADLINE, paired_difference
 
 
 def compare(found: list[Section], a: str, b: str) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bhbench.metric import ECE_BINS, ECE_EDGES, calibration
-from bhbench.metrics import BY_MAGNIFICATION, HEADLINE
+from bhbench.scoring import BY_MAGNIFICATION, HEADLINE
 
 STYLE = {"svg.hashsalt": "bhbench", "svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
 TOP_ROC = 3

@@ -13,9 +13,9 @@ from tabulate import tabulate
 from bhbench.leaderboard import figures
 from bhbench.leaderboard.aggregate import Section, audit_failures, failures, pooled
 from bhbench.metric import BOOTSTRAPPED, METRICS, PATIENT_RR, PER_SECOND, PERCENT, Unit
-from bhbench.metrics import ALPHA, BOOTSTRAP_RESAMPLES, BY_MAGNIFICATION, HEADLINE
 from bhbench.protocol import LIU_NAMES, TASK_CLASSES
 from bhbench.record import DatasetInfo
+from bhbench.scoring import ALPHA, BOOTSTRAP_RESAMPLES, BY_MAGNIFICATION, HEADLINE
 
 REPORTS = "reports"
 MAG_PRR = "magnification_patient_rr"

@@ -16,8 +16,8 @@ from bhbench.leaderboard import figures
 from bhbench.leaderboard.aggregate import Row, Section, find_rows, patient_table, pooled, uncertainty
 from bhbench.leaderboard.render import FIGURES, REPORTS, dataset_title
 from bhbench.metric import ECE_BINS, METRICS, PATIENT_RR, PERCENT
-from bhbench.metrics import BY_MAGNIFICATION, HEADLINE, STATISTICS, Bootstrap, mean_std
 from bhbench.protocol import MAGNIFICATIONS, TASK_CLASSES
+from bhbench.scoring import BY_MAGNIFICATION, HEADLINE, STATISTICS, Bootstrap, mean_std
 from bhbench.util import atomic_write
 
 # The patient recognition rates of each fold, as the bootstrap computes them (headline, pooled, per magnification).

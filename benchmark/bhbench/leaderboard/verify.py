@@ -20,9 +20,9 @@ from bhbench import results
 from bhbench.data.index import fingerprint
 from bhbench.data.names import ImageName, parse_name
 from bhbench.metric import METRICS
-from bhbench.metrics import score_all
 from bhbench.protocol import TASK_CLASSES
 from bhbench.record import Metrics, RunRecord
+from bhbench.scoring import score_all
 from bhbench.splits import split_hash
 
 TOLERANCE = 1e-6
