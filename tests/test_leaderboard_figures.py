@@ -1,14 +1,16 @@
-"""Figures, method pages, compare and export through the CLI, on records of two toy methods."""
+"""Figures, method pages, compare and export, on records of two toy methods and the majority row."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import toy_source
 
-from bhbench import registry, scoring
+from bhbench import api, registry, scoring
 from bhbench.cli import main
+from bhbench.leaderboard import compare, load
 from bhbench.metric import BOOTSTRAPPED
 
 
@@ -24,9 +26,9 @@ def board(tmp_path_factory: pytest.TempPathFactory, tiny_tree: Path):
     mp = pytest.MonkeyPatch()
     mp.setattr(scoring, "BOOTSTRAP_RESAMPLES", 2000)  # enough for three rows; the default takes longer
     mp.setattr(registry, "DEFAULT", registry.DEFAULT.copy())  # the toy submissions register globally
-    assert main(["--submissions", str(subs), "run", "-m", "toy", "-m", "blurry", "-m", "majority",
-                 "--data", str(tiny_tree), "--results", str(out), "--fps-images", "0"]) == 0  # fmt: skip
-    assert main(["leaderboard", "--results", str(out), "--output", str(board)]) == 0
+    ran = api.run(["toy", "blurry", "majority"], api.Where(tiny_tree), results=out, fps_images=0, submissions=subs)
+    assert ran.ok and len(ran.records) == 15
+    assert api.leaderboard(out, board).output == board
     yield out, board
     mp.undo()
 
@@ -109,12 +111,18 @@ def test_report_writes_a_page_the_leaderboard_links(board, tmp_path):
     assert main(["report", "--method", "nosuch", "--results", str(out), "--output", str(page_root)]) == 2
 
 
-def test_compare_prints_the_paired_difference(board, capsys):
-    out, _ = board
+def test_compare_gives_the_paired_difference_of_the_boards_headlines(board, capsys):
+    out, folder = board
+    rows = pd.read_csv(folder / "leaderboard.csv").set_index("method")
+    (line,) = compare.compare(load(out), "toy", "majority").to_dict("records")
+    assert line["a_headline"] == pytest.approx(rows.loc["toy", "headline_mean"], abs=1e-6)
+    assert line["b_headline"] == pytest.approx(rows.loc["majority", "headline_mean"], abs=1e-6)
+    assert line["difference"] == pytest.approx(line["a_headline"] - line["b_headline"])
+    assert line["lo"] <= line["difference"] <= line["hi"] and 0 < line["p"] <= 1 and line["common_folds"] == 5
     capsys.readouterr()
     assert main(["compare", "toy", "majority", "--results", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "toy" in text and "majority" in text and "95% CI" in text
+    assert f"{100 * line['difference']:+.1f}" in text and f"{100 * line['lo']:+.1f}" in text
     assert main(["compare", "toy", "nosuch", "--results", str(out)]) == 2
 
 
@@ -123,8 +131,15 @@ def test_export_writes_latex_csv_and_patient_scores(board, tmp_path):
     assert (
         main(["export", "--method", "toy", "--method", "maj*", "--results", str(out), "--output", str(tmp_path)]) == 0
     )
+    board_rows = pd.read_csv(board[1] / "leaderboard.csv").set_index("method")
+    table = pd.read_csv(tmp_path / "table.csv").set_index("method")
+    assert sorted(table.index) == ["majority", "toy"]
+    for name in table.index:  # the board's numbers, to the CSV's six significant digits
+        for column in ("rank", "headline_mean", "headline_lo", "headline_hi", "auc_mean", "brier_mean"):
+            assert table.loc[name, column] == pytest.approx(board_rows.loc[name, column], rel=1e-5), (name, column)
     tex = (tmp_path / "table.tex").read_text()
-    assert "\\begin{tabular}" in tex and "majority" in tex and "$\\pm$" in tex
-    assert (tmp_path / "table.csv").read_text().count("\n") == 3
-    patients = (tmp_path / "patients.csv").read_text().splitlines()
-    assert patients[0].startswith("dataset,protocol,method,fold,patient") and len(patients) > 10
+    toy = board_rows.loc["toy"]
+    assert "\\begin{tabular}" in tex and f"{100 * toy.headline_mean:.1f} $\\pm$ {100 * toy.headline_std:.1f}" in tex
+    patients = pd.read_csv(tmp_path / "patients.csv")
+    assert list(patients.columns[:5]) == ["dataset", "protocol", "method", "fold", "patient"]
+    assert set(patients["method"]) == {"toy", "majority"} and patients.groupby("method")["fold"].nunique().eq(5).all()
