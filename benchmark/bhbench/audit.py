@@ -291,7 +291,8 @@ def private_gap(
     """Fit the method on a private cohort of `plan`'s synthetic distribution, on the folds of `public`
     (fold -> its honest record's path and record), and compare the headlines."""
     from bhbench import runner
-    from bhbench.data.sources import forget, private_cohort
+    from bhbench.blind import forget
+    from bhbench.data.sources import private_cohort
 
     if not plan.dataset.synthetic:
         raise UserError("--private-cohort draws a synthetic cohort: it needs synthetic data, not real BreaKHis")
@@ -310,7 +311,7 @@ def private_gap(
             priv = float(np.mean([r.metrics.headline for _, r in found]))
             spread = math.hypot(_spread(other, found), _spread(plan, list(public.values())))
         finally:
-            forget(cohort, [partition_id(f.train, f.test) for f in other.split.folds])
+            forget(cohort, other.split.folds)
     pub = float(np.mean([r.metrics.headline for _, r in public.values()]))
     gap = pub - priv
     return CohortGap(**base, public=pub, private=priv, gap=gap, bound=GAP_Z * spread, flagged=gap > GAP_Z * spread)

@@ -29,11 +29,17 @@ import secrets
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bhbench.config import cache_dir, cache_root
 from bhbench.data.images import ImageStore, parse_variant
+from bhbench.data.index import Dataset
+from bhbench.data.sources import PrivateCohort
+
+if TYPE_CHECKING:
+    from bhbench.splits import Fold
 
 SECRET_FILE = "secret"
 _SECRET_BYTES = 32
@@ -143,3 +149,20 @@ def _link(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)  # concurrent stagers of one partition link the same file: last one wins
+
+
+def forget(dataset: Dataset, folds: Iterable[Fold]) -> None:
+    """Remove what a private cohort left in the cache once its run is over: its decoded images and
+    resized copies in the image store, the blind areas of its `folds` (links to those images and
+    the methods' caches) and its index table. Nothing of it is then left for a later run (or disk)
+    to find; its tree goes with the dataset object."""
+    if not isinstance(dataset, PrivateCohort):
+        return
+    for fold in folds:
+        shutil.rmtree(Area(partition_id(fold.train, fold.test)).root, ignore_errors=True)
+    store = ImageStore()
+    for key in dataset.table["key"]:
+        for path in (store.root / key[:2]).glob(f"{key}*.npy"):
+            path.unlink(missing_ok=True)
+    digest = hashlib.sha256(str(dataset.root.resolve()).encode()).hexdigest()[:16]
+    (cache_dir("index") / f"{digest}.csv").unlink(missing_ok=True)

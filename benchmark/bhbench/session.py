@@ -141,13 +141,13 @@ class Revealed:
 
 def reveal(plan: runner.Plan) -> Revealed | None:
     """After a run on a private cohort: its seed, and what it left in the cache removed."""
-    from bhbench.blind import partition_id
-    from bhbench.data.sources import PrivateCohort, forget
+    from bhbench.blind import forget
+    from bhbench.data.sources import PrivateCohort
 
     dataset = plan.dataset
     if not isinstance(dataset, PrivateCohort):
         return None
-    forget(dataset, [partition_id(f.train, f.test) for f in plan.split.folds])
+    forget(dataset, plan.split.folds)
     return Revealed(dataset.id, dataset.seed, dataset.drawn, dataset.commitment)
 
 

@@ -4,7 +4,6 @@ with `--synthetic-seed`, a private synthetic cohort."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import weakref
@@ -112,24 +111,3 @@ def private_cohort(
     cohort = PrivateCohort(found.name, found.root, found.table, found.problems, seed=seed, drawn=drawn)
     weakref.finalize(cohort, shutil.rmtree, str(top.parent), True)
     return cohort
-
-
-def forget(dataset: Dataset, partitions: list[str]) -> None:
-    """Remove what a private cohort left in the cache once its run is over: its decoded images and
-    resized copies in the image store, the blind areas of `partitions` (its folds' train/test pairs:
-    links to those images and the methods' caches) and its index table. Nothing of it is then left
-    for a later run (or disk) to find; its tree goes with the dataset object."""
-    from bhbench.blind import Area
-    from bhbench.config import cache_dir
-    from bhbench.data.images import ImageStore
-
-    if not isinstance(dataset, PrivateCohort):
-        return
-    for partition in partitions:
-        shutil.rmtree(Area(partition).root, ignore_errors=True)
-    store = ImageStore()
-    for key in dataset.table["key"]:
-        for path in (store.root / key[:2]).glob(f"{key}*.npy"):
-            path.unlink(missing_ok=True)
-    digest = hashlib.sha256(str(dataset.root.resolve()).encode()).hexdigest()[:16]
-    (cache_dir("index") / f"{digest}.csv").unlink(missing_ok=True)
