@@ -71,6 +71,30 @@ def test_reproduce_passes_then_names_the_fold_and_image_of_an_edited_probability
     assert edited.notes == ["the stored predictions do not match the hash in their record (edited after the run)"]
 
 
+def test_a_record_older_than_a_metric_reproduces_and_a_stored_metric_is_compared(
+    repro_records: tuple[Path, Path], tiny_tree: Path, tmp_path: Path
+) -> None:
+    """A metric declared after a record was made is not in it (the committed records lack Brier and
+    the rest): the predictions stand for it. A metric the record does store is compared."""
+    subs, out = repro_records
+    out = _copy(out, tmp_path)
+    path = next(out.rglob("repro_toy/**/fold2.json"))
+    doc = json.loads(path.read_text())
+    for scores in (doc["metrics"]["overall"], *doc["metrics"]["by_magnification"].values()):
+        for name in ("sensitivity", "specificity", "brier", "ece"):
+            del scores[name]
+    path.write_text(json.dumps(doc))
+    assert api.reproduce([path], data=tiny_tree, submissions=subs).ok
+
+    doc["metrics"]["overall"]["accuracy"] -= 0.25
+    path.write_text(json.dumps(doc))
+    (changed,) = api.reproduce([path], data=tiny_tree, submissions=subs).mismatches
+    assert changed.metrics_differ == [
+        f"overall.accuracy: {100 * doc['metrics']['overall']['accuracy']:.2f} -> "
+        f"{100 * (doc['metrics']['overall']['accuracy'] + 0.25):.2f}"
+    ]
+
+
 def test_a_row_address_finds_the_records_and_a_bad_one_says_what_exists(
     repro_records: tuple[Path, Path], tiny_tree: Path, tmp_path: Path
 ) -> None:

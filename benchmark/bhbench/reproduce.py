@@ -247,10 +247,12 @@ def compare(path: Path, record: RunRecord, rerun: RunRecord, rerun_predictions: 
 
 
 def _leaves(a: Any, b: Any, where: str = "") -> list[tuple[str, float, float]]:
-    """(path, a, b) for every numeric leaf of two metric trees; a leaf on one side only is NaN on the other."""
+    """(path, a, b) for every numeric leaf the record `a` stores, with the rerun's `b` (NaN where the
+    rerun lacks it). A metric declared after the record was made is not in it: the predictions, of
+    which every metric is a function, are compared instead."""
     if isinstance(a, dict) or isinstance(b, dict):
         a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
-        return [leaf for k in sorted(set(a) | set(b)) for leaf in _leaves(a.get(k), b.get(k), f"{where}{k}.")]
+        return [leaf for k in sorted(a) for leaf in _leaves(a.get(k), b.get(k), f"{where}{k}.")]
     if isinstance(a, (int, float)) or isinstance(b, (int, float)):
         fa = float(a) if isinstance(a, (int, float)) else float("nan")
         fb = float(b) if isinstance(b, (int, float)) else float("nan")
