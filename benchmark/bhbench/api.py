@@ -259,9 +259,10 @@ def _standings(finished: list[runner.JobResult], plan: runner.Plan, written: Pat
         return []
     records = [f.record for f in finished]
     smoke = {(r.method.name, r.method.params_hash) for r in records if block_of(r) == "smoke"}
+    others = standing.section_headlines(board)  # read once: a run may have many rows
     found = []
     for (name, phash), (prr, n) in standing.mean_headline(records).items():
-        if n == len(plan.split.folds) and (place := standing.would_rank((name, phash), prr, board)):
+        if n == len(plan.split.folds) and (place := standing.would_rank((name, phash), prr, others)):
             found.append(Standing(name, phash, prr, place[0], place[1], board, (name, phash) in smoke))
     return found
 

@@ -19,11 +19,16 @@ def mean_headline(records: list[RunRecord]) -> dict[tuple[str, str], tuple[float
     return {k: (float(np.mean(v)), len(v)) for k, v in rows.items()}
 
 
-def would_rank(row: tuple[str, str], score: float, board: Path) -> tuple[int, int] | None:
-    """Where a row with mean PRR `score` would rank among the other methods of a leaderboard
-    section (`board` = results/<dataset>/<protocol>): (rank, rows), or None without such a section."""
-    others = [
-        prr for (name, _), (prr, _) in mean_headline([r for _, r in all_records(board) if r]).items()
-        if name != row[0]
-    ]  # fmt: skip
+def would_rank(
+    row: tuple[str, str], score: float, board: dict[tuple[str, str], tuple[float, int]]
+) -> tuple[int, int] | None:
+    """Where a row with mean PRR `score` would rank among the other methods of a leaderboard section
+    (`board`: its rows' `mean_headline`, read once for every row of a run): (rank, rows), or None
+    when the section holds no other method."""
+    others = [prr for (name, _), (prr, _) in board.items() if name != row[0]]
     return (1 + sum(prr > score for prr in others), len(others) + 1) if others else None
+
+
+def section_headlines(board: Path) -> dict[tuple[str, str], tuple[float, int]]:
+    """`mean_headline` of every record in a leaderboard section (`board` = results/<dataset>/<protocol>)."""
+    return mean_headline([r for _, r in all_records(board) if r])
