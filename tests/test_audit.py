@@ -317,6 +317,7 @@ def test_the_leaderboard_never_ranks_a_failed_audit_and_marks_unaudited_rows(run
     out, board = tmp_path / "results", tmp_path / "board"
     assert run_toy(["toy", "toy2", "memo"], results=out).ok
     assert not _audit(submissions, tiny_tree, out, "memo").ok
+    assert _audit_doc(out, "memo")["rounds"] == audit.ROUNDS  # significant in every round of fresh draws
     assert _audit(submissions, tiny_tree, out, "toy").ok
     assert api.leaderboard(out, board).ok
     text = (board / "README.md").read_text()
