@@ -19,10 +19,15 @@ def results_dir() -> Path:
     return Path(env).expanduser() if env else SCRATCH_RESULTS
 
 
-def cache_root() -> Path:
+def cache_location() -> Path:
     """`BHBENCH_CACHE`, else `~/.cache/bhbench`: synthetic data, decoded images, features, studies."""
     env = os.environ.get("BHBENCH_CACHE")
-    root = Path(env) if env else Path.home() / ".cache" / "bhbench"
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "bhbench"
+
+
+def cache_root() -> Path:
+    """The cache folder, created when missing."""
+    root = cache_location()
     root.mkdir(parents=True, exist_ok=True)
     return root
 
