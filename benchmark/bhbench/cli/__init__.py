@@ -8,9 +8,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from rich.markup import escape
+
 from bhbench.cli import audit, check, compare, data, export, leaderboard, report, reproduce, results, run, tune
 from bhbench.cli import list as list_cmd
 from bhbench.cli.common import parse_sets, path_arg
+from bhbench.cli.folders import explain, folders
 from bhbench.cli.output import console
 from bhbench.errors import UserError
 
@@ -45,8 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
-    except OSError as exc:  # unwritable results folder, full disk, vanished file: the message names it
-        console.print(f"[red]error:[/] {exc}")
+    except OSError as exc:  # unwritable results folder, full disk, vanished file: named with its setting
+        console.print(f"[red]error:[/] {escape(explain(exc, folders(args)))}")
         return 2
     except KeyboardInterrupt:
         console.print("interrupted")
