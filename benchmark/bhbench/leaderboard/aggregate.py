@@ -247,7 +247,8 @@ def frame(section: Section) -> pd.DataFrame:
                 "params_hash": row.params_hash,
                 "params": row.params,
                 "code": row.code or "",
-                "reference": row.reference,
+                "reference_row": row.reference,  # the harness's own majority/stratified rows
+                "citation": row.first.method.reference,  # where the method comes from, as its card cites it
                 "folds": len(row.folds),
                 "audit": row.audit_verdict,
             }
@@ -275,6 +276,31 @@ def frame(section: Section) -> pd.DataFrame:
         table = table.sort_values(["_o", "_r", "_h", "method"]).drop(columns=["_o", "_r", "_h"])
         table["rank"] = table["rank"].astype("Int64")
     return table.reset_index(drop=True)
+
+
+FEW_PATIENTS = 3  # fewer test patients per fold at a magnification: its rate moves in steps of a third or more
+
+
+def holdings(section: Section) -> pd.DataFrame:
+    """Per magnification the section tests at: distinct test images and patients over all folds, and
+    the fewest and most test patients in one fold (what each per-magnification rate averages)."""
+    tested: dict[int, set[tuple[str, str]]] = defaultdict(set)  # fold -> (file name, patient)
+    mags: dict[str, int] = {}
+    for row in section.rows:
+        for fold in row.folds:
+            s = _scored(row, fold)
+            tested[fold].update(zip(s.filenames, map(str, s.patients), strict=True))
+            mags.update(zip(s.filenames, map(int, s.magnifications), strict=True))
+    lines = []
+    for mag in MAGNIFICATIONS:
+        per_fold = [{p for n, p in names if mags[n] == mag} for names in tested.values()]
+        images = {n for names in tested.values() for n, _ in names if mags[n] == mag}
+        if images:
+            counts = [len(p) for p in per_fold]
+            patients = set().union(*per_fold)
+            lines.append({"magnification": mag, "images": len(images), "patients": len(patients),
+                          "fold_min": min(counts), "fold_max": max(counts)})  # fmt: skip
+    return pd.DataFrame(lines, columns=["magnification", "images", "patients", "fold_min", "fold_max"])
 
 
 def failures(section: Section) -> list[tuple[str, int, int, str]]:

@@ -46,7 +46,7 @@ def forest(table: pd.DataFrame, title: str) -> bytes:
     def draw(fig) -> None:
         ax = fig.subplots()
         y = np.arange(len(rows))
-        ref = rows["reference"].to_numpy(dtype=bool)
+        ref = rows["reference_row"].to_numpy(dtype=bool)
         scale = HEADLINE.metric.unit.scale
         mean = scale * rows[f"{HEADLINE.name}_mean"].to_numpy(dtype=float)
         err = np.abs(scale * rows[[f"{HEADLINE.name}_lo", f"{HEADLINE.name}_hi"]].to_numpy(dtype=float).T - mean)
