@@ -29,16 +29,19 @@ from bhbench.events import JobFinished, Progress, TrialFinished, ignore, step
 from bhbench.session import Revealed, Where
 
 if TYPE_CHECKING:  # importing this module stays light (`bhbench list` goes through it): the rest loads in the calls
+    import pandas as pd
+
     from bhbench import audit as audits
     from bhbench import checks, executors, runner
     from bhbench import reproduce as reproducing
-    from bhbench.leaderboard import Checked
+    from bhbench.leaderboard import Checked, Read
     from bhbench.record import RunRecord
     from bhbench.registry import Entry
 
 __all__ = [
-    "AuditOutcome", "BoardResult", "CheckSummary", "Interrupted", "ReproduceResult", "Revealed", "Row", "RunResult",
-    "Standing", "TuneResult", "Where", "audit", "check", "label", "leaderboard", "methods", "reproduce", "run", "tune",
+    "AuditOutcome", "BoardResult", "CheckSummary", "Compared", "Exported", "Interrupted", "Reported",
+    "ReproduceResult", "Revealed", "Row", "RunResult", "Standing", "TuneResult", "Where", "audit", "check", "compare",
+    "export", "label", "leaderboard", "methods", "report", "reproduce", "run", "tune",
 ]  # fmt: skip
 
 
@@ -288,7 +291,7 @@ class ReproduceResult:
 
 def reproduce(
     targets: Sequence[str | Path],
-    results: Path = COMMITTED_RESULTS,
+    results: Sequence[Path] | None = None,
     data: Path | None = None,
     folds: Path | None = None,
     *,
@@ -299,7 +302,8 @@ def reproduce(
     progress: Progress = ignore,
 ) -> ReproduceResult:
     """Rerun records exactly as they say (record files, folders of records, or rows like
-    'synthetic/MIBC/lbp_svm' looked up under `results`) in a temporary folder, and compare each
+    'synthetic/MIBC/lbp_svm' looked up in the `results` folders, the first holding the row; default
+    the committed board, then the user's folder) in a temporary folder, and compare each
     rerun's predictions and metrics with the stored ones. `strict_versions` refuses before rerunning
     when package versions that can move the numbers differ from the records'."""
     import tempfile
@@ -309,7 +313,8 @@ def reproduce(
     from bhbench import runner
 
     session.discover(submissions, progress)
-    paths = list(dict.fromkeys(p for t in targets for p in reproducing.resolve(str(t), results)))
+    folders = stored_results.reading_folders(results)
+    paths = list(dict.fromkeys(p for t in targets for p in reproducing.resolve_in(str(t), folders)))
     loaded = reproducing.load(paths)
     drift = sorted({d for _, r in loaded for d in reproducing.version_drift(r)})
     if drift and strict_versions:
@@ -546,16 +551,124 @@ class BoardResult:
         return not self.refused and not self.stale
 
 
-def leaderboard(results: Path = COMMITTED_RESULTS, output: Path | None = None, *, check: bool = False) -> BoardResult:
+def leaderboard(
+    results: Path | Sequence[Path] = COMMITTED_RESULTS,
+    output: Path | None = None,
+    *,
+    check: bool = False,
+    add_pages: Sequence[str] = (),
+) -> BoardResult:
     """Regenerate the leaderboard (README.md, the CSV, figures and method pages) from the records
-    under `results`, or with `check` only compare what is there with what the records produce.
-    `output` defaults to the committed leaderboard's folder for the committed records, else to
-    `results` itself: someone's own records never overwrite the committed leaderboard."""
+    of the `results` folder(s), or with `check` only compare what is there with what the records
+    produce. `output` defaults to the committed leaderboard's folder for the committed records
+    alone, else to the first other folder: only the committed records write the committed board.
+    `add_pages`: methods whose page the board gains (the pages it has are rebuilt)."""
     from bhbench import leaderboard as board
+    from bhbench.results import is_committed
 
+    folders = [results] if isinstance(results, Path) else list(results)
+    committed = all(is_committed(f) for f in folders)
     if output is None:
-        output = COMMITTED_RESULTS.parent if results.resolve() == COMMITTED_RESULTS.resolve() else results
+        output = COMMITTED_RESULTS.parent if committed else next(f for f in folders if not is_committed(f))
+    if not committed:
+        _outside_board(output, "--output")
     if check:
         notes: list[str] = []
-        return BoardResult(output, stale=board.stale(results, output, notes), notes=notes)
-    return BoardResult(output, checked=board.write(results, output))
+        return BoardResult(output, stale=board.stale(folders, output, notes), notes=notes)
+    return BoardResult(output, checked=board.write(folders, output, add_pages))
+
+
+# --- compare, report, export: reading results folders ------------------------------------------
+
+
+@dataclass
+class Compared:
+    table: pd.DataFrame  # one line per section holding both rows (`leaderboard.compare.compare`)
+    read: str  # which folders were read, how many records from each
+
+
+@dataclass
+class Reported:
+    page: Path
+    read: str
+
+
+@dataclass
+class Exported:
+    files: list[Path]  # table.tex, table.csv, patients.csv
+    rows: pd.DataFrame
+    patients: pd.DataFrame
+    read: str
+
+
+def compare(a: str, b: str, results: Sequence[Path] | None = None) -> Compared:
+    """The paired patient-level comparison of rows `a` and `b` (names or labels) in every section
+    holding both, from the records of the `results` folders (default: the committed board,
+    read-only, and the user's folder); only the two methods' records are read."""
+    from bhbench import leaderboard as board
+    from bhbench.leaderboard import compare as comparing
+    from bhbench.results import reading_folders
+
+    got = board.read(reading_folders(results), board.named([a, b]))
+    return Compared(comparing.compare(got.sections, a, b, got.folders), got.summary())
+
+
+def report(method: str, results: Sequence[Path] | None = None, output: Path | None = None) -> Reported:
+    """A method's page (its line in each section, per fold, figures, patients) under
+    `output`/reports/ (default: the user's results folder; never inside leaderboard/, whose pages
+    `leaderboard(add_pages=...)` makes)."""
+    from bhbench import leaderboard as board
+    from bhbench.config import results_dir
+    from bhbench.leaderboard import report as reporting
+
+    output = output or results_dir()
+    _outside_board(output, "--output")
+    with board.workers() as pool:
+        got = _sections_of([method], results, pool)
+        page = reporting.write(got.sections, method, board.tables(got.sections, pool), output, pool)
+    return Reported(page, got.summary())
+
+
+def export(patterns: Sequence[str], results: Sequence[Path] | None = None, output: Path | None = None) -> Exported:
+    """table.tex, table.csv (the rows' leaderboard lines, ranked in their sections) and patients.csv
+    of the rows `patterns` name (names, labels, wildcards) in `output` (default ./bhbench-export)."""
+    from bhbench import leaderboard as board
+    from bhbench.leaderboard import compare as comparing
+    from bhbench.util import atomic_write
+
+    output = output or Path("bhbench-export")
+    _outside_board(output, "--output")
+    with board.workers() as pool:
+        got = _sections_of(patterns, results, pool)
+    rows, patients = comparing.export(got.sections, list(patterns))
+    files = {
+        "table.tex": comparing.latex(rows),
+        "table.csv": rows.to_csv(index=False, float_format="%.6g"),
+        "patients.csv": patients.to_csv(index=False, float_format="%.6g"),
+    }
+    for name, text in files.items():
+        atomic_write(output / name, text)
+    return Exported([output / n for n in files], rows, patients, got.summary())
+
+
+def _sections_of(patterns: Sequence[str], results: Sequence[Path] | None, pool: Any) -> Read:
+    """Every record of the sections holding a row `patterns` name, from the `results` folders: the
+    rows' ranks are among all rows of their section. UserError naming the folders when none does."""
+    from bhbench import leaderboard as board
+    from bhbench.leaderboard.compare import matching
+    from bhbench.results import reading_folders
+
+    folders = reading_folders(results)
+    named = board.read(folders, board.named(patterns), pool)
+    wanted = {(s.dataset.id, s.protocol.id) for s, _ in matching(named.sections, patterns, named.folders)}
+    return board.read(folders, lambda dataset, protocol, _method: (dataset, protocol) in wanted, pool)
+
+
+def _outside_board(output: Path, setting: str) -> None:
+    """Refuse to write under leaderboard/: only `bhbench leaderboard` on the committed records does."""
+    board = COMMITTED_RESULTS.parent.resolve()
+    if output.resolve().is_relative_to(board):
+        raise UserError(
+            f"{setting} {output} is inside {COMMITTED_RESULTS.parent}/, which only `bhbench leaderboard` writes "
+            "(a committed method page: `bhbench leaderboard --report NAME`); choose another folder"
+        )
