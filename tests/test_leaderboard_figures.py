@@ -10,7 +10,7 @@ from conftest import toy_source
 
 from bhbench import api, registry, scoring
 from bhbench.cli import main
-from bhbench.leaderboard import compare, load
+from bhbench.leaderboard import compare, read
 from bhbench.metric import BOOTSTRAPPED
 
 
@@ -114,7 +114,7 @@ def test_report_writes_a_page_the_leaderboard_links(board, tmp_path):
 def test_compare_gives_the_paired_difference_of_the_boards_headlines(board, capsys):
     out, folder = board
     rows = pd.read_csv(folder / "leaderboard.csv").set_index("method")
-    (line,) = compare.compare(load(out), "toy", "majority").to_dict("records")
+    (line,) = compare.compare(read([out]).sections, "toy", "majority").to_dict("records")
     assert line["a_headline"] == pytest.approx(rows.loc["toy", "headline_mean"], abs=1e-6)
     assert line["b_headline"] == pytest.approx(rows.loc["majority", "headline_mean"], abs=1e-6)
     assert line["difference"] == pytest.approx(line["a_headline"] - line["b_headline"])

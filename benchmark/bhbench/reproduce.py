@@ -15,7 +15,7 @@ import hashlib
 import io
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,18 @@ def resolve(target: str, root: Path) -> list[Path]:
         names = sorted(p.name for p in protocols.iterdir() if p.is_dir())
         raise UserError(f"{target}: no records of {method} in {protocols}; methods there: {', '.join(names)}")
     return found
+
+
+def resolve_in(target: str, folders: Sequence[Path]) -> list[Path]:
+    """`resolve` in the first of `folders` that holds the target; UserError with each folder's reason
+    when none does."""
+    reasons = []
+    for folder in folders:
+        try:
+            return resolve(target, folder)
+        except UserError as exc:
+            reasons.append(str(exc))
+    raise UserError("; ".join(dict.fromkeys(reasons)))
 
 
 def _is_liu(protocol_id: str, name: str) -> bool:

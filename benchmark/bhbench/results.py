@@ -8,14 +8,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bhbench import util
-from bhbench.errors import DataError
+from bhbench import config, util
+from bhbench.errors import DataError, UserError
 from bhbench.record import PredictionsFile, RunRecord
 
 
@@ -118,9 +119,37 @@ def load_predictions(record_path: Path, record: RunRecord) -> pd.DataFrame:
     return pd.read_csv(record_path.parent / record.predictions.file)
 
 
-def record_files(results: Path) -> list[Path]:
-    """Every record file under `results` (fold*.json, at any depth), sorted."""
-    return sorted(results.rglob("fold*.json"))
+def record_files(results: Path, select: Callable[[str, str, str], bool] | None = None) -> list[Path]:
+    """Every record file under `results` (fold*.json, at any depth), sorted; with `select`, only
+    those of the method folders results/<dataset>/<protocol>/<method>/ it accepts (called with the
+    three names): the layout is the index, so a command about two rows reads their records only."""
+    if select is None:
+        return sorted(results.rglob("fold*.json"))
+    folders = (f for f in results.glob("*/*/*") if f.is_dir() and select(f.parent.parent.name, f.parent.name, f.name))
+    return sorted(p for f in folders for p in f.rglob("fold*.json"))
+
+
+def reading_folders(given: Sequence[Path] | None = None) -> list[Path]:
+    """The results folders a reading command (compare, report, export, reproduce) reads, in order:
+    those given (each must exist), else the committed board and the user's folder when it exists.
+    Records with the same place in two folders are one record: the first folder's is read."""
+    if given:
+        for folder in given:
+            if not folder.is_dir():
+                raise UserError(f"results folder {folder} does not exist (--results)")
+        unique: dict[Path, Path] = {}
+        for folder in given:
+            unique.setdefault(folder.resolve(), folder)
+        return list(unique.values())
+    scratch = config.results_dir()
+    if not scratch.is_dir() or is_committed(scratch):
+        return [config.COMMITTED_RESULTS]
+    return [config.COMMITTED_RESULTS, scratch] if config.COMMITTED_RESULTS.is_dir() else [scratch]
+
+
+def is_committed(folder: Path) -> bool:
+    """Whether `folder` is the committed board's records (read-only for every command but `leaderboard`)."""
+    return folder.resolve() == config.COMMITTED_RESULTS.resolve()
 
 
 def all_records(results: Path) -> list[tuple[Path, RunRecord | None]]:

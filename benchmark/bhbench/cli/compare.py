@@ -4,34 +4,31 @@ from __future__ import annotations
 
 import argparse
 
-from bhbench.cli.common import path_arg
 from bhbench.cli.output import console, out
+from bhbench.cli.results import reading_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from bhbench.config import COMMITTED_RESULTS
-
     p = sub.add_parser("compare", help="paired bootstrap comparison of two methods (difference, interval, p-value)")
     p.add_argument("a", help="method name or leaderboard label")
     p.add_argument("b", help="method name or leaderboard label")
-    p.add_argument(
-        "--results", type=path_arg, default=COMMITTED_RESULTS, help="record folder (default leaderboard/results)"
-    )
+    reading_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from bhbench.leaderboard import compare, load
+    from bhbench import api
     from bhbench.scoring import BOOTSTRAP_RESAMPLES
 
-    found = compare.compare(load(args.results), args.a, args.b)
+    done = api.compare(args.a, args.b, args.results)
+    console.print(done.read)
     table = Table(
         "dataset", "protocol", "A", "B", "folds", "PRR A", "PRR B", "A − B", "95% CI", "p",
         title=f"PRR (mean of magnifications, %): paired patient-level bootstrap, {BOOTSTRAP_RESAMPLES:,} resamples",
     )  # fmt: skip
-    for _, r in found.iterrows():
+    for _, r in done.table.iterrows():
         table.add_row(
             r["dataset"], r["protocol"], r["a"], r["b"], str(r["common_folds"]), f"{100 * r['a_headline']:.1f}",
             f"{100 * r['b_headline']:.1f}", f"{100 * r['difference']:+.1f}",

@@ -13,8 +13,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("leaderboard", help="regenerate leaderboard/README.md, the CSV and figures/ from records")
     p.add_argument("--check", action="store_true", help="fail if the committed leaderboard is stale or a record is bad")
-    p.add_argument("--results", type=path_arg, default=COMMITTED_RESULTS,
-                   help=f"record folder (default {COMMITTED_RESULTS}; or your own, e.g. bhbench-results)")  # fmt: skip
+    p.add_argument("--results", type=path_arg, action="append", default=None, metavar="FOLDER",
+                   help=f"record folder, repeatable (default {COMMITTED_RESULTS}; or your own, e.g. bhbench-results, "
+                        "beside it: --results leaderboard/results --results bhbench-results)")  # fmt: skip
+    p.add_argument("--report", action="append", default=[], metavar="NAME",
+                   help="add a method page to the board (reports/NAME.md; the pages it has are rebuilt)")  # fmt: skip
     p.add_argument("--output", type=path_arg, default=None,
                    help=f"where README.md, the CSV and figures/ go (default {COMMITTED_RESULTS.parent} for the "
                         "committed records, else the --results folder itself)")  # fmt: skip
@@ -23,15 +26,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bhbench import api
+    from bhbench.config import COMMITTED_RESULTS
 
-    board = api.leaderboard(args.results, args.output, check=args.check)
+    folders = args.results or [COMMITTED_RESULTS]
+    board = api.leaderboard(folders, args.output, check=args.check, add_pages=args.report)
     if args.check:
         for note in board.notes:
             console.print(tagged(note, "note", "warning"))
         for reason in board.stale:
             console.print(tagged(reason, "check failed", "error"))
         if not board.stale:
-            console.print(f"{board.output / 'README.md'} matches the records in {args.results}")
+            console.print(f"{board.output / 'README.md'} matches the records in {', '.join(map(str, folders))}")
         return 0 if board.ok else 1
     for c in board.refused:
         console.print(tagged(f"{c.path}: {'; '.join(c.problems)}", "refused", "warning"))

@@ -1,4 +1,4 @@
-"""`bhbench report`: a Markdown page for one method, linked from the leaderboard."""
+"""`bhbench report`: a Markdown page for one method, in the user's results folder."""
 
 from __future__ import annotations
 
@@ -6,24 +6,25 @@ import argparse
 
 from bhbench.cli.common import path_arg
 from bhbench.cli.output import console
+from bhbench.cli.results import reading_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from bhbench.config import COMMITTED_RESULTS
+    from bhbench.config import SCRATCH_RESULTS
 
     p = sub.add_parser("report", help="write a page for one method: per-fold table, ROC, calibration, patients")
     p.add_argument("--method", "-m", required=True, help="method name (or its leaderboard label)")
-    p.add_argument(
-        "--results", type=path_arg, default=COMMITTED_RESULTS, help="record folder (default leaderboard/results)"
-    )
-    p.add_argument("--output", type=path_arg, default=COMMITTED_RESULTS.parent,
-                   help="leaderboard folder; the page goes to OUTPUT/reports/NAME.md")  # fmt: skip
+    reading_arg(p)
+    p.add_argument("--output", type=path_arg, default=None,
+                   help=f"the page goes to OUTPUT/reports/NAME.md (default $BHBENCH_RESULTS, else "
+                        f"./{SCRATCH_RESULTS}; never in leaderboard/: see `bhbench leaderboard --report`)")  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bhbench.leaderboard import load, report
+    from bhbench import api
 
-    page = report.write(load(args.results), args.method, args.output)
-    console.print(f"wrote {page} (rerun `bhbench leaderboard` to link it)")
+    done = api.report(args.method, args.results, args.output)
+    console.print(done.read)
+    console.print(f"wrote {done.page}")
     return 0

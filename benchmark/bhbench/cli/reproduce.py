@@ -8,11 +8,10 @@ from rich.table import Table
 
 from bhbench.cli.common import path_arg, sandbox_arg
 from bhbench.cli.output import Render, console, out, tagged
+from bhbench.cli.results import reading_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from bhbench.config import COMMITTED_RESULTS
-
     p = sub.add_parser(
         "reproduce",
         help="rerun records (files, folders or rows like synthetic/MIBC/lbp_svm) and compare predictions and metrics",
@@ -21,8 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a record file (fold1.json), a folder of records (a method's), or a leaderboard row "
                         "DATASET/PROTOCOL/METHOD: dataset id or name (synthetic, breakhis), protocol id or "
                         "MIBC/MSBC/MIFC/MSFC, method name")  # fmt: skip
-    p.add_argument("--results", type=path_arg, default=COMMITTED_RESULTS,
-                   help=f"where rows are looked up (default {COMMITTED_RESULTS})")  # fmt: skip
+    reading_arg(p)  # where rows DATASET/PROTOCOL/METHOD are looked up: the first folder holding the row
     p.add_argument("--data", type=path_arg, default=None,
                    help="the BreaKHis tree of records made on real data (default $BHBENCH_DATA)")  # fmt: skip
     p.add_argument("--folds", type=path_arg, default=None, help="official fold files, for official-split records")

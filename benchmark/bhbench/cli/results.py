@@ -1,4 +1,5 @@
-"""`bhbench results prune`: remove failed, damaged and (optionally) superseded records."""
+"""`bhbench results prune`: remove failed, damaged and (optionally) superseded records; and the
+`--results` option of the commands that read records (compare, report, export, reproduce)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ import argparse
 
 from bhbench.cli.common import path_arg
 from bhbench.cli.output import console
+
+
+def reading_arg(p: argparse.ArgumentParser) -> None:
+    """`--results A --results B`: the folders a reading command takes records from, in order."""
+    from bhbench.config import COMMITTED_RESULTS, SCRATCH_RESULTS
+
+    p.add_argument("--results", type=path_arg, action="append", default=None, metavar="FOLDER",
+                   help="a results folder to read (repeatable; a record in two is read from the first one); default "
+                        f"{COMMITTED_RESULTS} (read-only), then $BHBENCH_RESULTS or ./{SCRATCH_RESULTS}")  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

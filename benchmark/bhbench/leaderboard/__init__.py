@@ -1,14 +1,19 @@
 """The leaderboard, in three steps: `verify` every record against its predictions, `aggregate`
 the accepted ones into one DataFrame per section (intervals, tied ranks), `render` Markdown, CSV
 and figures from those DataFrames. `build` runs them; `write` and `stale` use what it builds.
-Method pages (`bhbench report`) that exist in the output folder are rebuilt and verified with it."""
+Method pages that exist in the output folder are rebuilt and verified with it; `bhbench leaderboard
+--report NAME` adds one (`bhbench report` writes its pages elsewhere: only this writes the board).
+`read` is what the reading commands (compare, report, export) use: several results folders at once,
+only the method folders a command needs."""
 
 from __future__ import annotations
 
+import fnmatch
 import multiprocessing
 import os
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+import re
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -17,21 +22,75 @@ from pathlib import Path
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from bhbench import results
 from bhbench.errors import UserError
 from bhbench.leaderboard import render, report
 from bhbench.leaderboard.aggregate import Section, aggregate, frame, pct, sections
 from bhbench.leaderboard.verify import Checked, check_all, verify
+from bhbench.results import is_committed
 from bhbench.util import atomic_write
 
-__all__ = ["Board", "Checked", "aggregate", "build", "check_all", "load", "pct", "stale", "verify", "write"]
+__all__ = [
+    "Board", "Checked", "Read", "aggregate", "build", "check_all", "named", "pct", "read", "stale", "verify", "write",
+]  # fmt: skip
 
 
 DRAWN_WITH = f"{render.FIGURES}/drawn-with.txt"
 
 
-def load(root: Path) -> list[Section]:
-    """The sections of the accepted records under `root` (for report, compare and export)."""
-    return sections(check_all(root))
+@dataclass
+class Read:
+    """What a reading command took from its results folders, and the sections the accepted records form."""
+
+    counts: dict[Path, int]  # records read from each folder, in the order read
+    shadowed: dict[Path, int]  # records of a folder at the same place as an earlier folder's: not read
+    checked: list[Checked]
+    sections: list[Section]
+
+    def summary(self) -> str:
+        """One line naming every folder read, e.g. "read 1,370 records from leaderboard/results
+        (committed, read-only) and 15 from bhbench-results"."""
+        parts = [
+            f"{n:,} {'records ' if i == 0 else ''}from {f}" + (" (committed, read-only)" if is_committed(f) else "")
+            for i, (f, n) in enumerate(self.counts.items())
+        ]
+        line = "read " + " and ".join(parts)
+        first = next(iter(self.counts), None)
+        for folder, n in self.shadowed.items():
+            line += f"; {n:,} record(s) of {folder} are also in {first}: the first folder's are read"
+        return line
+
+    @property
+    def folders(self) -> str:
+        return ", ".join(str(f) for f in self.counts)
+
+
+def named(patterns: Sequence[str]) -> Callable[[str, str, str], bool]:
+    """A selection of the method folders that can hold rows named by `patterns` (method names,
+    labels like `lbp_svm [C=10]`, wildcards): a label starts with its method's name."""
+    wanted = [re.split(r" [\[(]", p, maxsplit=1)[0] for p in patterns]
+    return lambda _dataset, _protocol, method: any(fnmatch.fnmatchcase(method, w) for w in wanted)
+
+
+def read(
+    folders: Sequence[Path], select: Callable[[str, str, str], bool] | None = None, pool: Executor | None = None
+) -> Read:
+    """The records of `folders` (those `select` accepts), each verified against its own folder's
+    splits and manifests, grouped into sections across folders. A record at the same place
+    (dataset/protocol/method/params/fold) in two folders is read from the first."""
+    counts: dict[Path, int] = {}
+    shadowed: dict[Path, int] = {}
+    seen: set[Path] = set()
+    checked: list[Checked] = []
+    for folder in folders:
+        paths = results.record_files(folder, select)
+        fresh = [p for p in paths if p.relative_to(folder) not in seen]
+        seen |= {p.relative_to(folder) for p in fresh}
+        counts[folder] = len(fresh)
+        if len(fresh) < len(paths):
+            shadowed[folder] = len(paths) - len(fresh)
+        checked += check_all(folder, pool, fresh)
+    return Read(counts, shadowed, checked, sections(checked))
 
 
 @dataclass
@@ -42,6 +101,12 @@ class Board:
     checked: list[Checked]
 
 
+def tables(found: list[Section], pool: Executor | None = None) -> dict[str, pd.DataFrame]:
+    """Each section's leaderboard lines (`frame`: bootstrap and ranks), in `pool`'s workers when given."""
+    framed = pool.map(frame, found) if pool else map(frame, found)
+    return {s.slug: t for s, t in zip(found, framed, strict=True)}
+
+
 def _section_output(section: Section) -> tuple[pd.DataFrame, dict[str, bytes]]:
     """A section's table (bootstrap, ranks) and figures: the bulk of the work, independent of the others."""
     table = frame(section)
@@ -49,7 +114,7 @@ def _section_output(section: Section) -> tuple[pd.DataFrame, dict[str, bytes]]:
 
 
 @contextmanager
-def _workers() -> Iterator[ProcessPoolExecutor | None]:
+def workers() -> Iterator[ProcessPoolExecutor | None]:
     """Worker processes, one per core (forked: what they get and give back goes pickled, the same
     bytes), with one BLAS thread each: the matrices are small and many, the cores go to records and
     sections in parallel. None on one core."""
@@ -62,35 +127,37 @@ def _workers() -> Iterator[ProcessPoolExecutor | None]:
             yield pool
 
 
-def build(root: Path, output: Path) -> Board:
-    """Everything `bhbench leaderboard` writes under `output`, from the records under `root`."""
-    with _workers() as pool:
-        checked = check_all(root, pool)
-        found = sections(checked)
-        futures = [pool.submit(_section_output, s) for s in found] if pool else []
+def build(folders: Sequence[Path], output: Path, add_pages: Sequence[str] = ()) -> Board:
+    """Everything `bhbench leaderboard` writes under `output`, from the records of `folders`: the
+    method pages already there are rebuilt, and those of `add_pages` added."""
+    with workers() as pool:
+        got = read(folders, pool=pool)
+        checked, found = got.checked, got.sections
+        outputs = list(pool.map(_section_output, found)) if pool else [_section_output(s) for s in found]
+        tables = {s.slug: table for s, (table, _) in zip(found, outputs, strict=True)}
         files: dict[str, bytes] = {}
-        pages = render.existing_reports(output)
+        pages = render.existing_reports(output) | set(add_pages)
         for name in sorted(pages):
             try:
-                files.update(report.page(found, name, pool))
+                files.update(report.page(found, name, tables, pool))
             except UserError:  # no record of that method any more: the page is an orphan
+                if name in add_pages:
+                    raise
                 pages.discard(name)
-        outputs = [f.result() for f in futures] if pool else [_section_output(s) for s in found]
-    tables = {s.slug: table for s, (table, _) in zip(found, outputs, strict=True)}
     figs: dict[str, list[str]] = {}
     for s, (_, drawn) in zip(found, outputs, strict=True):
         figs[s.slug] = list(drawn)
         files.update({f"{render.FIGURES}/{name}": blob for name, blob in drawn.items()})
     # SVG bytes are exact for one matplotlib release only; this file says which drew them.
     files[DRAWN_WITH] = f"matplotlib {version('matplotlib')}\n".encode()
-    text = render.document(found, tables, figs, pages)
+    text = render.document(found, tables, figs, pages, ", ".join(str(f) for f in folders))
     files["README.md"] = text.encode()
     files["leaderboard.csv"] = render.csv(tables).encode()
     return Board(files, tables, found, checked)
 
 
-def write(root: Path, output: Path) -> list[Checked]:
-    board = build(root, output)
+def write(folders: Sequence[Path], output: Path, add_pages: Sequence[str] = ()) -> list[Checked]:
+    board = build(folders, output, add_pages)
     for name, blob in board.files.items():
         atomic_write(output / name, blob)
     for orphan in _generated(output) - set(board.files):
@@ -106,11 +173,11 @@ def _generated(output: Path) -> set[str]:
     return found
 
 
-def stale(root: Path, output: Path, notes: list[str] | None = None) -> list[str]:
+def stale(folders: Sequence[Path], output: Path, notes: list[str] | None = None) -> list[str]:
     """Reasons the committed leaderboard is not what the records produce (empty when current).
     Figures drawn by another matplotlib release are not compared byte for byte (a note says so):
     their numbers are the tables', which are compared whatever the versions."""
-    board = build(root, output)
+    board = build(folders, output)
     reasons = [f"{c.path}: {p}" for c in board.checked for p in c.problems]
     committed = output / DRAWN_WITH
     other_drawer = committed.exists() and committed.read_bytes() != board.files[DRAWN_WITH]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 
 import pandas as pd
 from tabulate import tabulate
@@ -13,9 +14,10 @@ from bhbench.metric import METRICS, Unit
 from bhbench.scoring import HEADLINE, paired_difference
 
 
-def compare(found: list[Section], a: str, b: str) -> pd.DataFrame:
+def compare(found: list[Section], a: str, b: str, folders: str = "the results folder") -> pd.DataFrame:
     """Per section holding both rows: their headlines, the paired difference a - b over the folds
-    both have, its 95% bootstrap interval and two-sided p-value (one comparison: unadjusted)."""
+    both have, its 95% bootstrap interval and two-sided p-value (one comparison: unadjusted).
+    `folders` names what was read, for the message when no section holds both."""
     lines = []
     for section in found:
         left = [r for s, r in find_rows([section], a)]
@@ -35,25 +37,28 @@ def compare(found: list[Section], a: str, b: str) -> pd.DataFrame:
                     "difference": diff, "lo": lo, "hi": hi, "p": p,
                 })  # fmt: skip
     if not lines:
-        raise UserError(f"no section of the results holds accepted records of both {a!r} and {b!r}")
+        raise UserError(f"no section of the records in {folders} holds accepted records of both {a!r} and {b!r}")
     return pd.DataFrame(lines)
 
 
-def _chosen(found: list[Section], patterns: list[str]) -> list[tuple[Section, str]]:
+def matching(
+    found: list[Section], patterns: Sequence[str], folders: str = "the results folder"
+) -> list[tuple[Section, str]]:
+    """(section, row label) of every row whose name or label matches one of `patterns` (wildcards)."""
     out = []
     for section in found:
         for row in section.rows:
             if any(fnmatch.fnmatchcase(n, p) for p in patterns for n in (row.name, row.label)):
                 out.append((section, row.label))
     if not out:
-        raise UserError(f"no accepted record matches {', '.join(patterns)}")
+        raise UserError(f"no accepted record in {folders} matches {', '.join(patterns)}")
     return out
 
 
-def export(found: list[Section], patterns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def export(found: list[Section], patterns: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The leaderboard lines of the chosen rows (with the rank they have in their section) and
     their per-patient scores."""
-    chosen = _chosen(found, patterns)
+    chosen = matching(found, patterns)
     labels: dict[str, set[str]] = {}
     for section, label in chosen:
         labels.setdefault(section.slug, set()).add(label)

@@ -179,11 +179,11 @@ def _check(root: Path, paths: list[Path]) -> list[Checked]:
     return checked
 
 
-def check_all(root: Path, pool: Executor | None = None) -> list[Checked]:
-    """Every record under `root`, verified (in `pool`'s workers, a share each, when given); a file
-    that is not a valid record is refused with the reason."""
-    paths = results.record_files(root)
-    if pool is None:
+def check_all(root: Path, pool: Executor | None = None, paths: list[Path] | None = None) -> list[Checked]:
+    """Every record under `root` (or those of `paths`, files under it), verified (in `pool`'s
+    workers, a share each, when given); a file that is not a valid record is refused with the reason."""
+    paths = results.record_files(root) if paths is None else paths
+    if pool is None or len(paths) < 16:
         return _check(root, paths)
     # runs of neighbouring files: a share reads few datasets' manifests and split files
     shares = [paths[len(paths) * i // 8 : len(paths) * (i + 1) // 8] for i in range(8)]
