@@ -2,6 +2,7 @@
 shared across processes, and tuned parameters that `bhbench run --params` uses and records."""
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from bhbench import api, registry, runner, tuning
 from bhbench.cli import main
 from bhbench.data.sources import open_dataset
 from bhbench.errors import UserError
+from bhbench.events import Message
 from bhbench.protocol import Protocol
 
 # The toy with a search space, and a `log` parameter: every fit and predict appends the content
@@ -81,7 +83,7 @@ def test_trials_see_only_the_training_patients_of_their_fold(tiny_tree: Path, tm
     log = tmp_path / "seen.jsonl"
     options = runner.Options(results=tmp_path / "plan", submissions=tunable)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    doc = tuning.Tuner(plan, "toy_spy", {"log": str(log)}, storage, "spy", options).tune(1)
+    doc = tuning.Tuner(plan, "toy_spy", {"log": str(log)}, "c0de", storage, "spy", options).tune(1)
     seen = [json.loads(line) for line in log.read_text().splitlines()]
     # One trial per fold, in fold order: a fit on the inner training images, then predictions (the
     # run's own and its contract check's) on inner validation images. The method sees opaque
@@ -100,7 +102,7 @@ def test_trials_see_only_the_training_patients_of_their_fold(tiny_tree: Path, tm
     assert all(f["params"]["size"] in (8, 12, 16) and f["params"]["log"] == str(log) for f in doc["folds"].values())
 
 
-def test_two_processes_share_one_study_and_their_trials_add_up(tiny_tree: Path, tmp_path: Path, tunable):
+def test_two_processes_sharing_a_study_stop_at_its_trials_in_all(tiny_tree: Path, tmp_path: Path, tunable):
     storage = f"sqlite:///{tmp_path / 'shared.db'}"  # new: both processes create its tables at once
     command = [sys.executable, "-m", "bhbench", "--submissions", str(tunable), "tune", "--method", "toy_spy",
                "--trials", "3", "--fold", "2", "--storage", storage, "--study", "shared",
@@ -112,11 +114,105 @@ def test_two_processes_share_one_study_and_their_trials_add_up(tiny_tree: Path, 
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
     study = optuna.load_study(study_name="shared-fold2", storage=storage)
-    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 6
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 3
     # The process that finished last saw every trial; its file holds the study's best.
     last = max((tmp_path / "p0.json", tmp_path / "p1.json"), key=lambda p: p.stat().st_mtime_ns)
     fold = json.loads(last.read_text())["folds"]
-    assert list(fold) == ["2"] and fold["2"]["trials"] == 6 and fold["2"]["inner_patient_rr"] == study.best_value
+    assert list(fold) == ["2"] and fold["2"]["trials"] == 3 and fold["2"]["inner_patient_rr"] == study.best_value
+
+
+def _tune(tree: Path, submissions: Path, tmp_path: Path, trials: int, folds: list[int], **kwargs) -> list[str]:
+    """api.tune on `tree`'s toy_spy with one storage per test; the messages it said."""
+    said: list[str] = []
+    api.tune("toy_spy", trials, api.Where(data=tree), storage=f"sqlite:///{tmp_path / 'study.db'}",
+             only_folds=folds, submissions=submissions, out=tmp_path / "tuned.json",
+             progress=lambda e: said.append(e.text) if isinstance(e, Message) else None, **kwargs)  # fmt: skip
+    return said
+
+
+def _trials(tmp_path: Path, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{tmp_path / 'study.db'}").trials
+
+
+def test_trials_is_the_total_per_fold_and_a_rerun_continues_up_to_it(tiny_tree: Path, tmp_path: Path, tunable):
+    _tune(tiny_tree, tunable, tmp_path, 2, [1])
+    _tune(tiny_tree, tunable, tmp_path, 2, [1])  # the study holds 2 already: nothing to do
+    study = json.loads((tmp_path / "tuned.json").read_text())["folds"]["1"]["study"]
+    assert len(_trials(tmp_path, study)) == 2
+    _tune(tiny_tree, tunable, tmp_path, 3, [1])
+    assert [t.state.name for t in _trials(tmp_path, study)] == ["COMPLETE"] * 3
+
+
+def test_an_edited_method_starts_a_new_study_says_so_and_its_file_drops_the_old_folds(
+    tiny_tree: Path, tmp_path: Path, tunable
+):
+    assert not any("changed" in line for line in _tune(tiny_tree, tunable, tmp_path, 1, [1]))
+    before = json.loads((tmp_path / "tuned.json").read_text())
+    (tunable / "toy.py").write_text(
+        TUNABLE.replace("def _features(self, images):", "def _features(self, images):  # edited")
+    )
+    said = _tune(tiny_tree, tunable, tmp_path, 1, [2])
+    after = json.loads((tmp_path / "tuned.json").read_text())
+    old, new = before["folds"]["1"]["study"].removesuffix("-fold1"), after["folds"]["2"]["study"].removesuffix("-fold2")
+    assert old != new and before["code"] != after["code"]
+    assert f"the code of toy_spy changed since study {old}: starting a new study {new}" in said
+    # Fold 1 was tuned on the old code: dropped from the file, and the message says why.
+    assert list(after["folds"]) == ["2"]
+    assert any(f"dropped its fold(s) 1, tuned otherwise (code {before['code']}, now {after['code']})" in line
+               for line in said)  # fmt: skip
+    assert len(_trials(tmp_path, f"{new}-fold2")) == 1  # a fresh study: the old code's trial is not in it
+    # Tuning the new code again continues its study, without a word about the change.
+    assert not any("changed" in line for line in _tune(tiny_tree, tunable, tmp_path, 1, [1]))
+
+
+def test_tuning_fold_by_fold_merges_into_one_file_that_run_accepts(run_toy, tiny_tree: Path, tmp_path: Path, tunable):
+    _tune(tiny_tree, tunable, tmp_path, 1, [1, 2, 3])
+    _tune(tiny_tree, tunable, tmp_path, 1, [4, 5])
+    doc = json.loads((tmp_path / "tuned.json").read_text())
+    assert list(doc["folds"]) == ["1", "2", "3", "4", "5"]
+    result = run_toy("toy_spy", tuned=[tmp_path / "tuned.json"])
+    assert result.ok and [r.method.params["size"] for r in result.records] == [
+        doc["folds"][str(k)]["params"]["size"] for k in range(1, 6)
+    ]
+
+
+def test_an_unmergeable_out_file_is_refused_before_any_trial(tiny_tree: Path, tmp_path: Path, tunable):
+    (tmp_path / "tuned.json").write_text("{}")
+    with pytest.raises(UserError, match=r"--out .*tuned.json: not a file written by `bhbench tune`"):
+        _tune(tiny_tree, tunable, tmp_path, 1, [1])
+    assert not (tmp_path / "study.db").exists() or not optuna.get_all_study_names(f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def test_ctrl_c_ends_in_one_line_with_the_resume_command(tiny_tree: Path, tmp_path: Path, submissions: Path):
+    start = "import sys, time; print('FIT STARTED', file=sys.stderr, flush=True); time.sleep(3)"
+    (submissions / "slow.py").write_text(
+        toy_source("slow", fit_body=start)
+        + "\n    @classmethod\n    def search_space(cls, trial):\n"
+        + "        return {'size': trial.suggest_categorical('size', [8, 16])}\n"
+    )
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = ["--submissions", str(submissions), "tune", "--method", "slow", "--trials", "5", "--fold", "1",
+            "--data", str(tiny_tree), "--storage", storage, "--study", "slow"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "bhbench", *argv], stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if sum("FIT STARTED" in seen for seen in lines) == 2:  # trial 0 finished, trial 1 fitting
+                break
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert rest.strip().splitlines() == [
+        f"interrupted: study slow keeps its finished trials (of 5 per fold: fold 1 1); to resume, rerun: bhbench "
+        f"{' '.join(argv)}"
+    ], rest
+    # The interrupted trial does not count: a rerun runs 4 more.
+    study = optuna.load_study(study_name="slow-fold1", storage=storage)
+    assert sum(map(tuning.finished, study.trials)) == 1
 
 
 def test_run_with_params_uses_each_folds_tuned_parameters_and_says_so(
@@ -124,7 +220,7 @@ def test_run_with_params_uses_each_folds_tuned_parameters_and_says_so(
 ):
     plan = _plan(tiny_tree, tmp_path, tunable)
     options = runner.Options(results=tmp_path / "plan", submissions=tunable)
-    doc = tuning.Tuner(plan, "toy_spy", {}, f"sqlite:///{tmp_path / 's.db'}", "s", options).tune(1)
+    doc = tuning.Tuner(plan, "toy_spy", {}, "c0de", f"sqlite:///{tmp_path / 's.db'}", "s", options).tune(1)
     # Distinct per-fold parameters, so the test can tell which fold ran with which.
     for fold, size in zip(doc["folds"].values(), (5, 7, 9, 11, 13), strict=True):
         fold["params"]["size"] = size

@@ -10,14 +10,18 @@ fold's data, which would include this fold's test patients.
 A trial is an ordinary harness job (`runner.run_job`) on the inner split: the method runs in a
 worker process, its outputs are validated and the harness scores them. Studies live in optuna
 storage (an SQLite file in the cache folder by default, any optuna URL otherwise), so several
-processes or machines can work on one study. The result is a JSON file with each fold's best
-parameters; `bhbench run --params FILE` runs each fold with its own, under one record folder.
+processes or machines can work on one study; `trials` is the study's total per fold, wherever they
+ran. A study is made for one version of the method's code (its fingerprint names the default
+study): an edit starts a new study rather than continuing one whose trials measured other code.
+The result is a JSON file with each fold's best parameters, into which tuning some folds merges;
+`bhbench run --params FILE` runs each fold with its own, under one record folder.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -106,9 +110,10 @@ def public_url(storage: str) -> str:
         return storage
 
 
-def default_study(plan: Plan, spec: MethodSpec, fixed: dict[str, Any]) -> str:
+def default_study(plan: Plan, spec: MethodSpec, fixed: dict[str, Any], code: str) -> str:
+    """Named by the method, data, protocol, fixed parameters and code: an edit of the method starts a new study."""
     suffix = f"-{params_hash(fixed)[:6]}" if fixed else ""
-    return f"{spec.name}-{plan.dataset.id}-{plan.protocol.id}{suffix}"
+    return f"{spec.name}-{plan.dataset.id}-{plan.protocol.id}{suffix}-code{code}"
 
 
 def inner_fold(plan: Plan, fold: Fold) -> Fold:
@@ -123,6 +128,28 @@ def inner_fold(plan: Plan, fold: Fold) -> Fold:
     return Fold(fold.index, sorted(names[train_idx]), sorted(names[val_idx]))
 
 
+def finished(trial: Any) -> bool:
+    """A trial that ran to its end: scored, or failed by the method (its error kept). One stopped by
+    Ctrl-C fails without an error, and a surplus one is pruned: neither counts toward `--trials`."""
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.COMPLETE or (trial.state == TrialState.FAIL and "error" in trial.user_attrs)
+
+
+def _counted(study: Any, before: int | None = None) -> int:
+    """The study's trials (numbered below `before`) that count toward `--trials`: finished, or running
+    here or in another process sharing the study."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    return sum(finished(t) or t.state == TrialState.RUNNING for t in trials if before is None or t.number < before)
+
+
+def _base(study: str) -> str:
+    """A fold's study name without its fold."""
+    return re.sub(r"-fold\d+$", "", study)
+
+
 @dataclass
 class Tuner:
     """Runs trials of one method on the folds of a plan, one optuna study per fold."""
@@ -130,53 +157,84 @@ class Tuner:
     plan: Plan
     method: str
     fixed: dict[str, Any]  # parameters held fixed (the CLI's --set)
+    code: str  # the method's code fingerprint (`runner.code_of`): a study's trials measured one version
     storage: str
     study: str  # base name; fold k's study is f"{study}-fold{k}"
     options: Options
 
-    def _study(self, storage: Any, fold: Fold) -> Any:
-        import optuna
+    def folds(self, only: Sequence[int] = ()) -> list[Fold]:
+        """The plan's folds, or those numbered in `only`."""
+        known = [f.index for f in self.plan.split.folds]
+        if set(only) - set(known):
+            raise UserError(f"--fold {sorted(set(only) - set(known))}: the split has folds {known}")
+        return [f for f in self.plan.split.folds if not only or f.index in only]
 
-        name = f"{self.study}-fold{fold.index}"
-        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
-        identity = {
+    def _name(self, fold: Fold) -> str:
+        return f"{self.study}-fold{fold.index}"
+
+    def _identity(self, fold: Fold) -> dict[str, Any]:
+        return {
             "method": self.method,
+            "code": self.code,
             "fixed": self.fixed,
             "dataset": self.plan.dataset.id,
             "protocol": self.plan.protocol.id,
             "split_hash": self.plan.split.hash,
             "fold": fold.index,
         }
+
+    def superseded(self) -> str | None:
+        """The latest study of this method, data, protocol and fixed parameters made on other code of
+        the method, when this study is new (it starts now, on this code)."""
+        studies = open_storage(self.storage).get_all_studies()  # in order of creation
+        if self.study in {_base(s.study_name) for s in studies}:
+            return None  # continuing this code's study
+        same = {k: v for k, v in self._identity(self.plan.split.folds[0]).items() if k not in ("code", "fold")}
+        older = [
+            _base(s.study_name)
+            for s in studies
+            if all(s.user_attrs.get(k) == v for k, v in same.items()) and s.user_attrs.get("code") != self.code
+        ]
+        return older[-1] if older else None
+
+    def _study(self, storage: Any, fold: Fold) -> Any:
+        import optuna
+
+        name = self._name(fold)
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+        identity = self._identity(fold)
         known = {k: study.user_attrs[k] for k in identity if k in study.user_attrs}
         if known and known != identity:
-            raise UserError(f"study {name} in {public_url(self.storage)} was made for {known}, not {identity}")
+            where = f"study {name} in {public_url(self.storage)}"
+            if all(known.get(k) == v for k, v in identity.items() if k != "code"):
+                raise UserError(
+                    f"{where} was tuned on other code of {self.method} (code {known.get('code', 'unrecorded')}, "
+                    f"now {self.code}); omit --study to start a study named by the code, or name a new one"
+                )
+            raise UserError(f"{where} was made for {known}, not {identity}")
         for key, value in identity.items():
             study.set_user_attr(key, value)
         return study
 
     def tune(self, trials: int, report: TrialReport | None = None, folds: Sequence[int] = ()) -> dict[str, Any]:
-        """Run `trials` more trials on each fold (or on `folds`: machines can split the work) and
-        return the tuned-parameters document of those folds. `trials=0` only exports."""
+        """Run trials on each fold (or on `folds`: machines can split the work) until its study holds
+        `trials` in all, counting those of earlier runs and of other processes sharing it, and return
+        the tuned-parameters document of those folds. `trials=0` only exports."""
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # A failed trial is reported through `report`; optuna's own warning would repeat it, and on
+        # Ctrl-C print a traceback.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         space = search_space(self.method)
-        known = [f.index for f in self.plan.split.folds]
-        if set(folds) - set(known):
-            raise UserError(f"--fold {sorted(set(folds) - set(known))}: the split has folds {known}")
-        worker = Worker(self.options.submissions, self.options.sandbox, memory_gb=self.options.memory_gb)
         storage = open_storage(self.storage)
-        studies = [(f, self._study(storage, f)) for f in self.plan.split.folds if not folds or f.index in folds]
+        studies = [(f, self._study(storage, f)) for f in self.folds(folds)]
+        worker = Worker(self.options.submissions, self.options.sandbox, memory_gb=self.options.memory_gb)
         try:
             with tempfile.TemporaryDirectory(prefix="bhbench-trials-") as scratch:
                 for fold, study in studies:
-                    inner = inner_fold(self.plan, fold)
-
-                    def objective(trial: Any, inner: Fold = inner) -> float:
-                        return self._score(trial, space, inner, worker, Path(scratch))
-
-                    callbacks = [lambda s, t, k=fold.index: report(k, t)] if report else []
-                    study.optimize(objective, n_trials=trials, catch=(TrialFailed,), callbacks=callbacks)
+                    score = functools.partial(self._score, space=space, inner=inner_fold(self.plan, fold),
+                                              worker=worker, scratch=Path(scratch))  # fmt: skip
+                    self._optimize(study, trials, score, report and functools.partial(report, fold.index))
         finally:
             worker.stop(kill=True)
         # Read the bests last: other processes on the same studies may have added trials meanwhile.
@@ -184,6 +242,7 @@ class Tuner:
         return {
             "format": FILE_FORMAT,
             "method": self.method,
+            "code": self.code,
             "fixed": self.fixed,
             "dataset": self.plan.dataset.id,
             "protocol": self.plan.protocol.id,
@@ -193,7 +252,40 @@ class Tuner:
             "folds": best,
         }
 
-    def _score(self, trial: Any, space: Callable[[Any], dict], inner: Fold, worker: Worker, scratch: Path) -> float:
+    @staticmethod
+    def _optimize(study: Any, trials: int, score: Callable[[Any], float], report: Callable[[Any], None] | None) -> None:
+        """Trials scored by `score` until the study holds `trials` counted ones."""
+        import optuna
+
+        def objective(trial: Any) -> float:
+            if _counted(study, before=trial.number) >= trials:
+                study.stop()  # another process sharing the study took the last trial meanwhile
+                raise optuna.TrialPruned("surplus: the study holds its trials")
+            return score(trial)
+
+        def reported(study: Any, trial: Any) -> None:
+            if report and trial.state != optuna.trial.TrialState.PRUNED:
+                report(trial)
+
+        left = trials - _counted(study)
+        if left > 0:
+            study.optimize(objective, n_trials=left, catch=(TrialFailed,), callbacks=[reported])
+
+    def finished_trials(self, folds: Sequence[int] = ()) -> dict[int, int]:
+        """Finished trials per fold in the studies (e.g. after Ctrl-C: what a rerun continues from)."""
+        import optuna
+
+        storage = open_storage(self.storage)
+        counts = {}
+        for fold in self.folds(folds):
+            try:
+                trials = optuna.load_study(study_name=self._name(fold), storage=storage).trials
+            except KeyError:  # stopped before this fold's study was made
+                trials = []
+            counts[fold.index] = sum(map(finished, trials))
+        return counts
+
+    def _score(self, trial: Any, *, space: Callable[[Any], dict], inner: Fold, worker: Worker, scratch: Path) -> float:
         spec = MethodSpec.create(self.method, {**self.fixed, **space(trial)})
         trial.set_user_attr("params", spec.params)  # what the method got, whatever the trial's names
         where = results.RecordPath(
@@ -225,20 +317,43 @@ class Tuner:
 # --- using tuned parameters ----------------------------------------------------------------------
 
 
-def read_params(path: Path) -> dict[str, Any]:
+def read_params(path: Path, flag: str = "--params") -> dict[str, Any]:
+    """A tuned-parameters file; `flag` names the option that gave its path in messages."""
+    where = f"{flag} {path}" if flag else str(path)
     try:
         doc = json.loads(path.read_text())
     except OSError as exc:
-        raise UserError(f"--params {path}: cannot read it ({exc.strerror})") from None
+        raise UserError(f"{where}: cannot read it ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
-        raise UserError(f"--params {path}: not JSON ({exc})") from None
+        raise UserError(f"{where}: not JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT or "folds" not in doc:
-        raise UserError(f"--params {path}: not a file written by `bhbench tune`")
+        raise UserError(f"{where}: not a file written by `bhbench tune`")
     return doc
 
 
 def write_params(path: Path, doc: dict[str, Any]) -> None:
     atomic_write(path, json.dumps(doc, indent=1, sort_keys=True))
+
+
+# What a tuned file's folds share: a fold tuned otherwise is not merged with them.
+SAME_TUNING = ("method", "code", "fixed", "dataset", "protocol", "split_hash", "objective", "storage")
+
+
+def merged(path: Path, doc: dict[str, Any], flag: str = "") -> tuple[dict[str, Any], str | None]:
+    """`doc` with the folds of the tuned file at `path` (if any) that it does not hold, when they
+    were tuned the same way (`SAME_TUNING`); otherwise `doc` alone and a note of what was dropped and why."""
+    if not path.exists():
+        return doc, None
+    old = read_params(path, flag)
+    kept = {k: v for k, v in old["folds"].items() if k not in doc["folds"]}
+    differ = [k for k in SAME_TUNING if old.get(k) != doc[k]]
+    if not kept:
+        return doc, None
+    if differ:
+        why = "; ".join(f"{k} {old.get(k, 'unrecorded')}, now {doc[k]}" for k in differ)
+        return doc, f"{path}: dropped its fold(s) {', '.join(sorted(kept, key=int))}, tuned otherwise ({why})"
+    folds = {**kept, **doc["folds"]}
+    return {**doc, "folds": {k: folds[k] for k in sorted(folds, key=int)}}, None
 
 
 def tuned_jobs(plan: Plan, doc: dict[str, Any], sets: dict[str, Any], options: Options, source: Path) -> list[Job]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
+from rich.markup import escape
 from rich.table import Table
 
 from bhbench.cli.common import api_kwargs, path_arg, protocol_args, sandbox_arg
@@ -13,12 +16,16 @@ from bhbench.cli.output import console, number, out
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="tune a method's hyperparameters with optuna on training patients only")
     p.add_argument("--method", "-m", required=True, metavar="NAME", help="a method that declares search_space()")
-    p.add_argument("--trials", type=int, required=True, help="trials to run per fold in this process (0: export)")
+    p.add_argument("--trials", type=int, required=True,
+                   help="trials per fold in all: a rerun, or another process sharing the study, continues up to "
+                        "this many (0: export)")  # fmt: skip
     p.add_argument("--storage", default=None,
                    help="optuna storage URL shared by processes or machines (default: SQLite in cache)")  # fmt: skip
-    p.add_argument("--study", default=None, help="study name (default: method, dataset and protocol)")
+    p.add_argument("--study", default=None,
+                   help="study name (default: method, dataset, protocol and the method's code fingerprint)")  # fmt: skip
     p.add_argument("--out", type=path_arg, default=None,
-                   help="tuned-parameters file (default <results>/tuned/<study>.json, beside the records)")  # fmt: skip
+                   help="tuned-parameters file, into which the folds tuned now merge "
+                        "(default <results>/tuned/<study>.json, beside the records)")  # fmt: skip
     p.add_argument("--fold", type=int, action="append", default=[], help="tune only this fold; repeatable")
     protocol_args(p)
     sandbox_arg(p)
@@ -28,8 +35,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bhbench import api
 
-    result = api.tune(args.method, args.trials, storage=args.storage, study=args.study, out=args.out,
-                      only_folds=args.fold, **api_kwargs(args))  # fmt: skip
+    try:
+        result = api.tune(args.method, args.trials, storage=args.storage, study=args.study, out=args.out,
+                          only_folds=args.fold, **api_kwargs(args))  # fmt: skip
+    except api.TuneInterrupted as stop:
+        console.print(escape(f"interrupted: {stop}; to resume, rerun: bhbench {shlex.join(sys.argv[1:])}"))
+        return 130
     table = Table("fold", "trials", "best inner PRR", "parameters", title=f"{args.method}: best per fold")
     for fold, best in result.doc["folds"].items():
         searched = ", ".join(f"{k}={number(v)}" for k, v in best["searched"].items())
