@@ -40,8 +40,8 @@ if TYPE_CHECKING:  # importing this module stays light (`bhbench list` goes thro
 
 __all__ = [
     "AuditOutcome", "BoardResult", "CheckSummary", "Compared", "Exported", "Interrupted", "Reported",
-    "ReproduceResult", "Revealed", "Row", "RunResult", "Standing", "TuneResult", "Where", "audit", "check", "compare",
-    "export", "label", "leaderboard", "methods", "report", "reproduce", "run", "tune",
+    "ReproduceResult", "Revealed", "Row", "RunResult", "Standing", "TuneInterrupted", "TuneResult", "Where", "audit",
+    "check", "compare", "export", "label", "leaderboard", "methods", "report", "reproduce", "run", "tune",
 ]  # fmt: skip
 
 
@@ -364,7 +364,17 @@ class TuneResult:
     study: str  # base name; fold k's study is f"{study}-fold{k}"
     storage: str  # the optuna storage, without its password
     path: Path  # the tuned-parameters file written (`run(..., tuned=[path])` uses it)
-    doc: dict[str, Any]  # its content: each fold's best trial
+    doc: dict[str, Any]  # its content: each fold's best trial (folds tuned earlier into the file kept)
+
+
+class TuneInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during `tune`: the finished trials are kept in the studies, and rerunning
+    the same call continues them up to its `trials`."""
+
+    def __init__(self, study: str, finished: Mapping[int, int], trials: int):
+        done = ", ".join(f"fold {k} {n}" for k, n in finished.items())
+        super().__init__(f"study {study} keeps its finished trials (of {trials} per fold: {done})")
+        self.study, self.finished, self.trials = study, dict(finished), trials
 
 
 def tune(
@@ -385,9 +395,12 @@ def tune(
     submissions: Path | None = None,
     progress: Progress = ignore,
 ) -> TuneResult:
-    """Run `trials` more optuna trials of `method` per fold (or per fold of `only_folds`), each scored
-    on an inner split of the fold's training patients, and write each fold's best parameters to
-    `out` (default <results>/tuned/<study>.json). `params` are held fixed; `where` as for `run`."""
+    """Run optuna trials of `method` on each fold (or each fold of `only_folds`) until its study holds
+    `trials` (a rerun, or another process sharing the study, continues up to that total), each scored
+    on an inner split of the fold's training patients, and merge each fold's best parameters into
+    `out` (default <results>/tuned/<study>.json). The default study is named by the method's code: an
+    edit starts a new one, and says so. `params` are held fixed; `where` as for `run`. Ctrl-C raises
+    `TuneInterrupted`."""
     from bhbench import runner, tuning
     from bhbench.config import cache_dir, results_dir
 
@@ -395,24 +408,37 @@ def tune(
     tuning.search_space(method)  # refuse an untunable method before decoding any image
     fixed = session.method_params([method], params, device)[method]
     spec = runner.MethodSpec.create(method, fixed)
+    code = runner.code_of(method).hash
     # Tuning writes no records: its split file and manifest go to the cache, not the results folder.
     options = runner.Options(
         results=cache_dir("tuning"), timeout=timeout, skip_bad=skip_bad, submissions=submissions, memory_gb=memory_gb
     )
     options.sandbox = session.launcher(sandbox, progress)
     plan = session.prepare(where, options, progress)
-    study = study or tuning.default_study(plan, spec, fixed)
+    name = study or tuning.default_study(plan, spec, fixed, code)
     storage = storage or tuning.default_storage()
-    session.say(progress, f"study {study}-fold1..{len(plan.split.folds)} in {tuning.public_url(storage)}")
+    path, flag = (out, "--out") if out else (results_dir() / "tuned" / f"{name}.json", "")
+    if path.exists():
+        tuning.read_params(path, flag)  # a file it cannot merge into is refused before any trial
+    tuner = tuning.Tuner(plan, method, fixed, code, storage, name, options)
+    older = tuner.superseded()
+    if older:
+        session.say(progress, f"the code of {method} changed since study {older}: starting a new study {name}")
+    session.say(progress, f"study {name}-fold1..{len(plan.split.folds)} in {tuning.public_url(storage)}")
 
     def report(fold: int, trial: Any) -> None:
         error = None if trial.value is not None else trial.user_attrs.get("error")
         progress(TrialFinished(fold, trial.number, trial.value, dict(trial.params), error))
 
-    doc = tuning.Tuner(plan, method, fixed, storage, study, options).tune(trials, report, only_folds)
-    path = out or results_dir() / "tuned" / f"{study}.json"
+    try:
+        doc = tuner.tune(trials, report, only_folds)
+    except KeyboardInterrupt:
+        raise TuneInterrupted(name, tuner.finished_trials(only_folds), trials) from None
+    doc, dropped = tuning.merged(path, doc, flag)
+    if dropped:
+        session.say(progress, dropped, "note", "warning")
     tuning.write_params(path, doc)
-    return TuneResult(study, tuning.public_url(storage), path, doc)
+    return TuneResult(name, tuning.public_url(storage), path, doc)
 
 
 # --- audit ---------------------------------------------------------------------------------------
