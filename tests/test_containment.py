@@ -132,8 +132,9 @@ def test_decode_reply_rejects_each_kind_of_bad_frame():
     import numpy as np
 
     good = worker.encode_reply("t", "ok", outcome=worker.Outcome([np.full((3, 2), 0.5)], [{}], [{}], 1.0, 1.0, {}))
-    status, _, outcome = worker.decode_reply(good, "t", 1)
-    assert status == "ok" and outcome.proba[0].shape == (3, 2) and outcome.proba[0].dtype == np.float64
+    reply = worker.decode_reply(good, "t", 1)
+    outcome = reply.outcome
+    assert reply.status == "ok" and outcome.proba[0].shape == (3, 2) and outcome.proba[0].dtype == np.float64
     bad = {
         "truncated": good[:-8],
         "trailing bytes": good + b"\0" * 8,

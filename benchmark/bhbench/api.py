@@ -39,9 +39,10 @@ if TYPE_CHECKING:  # importing this module stays light (`bhbench list` goes thro
     from bhbench.registry import Entry
 
 __all__ = [
-    "AuditOutcome", "BoardResult", "CheckSummary", "Compared", "Exported", "Interrupted", "Reported",
-    "ReproduceResult", "Revealed", "Row", "RunResult", "Standing", "TuneInterrupted", "TuneResult", "Where", "audit",
-    "check", "compare", "export", "label", "leaderboard", "methods", "report", "reproduce", "run", "tune",
+    "AuditOutcome", "BoardResult", "CheckSummary", "Compared", "Exported", "Interrupted", "MethodInfo", "Parameter",
+    "Reported", "ReproduceResult", "Revealed", "Row", "RunResult", "Standing", "TuneInterrupted", "TuneResult", "Where",
+    "audit", "check", "compare", "export", "label", "leaderboard", "method", "methods", "report", "reproduce", "run",
+    "tune",
 ]  # fmt: skip
 
 
@@ -52,7 +53,45 @@ def methods(pattern: str | None = None, submissions: Path | None = None, progres
     from bhbench import registry
 
     session.discover(submissions, progress)
-    return registry.list_methods(pattern)
+    found = registry.list_methods(pattern)
+    if pattern and not found:
+        registry.resolve([pattern])  # it names no method: raises, saying "did you mean" where one is close
+    return found
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of a method, as `--set` takes it and `tune` explores it."""
+
+    name: str
+    type: str  # "float | None"
+    default: Any
+    constraint: str  # declared choices and intervals: "> 0 and <= 1" ("" for none)
+    search: str | None  # what `tune` draws for it ("numbers in [0.1, 1000], log scale"); None: not searched
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    entry: Entry  # the card: family, reference, tasks, summary, details
+    parameters: list[Parameter]
+    searched: dict[str, str] | None  # the search space by the trial's names (None: nothing to tune)
+
+
+def method(name: str, submissions: Path | None = None, progress: Progress = ignore) -> MethodInfo:
+    """Method `name`'s card, parameters (type, default, constraint) and search space. A submission's
+    card is read, never imported; its search space is drawn in a helper process, as `tune` draws it."""
+    from bhbench import params, registry, tuning
+
+    session.discover(submissions, progress)
+    entry = registry.get(name)
+    defaults, space = params.defaults(name), tuning.explored(name)
+    searched = space.distributions if space else {}
+    parameters = [
+        Parameter(p.name, p.type_text(), defaults.get(p.name, p.default), p.constraint_text(),
+                  searched.get(p.name, "set by the search space" if space and p.name in space.sets else None))
+        for p in entry.info.params
+    ]  # fmt: skip
+    return MethodInfo(entry, parameters, space.distributions if space else None)
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -128,8 +167,14 @@ class RunResult:
         return [j for j in self.jobs if not j.record.ok]
 
     @property
+    def damaged(self) -> list[runner.JobResult]:
+        """Jobs that found their fold's record damaged (`job.damaged` says how) and redid the fold."""
+        return [j for j in self.jobs if j.job.damaged]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and not self.failures
+        """False when a job failed or a record was found damaged (redone, but something broke it)."""
+        return not self.failed and not self.failures and not self.damaged
 
 
 class Interrupted(KeyboardInterrupt):
@@ -177,7 +222,9 @@ def run(
     under the default protocol). params: `--set` values; device: for deep methods;
     tuned: `bhbench tune` files, each fold of their method run with its own parameters. executor:
     local, process (`workers` processes) or slurm (`slurm` options); sandbox: auto, on or off
-    (default $BHBENCH_SANDBOX, else auto); timeout, memory_gb: per (method, fold) worker."""
+    (default $BHBENCH_SANDBOX, else auto); timeout: seconds per (method, fold) job (None: the default
+    of the method's family, `bhbench.limits`; 0: no limit); memory_gb: per (method, fold) worker.
+    A fold another process is computing is waited for, with a note, and not computed twice."""
     from bhbench import executors, registry, runner, tuning
     from bhbench.config import results_dir
 
@@ -223,9 +270,13 @@ def run(
             bump(1)
             progress(JobFinished(result, label(result.job.spec)))
 
+        def busy(job: runner.Job, pid: int | None) -> None:
+            by = f"another run (pid {pid})" if pid else "another run"
+            session.say(progress, f"{label(job.spec)} fold {job.fold.index} is being computed by {by}; waiting", "note")
+
         try:
             with session.collected_warnings() as caught:
-                ran = executors.execute(plan, jobs, options, how, slurm, done)
+                ran = executors.execute(plan, jobs, options, how, slurm, done, busy)
         except KeyboardInterrupt:
             saved = sum(1 for f in finished if f.record.ok)
             raise Interrupted(saved, len(jobs), session.reveal(plan)) from None
@@ -449,6 +500,12 @@ class AuditOutcome:
     result: audits.AuditResult  # the verdict, per-fold scores and what was written to audit.json
     file: Path  # where audit.json went
     seconds: float  # in all, data preparation included
+    jobs: list[runner.JobResult] = field(default_factory=list)  # every fit, honest and permuted-label
+
+    @property
+    def failed(self) -> list[runner.JobResult]:
+        """The fits that failed (their logs say why)."""
+        return [j for j in self.jobs if not j.record.ok]
 
     @property
     def ok(self) -> bool:
@@ -475,7 +532,7 @@ def audit(
     """The label-permutation audit of one method: refit on training labels permuted among patients
     and test whether it falls to chance, on the folds `which_folds` (None: the first; "all": every
     fold); with `private_cohort`, also against a private synthetic cohort. The honest fits are the
-    records under `results` (run when missing); audit.json goes beside them."""
+    records under `results` (run when missing); audit.json goes beside them. timeout: per job, as in `run`."""
     from bhbench import audit as audits
     from bhbench import registry, runner
     from bhbench.config import results_dir
@@ -497,13 +554,19 @@ def audit(
     plan = session.prepare(where, options, progress)
     chosen = [f.index for f in plan.split.folds] if which_folds == "all" else which_folds
     n = len(chosen) if chosen else 1
+    jobs: list[runner.JobResult] = []
+
+    def done(job: runner.JobResult) -> None:
+        bump(1)
+        jobs.append(job)
+
     with step(progress, f"auditing {spec.name}: honest and permuted-label fits", 2 * n) as bump:
-        result = audits.audit(plan, spec, options, chosen, lambda _: bump(1), private=private_cohort)
+        result = audits.audit(plan, spec, options, chosen, done, private=private_cohort)
     revealed = session.reveal(plan)
     if revealed:
         session.say(progress, str(revealed))
     file = options.results / result.dataset / result.protocol / result.method / result.params_hash / audits.AUDIT_FILE
-    return AuditOutcome(result, file, time.monotonic() - started)
+    return AuditOutcome(result, file, time.monotonic() - started, jobs)
 
 
 # --- check ---------------------------------------------------------------------------------------
@@ -527,6 +590,7 @@ def check(
     params: Mapping[str, Any] | None = None,
     *,
     budget: float = 120.0,
+    timeout: float | None = None,
     sandbox: str | None = None,
     memory_gb: float | None = None,
     submissions: Path | None = None,
@@ -534,9 +598,11 @@ def check(
 ) -> CheckSummary:
     """The uniform battery of checks (contract, determinism, no test labels, time `budget` in CPU
     seconds...) on methods, wildcards, families or submission files; none: every submission. Each
-    method's battery runs in a worker process, sandboxed or not."""
+    method's battery runs in a worker process, sandboxed or not; `timeout` wall-clock seconds may
+    go to one check (None: `limits.CHECK_SECONDS`; 0: no limit)."""
     from bhbench import checks, registry
     from bhbench.events import CheckFinished
+    from bhbench.limits import CHECK_SECONDS
 
     session.discover(submissions, progress)  # cards only: the methods' code runs in the check worker
     folder = submissions or registry.default_submissions_dir()
@@ -554,6 +620,7 @@ def check(
             lambda r: progress(CheckFinished(r)),
             lambda source, message: session.say(progress, f"skipped {source}: {message}", "warning", "warning"),
             memory_gb=memory_gb,
+            timeout=CHECK_SECONDS if timeout is None else timeout or None,
         )
     return CheckSummary(found)
 

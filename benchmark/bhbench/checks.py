@@ -41,6 +41,7 @@ from bhbench.data import synthetic
 from bhbench.data.images import ImageStore
 from bhbench.data.index import index_tree, stage
 from bhbench.errors import UserError
+from bhbench.limits import CHECK_SECONDS
 from bhbench.method import Method, TestSet, TrainMeta, TrainSet
 from bhbench.protocol import TASK_CLASSES, Protocol
 from bhbench.runner import invalid_output
@@ -408,10 +409,12 @@ def run_isolated(
     on_result: Callable[[CheckResult], None] | None = None,
     on_skipped: Callable[[str, str], None] | None = None,
     memory_gb: float | None = None,
+    timeout: float | None = CHECK_SECONDS,
 ) -> list[CheckResult]:
     """The battery on `entry`, run in a fresh interpreter: under bubblewrap (`launcher`
     "bubblewrap", as `sandbox.choose` picked it) or a spawned process ("none"). Only JSON comes back;
-    a worker that dies, stalls or answers anything else fails the remaining checks with the reason."""
+    a worker that dies, answers anything else, or takes more than `timeout` wall-clock seconds (None:
+    no limit) over one check fails that check with the reason, and the remaining ones."""
     train, test, store = _tiny_rows(cache_root())
     with tempfile.TemporaryDirectory(dir=cache_dir("checks")) as tmp:
         area = Path(tmp)
@@ -433,21 +436,22 @@ def run_isolated(
         process, conn = _start(request, launcher, area, limits)
         found: list[CheckResult] = []
         try:
-            deadline = time.monotonic() + 10 * budget + 300  # CPU budget per fit; many fits; slow start-up
-            skipped = _skipped(conn, deadline)
+            skipped = _skipped(conn, timeout)
             if on_skipped is not None and isinstance(skipped, list):
                 for source, message in skipped:
                     on_skipped(source, message)
             while len(found) < len(CHECKS):
                 # A string: the method itself could not be loaded, and every check fails with that.
-                reason = skipped if isinstance(skipped, str) else _receive(conn, deadline, found)
+                reason = skipped if isinstance(skipped, str) else _receive(conn, timeout, found)
                 if reason is not None:
                     with contextlib.suppress(Exception):  # reaped, so its exit code is known
                         process.wait(5) if isinstance(process, subprocess.Popen) else process.join(5)
                     code = process.poll() if isinstance(process, subprocess.Popen) else process.exitcode
-                    why = reason if isinstance(skipped, str) else f"{reason} (exit code {code})"
-                    for check in list(CHECKS)[len(found) :]:
-                        found.append(CheckResult(entry.name, check, False, why))
+                    why = reason if isinstance(skipped, str) or code is None else f"{reason} (exit code {code})"
+                    left = list(CHECKS)[len(found) :]
+                    for check in left:
+                        said = why if check == left[0] else f"not run: {why}, during {left[0]}"
+                        found.append(CheckResult(entry.name, check, False, said))
                         if on_result is not None:
                             on_result(found[-1])
                     break
@@ -522,10 +526,12 @@ class Problem(str):
     """Why a check worker's message could not be read."""
 
 
-def _message(conn: Any, deadline: float) -> Any:
-    """The check worker's next message as parsed JSON, or the Problem."""
-    if not conn.poll(max(0.0, deadline - time.monotonic())):
-        return Problem("the check worker timed out")
+def _message(conn: Any, timeout: float | None) -> Any:
+    """The check worker's next message as parsed JSON (within `timeout` seconds), or the Problem."""
+    if not conn.poll(timeout):
+        return Problem(
+            f"timed out after {timeout:g} s (the wall-clock limit of one check; --timeout SECONDS changes it)"
+        )
     try:
         return json.loads(conn.recv_bytes(MESSAGE_CAP))
     except (EOFError, ConnectionError):
@@ -534,10 +540,10 @@ def _message(conn: Any, deadline: float) -> Any:
         return Problem("the check worker sent something other than short JSON")
 
 
-def _skipped(conn: Any, deadline: float) -> list[tuple[str, str]] | str:
+def _skipped(conn: Any, timeout: float | None) -> list[tuple[str, str]] | str:
     """The worker's first message: plugin files it could not import (source, reason), or why it
     could not load the method at all."""
-    doc = _message(conn, deadline)
+    doc = _message(conn, timeout)
     if isinstance(doc, Problem):
         return doc
     if isinstance(doc, dict) and isinstance(doc.get("error"), str):
@@ -548,9 +554,9 @@ def _skipped(conn: Any, deadline: float) -> list[tuple[str, str]] | str:
     return [(str(a)[:500], str(b)[:500]) for a, b in listed]
 
 
-def _receive(conn: Any, deadline: float, found: list[CheckResult]) -> str | None:
+def _receive(conn: Any, timeout: float | None, found: list[CheckResult]) -> str | None:
     """Append the next verdict to `found`; or the reason there is none."""
-    doc = _message(conn, deadline)
+    doc = _message(conn, timeout)
     if isinstance(doc, Problem):
         return doc
     expected = list(CHECKS)[len(found)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bhbench import registry, results
 from bhbench.errors import UserError
-from bhbench.runner import Job, JobResult, Options, Plan, run, run_job, unfinished
+from bhbench.runner import Job, JobResult, Options, Plan, finished_record, fold_lock, run, run_job, unfinished
 from bhbench.util import cpu_count
 from bhbench.worker import Worker
 
@@ -59,13 +59,15 @@ def execute(
     executor: str | None = None,
     slurm: SlurmOptions | None = None,
     on_done: Callable[[JobResult], None] | None = None,
+    on_busy: Callable[[Job, int | None], None] | None = None,
 ) -> Ran:
+    """Run the jobs where `executor` says; `on_busy` hears of a fold another run is computing."""
     chosen = choose(executor, options.workers, slurm)
     if chosen == "local":
-        return Ran(run(plan, jobs, options, on_done))
+        return Ran(run(plan, jobs, options, on_done, on_busy))
     if chosen == "process":
         workers = options.workers if options.workers > 1 else cpu_count()
-        return Ran(run(plan, jobs, replace(options, workers=workers), on_done))
+        return Ran(run(plan, jobs, replace(options, workers=workers), on_done, on_busy))
     return run_array(plan, jobs, options, slurm or SlurmOptions(), on_done)
 
 
@@ -84,13 +86,18 @@ def choose(executor: str | None, workers: int, slurm: SlurmOptions | None = None
 
 
 def _array_task(plan: Plan, job: Job, options: Options) -> str:
-    """What one array task runs: the job in a fresh worker process, record written by run_job."""
+    """What one array task runs: the job in a fresh worker process, record written by run_job;
+    nothing when another run computed the fold while this task waited for its lock."""
     registry.discover(options.submissions)  # a fresh interpreter: run_job looks the method up
-    worker = Worker(options.submissions, options.sandbox, memory_gb=options.memory_gb)
-    try:
-        return run_job(plan, job, worker, options).status
-    finally:
-        worker.stop(kill=True)
+    with fold_lock(job, lambda _pid: None) as waited:
+        done = finished_record(job) if waited and not options.force else None
+        if done is not None:
+            return done.status
+        worker = Worker(options.submissions, options.sandbox, memory_gb=options.memory_gb)
+        try:
+            return run_job(plan, job, worker, options).status
+        finally:
+            worker.stop(kill=True)
 
 
 def _executor(slurm: SlurmOptions):  # -> submitit.AutoExecutor (imported lazily: optional at runtime)

@@ -172,6 +172,20 @@ class Environment(RecordPart):
 
 
 @dataclass(frozen=True)
+class TimeLimit(RecordPart):
+    """The wall-clock limit a job ran under (`bhbench.limits`)."""
+
+    seconds: float | None  # None: no limit (--timeout 0)
+    source: Literal["family default", "given"]  # the method family's default, or --timeout / timeout=
+
+    def origin(self, family: str) -> str:
+        """Where the limit comes from, in words."""
+        if self.source == "given":
+            return "--timeout"
+        return f"the default for the {family} family; --timeout SECONDS changes it"
+
+
+@dataclass(frozen=True)
 class PredictionsFile(RecordPart):
     file: str  # beside the record
     sha256: str
@@ -195,6 +209,7 @@ class RunRecord(RecordPart):
     timing: Timing | None
     environment: Environment
     warnings: tuple[str, ...] | None = optional()  # library warnings, once each
+    time_limit: TimeLimit | None = optional()  # None in records made before limits were recorded
     predictions: PredictionsFile | None = optional()
 
     @property

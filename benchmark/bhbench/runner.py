@@ -3,12 +3,15 @@ worker process, validate its outputs, score, and write a record. Finished folds 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
+import fcntl
 import inspect
 import math
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +27,7 @@ from bhbench.config import results_dir
 from bhbench.data.images import ImageStore
 from bhbench.data.index import Dataset, Problem, stage
 from bhbench.errors import DataError, UserError
+from bhbench.limits import job_limit
 from bhbench.method import TestSet, TrainMeta, TrainSet
 from bhbench.protocol import MAGNIFICATIONS, Protocol
 from bhbench.record import CodeInfo, ContractCheck, DatasetInfo, MethodInfo, RunRecord, SplitInfo, Timing, params_hash
@@ -60,7 +64,7 @@ class MethodSpec:
 class Options:
     results: Path = field(default_factory=results_dir)
     force: bool = False
-    timeout: float | None = None
+    timeout: float | None = None  # seconds per job; None: its method family's default; 0: none
     skip_bad: bool = False
     fps_images: int = 16
     submissions: Path | None = None
@@ -92,6 +96,12 @@ class Job:
     fold: Fold
     where: results.RecordPath
     rerun: str | None = None  # why a fold that has a record runs again (set by `unfinished`)
+    damaged: str | None = None  # what was wrong with the record it replaces (set by `unfinished`)
+
+    @property
+    def log(self) -> Path:
+        """Where a failure's whole text goes: its message and the method's traceback."""
+        return self.where.record.with_suffix(".log")
 
 
 @dataclass
@@ -99,6 +109,7 @@ class JobResult:
     job: Job
     record: RunRecord  # what the job wrote, or the finished record it skipped
     skipped: bool = False
+    note: str | None = None  # why it was skipped, when not finished before this run started
 
 
 def _build_split(dataset: Dataset, protocol: Protocol, folds: Path | None) -> Split:
@@ -335,23 +346,19 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
         samples,
         str(area.root),
     )
-    record = _record(plan, job, worker.sandbox)
+    family = registry.get(job.spec.name).family
+    limit = job_limit(family, options.timeout)
+    record = replace(_record(plan, job, worker.sandbox), time_limit=limit)
     contract = None
     try:
-        outcome = worker.run(task, options.timeout)
+        outcome = worker.run(task, limit.seconds, limit.origin(family))
         area.harvest(plan.store)
         _check_outcome(outcome, [te.iloc[o] for te, o in zip(tests, orders, strict=True)], len(plan.protocol.classes))
         if samples:
             contract = _check_contract(outcome, samples, len(plan.protocol.classes))
     except MethodFailure as exc:
-        # One line in the record (the leaderboard shows it); a library's multi-line text (tracebacks
-        # of inner fits, with local paths) goes to a log beside it.
-        lines = str(exc).strip().splitlines() or ["(no message)"]
-        log = job.where.record.with_suffix(".log")
-        if len(lines) > 1:
-            atomic_write(log, str(exc))
-        error = lines[0] + (f" (full text in {log.name})" if len(lines) > 1 else "")
-        return results.write(job.where, replace(record, status="failed", error=error), None)
+        return _failed(job, record, exc)
+    job.log.unlink(missing_ok=True)  # an earlier failure's, now answered
     test = pd.concat(tests, ignore_index=True)
     proba = np.concatenate([unshuffle(p, o) for p, o in zip(outcome.proba, orders, strict=True)])
     aux = {
@@ -373,6 +380,15 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
     return results.write(job.where, record, frame)
 
 
+def _failed(job: Job, record: RunRecord, exc: MethodFailure) -> RunRecord:
+    """The failed record, with one line of the reason (the leaderboard shows it); the whole text (a
+    library's multi-line message, the method's traceback) goes to the fold's log beside it."""
+    text = str(exc).strip() or "(no message)"
+    atomic_write(job.log, text + (f"\n\n{exc.traceback.rstrip()}" if exc.traceback else "") + "\n")
+    error = f"{text.splitlines()[0]} (log: {job.log.name})"
+    return results.write(job.where, replace(record, status="failed", error=error), None)
+
+
 def code_of(name: str) -> CodeInfo:
     """Fingerprint of the source files of a registered method (see `results.code_fingerprint`)."""
     # From the registration's file, read not imported (a submission's module never loads here).
@@ -384,21 +400,88 @@ def _json_defaults(defaults: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in defaults.items() if v is not inspect.Parameter.empty}
 
 
+def damage(where: results.RecordPath) -> str | None:
+    """What is wrong with a fold's record on disk (not a record of this schema, predictions missing
+    or not those it hashed), or None: no record, or an intact one."""
+    if not where.record.exists():
+        return None
+    try:
+        record = results.load(where.record)
+    except results.RecordError as exc:
+        return exc.problem
+    if record.ok and not results.is_finished(where):
+        return f"its predictions {where.predictions.name} are missing or not those it hashed"
+    return None
+
+
+def finished_record(job: Job) -> RunRecord | None:
+    """The fold's record when it is finished by the method's current code; else None, with why the
+    job runs again in `job.rerun` (and `job.damaged`) when there is a record."""
+    job.damaged = damage(job.where)
+    if job.damaged:
+        job.rerun = f"its record {job.where.record} was damaged ({job.damaged})"
+        return None
+    record = results.read(job.where.record)
+    if record is None or not record.ok:
+        return None
+    made_by = record.method.code_hash
+    if made_by == code_of(job.spec.name).hash:
+        return record
+    job.rerun = "code changed since the record" if made_by else "the record does not name its code"
+    return None
+
+
 def unfinished(jobs: list[Job], options: Options, finish: Callable[[JobResult], None]) -> list[Job]:
     """The jobs still to run; finished ones (all of them count as unfinished with --force) are
-    reported to `finish` as skipped. A record made by other code than the method's current source
-    files is not finished: the job reruns, with the reason in `job.rerun`."""
+    reported to `finish` as skipped."""
     todo = []
     for job in jobs:
-        if not options.force and results.is_finished(job.where):
-            record = results.read(job.where.record)
-            made_by = record.method.code_hash if record else None
-            if record and made_by == code_of(job.spec.name).hash:
-                finish(JobResult(job, record, skipped=True))
-                continue
-            job.rerun = "code changed since the record" if made_by else "the record does not name its code"
-        todo.append(job)
+        record = None if options.force else finished_record(job)
+        if record is not None:
+            finish(JobResult(job, record, skipped=True))
+        else:
+            todo.append(job)
     return todo
+
+
+@contextlib.contextmanager
+def fold_lock(job: Job, busy: Callable[[int | None], None]) -> Iterator[bool]:
+    """Hold the lock of the job's (row, fold) inside; `busy` is told the holder's pid (None if not
+    known) before waiting for another process that holds it. Yields whether it waited. The lock is
+    an flock on a file beside the record, removed on release: a waiter that locked a file since
+    removed takes the new one."""
+    path = job.where.record.with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    waited = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            busy(int(holder) if holder.isdigit() else None)
+            waited = True
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if _is_file_of(fd, path):
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield waited
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)  # closing releases the flock
+
+
+def _is_file_of(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open as `fd` (not removed, nor replaced, since)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def run(
@@ -406,8 +489,11 @@ def run(
     jobs: list[Job],
     options: Options,
     on_done: Callable[[JobResult], None] | None = None,
+    on_busy: Callable[[Job, int | None], None] | None = None,
 ) -> list[JobResult]:
-    """Run the jobs not yet finished (all with --force) over `options.workers` worker processes."""
+    """Run the jobs not yet finished (all with --force) over `options.workers` worker processes.
+    A fold another process is computing (`fold_lock`) is waited for, `on_busy` told (with its pid),
+    and not computed again once that process has finished it."""
     done: list[JobResult] = []
     lock = threading.Lock()
 
@@ -430,15 +516,20 @@ def run(
     stopping = threading.Event()
 
     def one(job: Job) -> None:
-        worker = pool.get()
-        try:
-            record = run_job(plan, job, worker, options)
-        finally:
-            pool.put(worker)
-        if stopping.is_set() and not record.ok:
-            # Its worker was killed by the interrupt, not failed by the method: a rerun redoes it.
-            job.where.record.unlink(missing_ok=True)
-            return
+        with fold_lock(job, lambda pid: on_busy(job, pid) if on_busy else None) as waited:
+            done = finished_record(job) if waited and not options.force else None
+            if done is not None:
+                finish(JobResult(job, done, skipped=True, note="computed by another run meanwhile"))
+                return
+            worker = pool.get()
+            try:
+                record = run_job(plan, job, worker, options)
+            finally:
+                pool.put(worker)
+            if stopping.is_set() and not record.ok:
+                # Its worker was killed by the interrupt, not failed by the method: a rerun redoes it.
+                job.where.record.unlink(missing_ok=True)
+                return
         finish(JobResult(job, record))
 
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import errno
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -33,7 +34,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -77,7 +78,12 @@ class Outcome:
 
 
 class MethodFailure(Exception):
-    """A method raised, or returned something the contract forbids. The message is the reason."""
+    """A method raised, or returned something the contract forbids. The message is the reason;
+    `traceback` the method's whole traceback as text, when it raised."""
+
+    def __init__(self, reason: str, traceback: str = ""):
+        super().__init__(reason)
+        self.traceback = traceback
 
 
 GB = 1024**3
@@ -169,10 +175,12 @@ _TIMING_KEYS = {"fps_model": float, "fps_end_to_end": float, "fps_images": int, 
 _F8 = np.dtype("<f8")
 
 
-def encode_reply(token: str, status: str, reason: str = "", outcome: Outcome | None = None) -> bytes:
-    """The frame of a reply (the worker's side)."""
+def encode_reply(token: str, status: str, reason: str = "", outcome: Outcome | None = None, trace: str = "") -> bytes:
+    """The frame of a reply (the worker's side); `trace`, a failure's traceback as text."""
     arrays: list[np.ndarray] = []
     header: dict[str, Any] = {"token": token, "status": status, "reason": reason[:REASON_CAP]}
+    if trace:
+        header["traceback"] = trace[-REASON_CAP:]  # its end holds the method's own frames
     if outcome is not None:
         described = []
         for role, per_part in (("proba", outcome.proba), ("check", outcome.check)):
@@ -213,8 +221,16 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-def decode_reply(frame: bytes, token: str, parts: int) -> tuple[str, str, Outcome | None]:
-    """(status, reason, outcome) of a frame, checked against what the request allows; BadReply
+@dataclass(frozen=True)
+class Reply:
+    status: str
+    reason: str
+    outcome: Outcome | None
+    traceback: str = ""  # a failure's, as text
+
+
+def decode_reply(frame: bytes, token: str, parts: int) -> Reply:
+    """The reply of a frame, checked against what the request allows; BadReply
     naming the first thing wrong. Shapes and values are the runner's to check (invalid_output)."""
     _expect(len(frame) >= 4, "shorter than its header")
     size = int.from_bytes(frame[:4], "big")
@@ -229,7 +245,9 @@ def decode_reply(frame: bytes, token: str, parts: int) -> tuple[str, str, Outcom
     _expect(status in _STATUSES and isinstance(reason, str), "it has no valid status and reason")
     if status != "ok":
         _expect(len(frame) == 4 + size, "a failure carries arrays")
-        return status, reason[:REASON_CAP], None
+        trace = header.get("traceback", "")
+        _expect(isinstance(trace, str), "its traceback is not text")
+        return Reply(status, reason[:REASON_CAP], None, trace[-REASON_CAP:])
     described, info = header.get("arrays"), header.get("outcome")
     _expect(isinstance(described, list) and isinstance(info, dict), "it lacks its arrays or outcome")
     body, offset = memoryview(frame)[4 + size :], 0
@@ -274,7 +292,7 @@ def decode_reply(frame: bytes, token: str, parts: int) -> tuple[str, str, Outcom
         check_seconds=_number(info.get("check_seconds"), "check_seconds"),
         warnings=[w[:REASON_CAP] for w in caught[:100]],
     )
-    return status, reason, outcome
+    return Reply(status, reason, outcome)
 
 
 def reply_cap(task: Task) -> int:
@@ -360,6 +378,7 @@ def _execute(task: Task) -> Outcome:
     probas, auxes, infos, checks = [], [], [], []
     fit_s = predict_s = check_s = 0.0
     method = None
+    described = functools.partial(describe_exception, own=method_files(task.method))
     for part, (train, test) in enumerate(task.parts):
         method = registry.create(task.method, **task.params)
         t0 = time.perf_counter()
@@ -368,53 +387,72 @@ def _execute(task: Task) -> Outcome:
         except UserError:
             raise  # a setting the user must fix (missing weights file, ...): stops the run
         except Exception as exc:
-            raise MethodFailure(f"fit raised {describe_exception(exc)}") from exc
+            raise MethodFailure(f"fit raised {described(exc)}") from exc
         fit_s += time.perf_counter() - t0
         if fitted is not method:
             raise MethodFailure("fit must return self")
         t0 = time.perf_counter()
         # Taken before the first prediction, so what predict_proba keeps on the instance (say, its
         # answers by handle) cannot make the check agree.
-        snapshot = _copy(method) if task.checks else None
+        snapshot = _copy(method, described) if task.checks else None
         check_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
             probas.append(np.asarray(method.predict_proba(test), dtype=float))
             auxes.append({k: np.asarray(v, dtype=float) for k, v in method.predict_aux(test).items()})
         except Exception as exc:
-            raise MethodFailure(f"predict_proba raised {describe_exception(exc)}") from exc
+            raise MethodFailure(f"predict_proba raised {described(exc)}") from exc
         predict_s += time.perf_counter() - t0
         if snapshot is not None:
             t0 = time.perf_counter()
             try:
                 checks.append(np.asarray(snapshot.predict_proba(test.subset(task.checks[part])), dtype=float))
             except Exception as exc:
-                raise MethodFailure(
-                    f"predict_proba raised {describe_exception(exc)} on a sample of the test images"
-                ) from exc
+                raise MethodFailure(f"predict_proba raised {described(exc)} on a sample of the test images") from exc
             check_s += time.perf_counter() - t0
         infos.append(method.fit_info())
     try:
         timing = _fps(method, task.parts[-1][1].task, task.fps_blobs) if method is not None else {}
     except Exception as exc:
-        raise MethodFailure(f"predict_proba raised {describe_exception(exc)} while timing FPS") from exc
+        raise MethodFailure(f"predict_proba raised {described(exc)} while timing FPS") from exc
     return Outcome(probas, auxes, infos, fit_s, predict_s, timing, checks, check_s)
 
 
-def _copy(method: Any) -> Any:
+def _copy(method: Any, described: Callable[[BaseException], str]) -> Any:
     try:
         return copy.deepcopy(method)
     except Exception as exc:
         raise MethodFailure(
-            f"the fitted method cannot be copied ({describe_exception(exc)}); the harness predicts a sample "
+            f"the fitted method cannot be copied ({described(exc)}); the harness predicts a sample "
             "of the test images again on a copy to check that predictions do not depend on the other images"
         ) from exc
 
 
-def describe_exception(exc: BaseException) -> str:
+def describe_exception(exc: BaseException, own: Collection[Path] = ()) -> str:
+    """`Type: message (at file.py:line in function)`, at the deepest frame in the files `own` (the
+    method's code) when the traceback passes through them, else at the deepest frame: the line of
+    the method that called into a library says more than the library's internals."""
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    mine = [f for f in frames if Path(f.filename).resolve() in own]
+    where = (mine or frames)[-1:]
+    at = "".join(f" (at {Path(f.filename).name}:{f.lineno} in {f.name})" for f in where)
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
+def method_files(name: str) -> set[Path]:
+    """The source files of a registered method (where `describe_exception` looks for its frames)."""
+    from bhbench import fingerprint, registry
+
+    try:
+        return set(fingerprint.code_files(registry.get(name).origin))
+    except Exception:  # an unknown name or an unreadable file: the deepest frame will do
+        return set()
+
+
+def failure_trace(exc: BaseException) -> str:
+    """The whole traceback of what the method raised (a MethodFailure's cause), as text."""
+    cause = exc.__cause__ if isinstance(exc, MethodFailure) else exc
+    return "".join(traceback.format_exception(cause)) if cause is not None else ""
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -446,11 +484,12 @@ def serve(conn: Connection, submissions: str | None, limits: Limits | None = Non
             outcome.warnings = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
             frame = encode_reply(task.token, "ok", outcome=outcome)
         except MethodFailure as exc:
-            frame = encode_reply(task.token, "failed", limit_reason(exc, limits) or str(exc))
+            frame = encode_reply(task.token, "failed", limit_reason(exc, limits) or str(exc), trace=failure_trace(exc))
         except UserError as exc:
             frame = encode_reply(task.token, "user error", f"{task.method}: {exc}")
         except Exception as exc:  # the method may raise anything, even on construction
-            frame = encode_reply(task.token, "failed", limit_reason(exc, limits) or describe_exception(exc))
+            reason = limit_reason(exc, limits) or describe_exception(exc, method_files(task.method))
+            frame = encode_reply(task.token, "failed", reason, trace=failure_trace(exc))
         conn.send_bytes(frame)
 
 
@@ -591,9 +630,10 @@ class Worker:
         self.folders = _folders(task)
         self.method = task.method
 
-    def run(self, task: Task, timeout: float | None) -> Outcome:
-        """Outcome of the task, or MethodFailure with the reason (raised, crashed, timed out, past a
-        limit, or replied with something other than the data the protocol allows)."""
+    def run(self, task: Task, timeout: float | None, limit: str = "--timeout") -> Outcome:
+        """Outcome of the task, or MethodFailure with the reason (raised, crashed, timed out after
+        `timeout` seconds, which `limit` says where it comes from, past another limit, or replied with
+        something other than the data the protocol allows)."""
         # A worker serves one method (a sandboxed one, on one fold): nothing a method left in it (a
         # thread answering the next request, a reply queued behind a forged one) meets another's job.
         if self.method != task.method or (self.sandbox == "bubblewrap" and self.folders != _folders(task)):
@@ -604,7 +644,7 @@ class Worker:
         task = replace(task, token=secrets.token_hex(16), threads=self.threads or task.threads)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # died on start-up: reported below
             self.conn.send(task)
-        self._wait(task, timeout)
+        self._wait(task, timeout, limit)
         try:
             frame = self.conn.recv_bytes(maxlength=reply_cap(task))
         except (EOFError, ConnectionResetError):
@@ -616,19 +656,19 @@ class Worker:
             self.stop(kill=True)
             raise MethodFailure(f"the worker's reply is larger than the {reply_cap(task)} bytes allowed") from None
         try:
-            status, reason, outcome = decode_reply(frame, task.token, len(task.parts))
+            reply = decode_reply(frame, task.token, len(task.parts))
         except BadReply as exc:
             self.stop(kill=True)
             raise MethodFailure(f"the worker's reply is not valid data: {exc}") from None
-        if status == "user error":
-            raise UserError(reason)
-        if status != "ok" or outcome is None:
+        if reply.status == "user error":
+            raise UserError(reply.reason)
+        if reply.status != "ok" or reply.outcome is None:
             why = self._pids_reason()  # before the stop, which removes the cgroup
             self.stop(kill=True)
-            raise MethodFailure(why or reason or "(no message)")
-        return outcome
+            raise MethodFailure(why or reply.reason or "(no message)", reply.traceback)
+        return reply.outcome
 
-    def _wait(self, task: Task, timeout: float | None) -> None:
+    def _wait(self, task: Task, timeout: float | None, limit: str) -> None:
         """Until the reply is there; MethodFailure (and the worker killed) past the timeout or when
         the method's writes grow past the disk limit."""
         assert self.conn is not None
@@ -639,7 +679,7 @@ class Worker:
             left = None if timeout is None else timeout - (time.monotonic() - start)
             if left is not None and left <= 0:
                 self.stop(kill=True)
-                raise MethodFailure(f"timed out after {timeout:g} s (--timeout)")
+                raise MethodFailure(f"timed out after {timeout:g} s ({limit})")
             wait = DISK_POLL_SECONDS if left is None else min(left, DISK_POLL_SECONDS)
             if self.conn.poll(wait):
                 return

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 
 from bhbench.cli.common import api_kwargs, path_arg, protocol_args, sandbox_arg
-from bhbench.cli.output import console, out
+from bhbench.cli.output import console, failures, out
 
 if TYPE_CHECKING:
     from bhbench.api import AuditOutcome
@@ -46,6 +46,7 @@ def audit(args: argparse.Namespace) -> int:
     done = api.audit(args.method, which_folds=which, private_cohort=args.private_cohort, results=args.results,
                      force=args.force, **api_kwargs(args))  # fmt: skip
     _print(done)
+    failures(done.jobs, args.verbose)
     return 0 if done.ok else 1
 
 

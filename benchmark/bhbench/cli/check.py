@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bhbench.cli.common import memory_arg, parse_sets, sandbox_arg
+from bhbench.cli.common import memory_arg, parse_sets, sandbox_arg, timeout_arg
 from bhbench.cli.output import Render, console
 
 
@@ -15,6 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
     p.add_argument("--budget", type=float, default=120.0,
                    help="CPU seconds (all threads) one fit + predict on the tiny set may take")  # fmt: skip
+    from bhbench.limits import CHECK_SECONDS
+
+    timeout_arg(p, f"wall-clock seconds one check may take (default {CHECK_SECONDS:g})")
     sandbox_arg(p)  # the checks run in a separate worker process, sandboxed or not
     memory_arg(p)
     p.set_defaults(func=run)
@@ -23,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bhbench import api
 
-    summary = api.check(args.target, parse_sets(args.set), budget=args.budget, sandbox=args.sandbox,
-                        memory_gb=args.memory, submissions=args.submissions, progress=Render())  # fmt: skip
+    summary = api.check(args.target, parse_sets(args.set), budget=args.budget, timeout=args.timeout,
+                        sandbox=args.sandbox, memory_gb=args.memory, submissions=args.submissions,
+                        progress=Render())  # fmt: skip
     failed = summary.failed
     console.print(
         f"{len(summary.results) - len(failed)} of {len(summary.results)} method(s) passed every check"

@@ -77,7 +77,8 @@ def protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=path_arg, default=None, help="official dsfold1..5.txt folder or Folds.csv")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a method parameter")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="for deep methods")
-    p.add_argument("--timeout", type=float, default=None, help="seconds one (method, fold) may take")
+    timeout_arg(p, "seconds one (method, fold) job may take (default: by the method's family, see README)")
+    p.add_argument("--verbose", "-v", action="store_true", help="print the whole traceback of each failed job")
     memory_arg(p)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed images (listed in records)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated splits")
@@ -85,6 +86,23 @@ def protocol_args(p: argparse.ArgumentParser) -> None:
                    help="a private synthetic cohort: the synthetic default's distribution (or that of the generated "
                         "tree --data names) from another seed; 'secret' draws 128 bits from the OS, commits to "
                         "them before the run and reveals them after")  # fmt: skip
+
+
+def _seconds(text: str) -> float:
+    """--timeout: seconds, or 0 / none for no limit."""
+    if text.strip().lower() == "none":
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, 0 or none, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text}: a time limit cannot be negative (0 or none: no limit)")
+    return value
+
+
+def timeout_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS", help=f"{what}; 0 or none: no limit")
 
 
 def sandbox_arg(p: argparse.ArgumentParser) -> None:

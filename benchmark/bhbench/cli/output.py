@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 if TYPE_CHECKING:
     from bhbench.events import Event
+    from bhbench.runner import JobResult
 
 # Wide tables when piped (CI logs), the terminal's width otherwise.
 console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
@@ -68,9 +69,9 @@ class Render:
                 console.print(tagged(text, label, level))
             case events.JobFinished(result, label):
                 r = result.record
-                state = "finished earlier" if result.skipped else r.status
-                if result.job.rerun:
-                    state += f" (rerun: {result.job.rerun})"
+                state = result.note or ("finished earlier" if result.skipped else r.status)
+                if result.job.rerun and not result.skipped:
+                    state += f" (redone: {result.job.rerun})"
                 prr = f" PRR {100 * r.metrics.headline:.1f}" if r.metrics else ""
                 console.print(f"  {escape(label)} fold {result.job.fold.index}: {escape(state)}{prr}")
             case events.StillWorking(done, total, quiet):
@@ -84,6 +85,29 @@ class Render:
                 console.print(escape(f"  fold {fold} trial {trial}: {said} ({shown})"))
             case events.CheckFinished(result):
                 out.print(result.line(), style=None if result.passed else "red", markup=False)
+
+
+def failures(jobs: list[JobResult], verbose: bool = False) -> None:
+    """One line per method variant with failed folds (how many, the first reason, its log); with
+    `verbose`, each failed fold's log: the whole message and the method's traceback."""
+    from bhbench.api import label
+
+    variants: dict[str, list[JobResult]] = {}
+    for j in jobs:
+        variants.setdefault(label(j.job.spec), []).append(j)
+    for name, found in variants.items():
+        failed = [j for j in found if not j.record.ok]
+        if not failed:
+            continue
+        others = " (the other folds' logs are beside it)" if len(failed) > 1 else ""
+        said = f"{name}: {len(failed)} of {len(found)} folds failed: {failed[0].record.error}; see {failed[0].job.log}"
+        console.print(tagged(said + others, "failed", "error"))
+        for j in failed if verbose else ():
+            try:
+                text = j.job.log.read_text()
+            except OSError as exc:
+                text = f"(no log: {exc.strerror})"
+            console.print(f"--- {j.job.log}\n{text.rstrip()}", markup=False)
 
 
 def progress_bar(label: str, total: int | None = None) -> AbstractContextManager[Callable[[int], None]]:

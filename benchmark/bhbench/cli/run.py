@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bhbench.cli.common import api_kwargs, path_arg, protocol_args, sandbox_arg
-from bhbench.cli.output import console, out, tagged
+from bhbench.cli.output import console, failures, out, tagged
 
 if TYPE_CHECKING:
     from bhbench.api import RunResult
@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         console.print(
             tagged(f"{f.job.spec.name} fold {f.job.fold.index}: {f.reason}; log {f.log}", "job failed", "error")
         )
-    _summary(result)
+    _summary(result, args.verbose)
+    for j in result.damaged:
+        console.print(tagged(f"{j.job.where.record}: {j.job.damaged}; the fold was redone", "damaged record", "error"))
     for s in result.standings:
         aside = " (a smoke result of the quick recipe: the leaderboard lists it apart, unranked)" if s.smoke else ""
         dataset, protocol = s.board.parent.name, s.board.name
@@ -86,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _summary(result: RunResult) -> None:
-    from bhbench import api
+def _summary(result: RunResult, verbose: bool) -> None:
     from bhbench.leaderboard import aggregate, pct
     from bhbench.protocol import MAGNIFICATIONS
 
@@ -110,7 +111,8 @@ def _summary(result: RunResult) -> None:
             folds = ", ".join(map(str, row.folds_without_classes))
             console.print(tagged(f"{row.label}: fold(s) {folds} trained without some classes (their records list them)",
                                  "note", "warning"))  # fmt: skip
-    for f in result.failed:
-        console.print(tagged(f"{api.label(f.job.spec)} fold {f.job.fold.index}: {f.record.error}", "failed", "error"))
-    if result.failed:
-        console.print(f"{len(result.failed)} job(s) failed; the others' records are saved")
+    failures(result.jobs, verbose)
+    if result.failed and len(result.failed) == len(result.jobs):
+        console.print(f"every job failed ({len(result.jobs)} of {len(result.jobs)}); no result was saved")
+    elif result.failed:
+        console.print(f"{len(result.failed)} of {len(result.jobs)} job(s) failed; the others' records are saved")
