@@ -463,3 +463,45 @@ def test_every_builtin_refuses_to_predict_before_fit(name):
     test = TestSet.build("binary", images=[np.zeros((8, 8, 3), np.uint8)])
     with pytest.raises(NotFittedError, match=r"is not fitted: call fit before predicting$"):
         registry.create(name).predict_proba(test)
+
+
+# --- bhbench list NAME: one method's parameters and search space ------------------------------------
+
+
+def test_list_name_shows_a_builtins_defaults_constraints_and_search_space(capsys):
+    from bhbench.cli import main
+
+    assert main(["list", "lbp_svm"]) == 0
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("│")}  # fmt: skip
+    # type, default, allowed values, what `tune` explores: P is fixed, C is searched
+    assert rows["P"] == ["int", "8", ">= 1 and <= 254", "-"]
+    assert rows["C"] == ["float | None", "None", "> 0", "numbers in [0.1, 1000], log scale"]
+    assert main(["list", "pftas_rf"]) == 0
+    rf = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.startswith("│")}
+    assert "str | float" in rf["max_features"] and "one of 'sqrt', 'log2'; > 0 and <= 1" in rf["max_features"]
+    assert main(["list", "pftas_1nn"]) == 0
+    assert "pftas_1nn declares no search space" in capsys.readouterr().out
+
+
+def test_list_name_shows_a_submissions_parameters_and_draws_its_space_outside_the_harness():
+    from bhbench import api
+
+    info = api.method("hed_nuclei_rf", REPO / "submissions")
+    assert info.entry.family == "submission" and info.entry.reference.startswith("Ruifrok")
+    by_name = {p.name: p for p in info.parameters}
+    assert (by_name["max_features"].default, by_name["max_features"].constraint) == (0.3, "> 0 and <= 1")
+    assert by_name["max_features"].search == "numbers in [0.05, 1], log scale"
+    assert by_name["height"].search is None and by_name["height"].constraint == ">= 16"
+    # Its search space ran in a helper process: the submission's module is never imported here.
+    assert not [m for m in sys.modules if "hed_nuclei" in m]
+
+
+def test_list_of_an_unknown_name_is_one_line_with_a_suggestion(capsys):
+    from bhbench.cli import main
+
+    assert main(["list", "lbp_sv"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown method 'lbp_sv'; did you mean lbp_svm" in err
+    assert main(["list", "nosuch_*"]) == 2
+    assert "no method matches 'nosuch_*'" in capsys.readouterr().err

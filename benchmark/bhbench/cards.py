@@ -52,6 +52,23 @@ class Param:
     annotation: str | None  # source text, e.g. "int | None"
     declared: Declared  # the values it allows, read from the annotation (or the default's type)
 
+    def type_text(self) -> str:
+        """The types it allows, `float | None` ("any" when nothing is declared)."""
+        kinds: dict[str, None] = {}  # in order, once each
+        for arm in self.declared.arms:
+            for kind in [type(c) for c in arm.choices] if arm.choices is not None else [arm.kind]:
+                kinds["None" if kind is None or kind is type(None) else kind.__name__] = None
+        return " | ".join(kinds) or "any"
+
+    def constraint_text(self) -> str:
+        """Its declared choices and intervals, `one of 'sqrt', 'log2'; > 0 and <= 1` ("" for none)."""
+        parts = []
+        for arm in self.declared.arms:
+            if arm.choices is not None:
+                parts.append("one of " + ", ".join(map(repr, arm.choices)))
+            parts += [text for text in (i.text() for i in arm.intervals) if text]
+        return "; ".join(parts)
+
 
 @dataclass(frozen=True)
 class ClassInfo:

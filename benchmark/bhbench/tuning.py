@@ -76,6 +76,42 @@ def search_space(name: str) -> Callable[[Any], dict[str, Any]]:
     return space
 
 
+@dataclass(frozen=True)
+class Space:
+    """What `tune` explores for a method, as one draw of its search space shows it."""
+
+    distributions: dict[str, str]  # by the trial's parameter names: "numbers in [0.1, 1000], log scale"
+    sets: tuple[str, ...]  # the method's parameters a draw sets
+
+
+def explored(name: str) -> Space | None:
+    """Method `name`'s search space from one draw on a throwaway trial (a submission's in a helper
+    process, as `tune` draws it); None when it declares none. A conditional space shows the branch
+    the draw took."""
+    if not registry.get(name).declares(SEARCH_SPACE):
+        return None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "a new study created in memory"
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    drawn = search_space(name)(trial)
+    return Space({k: _distribution_text(d) for k, d in trial.distributions.items()}, tuple(drawn))
+
+
+def _distribution_text(distribution: Any) -> str:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return "one of " + ", ".join(map(repr, distribution.choices))
+    integers = isinstance(distribution, IntDistribution)
+    text = f"{'integers' if integers else 'numbers'} in [{distribution.low:g}, {distribution.high:g}]"
+    if distribution.log:
+        text += ", log scale"
+    if distribution.step is not None and not (integers and distribution.step == 1):
+        text += f", step {distribution.step:g}"
+    return text
+
+
 def default_storage() -> str:
     return f"sqlite:///{cache_dir('tuning') / 'optuna.sqlite3'}"
 
