@@ -190,7 +190,7 @@ def test_proc_mem_ptrace_and_signals_reach_no_process_outside_the_sandbox(
     """
     evil, _ = _run(submissions, tiny_tree, tmp_path / "out", "bubblewrap", attack)  # and pytest lives on
     assert evil.status == "failed"
-    found = json.loads(evil.error.split("RuntimeError: ", 1)[1].rsplit(" at evil.py", 1)[0])
+    found = json.loads(evil.error.split("RuntimeError: ", 1)[1].rsplit(" (at evil.py", 1)[0])
     # The harness's pid is another process or none in the sandbox's pid namespace.
     assert "pytest" not in found["harness_cmdline"] and not isinstance(found["harness_mem"], int)
     assert found["harness_ptrace"] == -1 or "pytest" not in found["harness_cmdline"]
