@@ -143,3 +143,83 @@ def test_export_writes_latex_csv_and_patient_scores(board, tmp_path):
     patients = pd.read_csv(tmp_path / "patients.csv")
     assert list(patients.columns[:5]) == ["dataset", "protocol", "method", "fold", "patient"]
     assert set(patients["method"]) == {"toy", "majority"} and patients.groupby("method")["fold"].nunique().eq(5).all()
+
+
+@pytest.fixture
+def two_folders(board, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """The board's records split in two results folders: a committed-style one without `toy`, and a
+    user's folder (the default scratch one, $BHBENCH_RESULTS) holding only the fresh `toy` row."""
+    import shutil
+
+    out, _ = board
+    committed, mine = tmp_path / "committed", tmp_path / "mine"
+    shutil.copytree(out, committed)
+    (dataset,) = [d.name for d in out.iterdir() if d.is_dir()]
+    for method in committed.glob(f"{dataset}/*/toy"):
+        shutil.rmtree(method)
+    for method in out.glob(f"{dataset}/*/toy"):
+        shutil.copytree(method, mine / method.relative_to(out))
+    for shared in ("manifest.csv", "splits"):
+        copy = shutil.copytree if (out / dataset / shared).is_dir() else shutil.copy
+        copy(out / dataset / shared, mine / dataset / shared)
+    monkeypatch.setenv("BHBENCH_RESULTS", str(mine))
+    return committed, mine
+
+
+def _said(capsys: pytest.CaptureFixture) -> str:
+    """What a command printed on either stream, without the line breaks and spaces of its wrapping."""
+    captured = capsys.readouterr()
+    return "".join((captured.out + captured.err).split())
+
+
+def _listing(folder: Path) -> set[Path]:
+    return {p.relative_to(folder) for p in folder.rglob("*")}
+
+
+def test_a_fresh_row_is_compared_reported_and_exported_beside_committed_rows(two_folders, tmp_path, capsys):
+    committed, mine = two_folders
+    both = ["--results", str(committed), "--results", str(mine)]
+    before = _listing(committed)
+    capsys.readouterr()
+    assert main(["compare", "toy", "majority", *both]) == 0
+    text = _said(capsys)
+    # only the two methods' records (majority's from the board, toy's from the user's folder); blurry's are not read
+    assert f"read5recordsfrom{committed}and5from{mine}" in text and "toy" in text
+    assert main(["report", "--method", "toy", *both]) == 0
+    page = (mine / "reports" / "toy.md").read_text()  # the default: the user's folder
+    assert "| section" in page and " of 3 |" in page  # ranked among the committed rows of its section
+    assert main(["export", "--method", "toy", "--method", "majority", *both, "--output", str(tmp_path / "x")]) == 0
+    table = pd.read_csv(tmp_path / "x" / "table.csv")
+    assert sorted(table["method"]) == ["majority", "toy"] and table["rank"].notna().all()
+    assert _listing(committed) == before  # read-only
+
+
+def test_a_row_in_two_folders_is_read_from_the_first(two_folders, board):
+    committed, mine = two_folders
+    out, _ = board
+    got = api.compare("toy", "majority", [out, mine])  # out holds toy too: out's records are read
+    assert got.read == f"read 10 records from {out} and 0 from {mine}; 5 record(s) of {mine} are also in {out}: " \
+        "the first folder's are read"  # fmt: skip
+
+
+def test_compare_without_a_common_section_names_the_folders_read(two_folders, capsys):
+    committed, mine = two_folders
+    assert main(["compare", "toy", "nosuch", "--results", str(committed), "--results", str(mine)]) == 2
+    assert f"in{committed},{mine}holds" in _said(capsys)
+
+
+def test_report_never_writes_the_board_and_its_check_still_passes(two_folders, tmp_path, monkeypatch, capsys):
+    committed, mine = two_folders
+    monkeypatch.chdir(tmp_path)  # a checkout: leaderboard/results is the committed board
+    (tmp_path / "leaderboard").mkdir()
+    committed.rename(tmp_path / "leaderboard" / "results")
+    assert main(["leaderboard"]) == 0
+    assert main(["report", "--method", "toy"]) == 0  # default folders: the committed board, then the user's
+    assert "(committed,read-only)" in _said(capsys)
+    assert (mine / "reports" / "toy.md").exists() and not (tmp_path / "leaderboard" / "reports").exists()
+    assert main(["leaderboard", "--check"]) == 0
+    assert main(["report", "--method", "majority", "--output", "leaderboard"]) == 2
+    assert "onlybhbenchleaderboardwrites" in _said(capsys).replace("`", "")
+    assert main(["leaderboard", "--report", "majority"]) == 0  # a maintainer adds a committed page
+    assert "[majority](reports/majority.md)" in (tmp_path / "leaderboard" / "README.md").read_text()
+    assert main(["leaderboard", "--check"]) == 0
