@@ -237,3 +237,26 @@ def test_rows_are_ordered_by_rank_then_headline_in_the_direction_it_is_better():
     assert set(table["rank"]) == {1}
     assert HEADLINE.metric.higher_is_better
     assert list(table["headline_mean"]) == sorted(table["headline_mean"], reverse=True)
+
+
+def _paired(mag_of_last: int) -> tuple[float, float, float, float]:
+    """Row 0 right on every image; row 1 wrong on patient 0 and on the last patient's one image. Twelve
+    patients with four 100X images each; the last patient's image is at magnification `mag_of_last`."""
+    from bhbench.metric import FoldOutcomes
+
+    patients = np.repeat(np.arange(12), 4)
+    mags = np.ones(len(patients), dtype=int)  # 100X
+    mags[-1] = mag_of_last
+    y = np.zeros(len(patients), dtype=int)
+    proba = np.zeros((2, len(patients), 2))
+    proba[0, :, 0] = 1.0
+    proba[1, :, 0] = 1.0
+    proba[1, (patients == 0) | (np.arange(len(patients)) == len(patients) - 1)] = [0.0, 1.0]
+    folds = [FoldOutcomes(patients, mags, y, proba, np.ones(2, dtype=bool))]
+    return scoring.paired_difference(scoring.bootstrap(folds, seed=1), 0, 1)
+
+
+def test_the_observed_difference_lies_in_its_interval_at_the_centre_of_its_draws():
+    """Every magnification held by several patients: the draws are of the observed statistic."""
+    diff, lo, hi, p = _paired(mag_of_last=1)
+    assert diff == pytest.approx(1 / 12 + (1 / 4) / 12) and lo < diff < hi and p < 1

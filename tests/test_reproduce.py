@@ -102,13 +102,16 @@ def test_a_row_address_finds_the_records_and_a_bad_one_says_what_exists(
     out = Path(shutil.copytree(committed, tmp_path / "results"))
     (section,) = [p for p in out.glob("*/*") if p.is_dir() and p.name != "splits"]
     shutil.copytree(section, section.with_name("binary-mi-image-kfold-seed0"))  # the leaky twin: not MIBC
-    done = api.reproduce(["synthetic/MIBC/repro_toy"], out, tiny_tree, submissions=subs)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    # looked up in each folder in turn: the empty one first holds no such row
+    done = api.reproduce(["synthetic/MIBC/repro_toy"], [empty, out], tiny_tree, submissions=subs)
     assert done.ok and len(done.comparisons) == 5
     assert all(c.record.is_relative_to(section) for c in done.comparisons)
     with pytest.raises(UserError, match="matches none"):
-        api.reproduce(["synthetic/MSFC/repro_toy"], out, tiny_tree, submissions=subs)
+        api.reproduce(["synthetic/MSFC/repro_toy"], [out], tiny_tree, submissions=subs)
     with pytest.raises(UserError, match="methods there: repro_toy"):
-        api.reproduce(["synthetic/MIBC/nosuch"], out, tiny_tree, submissions=subs)
+        api.reproduce(["synthetic/MIBC/nosuch"], [out], tiny_tree, submissions=subs)
 
 
 def test_refuses_without_the_data(repro_records: tuple[Path, Path], tmp_path: Path) -> None:
