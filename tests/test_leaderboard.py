@@ -169,7 +169,7 @@ def test_records_of_different_code_are_never_one_row():
 
 def test_reference_rows_are_ranked_and_marked():
     _, table = _table(_checked("good", 0.95, seed=11), _checked("majority", 0.5, seed=12, family="reference"))
-    assert table.loc["majority", "reference"] and table.loc["majority", "rank"] == 2
+    assert table.loc["majority", "reference_row"] and table.loc["majority", "rank"] == 2
     assert table.loc["good", "rank"] == 1
 
 
