@@ -192,6 +192,34 @@ def test_bootstrap_is_seeded_and_a_paired_difference_has_the_right_sign():
     assert paired_difference(a, 0, 0)[0] == 0 and paired_difference(a, 0, 0)[3] == 1.0
 
 
+def _sparse_magnification_fold() -> FoldOutcomes:
+    """Like a fold of the 283-image sample's image-level split: ten patients with five 100X images
+    each, one patient with a single 40X image. Row 0 is right on the 40X image, row 1 wrong."""
+    patients = np.array([p for p in range(10) for _ in range(5)] + [10])
+    mags = np.array([1] * 50 + [0])
+    y = patients % 2
+    right = np.ones((2, 51), bool)
+    right[1, -1] = False
+    right[:, ::7] = False  # a few 100X mistakes, the same for both rows
+    proba = np.eye(2)[np.where(right, y, 1 - y)]
+    return FoldOutcomes(patients, mags, y, proba, np.ones(2, bool))
+
+
+def test_every_draw_keeps_every_magnification_of_the_fold(monkeypatch):
+    fold = _sparse_magnification_fold()
+    boot = bootstrap([fold], resamples=2000, seed=3)
+    assert not np.isnan(boot.draws["40X"]).any()  # the 40X patient is in every draw
+    diff, lo, hi, _ = paired_difference(boot, 0, 1)
+    assert diff == pytest.approx(0.5) and lo <= diff <= hi  # 40X: 1 vs 0, 100X alike: half of that
+    centre = np.mean(boot.draws["headline"][:, 0] - boot.draws["headline"][:, 1])
+    assert centre == pytest.approx(diff, abs=0.01)
+    # Drawn freely (one stratum), about a third of the draws lose the 40X patient and average 100X only.
+    monkeypatch.setattr("bhbench.scoring.strata", lambda f: (0,) * f.n_patients)
+    free = bootstrap([fold], resamples=2000, seed=3)
+    assert 0.25 < np.isnan(free.draws["40X"]).mean() < 0.45
+    assert np.mean(free.draws["headline"][:, 0] - free.draws["headline"][:, 1]) < diff - 0.1
+
+
 def test_sensitivity_specificity_brier_and_calibration_by_hand():
     # a and b malignant, c and d benign; b's two images split one each way, and so do c's
     patients = np.array(["a", "a", "a", "b", "b", "c", "c", "d"])

@@ -149,13 +149,29 @@ def _percentiles(draws: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
         return tuple(np.nanpercentile(draws, q, axis=axis))
 
 
+def strata(fold: FoldOutcomes) -> tuple[int, ...]:
+    """Each test patient's stratum: the magnifications it has images at in this fold, as a bit mask.
+    Patients are drawn within their stratum, so every draw holds every magnification the fold tests
+    and its headline averages the same magnifications as the fold's own value. Drawn freely, a draw
+    that missed the one 40X patient of a small fold averaged the others only: the draws then centred
+    away from the point they should surround (the 283-image sample's image-level folds)."""
+    has = tally(fold.patients, fold.magnifications, len(MAGNIFICATIONS)) > 0  # (patients, magnifications)
+    return tuple(int(code) for code in has @ (1 << np.arange(len(MAGNIFICATIONS))))
+
+
 @functools.lru_cache(maxsize=32)
-def _weights(seed: int, fold: int, n_pat: int, resamples: int) -> np.ndarray:
-    """A row of ones (the fold's own values), then each draw's patient multiplicities; the same
-    for every block of rows and section with as many patients in that fold (drawn once)."""
+def _weights(seed: int, fold: int, strata: tuple[int, ...], resamples: int) -> np.ndarray:
+    """A row of ones (the fold's own values), then each draw's patient multiplicities, drawn within
+    strata; the same for every block of rows and section with the same strata in that fold (drawn
+    once). One stratum (every patient at every magnification, as in BreaKHis) is a plain draw."""
     rng = np.random.default_rng([seed, fold])
-    weights = rng.multinomial(n_pat, np.full(n_pat, 1 / n_pat), size=resamples).astype(float)
-    out = np.vstack([np.ones(n_pat), weights])
+    codes = np.asarray(strata)
+    weights = np.zeros((resamples, len(codes)))
+    for code in np.unique(codes):
+        members = np.flatnonzero(codes == code)
+        n = len(members)
+        weights[:, members] = rng.multinomial(n, np.full(n, 1 / n), size=resamples)
+    out = np.vstack([np.ones(len(codes)), weights])
     out.flags.writeable = False
     return out
 
@@ -173,7 +189,7 @@ def bootstrap(folds: list[FoldOutcomes], resamples: int | None = None, seed: int
     by_fold = np.empty((len(folds), resamples, rows))
     for i, fold in enumerate(folds):
         absent = None if fold.present.all() else np.where(fold.present, 1.0, np.nan)  # a row without this fold
-        for start, stats in _chunks(fold, _weights(seed, i, fold.n_patients, resamples)):
+        for start, stats in _chunks(fold, _weights(seed, i, strata(fold), resamples)):
             first = 1 if start == 0 else 0  # the row of ones: the fold's own values
             at = slice(start + first - 1, start + len(stats[names[0]]) - 1)
             for k, v in stats.items():
