@@ -207,7 +207,7 @@ def test_ctrl_c_ends_in_one_line_with_the_resume_command(tiny_tree: Path, tmp_pa
         proc.kill()
     assert proc.returncode == 130, "".join(lines) + rest
     assert rest.strip().splitlines() == [
-        f"interrupted: study slow keeps its finished trials (of 5 per fold: fold 1 1); to resume, rerun: bhbench "
+        f"interrupted: trials finished (of 5 per fold) fold 1: 1; study slow keeps them; to resume, rerun: bhbench "
         f"{' '.join(argv)}"
     ], rest
     # The interrupted trial does not count: a rerun runs 4 more.

@@ -423,8 +423,8 @@ class TuneInterrupted(KeyboardInterrupt):
     the same call continues them up to its `trials`."""
 
     def __init__(self, study: str, finished: Mapping[int, int], trials: int):
-        done = ", ".join(f"fold {k} {n}" for k, n in finished.items())
-        super().__init__(f"study {study} keeps its finished trials (of {trials} per fold: {done})")
+        done = ", ".join(f"fold {k}: {n}" for k, n in finished.items())
+        super().__init__(f"trials finished (of {trials} per fold) {done}; study {study} keeps them")
         self.study, self.finished, self.trials = study, dict(finished), trials
 
 
@@ -475,7 +475,9 @@ def tune(
     older = tuner.superseded()
     if older:
         session.say(progress, f"the code of {method} changed since study {older}: starting a new study {name}")
-    session.say(progress, f"study {name}-fold1..{len(plan.split.folds)} in {tuning.public_url(storage)}")
+    folds = [str(f.index) for f in tuner.folds(only_folds)]
+    shown = folds[0] if len(folds) == 1 else "{" + ",".join(folds) + "}"
+    session.say(progress, f"study {name}-fold{shown} in {tuning.public_url(storage)}")
 
     def report(fold: int, trial: Any) -> None:
         error = None if trial.value is not None else trial.user_attrs.get("error")

@@ -149,7 +149,7 @@ def public_url(storage: str) -> str:
 def default_study(plan: Plan, spec: MethodSpec, fixed: dict[str, Any], code: str) -> str:
     """Named by the method, data, protocol, fixed parameters and code: an edit of the method starts a new study."""
     suffix = f"-{params_hash(fixed)[:6]}" if fixed else ""
-    return f"{spec.name}-{plan.dataset.id}-{plan.protocol.id}{suffix}-code{code}"
+    return f"{spec.name}-{plan.dataset.id}-{plan.protocol.id}{suffix}-code-{code}"
 
 
 def inner_fold(plan: Plan, fold: Fold) -> Fold:
