@@ -119,6 +119,19 @@ def test_a_method_that_drops_the_column_of_an_unseen_class_fails_missing_class(s
     assert not result.passed and "shape (32, 7), expected (32, 8)" in result.detail and "probability 0" in result.detail
 
 
+def test_a_second_fit_that_gives_nan_fails_deterministic(submissions: Path):
+    # "max difference nan" once passed: NaN compares false with any tolerance.
+    source = toy_source(
+        "toy_nan_again",
+        fit_body="Toy.fits = getattr(Toy, 'fits', 0) + 1; self.nan_ = Toy.fits > 1",
+        body="e = e * np.nan if self.nan_ else e",
+    )
+    (submissions / "toy.py").write_text(source)
+    registry.discover(submissions, run_code=True)
+    result = checks.Battery(registry.get("toy_nan_again")).run("deterministic")
+    assert not result.passed and "not numbers (NaN)" in result.detail
+
+
 def test_a_sound_method_passes_and_exits_zero(submissions: Path, capsys):
     (submissions / "toy.py").write_text(toy_source("toy_sound"))
     assert main(["--submissions", str(submissions), "check", "toy_sound"]) == 0

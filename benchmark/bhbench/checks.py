@@ -290,6 +290,8 @@ def _check_deterministic(b: Battery) -> str:
     first = b.fit(task)
     again = _fit_predict(first.method.clone(), tiny_set(task))
     gap = _gap(first.proba, again.proba)
+    if math.isnan(gap):
+        raise CheckFailed("a second fit with the same parameters gives probabilities that are not numbers (NaN)")
     if gap > TOLERANCE:
         raise CheckFailed(
             f"two fits with the same parameters differ by up to {gap:.3g}; seed every random generator "
