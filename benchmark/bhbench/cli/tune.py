@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None,
                    help="optuna storage URL shared by processes or machines (default: SQLite in cache)")  # fmt: skip
     p.add_argument("--study", default=None,
-                   help="study name (default: method, dataset, protocol and the method's code fingerprint)")  # fmt: skip
+                   help="study name (default: method, data, protocol and the method's code fingerprint)")  # fmt: skip
     p.add_argument("--out", type=path_arg, default=None,
                    help="tuned-parameters file, into which the folds tuned now merge "
                         "(default <results>/tuned/<study>.json, beside the records)")  # fmt: skip
