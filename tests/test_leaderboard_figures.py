@@ -223,3 +223,32 @@ def test_report_never_writes_the_board_and_its_check_still_passes(two_folders, t
     assert main(["leaderboard", "--report", "majority"]) == 0  # a maintainer adds a committed page
     assert "[majority](reports/majority.md)" in (tmp_path / "leaderboard" / "README.md").read_text()
     assert main(["leaderboard", "--check"]) == 0
+
+
+def test_a_remembered_table_serves_only_the_files_it_was_computed_from(board, tmp_path, monkeypatch):
+    from bhbench.leaderboard import memo
+    from bhbench.leaderboard.aggregate import frame
+
+    out, _ = board
+    monkeypatch.setenv("BHBENCH_CACHE", str(tmp_path / "cache"))  # nothing remembered yet
+    first = api.export(["toy"], [out], tmp_path / "a").rows
+    (section,) = read([out], lambda *_: True).sections
+    key, counts = memo.digest([out], section.dataset.id, section.protocol.id)
+    assert counts == {out: 15}
+    pd.testing.assert_frame_equal(memo.recall(key), frame(section))  # exact, through JSON
+
+    def computed(*_):
+        raise AssertionError("recomputed a table it had")
+
+    monkeypatch.setattr("bhbench.leaderboard.tables", computed)
+    again = api.export(["toy"], [out], tmp_path / "b").rows
+    pd.testing.assert_frame_equal(first, again)
+    # an audit file changes what the table holds: the remembered one no longer serves
+    audit = next(out.rglob("toy/*/fold1.json")).parent / "audit.json"
+    audit.write_text('{"verdict": "fail", "reason": "by hand", "code": "x"}')
+    try:
+        assert memo.digest([out], section.dataset.id, section.protocol.id)[0] != key
+        with pytest.raises(AssertionError, match="recomputed"):
+            api.export(["toy"], [out], tmp_path / "c")
+    finally:
+        audit.unlink()

@@ -719,8 +719,8 @@ def report(method: str, results: Sequence[Path] | None = None, output: Path | No
     output = output or results_dir()
     _outside_board(output, "--output")
     with board.workers() as pool:
-        got = _sections_of([method], results, pool)
-        page = reporting.write(got.sections, method, board.tables(got.sections, pool), output, pool)
+        mine, tables, got = _ranked([method], results, pool)
+        page = reporting.write(mine.sections, method, tables, output, pool)
     return Reported(page, got.summary())
 
 
@@ -734,8 +734,8 @@ def export(patterns: Sequence[str], results: Sequence[Path] | None = None, outpu
     output = output or Path("bhbench-export")
     _outside_board(output, "--output")
     with board.workers() as pool:
-        got = _sections_of(patterns, results, pool)
-    rows, patients = comparing.export(got.sections, list(patterns))
+        mine, tables, got = _ranked(patterns, results, pool)
+    rows, patients = comparing.export(mine.sections, list(patterns), tables)
     files = {
         "table.tex": comparing.latex(rows),
         "table.csv": rows.to_csv(index=False, float_format="%.6g"),
@@ -746,17 +746,20 @@ def export(patterns: Sequence[str], results: Sequence[Path] | None = None, outpu
     return Exported([output / n for n in files], rows, patients, got.summary())
 
 
-def _sections_of(patterns: Sequence[str], results: Sequence[Path] | None, pool: Any) -> Read:
-    """Every record of the sections holding a row `patterns` name, from the `results` folders: the
-    rows' ranks are among all rows of their section. UserError naming the folders when none does."""
+def _ranked(patterns: Sequence[str], results: Sequence[Path] | None, pool: Any) -> tuple[Read, dict[str, Any], Read]:
+    """The verified records of the rows `patterns` name (what a page or export draws), the
+    leaderboard lines of every section holding one (ranks are among all its rows: remembered where
+    the records are unchanged), and everything read. UserError naming the folders when no section
+    holds such a row."""
     from bhbench import leaderboard as board
     from bhbench.leaderboard.compare import matching
     from bhbench.results import reading_folders
 
     folders = reading_folders(results)
-    named = board.read(folders, board.named(patterns), pool)
-    wanted = {(s.dataset.id, s.protocol.id) for s, _ in matching(named.sections, patterns, named.folders)}
-    return board.read(folders, lambda dataset, protocol, _method: (dataset, protocol) in wanted, pool)
+    mine = board.read(folders, board.named(patterns), pool)
+    held = [s for s, _ in matching(mine.sections, patterns, mine.folders)]
+    tables, got = board.ranked_tables(folders, held, pool)
+    return mine, tables, got
 
 
 def _outside_board(output: Path, setting: str) -> None:

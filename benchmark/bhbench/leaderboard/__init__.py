@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from bhbench import results
 from bhbench.errors import UserError
-from bhbench.leaderboard import render, report
+from bhbench.leaderboard import memo, render, report
 from bhbench.leaderboard.aggregate import Section, aggregate, frame, pct, sections
 from bhbench.leaderboard.verify import Checked, check_all, verify
 from bhbench.results import is_committed
@@ -107,6 +107,27 @@ def tables(found: list[Section], pool: Executor | None = None) -> dict[str, pd.D
     return {s.slug: t for s, t in zip(found, framed, strict=True)}
 
 
+def ranked_tables(
+    folders: Sequence[Path], held: Sequence[Section], pool: Executor | None = None
+) -> tuple[dict[str, pd.DataFrame], Read]:
+    """The leaderboard lines of every row of each section `held` names (ranks need them all), and
+    what was read: remembered tables where the files are those they were computed from (`memo`), the
+    others verified, computed and remembered."""
+    keys, counts = {}, dict.fromkeys(folders, 0)
+    for s in {s.slug: s for s in held}.values():
+        keys[s.slug], found = memo.digest(folders, s.dataset.id, s.protocol.id)
+        counts = {f: counts[f] + n for f, n in found.items()}
+    kept = {slug: memo.recall(key) for slug, key in keys.items()}
+    missing = {slug for slug, table in kept.items() if table is None}
+    if missing:
+        again = read(folders, lambda dataset, protocol, _method: f"{dataset}-{protocol}" in missing, pool)
+        computed = tables(again.sections, pool)
+        for slug, table in computed.items():
+            memo.keep(keys[slug], table)
+        kept.update(computed)
+    return {slug: t for slug, t in kept.items() if t is not None}, Read(counts, {}, [], [])
+
+
 def _section_output(section: Section) -> tuple[pd.DataFrame, dict[str, bytes]]:
     """A section's table (bootstrap, ranks) and figures: the bulk of the work, independent of the others."""
     table = frame(section)
@@ -135,6 +156,8 @@ def build(folders: Sequence[Path], output: Path, add_pages: Sequence[str] = ()) 
         checked, found = got.checked, got.sections
         outputs = list(pool.map(_section_output, found)) if pool else [_section_output(s) for s in found]
         tables = {s.slug: table for s, (table, _) in zip(found, outputs, strict=True)}
+        for s in found:  # what a report or an export of these records can reuse
+            memo.keep(memo.digest(folders, s.dataset.id, s.protocol.id)[0], tables[s.slug])
         files: dict[str, bytes] = {}
         pages = render.existing_reports(output) | set(add_pages)
         for name in sorted(pages):

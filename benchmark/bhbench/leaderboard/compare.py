@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Sequence
 
 import pandas as pd
 from tabulate import tabulate
 
 from bhbench.errors import UserError
-from bhbench.leaderboard.aggregate import Section, find_rows, frame, patient_table, uncertainty
+from bhbench.leaderboard.aggregate import Section, find_rows, patient_table, uncertainty
 from bhbench.metric import METRICS, Unit
 from bhbench.scoring import HEADLINE, paired_difference
 
@@ -55,15 +56,17 @@ def matching(
     return out
 
 
-def export(found: list[Section], patterns: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def export(
+    found: list[Section], patterns: Sequence[str], tables: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The leaderboard lines of the chosen rows (with the rank they have in their section) and
     their per-patient scores."""
     chosen = matching(found, patterns)
     labels: dict[str, set[str]] = {}
     for section, label in chosen:
         labels.setdefault(section.slug, set()).add(label)
-    tables = [(s.slug, frame(s)) for s in found if s.slug in labels]
-    rows = pd.concat([t[t["method"].isin(labels[slug])] for slug, t in tables], ignore_index=True)
+    rows = pd.concat([tables[slug][tables[slug]["method"].isin(chosen)] for slug, chosen in labels.items()],
+                     ignore_index=True)  # fmt: skip
     patients = []
     for section, label in chosen:
         row = next(r for r in section.rows if r.label == label)
@@ -76,8 +79,9 @@ def export(found: list[Section], patterns: Sequence[str]) -> tuple[pd.DataFrame,
 
 
 def latex(rows: pd.DataFrame) -> str:
-    """A LaTeX tabular: dataset, protocol, rank, method, PRR mean ± std with its 95% interval, and
-    the metrics the leaderboard shows with intervals (rank as in the row's leaderboard section)."""
+    """A LaTeX tabular: dataset, protocol, rank, method, PRR mean ± std with its 95% interval, the
+    metrics the leaderboard shows with intervals (rank as in the row's leaderboard section), and
+    where the method comes from (its card's citation)."""
     shown = [m for m in METRICS if m.board == "interval"]
     head = HEADLINE.metric.unit
 
@@ -88,11 +92,20 @@ def latex(rows: pd.DataFrame) -> str:
         return f"{label} ({unit.symbol})".replace("%", "\\%") if unit.symbol else label
 
     body = [
-        [r["dataset"], r["protocol"], "" if pd.isna(r["rank"]) else int(r["rank"]), r["method"].replace("_", r"\_"),
+        [r["dataset"], r["protocol"], "" if pd.isna(r["rank"]) else int(r["rank"]), _escaped(r["method"]),
          pm(r, HEADLINE.name, head), head.interval(r[f"{HEADLINE.name}_lo"], r[f"{HEADLINE.name}_hi"]),
-         *(pm(r, m.name, m.unit) for m in shown)]
+         *(pm(r, m.name, m.unit) for m in shown), _escaped(r["citation"])]
         for _, r in rows.iterrows()
     ]  # fmt: skip
     headers = ["dataset", "protocol", "rank", "method", title(HEADLINE.label, head), "95\\% CI"]
-    headers += [title(m.label, m.unit) for m in shown]
+    headers += [*(title(m.label, m.unit) for m in shown), "citation"]
     return tabulate(body, headers, tablefmt="latex_raw", disable_numparse=True) + "\n"
+
+
+LATEX_SPECIAL = {c: f"\\{c}" for c in "&%$#_{}"} | {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}",
+                                                     "^": r"\textasciicircum{}"}  # fmt: skip
+
+
+def _escaped(text: str) -> str:
+    """Plain text in a LaTeX cell: the characters LaTeX reads as commands escaped, in one pass."""
+    return re.sub(r"[&%$#_{}\\~^]", lambda m: LATEX_SPECIAL[m.group()], text)
