@@ -226,8 +226,11 @@ def test_run_with_params_uses_each_folds_tuned_parameters_and_says_so(
         fold["params"]["size"] = size
     params = tmp_path / "tuned.json"
     tuning.write_params(params, doc)
-    result = run_toy("toy_spy", tuned=[params])
+    said: list = []
+    result = run_toy("toy_spy", tuned=[params], progress=said.append)
     records = result.records
+    # tuned on code "c0de", run on the file's code: the values were chosen for other code, and it says so
+    assert any("was tuned on other code of toy_spy (c0de, now" in getattr(e, "text", "") for e in said)
     assert [r.method.params["size"] for r in records] == [5, 7, 9, 11, 13]
     assert [row.label for row in result.rows] == ["toy_spy [tuned]"]
     assert len({r.method.params_hash for r in records}) == 1  # one leaderboard row

@@ -250,6 +250,15 @@ def run(
     jobs = runner.make_jobs(plan, specs, options)
     for path, doc in docs.values():
         jobs += tuning.tuned_jobs(plan, doc, chosen[doc["method"]], options, path)
+        now = runner.code_of(doc["method"]).hash
+        if doc.get("code") not in (None, now):  # files tuned before they recorded the code say nothing
+            session.say(
+                progress,
+                f"--params {path} was tuned on other code of {doc['method']} ({str(doc['code'])[:10]}, now "
+                f"{now[:10]}): its values were chosen for that code; `bhbench tune` again to follow the edit",
+                "note",
+                "warning",
+            )
     for fold in plan.split.folds:
         for part, lacking in runner.missing_classes(plan, fold).items():
             at = "" if part == "all" else f" at {part}"

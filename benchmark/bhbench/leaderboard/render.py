@@ -71,7 +71,7 @@ Every number is recomputed from stored per-image predictions; values are in %.
   against them. Smoke results (deep models trained by the CPU `quick` recipe) and transductive
   methods are shown in their own blocks and never ranked with the others; failed runs get one line.
 - FPS is images per second on the recorded machine (model: decoded images in; e2e: PNG files in).
-  Per-method pages (`bhbench report --method NAME`) are linked from the method names where written.
+  Method pages (`bhbench leaderboard --report NAME`) are linked from the method names.
 - **†** marks a row with no passing *label-permutation audit* (`bhbench audit`: the method refitted on
   training labels permuted among patients must lose its score; `audit` in the CSV says pass, fail,
   inconclusive, or nothing when never run). Rows that failed it are listed apart and never ranked.
