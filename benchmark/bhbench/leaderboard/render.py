@@ -57,10 +57,11 @@ Every number is recomputed from stored per-image predictions; values are in %.
   (how Bayramoglu et al.'s 83.25 is computed). **Pooled PRR** treats all of a patient's images as one
   set. Values are mean ± std over folds.
 - **95% CI**: percentile interval of a patient-level bootstrap ({BOOTSTRAP_RESAMPLES:,} resamples,
-  seeded): within each fold the test patients are drawn with replacement, the statistic is computed
-  on the draw and averaged over folds; shown for PRR, accuracy and AUC (the CSV has one for every
-  statistic, macro F1 and balanced accuracy included). A drawn patient's images count as often as
-  the patient was drawn.
+  seeded): within each fold the test patients are drawn with replacement (among the patients that
+  have images at the same magnifications, so that every draw averages the magnifications the fold
+  tests), the statistic is computed on the draw and averaged over folds; shown for PRR, accuracy and
+  AUC (the CSV has one for every statistic, macro F1 and balanced accuracy included). A drawn
+  patient's images count as often as the patient was drawn.
 {_more_metrics()}
 - **# (rank)** = 1 + the number of rows *significantly* better. Significantly: a paired bootstrap
   on the same patient draws (over the folds both rows have) gives a two-sided p-value for the
@@ -247,8 +248,10 @@ def test_material(section: Section) -> list[str]:
     if few:
         mags = ", ".join(f"{m}X" for m in few)
         lines += [
-            f"> **Few test patients:** at {mags} a fold tests fewer than {FEW_PATIENTS} patients; the headline "
-            "averages that rate with the others at equal weight, so read it with its interval.",
+            f"> **Few test patients:** at {mags} a fold tests fewer than {FEW_PATIENTS} patients. The headline "
+            "weighs that rate like the others, and the bootstrap cannot show how uncertain a rate over one or "
+            "two patients is (every draw keeps them): the intervals here understate the uncertainty; compare "
+            "rows on a larger section.",
             "",
         ]
     return lines

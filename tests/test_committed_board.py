@@ -1,0 +1,54 @@
+"""What the committed board says about itself: how bhbench and each method are cited (CITATION.cff,
+the citation column), what each section tests on, and that no section is the complete BreaKHis."""
+
+from __future__ import annotations
+
+from importlib.metadata import metadata
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_citation_file_is_valid_cff_for_this_version():
+    doc = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    installed = metadata("bhbench")
+    assert doc["cff-version"] == "1.2.0" and doc["message"] and doc["title"].startswith("bhbench")
+    assert doc["authors"] and all("name" in a or "family-names" in a for a in doc["authors"])
+    assert str(doc["version"]) == installed["Version"] and doc["license"] == installed["License"]
+
+
+def test_every_committed_row_names_where_it_comes_from():
+    table = pd.read_csv(ROOT / "leaderboard" / "leaderboard.csv")
+    assert table["reference_row"].dtype == bool
+    assert table["citation"].notna().all() and (table["citation"].str.len() > 0).all()
+    cited = dict(zip(table["name"], table["citation"], strict=False))
+    assert cited["pftas_svm"].startswith("Spanhol et al., IEEE TBME 2016") and "Liu" in cited["fast_bcnn"]
+    assert cited["majority"] == cited["stratified"] != cited["pftas_svm"]
+
+
+def test_each_section_says_what_it_tests_on_and_flags_few_patients():
+    text = (ROOT / "leaderboard" / "README.md").read_text()
+    sections = text.split("\n### ")[1:]
+    assert sections and all("| test patients per fold |" in s for s in sections if "| #" in s)
+    table = pd.read_csv(ROOT / "leaderboard" / "leaderboard.csv")
+    for section in sections:
+        title = section.splitlines()[0]
+        if "| test images" not in section:  # the protocol-matters tables are sections without rows
+            continue
+        few = "**Few test patients:**" in section
+        # the 283-image sample tests 40X and 200X on one or two patients a fold; the synthetic
+        # patient-level splits test every magnification on 25
+        if "official split" in title:
+            assert few and "at 40X, 200X" in section, title
+        if "patient split" in title:
+            assert not few, title
+    assert len(set(table["dataset"])) >= 2
+
+
+def test_the_banner_says_no_section_is_the_complete_breakhis():
+    text = (ROOT / "leaderboard" / "README.md").read_text()
+    assert "No section here measures the complete BreaKHis (7,909 images, 82 patients) yet." in text
+    assert "bhbench data download" in text and "--data BreaKHis_v1 --results leaderboard/results" in text
