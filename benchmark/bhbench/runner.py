@@ -517,9 +517,9 @@ def run(
 
     def one(job: Job) -> None:
         with fold_lock(job, lambda pid: on_busy(job, pid) if on_busy else None) as waited:
-            done = finished_record(job) if waited and not options.force else None
-            if done is not None:
-                finish(JobResult(job, done, skipped=True, note="computed by another run meanwhile"))
+            theirs = finished_record(job) if waited and not options.force else None
+            if theirs is not None:
+                finish(JobResult(job, theirs, skipped=True, note="computed by another run meanwhile"))
                 return
             worker = pool.get()
             try:
