@@ -1,6 +1,7 @@
 """The command line: user errors are one line and a non-zero exit; list is fast and torch-free."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -101,6 +102,10 @@ def test_run_prints_each_fold_the_summary_and_where_the_row_would_rank(
     assert "5 of 5" in row
     rank = next(line for line in captured.err.splitlines() if line.startswith("toy (PRR "))
     assert " of 2 by mean PRR on the committed leaderboard (synthetic-" in rank  # beside majority's row
+    hint = " ".join(rank.split()).split("`")[1]  # the command the line names ranks the row beside the board's
+    assert hint.startswith("bhbench report -m toy --results leaderboard/results --results ")
+    assert main([*shlex.split(hint)[1:], "--output", str(tmp_path / "mine")]) == 0
+    assert " of 2 |" in (tmp_path / "mine" / "reports" / "toy.md").read_text()
     assert _toy_run(submissions, tiny_tree, tmp_path / "out", "--set", "size=8") == 0
     assert capsys.readouterr().err.count(": finished earlier PRR ") == 5  # a rerun resumes: nothing left to do
     assert main(["leaderboard", "--results", str(tmp_path / "out"), "--output", str(tmp_path / "board")]) == 0

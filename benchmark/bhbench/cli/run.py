@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bhbench.cli.common import api_kwargs, path_arg, protocol_args, sandbox_arg
 from bhbench.cli.output import console, failures, out, tagged
+from bhbench.config import COMMITTED_RESULTS, results_dir
 
 if TYPE_CHECKING:
     from bhbench.api import RunResult
@@ -75,13 +76,15 @@ def run(args: argparse.Namespace) -> int:
     _summary(result, args.verbose)
     for j in result.damaged:
         console.print(tagged(f"{j.job.where.record}: {j.job.damaged}; the fold was redone", "damaged record", "error"))
+    # The reading commands read the committed board and the default results folder unless told.
+    folders = "" if result.results == results_dir() else f" --results {COMMITTED_RESULTS} --results {result.results}"
     for s in result.standings:
         aside = " (a smoke result of the quick recipe: the leaderboard lists it apart, unranked)" if s.smoke else ""
         dataset, protocol = s.board.parent.name, s.board.name
         console.print(escape(
             f"{s.method} (PRR {100 * s.headline:.1f}) would rank {s.place} of {s.of} by mean PRR on the committed "
-            f"leaderboard ({dataset}, {protocol}){aside}; `bhbench leaderboard --results {result.results}` ranks "
-            "your own records"
+            f"leaderboard ({dataset}, {protocol}){aside}; `bhbench report -m {s.method}{folders}` ranks it "
+            "beside the committed rows, with intervals"
         ))  # fmt: skip
     if result.revealed:
         console.print(escape(str(result.revealed)))
