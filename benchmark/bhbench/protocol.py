@@ -21,7 +21,7 @@ TASK_CLASSES: dict[str, tuple[str, ...]] = {
 MAGNIFICATIONS: tuple[int, ...] = (40, 100, 200, 400)
 TASKS = tuple(TASK_CLASSES)
 REGIMES = ("mi", "ms")  # magnification-independent: one model; -specific: one model per magnification
-SPLIT_KINDS = ("official", "patient", "image-kfold")
+SPLIT_KINDS = ("official", "patient", "image-kfold", "cross-stain", "stain-random")
 # Liu et al.'s names of the four (regime, task) protocols.
 LIU_NAMES: dict[tuple[str, str], str] = {
     ("mi", "binary"): "MIBC",

@@ -10,7 +10,7 @@ from typing import Any
 
 from bhbench.cli.output import Render
 from bhbench.errors import UserError
-from bhbench.protocol import MAGNIFICATIONS
+from bhbench.protocol import MAGNIFICATIONS, SPLIT_KINDS
 
 
 def parse_value(text: str) -> Any:
@@ -68,7 +68,7 @@ def protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=["binary", "subtype"], default="binary")
     p.add_argument("--regime", choices=["mi", "ms"], default="mi",
                    help="mi: one model over all magnifications; ms: one model per magnification")  # fmt: skip
-    p.add_argument("--split", choices=["official", "patient", "image-kfold"], default=None,
+    p.add_argument("--split", choices=SPLIT_KINDS, default=None,
                    help="default: official if fold files are given or beside the data, else patient")  # fmt: skip
     p.add_argument("--mag", type=int, choices=MAGNIFICATIONS, default=None, help="use one magnification only")
     p.add_argument("--data", type=path_arg, default=None,
