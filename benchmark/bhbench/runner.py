@@ -32,7 +32,16 @@ from bhbench.method import TestSet, TrainMeta, TrainSet
 from bhbench.protocol import MAGNIFICATIONS, Protocol
 from bhbench.record import CodeInfo, ContractCheck, DatasetInfo, MethodInfo, RunRecord, SplitInfo, Timing, params_hash
 from bhbench.scoring import score_all
-from bhbench.splits import Fold, Split, image_kfold, official_split, patient_split, read_official, restrict
+from bhbench.splits import (
+    STAIN_SPLITS,
+    Fold,
+    Split,
+    image_kfold,
+    official_split,
+    patient_split,
+    read_official,
+    restrict,
+)
 from bhbench.util import atomic_write
 from bhbench.worker import MethodFailure, Outcome, Task, Worker
 
@@ -112,13 +121,15 @@ class JobResult:
     note: str | None = None  # why it was skipped, when not finished before this run started
 
 
-def _build_split(dataset: Dataset, protocol: Protocol, folds: Path | None) -> Split:
+def _build_split(dataset: Dataset, protocol: Protocol, folds: Path | None, store: ImageStore) -> Split:
     if protocol.split == "official":
         if folds is None:
             raise UserError("--split official needs the fold files: give --folds PATH (dsfold1..5.txt or Folds.csv)")
         return official_split(read_official(folds), dataset.table["filename"].tolist())
     if protocol.split == "patient":
         return patient_split(dataset.table, protocol.seed)
+    if protocol.split in STAIN_SPLITS:  # groups patients by the stain of their staged pixels
+        return STAIN_SPLITS[protocol.split](dataset.table, protocol, store.load)
     return image_kfold(dataset.table, protocol.seed)
 
 
@@ -139,7 +150,7 @@ def make_plan(
             f"{len(problems)} bad file(s) in {dataset.root}; fix them or rerun with --skip-bad:\n{shown}{more}"
         )
     dataset.drop({p.path for p in problems})
-    split = _build_split(dataset, protocol, folds)
+    split = _build_split(dataset, protocol, folds, store)
     if protocol.magnification is not None:  # a protocol choice: the dataset's identity stays whole
         split = restrict(
             split,

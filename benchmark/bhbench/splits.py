@@ -1,5 +1,6 @@
 """Train/test splits: the official folds, generated patient-level splits, image-level k-fold,
-and the patient-leak check every split goes through.
+the cross-stain split and its size-matched random twin, and the patient-leak check every split
+goes through.
 
 A split is saved as JSON (fold -> train/test file names) and identified by the hash of that
 file; records carry the hash so the leaderboard can verify what a number was measured on.
@@ -11,6 +12,8 @@ import csv
 import hashlib
 import json
 import re
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +21,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
+from bhbench.config import cache_dir
 from bhbench.data.names import parse_name
-from bhbench.errors import DataError
+from bhbench.errors import DataError, UserError
+from bhbench.protocol import Protocol
 from bhbench.util import atomic_write
 
 N_FOLDS = 5
@@ -220,6 +225,142 @@ def image_kfold(table: pd.DataFrame, seed: int = 0) -> Split:
         train, test = names[tr].tolist(), names[te].tolist()
         folds.append(Fold(k + 1, train, test, leaked_patients(train, test)))
     return Split("image-kfold", folds, f"generated, seed {seed}")
+
+
+# --- stain-shift splits ------------------------------------------------------------------------
+
+STAIN_SAMPLE = 8  # images per patient whose stain estimates are pooled
+# Per-image Macenko estimates, by content key; the folder names the estimator so a change starts afresh.
+STAIN_CACHE = ("stain-vectors", "macenko-torchstain1")
+Loader = Callable[[str], np.ndarray]  # content key -> RGB uint8 pixels
+
+
+def image_stain(pixels: np.ndarray) -> np.ndarray | None:
+    """Macenko's H and E optical-density vectors and their 99th-percentile concentrations (8 numbers),
+    or None when the image has too little stained tissue to estimate them."""
+    import torchstain  # imported on first use; the numpy backend needs no torch
+
+    normalizer = torchstain.normalizers.MacenkoNormalizer(backend="numpy")
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):  # a blank image warns, then fails below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            normalizer.fit(pixels)
+    except (np.linalg.LinAlgError, ValueError, IndexError):
+        return None
+    found = np.concatenate([np.ravel(normalizer.HERef), np.ravel(normalizer.maxCRef)])
+    return found if np.isfinite(found).all() else None
+
+
+def _cached_stain(key: str, load: Loader, cache: Path) -> np.ndarray | None:
+    path = cache / f"{key}.json"
+    if path.exists():
+        found = json.loads(path.read_text())
+        return None if found is None else np.array(found)
+    estimate = image_stain(load(key))
+    atomic_write(path, json.dumps(None if estimate is None else estimate.tolist()))  # null: no estimate
+    return estimate
+
+
+def patient_stains(table: pd.DataFrame, load: Loader, seed: int = 0, cache: Path | None = None) -> pd.DataFrame:
+    """Each patient's stain: the median of `image_stain` over a seeded sample of their images. Reads
+    pixels only (content keys), never a label; one row per patient, sorted."""
+    cache = cache if cache is not None else cache_dir(*STAIN_CACHE)
+    rows = {}
+    for number, (patient, part) in enumerate(table.sort_values("filename").groupby("patient", sort=True)):
+        keys = part["key"].to_numpy()
+        rng = np.random.default_rng([seed, number])
+        sample = rng.permutation(len(keys))[:STAIN_SAMPLE]
+        found = [s for s in (_cached_stain(keys[i], load, cache) for i in sample) if s is not None]
+        if not found:
+            raise DataError(f"patient {patient}: none of {len(sample)} sampled images yields stain vectors")
+        rows[patient] = np.median(found, axis=0)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def stain_groups(stains: pd.DataFrame, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Two groups of patients by stain: seeded k-means on standardised stain features. Group A is the
+    larger one (on a tie, the one holding the first patient), so fold 1 trains on more patients."""
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    if len(stains) < 2:
+        raise UserError(f"the cross-stain split needs at least two patients; the data has {len(stains)}")
+    x = StandardScaler().fit_transform(stains.to_numpy())
+    cluster = KMeans(n_clusters=2, n_init=10, random_state=seed).fit_predict(x)
+    groups = [sorted(stains.index[cluster == c]) for c in (0, 1)]
+    a, b = sorted(groups, key=lambda g: (-len(g), g[0]))
+    return a, b
+
+
+def _patient_classes(table: pd.DataFrame, protocol: Protocol) -> pd.Series:
+    """Each patient's class for the protocol's task (their most frequent one)."""
+    labels = pd.Series(protocol.labels(table), index=table["patient"].to_numpy())
+    return labels.groupby(level=0).agg(lambda s: s.value_counts().index[0])
+
+
+def _check_classes(a: list[str], b: list[str], classes: pd.Series, protocol: Protocol) -> None:
+    """Both stain groups must hold every class the data has, or a fold would test an unseen class."""
+    wanted = set(classes)
+    held = [set(classes[g]) for g in (a, b)]
+    if held[0] == wanted and held[1] == wanted:
+        return
+
+    def names(found: set[int]) -> str:
+        return ", ".join(protocol.classes[c] for c in sorted(found)) or "none"
+
+    raise UserError(
+        f"cross-stain split ({protocol.task} task): stain group A ({len(a)} patients) holds {names(held[0])}, "
+        f"group B ({len(b)} patients) holds {names(held[1])}; each group needs every class ({names(wanted)})"
+    )
+
+
+def _fold(table: pd.DataFrame, index: int, train_patients: list[str]) -> Fold:
+    in_train = table["patient"].isin(train_patients)
+    train, test = table.loc[in_train, "filename"].tolist(), table.loc[~in_train, "filename"].tolist()
+    return Fold(index, train, test, leaked_patients(train, test))
+
+
+def _groups(table: pd.DataFrame, protocol: Protocol, load: Loader, cache: Path | None) -> tuple[list[str], list[str]]:
+    a, b = stain_groups(patient_stains(table, load, protocol.seed, cache), protocol.seed)
+    _check_classes(a, b, _patient_classes(table, protocol), protocol)
+    return a, b
+
+
+def cross_stain_split(table: pd.DataFrame, protocol: Protocol, load: Loader, cache: Path | None = None) -> Split:
+    """Train on one stain group, test on the other, both ways (fold 1: A -> B, fold 2: B -> A).
+
+    The groups come from every patient's pixels at once (`patient_stains`, `stain_groups`): no
+    label, no method and no score takes part, so the grouping leaks nothing a method could learn
+    from a test patient, the way a seeded patient shuffle does not. Clustering only each fold's
+    training patients is not possible here, since the clustering is what chooses them."""
+    a, b = _groups(table, protocol, load, cache)
+    source = f"generated, seed {protocol.seed}: Macenko stain groups A ({len(a)} patients), B ({len(b)})"
+    return Split("cross-stain", [_fold(table, 1, a), _fold(table, 2, b)], source)
+
+
+def stain_random_split(table: pd.DataFrame, protocol: Protocol, load: Loader, cache: Path | None = None) -> Split:
+    """The cross-stain split's control: random patients, stratified by class, with the same number
+    of training patients in each fold (|A|, then |B|). Its headline minus the cross-stain one is the
+    stain-shift penalty (`bhbench.stain_shift`)."""
+    from sklearn.model_selection import train_test_split
+
+    a, b = _groups(table, protocol, load, cache)
+    classes = _patient_classes(table, protocol)
+    folds = []
+    for k, size in enumerate((len(a), len(b))):
+        state = int(np.random.default_rng([protocol.seed, k]).integers(2**31))
+        try:
+            train, _ = train_test_split(classes.index, train_size=size, stratify=classes, random_state=state)
+        except ValueError as exc:
+            raise UserError(f"stain-random split ({protocol.task} task), fold {k + 1}: {exc}") from None
+        folds.append(_fold(table, k + 1, sorted(train)))
+    return Split("stain-random", folds, f"generated, seed {protocol.seed}: {len(a)} and {len(b)} training patients")
+
+
+STAIN_SPLITS: dict[str, Callable[[pd.DataFrame, Protocol, Loader], Split]] = {
+    "cross-stain": cross_stain_split,
+    "stain-random": stain_random_split,
+}
 
 
 def restrict(split: Split, filenames: set[str]) -> Split:
