@@ -9,10 +9,11 @@ from bhbench import leaderboard
 from bhbench.data import synthetic
 from bhbench.data.images import decode
 from bhbench.data.index import index_tree
-from bhbench.errors import UserError
+from bhbench.errors import DataError, UserError
 from bhbench.protocol import Protocol
 from bhbench.splits import (
     cross_stain_split,
+    image_stain,
     leaked_patients,
     patient_of,
     patient_stains,
@@ -118,3 +119,13 @@ def test_runs_on_both_splits_give_a_stain_shift_penalty_inside_its_interval(run_
     assert penalty.low <= penalty.gap <= penalty.high and penalty.low < penalty.high
     with pytest.raises(UserError, match="compares a stain-random and a cross-stain section"):
         penalties(cross, random)
+
+
+def test_a_patient_whose_images_hold_no_stain_is_named(tiny, tmp_path):
+    table, load = tiny
+    blank = np.full((84, 128, 3), 250, np.uint8)  # background only: nothing to estimate stain from
+    assert image_stain(blank) is None and image_stain(load(table["key"].iloc[0])) is not None
+    patient = table["patient"].iloc[0]
+    keys = set(table.loc[table["patient"] == patient, "key"])
+    with pytest.raises(DataError, match=f"patient {patient}: none of 4 sampled images yields stain vectors"):
+        patient_stains(table, lambda key: blank if key in keys else load(key), cache=tmp_path)

@@ -230,8 +230,9 @@ def image_kfold(table: pd.DataFrame, seed: int = 0) -> Split:
 # --- stain-shift splits ------------------------------------------------------------------------
 
 STAIN_SAMPLE = 8  # images per patient whose stain estimates are pooled
+STAIN_PIXELS = 100_000  # a larger image is estimated on a regular grid of about this many of its pixels
 # Per-image Macenko estimates, by content key; the folder names the estimator so a change starts afresh.
-STAIN_CACHE = ("stain-vectors", "macenko-torchstain1")
+STAIN_CACHE = ("stain-vectors", "macenko-100k")
 Loader = Callable[[str], np.ndarray]  # content key -> RGB uint8 pixels
 
 
@@ -240,6 +241,8 @@ def image_stain(pixels: np.ndarray) -> np.ndarray | None:
     or None when the image has too little stained tissue to estimate them."""
     import torchstain  # imported on first use; the numpy backend needs no torch
 
+    step = max(1, round(np.sqrt(pixels.shape[0] * pixels.shape[1] / STAIN_PIXELS)))
+    pixels = pixels[::step, ::step]  # every step-th pixel: 4x faster at BreaKHis's size, no colour mixed
     normalizer = torchstain.normalizers.MacenkoNormalizer(backend="numpy")
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):  # a blank image warns, then fails below
