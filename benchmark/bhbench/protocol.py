@@ -4,7 +4,7 @@ contract (`bhbench.method`), the data layer and the CLI can all read it."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +22,7 @@ MAGNIFICATIONS: tuple[int, ...] = (40, 100, 200, 400)
 TASKS = tuple(TASK_CLASSES)
 REGIMES = ("mi", "ms")  # magnification-independent: one model; -specific: one model per magnification
 SPLIT_KINDS = ("official", "patient", "image-kfold", "cross-stain", "stain-random")
+STAIN_NORMS = ("none", "macenko", "reinhard")  # the harness's stain normalisation (`bhbench.stain`)
 # Liu et al.'s names of the four (regime, task) protocols.
 LIU_NAMES: dict[tuple[str, str], str] = {
     ("mi", "binary"): "MIBC",
@@ -38,12 +39,15 @@ class Protocol:
     split: str = "patient"
     magnification: int | None = None
     seed: int = 0  # seed of generated splits
+    # Records made before it lack the key (record.py's `optional` metadata): read as "none".
+    stain_norm: str = field(default="none", metadata={"optional": True})
 
     def __post_init__(self) -> None:
         for value, allowed, what in (
             (self.task, TASKS, "task"),
             (self.regime, REGIMES, "regime"),
             (self.split, SPLIT_KINDS, "split"),
+            (self.stain_norm, STAIN_NORMS, "stain normalisation"),
         ):
             if value not in allowed:
                 raise UserError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
@@ -57,16 +61,22 @@ class Protocol:
             parts.append(f"seed{self.seed}")
         if self.magnification is not None:
             parts.append(f"{self.magnification}x")
+        if self.stain_norm != "none":  # never beside raw rows; ids without normalisation unchanged
+            parts.append(self.stain_norm)
         return "-".join(parts)
 
     @property
     def title(self) -> str:
         regime = "magnification-independent" if self.regime == "mi" else "magnification-specific"
         mag = f", {self.magnification}X only" if self.magnification else ""
-        return f"{LIU_NAMES[(self.regime, self.task)]} — {self.task} task, {regime}, {self.split} split{mag}"
+        stain = f", {self.stain_norm.capitalize()}-normalised" if self.stain_norm != "none" else ""
+        return f"{LIU_NAMES[(self.regime, self.task)]} — {self.task} task, {regime}, {self.split} split{mag}{stain}"
 
     def to_json(self) -> dict:
-        return {**asdict(self), "id": self.id}
+        fields = asdict(self)
+        if self.stain_norm == "none":  # records without normalisation keep their bytes
+            del fields["stain_norm"]
+        return {**fields, "id": self.id}
 
     def labels(self, table: pd.DataFrame) -> np.ndarray:
         """Integer class index of each image for this task."""

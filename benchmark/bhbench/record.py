@@ -116,6 +116,16 @@ class MethodInfo(RecordPart):
 
 
 @dataclass(frozen=True)
+class StainTarget(RecordPart):
+    """The stain normalisation target of a fold (`bhbench.stain`), fitted on its training images."""
+
+    method: str  # macenko | reinhard
+    digest: str  # of params: part of the normalised images' cache keys
+    images: int  # training images sampled into the reference
+    params: dict[str, Any]  # Macenko: stain_matrix, max_concentrations; Reinhard: LAB means, stds
+
+
+@dataclass(frozen=True)
 class ContractCheck(RecordPart):
     """The per-image check: a sample of test images predicted again in another order and subset."""
 
@@ -211,6 +221,7 @@ class RunRecord(RecordPart):
     warnings: tuple[str, ...] | None = optional()  # library warnings, once each
     time_limit: TimeLimit | None = optional()  # None in records made before limits were recorded
     predictions: PredictionsFile | None = optional()
+    stain_target: StainTarget | None = optional()  # with --stain-norm: the fold's target
 
     @property
     def ok(self) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bhbench import environment, fingerprint, params, registry, results
+from bhbench import environment, fingerprint, params, registry, results, stain
 from bhbench.blind import Area, partition_id, secret_rng, unshuffle
 from bhbench.config import results_dir
 from bhbench.data.images import ImageStore
@@ -93,6 +93,8 @@ class Plan:
     # The label-permutation audit (`bhbench.audit.Relabel`): replaces the training rows' labels and
     # gives the jobs a blind area of their own. None for every ordinary run.
     relabel: Any = None
+    # With --stain-norm: each fold's normaliser by partition, its target fitted once per run.
+    stains: dict[str, stain.Normaliser] = field(default_factory=dict)
 
     @property
     def leaks(self) -> dict[int, list[str]]:
@@ -221,7 +223,50 @@ def missing_classes(plan: Plan, fold: Fold) -> dict[str, list[str]]:
     return gaps
 
 
-def _train_set(plan: Plan, rows: pd.DataFrame, area: Area) -> TrainSet:
+def normaliser(plan: Plan, fold: Fold) -> stain.Normaliser | None:
+    """The fold's stain normaliser (None without --stain-norm), its target fitted on a sample of the
+    fold's training images drawn from the protocol's seed and the fold's index."""
+    if plan.protocol.stain_norm == "none":
+        return None
+    partition = partition_id(fold.train, fold.test)
+    if partition not in plan.stains:
+        keys = list(_rows(plan, sorted(fold.train))["key"])
+        target = stain.estimate(plan.protocol.stain_norm, plan.store, keys, (plan.protocol.seed, fold.index))
+        plan.stains[partition] = stain.Normaliser(target)
+    return plan.stains[partition]
+
+
+def _area_partition(plan: Plan, fold: Fold, norm: stain.Normaliser | None) -> str:
+    """The partition naming the job's blind area: the fold's, or another one for the audit's
+    permuted labels and for each stain target (a method sees only the images it is handed)."""
+    partition = partition_id(fold.train, fold.test)
+    if plan.relabel is not None:
+        partition = plan.relabel.partition(partition)
+    return partition if norm is None else norm.partition(partition)
+
+
+def _staged(plan: Plan, rows: pd.DataFrame, area: Area, norm: stain.Normaliser | None) -> list[str]:
+    """Handles of the rows' images in the area, normalised first with --stain-norm."""
+    keys = list(rows["key"])
+    return area.stage(keys if norm is None else norm.stage(keys, plan.store), plan.store)
+
+
+def _unnormalised_note(plan: Plan, fold: Fold, norm: stain.Normaliser | None) -> tuple[str, ...]:
+    """The record's warning naming the fold's images handed over unnormalised, if any."""
+    if norm is None:
+        return ()
+    rows = _rows(plan, sorted([*fold.train, *fold.test]))
+    missed = set(norm.unnormalised(list(rows["key"]), plan.store))
+    names = rows.loc[rows["key"].isin(missed), "filename"].tolist()
+    if not names:
+        return ()
+    return (
+        f"{plan.protocol.stain_norm} stain normalisation found no stain in {len(names)} image(s) of fold "
+        f"{fold.index}, handed over as they are (e.g. {names[0]})",
+    )
+
+
+def _train_set(plan: Plan, rows: pd.DataFrame, area: Area, norm: stain.Normaliser | None) -> TrainSet:
     if plan.relabel is not None:
         rows = plan.relabel.rows(rows)
     meta = TrainMeta(
@@ -231,11 +276,11 @@ def _train_set(plan: Plan, rows: pd.DataFrame, area: Area) -> TrainSet:
         magnification=rows["magnification"].to_numpy(),
         patient=rows["patient"].to_numpy(),
     )
-    return TrainSet.build(plan.protocol.task, meta, keys=area.stage(list(rows["key"]), plan.store), store=area.store)
+    return TrainSet.build(plan.protocol.task, meta, keys=_staged(plan, rows, area, norm), store=area.store)
 
 
-def _test_set(plan: Plan, rows: pd.DataFrame, area: Area) -> TestSet:
-    return TestSet.build(plan.protocol.task, keys=area.stage(list(rows["key"]), plan.store), store=area.store)
+def _test_set(plan: Plan, rows: pd.DataFrame, area: Area, norm: stain.Normaliser | None) -> TestSet:
+    return TestSet.build(plan.protocol.task, keys=_staged(plan, rows, area, norm), store=area.store)
 
 
 def _check_sample(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -337,8 +382,9 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
     area (`bhbench.blind`); their predictions are put back in file-name order before scoring."""
     parts = _parts(plan, job.fold)
     tests = [te for _, te in parts]
-    partition = partition_id(job.fold.train, job.fold.test)
-    area = Area(partition if plan.relabel is None else plan.relabel.partition(partition))
+    family = registry.get(job.spec.name).family
+    limit = job_limit(family, options.timeout)
+    record = replace(_record(plan, job, worker.sandbox), time_limit=limit)
     rng = secret_rng()
     orders = [rng.permutation(len(te)) for te in tests]
     samples = [] if registry.get(job.spec.name).transductive else [_check_sample(len(te), rng) for te in tests]
@@ -346,20 +392,19 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
     if job.fold.index == plan.split.folds[0].index and options.fps_images > 0:
         sample = tests[0]["relpath"].iloc[orders[0][: options.fps_images]]
         blobs = [plan.dataset.path(r).read_bytes() for r in sample]
-    task = Task(
-        job.spec.name,
-        job.spec.params,
-        [
-            (_train_set(plan, tr, area), _test_set(plan, te.iloc[order], area))
-            for (tr, te), order in zip(parts, orders, strict=True)
-        ],
-        blobs,
-        samples,
-        str(area.root),
-    )
-    family = registry.get(job.spec.name).family
-    limit = job_limit(family, options.timeout)
-    record = replace(_record(plan, job, worker.sandbox), time_limit=limit)
+    try:
+        norm = normaliser(plan, job.fold)
+    except stain.StainError as exc:  # in the target's reference: nothing can be normalised to it
+        failure = f"{plan.protocol.stain_norm} stain normalisation: the fold's training reference has {exc}"
+        return _failed(job, record, MethodFailure(failure))
+    if norm is not None:
+        record = replace(record, stain_target=norm.target)
+    area = Area(_area_partition(plan, job.fold, norm))
+    staged = [
+        (_train_set(plan, tr, area, norm), _test_set(plan, te.iloc[order], area, norm))
+        for (tr, te), order in zip(parts, orders, strict=True)
+    ]
+    task = Task(job.spec.name, job.spec.params, staged, blobs, samples, str(area.root))
     contract = None
     try:
         outcome = worker.run(task, limit.seconds, limit.origin(family))
@@ -384,7 +429,8 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
         contract=contract,
         metrics=scores,
         method=replace(record.method, fit_info=outcome.fit_info if len(outcome.fit_info) > 1 else outcome.fit_info[0]),
-        warnings=tuple(outcome.warnings),  # the library's, once each; `run` shows them once at the end
+        # The library's, once each, and the images normalisation left as they are; `run` shows them once at the end.
+        warnings=(*outcome.warnings, *_unnormalised_note(plan, job.fold, norm)),
         timing=Timing(fit_seconds=outcome.fit_seconds, predict_seconds=outcome.predict_seconds, **outcome.timing),
     )
     frame = results.predictions_frame(test["filename"].tolist(), proba, plan.protocol.classes, aux)

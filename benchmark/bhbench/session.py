@@ -62,7 +62,8 @@ class Where:
     regime ("mi": one model over all magnifications, "ms": one per magnification), split (None:
     official when there are fold files, else patient), one magnification only, the seed of generated
     splits; synthetic_seed draws a private synthetic cohort instead ("secret": a seed drawn here,
-    committed to before the run and revealed after)."""
+    committed to before the run and revealed after); stain_norm ("macenko", "reinhard") normalises
+    every image a method is handed to a target fitted on its fold's training images."""
 
     data: Path | None = None
     folds: Path | None = None
@@ -72,6 +73,7 @@ class Where:
     mag: int | None = None
     seed: int = 0
     synthetic_seed: str | None = None  # a private synthetic cohort ("secret": drawn here)
+    stain_norm: str = "none"
 
 
 def prepare(where: Where | None, options: runner.Options, progress: Progress) -> runner.Plan:
@@ -92,7 +94,12 @@ def prepare(where: Where | None, options: runner.Options, progress: Progress) ->
         dataset = open_dataset(where.data, bump, private)
     folds = where.folds or folds_beside(dataset)
     protocol = Protocol(
-        where.task, where.regime, where.split or ("official" if folds else "patient"), where.mag, where.seed
+        where.task,
+        where.regime,
+        where.split or ("official" if folds else "patient"),
+        where.mag,
+        where.seed,
+        where.stain_norm,
     )
     name = "synthetic (generated BreaKHis-like data)" if dataset.synthetic else f"BreaKHis at {dataset.root}"
     if private is not None:  # commit now, reveal after the run (`reveal`)

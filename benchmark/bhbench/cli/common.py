@@ -10,7 +10,7 @@ from typing import Any
 
 from bhbench.cli.output import Render
 from bhbench.errors import UserError
-from bhbench.protocol import MAGNIFICATIONS, SPLIT_KINDS
+from bhbench.protocol import MAGNIFICATIONS, SPLIT_KINDS, STAIN_NORMS
 
 
 def parse_value(text: str) -> Any:
@@ -35,7 +35,8 @@ def api_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The `bhbench.api` keywords of `protocol_args` and `sandbox_arg` (run, tune, audit), and the renderer."""
     from bhbench.session import Where
 
-    where = Where(args.data, args.folds, args.task, args.regime, args.split, args.mag, args.seed, args.synthetic_seed)
+    protocol = (args.task, args.regime, args.split, args.mag, args.seed, args.synthetic_seed, args.stain_norm)
+    where = Where(args.data, args.folds, *protocol)
     return {
         "where": where,
         "params": parse_sets(args.set),
@@ -82,6 +83,9 @@ def protocol_args(p: argparse.ArgumentParser) -> None:
     memory_arg(p)
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable or misnamed images (listed in records)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated splits")
+    p.add_argument("--stain-norm", choices=STAIN_NORMS, default="none",
+                   help="normalise every image a method is handed to a stain target fitted on its fold's "
+                        "training images (torchstain's estimators; a protocol of its own)")  # fmt: skip
     p.add_argument("--synthetic-seed", default=None, metavar="SEED|secret",
                    help="a private synthetic cohort: the synthetic default's distribution (or that of the generated "
                         "tree --data names) from another seed; 'secret' draws 128 bits from the OS, commits to "

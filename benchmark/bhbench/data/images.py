@@ -142,6 +142,10 @@ class ImageStore:
         if not path.exists():
             _atomic_save(path, decode(source))
 
+    def save(self, key: str, array: np.ndarray) -> None:
+        """Store pixels made by the harness (a normalised image) under `key`."""
+        _atomic_save(self.path(key), array)
+
     def ensure(
         self,
         items: Iterable[tuple[str, Path]],
