@@ -111,7 +111,8 @@ def _snoop(submissions: Path, tree: Path, out: Path, launcher: str, port: int) -
     (result,) = runner.run(plan, runner.make_jobs(plan, [spec], options)[:1], options)
     record = result.record
     assert record.status == "failed" and record.environment.sandbox == launcher
-    return json.loads(record.error.split("RuntimeError: ", 1)[1].rsplit(" at snoop.py", 1)[0])
+    # the record's one line: "predict_proba raised RuntimeError: {...} (at snoop.py:N in predict_proba) (log: ...)"
+    return json.loads(record.error.split("RuntimeError: ", 1)[1].rsplit(" (at snoop.py", 1)[0])
 
 
 @needs_bwrap
