@@ -81,12 +81,12 @@ class Normaliser:
 
     def __init__(self, target: StainTarget):
         self.target = target
-        self._norm = _library(target.method)
+        self.estimator = _library(target.method)  # torchstain's normaliser, set to the target
         params = {k: np.asarray(v, dtype=float) for k, v in target.params.items()}
         if target.method == "macenko":
-            self._norm.HERef, self._norm.maxCRef = params["stain_matrix"], params["max_concentrations"]
+            self.estimator.HERef, self.estimator.maxCRef = params["stain_matrix"], params["max_concentrations"]
         else:
-            self._norm.target_means, self._norm.target_stds = params["means"], params["stds"]
+            self.estimator.target_means, self.estimator.target_stds = params["means"], params["stds"]
 
     def partition(self, partition: str) -> str:
         """The blind area of this target's images: their own, apart from the raw images' area."""
@@ -98,8 +98,8 @@ class Normaliser:
 
     def apply(self, img: np.ndarray) -> np.ndarray:
         if self.target.method == "macenko":
-            return _guarded(self._norm.normalize, I=img, stains=False)[0]
-        return _guarded(self._norm.normalize, I=img)
+            return _guarded(self.estimator.normalize, I=img, stains=False)[0]
+        return _guarded(self.estimator.normalize, I=img)
 
     def _make(self, source: str, store: ImageStore) -> str:
         key = self.key(source)

@@ -8,13 +8,15 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
-def atomic_write(path: Path, data: bytes | str, fsync: bool = False) -> None:
+def atomic_write(path: Path, data: bytes | str | Callable[[BinaryIO], None], fsync: bool = False) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename, so a reader
     (another process, a rerun after a kill) sees the old file or the new one, never half of one.
+    `data` may be a function writing into the open file (an array streamed, with no copy in memory).
     `fsync` also makes it survive a power cut: records want that, caches that can be recomputed do
     not need the cost. Creates the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,7 +24,10 @@ def atomic_write(path: Path, data: bytes | str, fsync: bool = False) -> None:
     try:
         os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600; a shared results folder needs the user's umask
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode() if isinstance(data, str) else data)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())

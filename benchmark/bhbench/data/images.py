@@ -8,7 +8,6 @@ are cached beside the full-resolution array, so epochs and reruns never decode a
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -78,9 +77,10 @@ def resize(img: np.ndarray, size: Size, square: bool = False) -> np.ndarray:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    atomic_write(path, buffer.getvalue())
+    # Streamed into the file: through a BytesIO, a 700x460 image took 1 ms more (of ~1.7). A strided
+    # array (Macenko's output is a transposed view) is copied first: numpy streams those in small
+    # pieces, 20 ms a 700x460 image.
+    atomic_write(path, lambda fh: np.save(fh, np.ascontiguousarray(array)))
 
 
 _VARIANT = re.compile(r"(?P<key>[0-9a-f]+)_(?P<h>[0-9]+)x(?P<w>[0-9]+)(?P<square>s?)\.npy")
