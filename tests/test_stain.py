@@ -136,3 +136,24 @@ def test_a_reference_without_stain_fails_the_fold_with_one_reason(tree_copy, run
     ran = run_toy("toy", data=tree_copy, stain_norm="macenko")
     assert ran.failed and len(ran.failed) == len(ran.records)
     assert ran.records[0].error.startswith("macenko stain normalisation: the fold's training reference has no stain")
+
+
+def test_a_liu_name_names_the_raw_protocol_beside_a_normalised_one(run_toy, tmp_path):
+    from bhbench import reproduce
+
+    raw = run_toy("toy")
+    run_toy("toy", stain_norm="reinhard")
+    found = reproduce.resolve(f"{raw.plan.dataset.id}/MIBC/toy", raw.results)
+    assert found and all(p.is_relative_to(raw.results / raw.plan.dataset.id / raw.plan.protocol.id) for p in found)
+
+
+@pytest.mark.parametrize(
+    "command", [["run", "--method", "toy"], ["tune", "--method", "toy", "--trials", "2"], ["audit", "--method", "toy"]]
+)
+def test_every_protocol_command_takes_stain_norm(command):
+    from bhbench.cli import build_parser
+    from bhbench.cli.common import api_kwargs
+
+    args = build_parser().parse_args([*command, "--stain-norm", "macenko"])
+    assert api_kwargs(args)["where"].stain_norm == "macenko"
+    assert api_kwargs(build_parser().parse_args(command))["where"].stain_norm == "none"

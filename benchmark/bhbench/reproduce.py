@@ -28,7 +28,7 @@ from bhbench.data import synthetic
 from bhbench.data.index import Dataset
 from bhbench.data.sources import folds_beside, open_dataset, synthetic_default
 from bhbench.errors import UserError
-from bhbench.protocol import LIU_NAMES
+from bhbench.protocol import LIU_NAMES, STAIN_NORMS
 from bhbench.record import RunRecord
 
 Progress = Callable[[int], None]
@@ -90,9 +90,16 @@ def resolve_in(target: str, folders: Sequence[Path]) -> list[Path]:
 
 
 def _is_liu(protocol_id: str, name: str) -> bool:
-    """Whether a protocol id is the leak-free one of Liu et al.'s (regime, task) protocols, e.g. MIBC."""
-    return "-image-kfold-" not in protocol_id and any(
-        liu == name.upper() and protocol_id.startswith(f"{task}-{regime}-") for (regime, task), liu in LIU_NAMES.items()
+    """Whether a protocol id is the leak-free one of Liu et al.'s (regime, task) protocols, e.g. MIBC,
+    on raw pixels (a --stain-norm id ends in its method)."""
+    normalised = protocol_id.endswith(tuple(f"-{s}" for s in STAIN_NORMS if s != "none"))
+    return (
+        "-image-kfold-" not in protocol_id
+        and not normalised
+        and any(
+            liu == name.upper() and protocol_id.startswith(f"{task}-{regime}-")
+            for (regime, task), liu in LIU_NAMES.items()
+        )
     )
 
 
