@@ -135,10 +135,10 @@ class Bootstrap:
 
     def interval(self, stat: str) -> tuple[np.ndarray, np.ndarray]:
         """95% percentile interval of each row's fold-averaged statistic."""
-        return _percentiles(self.draws[stat], axis=0)
+        return percentile_interval(self.draws[stat], axis=0)
 
 
-def _percentiles(draws: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(draws: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """The 95% percentile interval along `axis`, ignoring NaN (np.percentile when there is none: the
     same numbers, faster)."""
     q = [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)]
@@ -213,7 +213,7 @@ def paired_difference(boot: Bootstrap, a: int, b: int) -> tuple[float, float, fl
         return math.nan, math.nan, math.nan, math.nan
     point = float(np.mean(boot.folds["headline"][a, common] - boot.folds["headline"][b, common]))
     d = nanmean(boot.headline_by_fold[common, :, a] - boot.headline_by_fold[common, :, b], axis=0)
-    lo, hi = _percentiles(d, axis=0)
+    lo, hi = percentile_interval(d, axis=0)
     return point, float(lo), float(hi), _two_sided(d[None, :])[0]
 
 

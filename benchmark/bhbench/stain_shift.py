@@ -10,7 +10,7 @@ import numpy as np
 
 from bhbench.errors import UserError
 from bhbench.leaderboard.aggregate import Row, Section, uncertainty
-from bhbench.scoring import HEADLINE, _percentiles
+from bhbench.scoring import HEADLINE, percentile_interval
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def penalties(random: Section, cross: Section, seed: int = 0) -> list[Penalty]:
         return []
     random_point, random_draws = _headline([a for a, _ in pairs], seed)
     cross_point, cross_draws = _headline([b for _, b in pairs], seed + 1)
-    low, high = _percentiles(random_draws - cross_draws, axis=0)
+    low, high = percentile_interval(random_draws - cross_draws, axis=0)
     return [
         Penalty(
             a.label,
