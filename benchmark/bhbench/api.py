@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bhbench import session
 from bhbench.config import COMMITTED_RESULTS
-from bhbench.errors import UserError
+from bhbench.errors import DataError, UserError
 from bhbench.events import JobFinished, Progress, TrialFinished, ignore, step
 from bhbench.session import Revealed, Where
 
@@ -35,14 +35,15 @@ if TYPE_CHECKING:  # importing this module stays light (`bhbench list` goes thro
     from bhbench import checks, executors, runner
     from bhbench import reproduce as reproducing
     from bhbench.leaderboard import Checked, Read
+    from bhbench.leaderboard import robustness as robust
     from bhbench.record import RunRecord
     from bhbench.registry import Entry
 
 __all__ = [
     "AuditOutcome", "BoardResult", "CheckSummary", "Compared", "Exported", "Interrupted", "MethodInfo", "Parameter",
-    "Reported", "ReproduceResult", "Revealed", "Row", "RunResult", "Standing", "TuneInterrupted", "TuneResult", "Where",
-    "audit", "check", "compare", "export", "label", "leaderboard", "method", "methods", "report", "reproduce", "run",
-    "tune",
+    "Reported", "ReproduceResult", "Revealed", "RobustnessResult", "Row", "RunResult", "Standing", "TuneInterrupted",
+    "TuneResult", "Where", "audit", "check", "compare", "export", "label", "leaderboard", "method", "methods", "report",
+    "reproduce", "robustness", "run", "tune",
 ]  # fmt: skip
 
 
@@ -579,6 +580,82 @@ def audit(
     file = options.results / result.dataset / result.protocol / result.method / result.params_hash / audits.AUDIT_FILE
     return AuditOutcome(result, file, time.monotonic() - started, jobs)
 
+
+
+# --- robustness ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RobustnessResult:
+    curve: robust.Curve | None  # None when a fold failed: the failures say why
+    folder: Path  # where the robustness records went (beside the row's own records)
+    seconds: float
+    jobs: list[runner.JobResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[runner.JobResult]:
+        return [j for j in self.jobs if not j.record.ok]
+
+    @property
+    def ok(self) -> bool:
+        return self.curve is not None and not self.failed
+
+
+def robustness(
+    method: str,
+    where: Where | None = None,
+    *,
+    strengths: Sequence[float] | None = None,
+    params: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    results: Path | None = None,
+    force: bool = False,
+    sandbox: str | None = None,
+    timeout: float | None = None,
+    memory_gb: float | None = None,
+    skip_bad: bool = False,
+    submissions: Path | None = None,
+    progress: Progress = ignore,
+) -> RobustnessResult:
+    """Fit one method once per fold (and part) and predict its test images shifted in HED space at
+    each strength (`bhbench.perturb`; default `perturb.STRENGTHS`, 0 always included), without
+    refitting; write a robustness record per fold beside the row's records under `results` (finished
+    folds are kept unless `force`) and return the headline at each strength with intervals and the
+    drop from strength 0."""
+    from bhbench import perturb, registry, runner
+    from bhbench.config import results_dir
+    from bhbench.leaderboard import robustness as robust
+
+    started = time.monotonic()
+    session.discover(submissions, progress)
+    if registry.resolve([method]) != [method]:
+        raise UserError(f"--method {method!r}: robustness takes one method name")
+    levels = tuple(sorted({0.0, *(strengths if strengths is not None else perturb.STRENGTHS)}))
+    if any(not 0 <= s < 1 for s in levels):
+        raise UserError(f"--strengths {','.join(map(str, levels))}: each strength must be in [0, 1)")
+    spec = runner.MethodSpec.create(method, session.method_params([method], params, device)[method])
+    options = runner.Options(results=results or results_dir(), force=force, timeout=timeout, skip_bad=skip_bad,
+                             fps_images=0, submissions=submissions, memory_gb=memory_gb)  # fmt: skip
+    options.sandbox = session.launcher(sandbox, progress)
+    plan = session.prepare(where, options, progress)
+    plan.shift = perturb.Shift(levels, plan.protocol.seed)
+    jobs = runner.make_jobs(plan, [spec], options)
+    finished: list[runner.JobResult] = []
+    with step(progress, f"fitting {method} once per fold; predicting at {len(levels)} strengths", len(jobs)) as bump:
+
+        def done(result: runner.JobResult) -> None:
+            finished.append(result)
+            bump(1)
+
+        runner.run(plan, jobs, options, done)
+    found = robust.checked([options.results]) if finished else []
+    mine = [c for c in found if c.path in {j.where.record for j in jobs}]
+    problems = [f"{c.path}: {p}" for c in mine for p in c.problems]
+    if problems:
+        raise DataError("robustness records that do not verify:\n  " + "\n  ".join(problems))
+    ok = [c for c in mine if c.record is not None and c.record.ok]
+    curve = robust.curve(sorted(ok, key=lambda c: c.path)) if len(ok) == len(jobs) else None
+    return RobustnessResult(curve, jobs[0].where.folder, time.monotonic() - started, finished)
 
 # --- check ---------------------------------------------------------------------------------------
 

@@ -126,6 +126,16 @@ class StainTarget(RecordPart):
 
 
 @dataclass(frozen=True)
+class Perturbation(RecordPart):
+    """A robustness record's test-time stain shift (`bhbench.perturb`): each test image is predicted
+    at every strength, by one fit; the predictions file has a `strength` column."""
+
+    space: str  # hed
+    strengths: tuple[float, ...]
+    seed: int
+
+
+@dataclass(frozen=True)
 class ContractCheck(RecordPart):
     """The per-image check: a sample of test images predicted again in another order and subset."""
 
@@ -222,6 +232,7 @@ class RunRecord(RecordPart):
     time_limit: TimeLimit | None = optional()  # None in records made before limits were recorded
     predictions: PredictionsFile | None = optional()
     stain_target: StainTarget | None = optional()  # with --stain-norm: the fold's target
+    perturbation: Perturbation | None = optional()  # a robustness record's (its metrics: strength 0)
 
     @property
     def ok(self) -> bool:

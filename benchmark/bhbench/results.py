@@ -30,6 +30,7 @@ class RecordPath:
     method: str
     params_hash: str
     fold: int
+    kind: str = ""  # "robustness-" for a robustness record: not one of the row's folds
 
     @property
     def folder(self) -> Path:
@@ -37,11 +38,11 @@ class RecordPath:
 
     @property
     def record(self) -> Path:
-        return self.folder / f"fold{self.fold}.json"
+        return self.folder / f"{self.kind}fold{self.fold}.json"
 
     @property
     def predictions(self) -> Path:
-        return self.folder / f"fold{self.fold}.predictions.csv"
+        return self.folder / f"{self.kind}fold{self.fold}.predictions.csv"
 
 
 def predictions_frame(filenames: list[str], proba: np.ndarray, classes: tuple[str, ...], aux: dict) -> pd.DataFrame:

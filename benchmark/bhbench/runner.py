@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bhbench import environment, fingerprint, params, registry, results, stain
+from bhbench import environment, fingerprint, params, perturb, registry, results, stain
 from bhbench.blind import Area, partition_id, secret_rng, unshuffle
 from bhbench.config import results_dir
 from bhbench.data.images import ImageStore
@@ -30,7 +30,17 @@ from bhbench.errors import DataError, UserError
 from bhbench.limits import job_limit
 from bhbench.method import TestSet, TrainMeta, TrainSet
 from bhbench.protocol import MAGNIFICATIONS, Protocol
-from bhbench.record import CodeInfo, ContractCheck, DatasetInfo, MethodInfo, RunRecord, SplitInfo, Timing, params_hash
+from bhbench.record import (
+    CodeInfo,
+    ContractCheck,
+    DatasetInfo,
+    MethodInfo,
+    Perturbation,
+    RunRecord,
+    SplitInfo,
+    Timing,
+    params_hash,
+)
 from bhbench.scoring import score_all
 from bhbench.splits import (
     STAIN_SPLITS,
@@ -95,6 +105,9 @@ class Plan:
     relabel: Any = None
     # With --stain-norm: each fold's normaliser by partition, its target fitted once per run.
     stains: dict[str, stain.Normaliser] = field(default_factory=dict)
+    # `bhbench robustness`: every test image predicted at each strength of the shift by the part's one
+    # fit; the records are robustness records beside the row's own (`RecordPath.kind`).
+    shift: perturb.Shift | None = None
 
     @property
     def leaks(self) -> dict[int, list[str]]:
@@ -184,6 +197,7 @@ def make_jobs(plan: Plan, specs: list[MethodSpec], options: Options) -> list[Job
                 spec.name,
                 params_hash(spec.params),
                 fold.index,
+                "robustness-" if plan.shift is not None else "",
             )
             jobs.append(Job(spec, fold, where))
     return jobs
@@ -381,6 +395,8 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
     The method gets each part's test images in a fresh secret order, by handles of the fold's blind
     area (`bhbench.blind`); their predictions are put back in file-name order before scoring."""
     parts = _parts(plan, job.fold)
+    if plan.shift is not None:  # each test image once per strength, in one secret order
+        parts = [(tr, plan.shift.expand(te, plan.store)) for tr, te in parts]
     tests = [te for _, te in parts]
     family = registry.get(job.spec.name).family
     limit = job_limit(family, options.timeout)
@@ -399,6 +415,8 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
         return _failed(job, record, MethodFailure(failure))
     if norm is not None:
         record = replace(record, stain_target=norm.target)
+    if plan.shift is not None:
+        record = replace(record, perturbation=Perturbation("hed", plan.shift.strengths, plan.shift.seed))
     area = Area(_area_partition(plan, job.fold, norm))
     staged = [
         (_train_set(plan, tr, area, norm), _test_set(plan, te.iloc[order], area, norm))
@@ -421,8 +439,13 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
         k: np.concatenate([unshuffle(a[k], o) for a, o in zip(outcome.aux, orders, strict=True)])
         for k in outcome.aux[0]
     }
+    plain = test["strength"].to_numpy() == 0 if plan.shift is not None else np.ones(len(test), dtype=bool)
     scores = score_all(
-        plan.protocol.labels(test), proba, test["patient"].to_numpy(), test["magnification"].to_numpy(), aux
+        plan.protocol.labels(test[plain]),
+        proba[plain],
+        test.loc[plain, "patient"].to_numpy(),
+        test.loc[plain, "magnification"].to_numpy(),
+        {k: v[plain] for k, v in aux.items()},
     )
     record = replace(
         record,
@@ -434,6 +457,8 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
         timing=Timing(fit_seconds=outcome.fit_seconds, predict_seconds=outcome.predict_seconds, **outcome.timing),
     )
     frame = results.predictions_frame(test["filename"].tolist(), proba, plan.protocol.classes, aux)
+    if plan.shift is not None:
+        frame.insert(1, "strength", test["strength"].to_numpy())
     return results.write(job.where, record, frame)
 
 

@@ -10,7 +10,20 @@ from collections.abc import Sequence
 
 from rich.markup import escape
 
-from bhbench.cli import audit, check, compare, data, export, leaderboard, report, reproduce, results, run, tune
+from bhbench.cli import (
+    audit,
+    check,
+    compare,
+    data,
+    export,
+    leaderboard,
+    report,
+    reproduce,
+    results,
+    robustness,
+    run,
+    tune,
+)
 from bhbench.cli import list as list_cmd
 from bhbench.cli.common import parse_sets, path_arg
 from bhbench.cli.folders import explain, folders
@@ -19,7 +32,21 @@ from bhbench.errors import UserError
 
 __all__ = ["build_parser", "main", "parse_sets"]
 
-COMMANDS = (list_cmd, run, audit, check, tune, reproduce, leaderboard, report, compare, export, data, results)
+COMMANDS = (
+    list_cmd,
+    run,
+    robustness,
+    audit,
+    check,
+    tune,
+    reproduce,
+    leaderboard,
+    report,
+    compare,
+    export,
+    data,
+    results,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,6 +53,7 @@ class Checked:
     record: RunRecord | None  # None when the file is not a valid record
     problems: list[str] = field(default_factory=list)
     scored: Scored | None = None
+    shifted: dict[float, Scored] | None = None  # a robustness record's, by strength (`scored`: strength 0)
 
     @property
     def accepted(self) -> bool:
@@ -135,6 +136,8 @@ def verify(path: Path, record: RunRecord, root: Path, shared: Shared | None = No
     if hashlib.sha256(blob).hexdigest() != record.predictions.sha256:
         problems.append("predictions file does not match the hash in the record")
     frame = pd.read_csv(io.BytesIO(blob))  # the bytes just hashed, not a second read
+    by_strength = _strengths(frame, record, problems)
+    frame = by_strength.get(0.0, frame.iloc[:0]) if by_strength is not None else frame
     dataset_dir = root / record.dataset.id
     split_file = dataset_dir / "splits" / record.split.file
     split = shared.split(split_file)
@@ -150,20 +153,43 @@ def verify(path: Path, record: RunRecord, root: Path, shared: Shared | None = No
     elif found != record.dataset.fingerprint:
         problems.append("dataset fingerprint does not match the dataset manifest")
     task = record.protocol.task
-    classes = TASK_CLASSES[task]
     try:
-        proba = frame[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
-        y, patients, mags = _labels(frame["filename"].tolist(), task, shared)
-        aux_cols = [c for c in frame.columns if c.startswith("aux_magnification_")]
-        aux = {"magnification": frame[aux_cols].to_numpy(dtype=float)} if aux_cols else {}
-        recomputed = score_all(y, proba, patients, mags, aux)
+        scored = _scored(frame, task, shared)
+        shifted = {s: _scored(f, task, shared) for s, f in by_strength.items()} if by_strength is not None else None
     except (KeyError, ValueError) as exc:
         return Checked(path, record, [*problems, f"predictions cannot be scored ({exc})"])
-    where = _differs(recomputed.to_json(), record.metrics.to_json() if record.metrics else None)
+    assert scored.metrics is not None
+    where = _differs(scored.metrics.to_json(), record.metrics.to_json() if record.metrics else None)
     if where:
         problems.append(f"stored metric {where} differs from the one recomputed from the predictions")
-    scored = Scored(frame["filename"].tolist(), y, proba, patients, mags, aux, recomputed)
-    return Checked(path, record, problems, scored)
+    return Checked(path, record, problems, scored, shifted)
+
+
+def _scored(frame: pd.DataFrame, task: str, shared: Shared) -> Scored:
+    """The predictions scored by the harness; KeyError or ValueError when they cannot be."""
+    proba = frame[[f"p_{c}" for c in TASK_CLASSES[task]]].to_numpy(dtype=float)
+    y, patients, mags = _labels(frame["filename"].tolist(), task, shared)
+    aux_cols = [c for c in frame.columns if c.startswith("aux_magnification_")]
+    aux = {"magnification": frame[aux_cols].to_numpy(dtype=float)} if aux_cols else {}
+    return Scored(frame["filename"].tolist(), y, proba, patients, mags, aux, score_all(y, proba, patients, mags, aux))
+
+
+def _strengths(frame: pd.DataFrame, record: RunRecord, problems: list[str]) -> dict[float, pd.DataFrame] | None:
+    """A robustness record's predictions by strength (None for an ordinary record); a problem when
+    they are not the strengths the record names, each over the same images."""
+    if record.perturbation is None:
+        if "strength" in frame:
+            problems.append("predictions have a strength column but the record names no perturbation")
+        return None
+    if "strength" not in frame:
+        problems.append("a robustness record's predictions have no strength column")
+        return {}
+    parts = {float(s): f.drop(columns="strength").reset_index(drop=True) for s, f in frame.groupby("strength")}
+    if sorted(parts) != sorted(record.perturbation.strengths) or 0.0 not in parts:
+        problems.append(f"predictions' strengths {sorted(parts)} are not the record's")
+    elif any(sorted(f["filename"]) != sorted(parts[0.0]["filename"]) for f in parts.values()):
+        problems.append("predictions of some strength do not cover the same images as strength 0")
+    return parts
 
 
 def _check(root: Path, paths: list[Path]) -> list[Checked]:
