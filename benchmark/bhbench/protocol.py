@@ -5,6 +5,7 @@ contract (`bhbench.method`), the data layer and the CLI can all read it."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +42,10 @@ class Protocol:
     seed: int = 0  # seed of generated splits
     # Records made before it lack the key (record.py's `optional` metadata): read as "none".
     stain_norm: str = field(default="none", metadata={"optional": True})
+    # Learning curves and cross-magnification transfer; absent from records at their defaults.
+    train_fraction: float = field(default=1.0, metadata={"optional": True})  # of each fold's training patients
+    train_mags: tuple[int, ...] | None = field(default=None, metadata={"optional": True})  # None: all
+    test_mags: tuple[int, ...] | None = field(default=None, metadata={"optional": True})
 
     def __post_init__(self) -> None:
         for value, allowed, what in (
@@ -53,6 +58,22 @@ class Protocol:
                 raise UserError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
         if self.magnification is not None and self.magnification not in MAGNIFICATIONS:
             raise UserError(f"magnification {self.magnification} is not one of {MAGNIFICATIONS}")
+        if not 0 < self.train_fraction <= 1:
+            raise UserError(f"train fraction {self.train_fraction} is not in (0, 1]")
+        self._check_transfer()
+
+    def _check_transfer(self) -> None:
+        """Training and test magnifications: known ones, sorted (one protocol, one id), one model."""
+        for name, mags in (("train", self.train_mags), ("test", self.test_mags)):
+            if mags is None:
+                continue
+            if not mags or any(m not in MAGNIFICATIONS for m in mags):
+                raise UserError(f"{name} magnifications {list(mags)}: each must be one of {MAGNIFICATIONS}")
+            object.__setattr__(self, f"{name}_mags", tuple(sorted(set(mags))))
+            if self.regime != "mi":
+                raise UserError(f"{name} magnifications {list(mags)} need the mi regime (one model), not {self.regime}")
+            if self.magnification is not None:
+                raise UserError(f"{name} magnifications {list(mags)} and magnification {self.magnification}: use one")
 
     @property
     def id(self) -> str:
@@ -63,6 +84,11 @@ class Protocol:
             parts.append(f"{self.magnification}x")
         if self.stain_norm != "none":  # never beside raw rows; ids without normalisation unchanged
             parts.append(self.stain_norm)
+        if self.train_fraction != 1:
+            parts.append(f"frac{self.train_fraction:g}")
+        for name, mags in (("train", self.train_mags), ("test", self.test_mags)):
+            if mags is not None:
+                parts.append(f"{name}{'+'.join(map(str, mags))}x")
         return "-".join(parts)
 
     @property
@@ -70,12 +96,22 @@ class Protocol:
         regime = "magnification-independent" if self.regime == "mi" else "magnification-specific"
         mag = f", {self.magnification}X only" if self.magnification else ""
         stain = f", {self.stain_norm.capitalize()}-normalised" if self.stain_norm != "none" else ""
-        return f"{LIU_NAMES[(self.regime, self.task)]} — {self.task} task, {regime}, {self.split} split{mag}{stain}"
+        fraction = f", {100 * self.train_fraction:g}% of training patients" if self.train_fraction != 1 else ""
+        transfer = "".join(
+            f", {name} at {'/'.join(f'{m}X' for m in mags)}"
+            for name, mags in (("trained", self.train_mags), ("tested", self.test_mags))
+            if mags is not None
+        )
+        return (
+            f"{LIU_NAMES[(self.regime, self.task)]} — {self.task} task, {regime}, {self.split} split"
+            f"{mag}{stain}{fraction}{transfer}"
+        )
 
     def to_json(self) -> dict:
         fields = asdict(self)
-        if self.stain_norm == "none":  # records without normalisation keep their bytes
-            del fields["stain_norm"]
+        for f in dataclass_fields(self):  # records made without an optional setting keep their bytes
+            if f.metadata.get("optional") and fields[f.name] == f.default:
+                del fields[f.name]
         return {**fields, "id": self.id}
 
     def labels(self, table: pd.DataFrame) -> np.ndarray:

@@ -49,8 +49,8 @@ from bhbench.splits import (
     image_kfold,
     official_split,
     patient_split,
+    protocol_subset,
     read_official,
-    restrict,
 )
 from bhbench.util import atomic_write
 from bhbench.worker import MethodFailure, Outcome, Task, Worker
@@ -165,12 +165,7 @@ def make_plan(
             f"{len(problems)} bad file(s) in {dataset.root}; fix them or rerun with --skip-bad:\n{shown}{more}"
         )
     dataset.drop({p.path for p in problems})
-    split = _build_split(dataset, protocol, folds, store)
-    if protocol.magnification is not None:  # a protocol choice: the dataset's identity stays whole
-        split = restrict(
-            split,
-            set(dataset.table.loc[dataset.table["magnification"] == protocol.magnification, "filename"]),
-        )
+    split = protocol_subset(_build_split(dataset, protocol, folds, store), dataset.table, protocol)
     empty = [f.index for f in split.folds if not f.train or not f.test]
     if empty:
         raise DataError(f"fold(s) {empty} have no training or no test images in {dataset.root}")

@@ -63,7 +63,9 @@ class Where:
     official when there are fold files, else patient), one magnification only, the seed of generated
     splits; synthetic_seed draws a private synthetic cohort instead ("secret": a seed drawn here,
     committed to before the run and revealed after); stain_norm ("macenko", "reinhard") normalises
-    every image a method is handed to a target fitted on its fold's training images."""
+    every image a method is handed to a target fitted on its fold's training images; train_fraction
+    trains on that share of each fold's training patients; train_mags and test_mags (None: all) train
+    one model at some magnifications and test it at others."""
 
     data: Path | None = None
     folds: Path | None = None
@@ -74,6 +76,9 @@ class Where:
     seed: int = 0
     synthetic_seed: str | None = None  # a private synthetic cohort ("secret": drawn here)
     stain_norm: str = "none"
+    train_fraction: float = 1.0
+    train_mags: tuple[int, ...] | None = None
+    test_mags: tuple[int, ...] | None = None
 
 
 def prepare(where: Where | None, options: runner.Options, progress: Progress) -> runner.Plan:
@@ -100,6 +105,9 @@ def prepare(where: Where | None, options: runner.Options, progress: Progress) ->
         where.mag,
         where.seed,
         where.stain_norm,
+        where.train_fraction,
+        where.train_mags,
+        where.test_mags,
     )
     name = "synthetic (generated BreaKHis-like data)" if dataset.synthetic else f"BreaKHis at {dataset.root}"
     if private is not None:  # commit now, reveal after the run (`reveal`)

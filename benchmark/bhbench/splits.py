@@ -366,16 +366,66 @@ STAIN_SPLITS: dict[str, Callable[[pd.DataFrame, Protocol, Loader], Split]] = {
 }
 
 
-def restrict(split: Split, filenames: set[str]) -> Split:
-    """The same split over a subset of images (a magnification filter)."""
+def restrict(split: Split, filenames: set[str], test_filenames: set[str] | None = None) -> Split:
+    """The same split over a subset of images (a magnification filter); `test_filenames`, when
+    given, filters the test side instead (training at some magnifications, testing at others)."""
+    tests = filenames if test_filenames is None else test_filenames
     folds = [
         Fold(
             f.index,
             [n for n in f.train if n in filenames],
-            [n for n in f.test if n in filenames],
+            [n for n in f.test if n in tests],
         )
         for f in split.folds
     ]
     for f in folds:
         f.leaked_patients = leaked_patients(f.train, f.test)
     return Split(split.kind, folds, split.source, split.missing)
+
+
+# --- the protocol's subsets: one magnification, training and test magnifications, fewer patients ----
+
+
+def _at(table: pd.DataFrame, mags: tuple[int, ...] | None) -> set[str]:
+    """File names at these magnifications (None: all)."""
+    rows = table if mags is None else table[table["magnification"].isin(mags)]
+    return set(rows["filename"])
+
+
+def draw_patients(classes: pd.Series, fraction: float, rng: np.random.Generator) -> list[str]:
+    """A seeded, class-stratified share of the patients (index: patient, value: class): round(fraction x
+    n) of each class's n patients, and at least one of every class, so no class drops out of training."""
+    drawn: list[str] = []
+    for _class, group in classes.groupby(classes, sort=True):
+        names = sorted(group.index)
+        drawn.extend(rng.permutation(names)[: max(1, round(fraction * len(names)))])
+    return sorted(drawn)
+
+
+def fewer_patients(split: Split, table: pd.DataFrame, protocol: Protocol) -> Split:
+    """Each fold's training images from a share of its training patients (whole patients, drawn by
+    `draw_patients` from the protocol's seed and the fold's index); the test side is left as it is."""
+    classes = _patient_classes(table, protocol)
+    folds = []
+    for f in split.folds:
+        patients = sorted({patient_of(n) for n in f.train})
+        rng = np.random.default_rng([protocol.seed, f.index])
+        kept = set(draw_patients(classes[patients], protocol.train_fraction, rng))
+        train = [n for n in f.train if patient_of(n) in kept]
+        folds.append(Fold(f.index, train, f.test, leaked_patients(train, f.test)))
+    share = f"{protocol.train_fraction:g} of each fold's training patients, stratified, seed {protocol.seed}"
+    source = f"{split.source}; {share}"
+    return Split(split.kind, folds, source, split.missing)
+
+
+def protocol_subset(split: Split, table: pd.DataFrame, protocol: Protocol) -> Split:
+    """The split narrowed to what the protocol trains and tests on: one magnification, or training and
+    test magnifications, then a share of the training patients. A protocol choice: the dataset's
+    identity stays whole."""
+    if protocol.magnification is not None:
+        split = restrict(split, _at(table, (protocol.magnification,)))
+    elif protocol.train_mags is not None or protocol.test_mags is not None:
+        split = restrict(split, _at(table, protocol.train_mags), _at(table, protocol.test_mags))
+    if protocol.train_fraction != 1:
+        split = fewer_patients(split, table, protocol)
+    return split

@@ -36,7 +36,7 @@ def api_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     from bhbench.session import Where
 
     protocol = (args.task, args.regime, args.split, args.mag, args.seed, args.synthetic_seed, args.stain_norm)
-    where = Where(args.data, args.folds, *protocol)
+    where = Where(args.data, args.folds, *protocol, args.train_fraction, args.train_mags, args.test_mags)
     return {
         "where": where,
         "params": parse_sets(args.set),
@@ -58,6 +58,15 @@ def _gigabytes(text: str) -> float:
     if not value > 0.25:
         raise argparse.ArgumentTypeError(f"{text} GB is too little for a Python worker (at least 0.25)")
     return value
+
+
+def _magnifications(text: str) -> tuple[int, ...]:
+    """--train-mags / --test-mags: magnifications separated by commas ("40,100" or "40X,100X"); the
+    protocol checks which are known."""
+    try:
+        return tuple(int(item.strip().upper().removesuffix("X")) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected magnifications such as 40,100, got {text!r}") from None
 
 
 def path_arg(text: str) -> Path:
@@ -86,6 +95,14 @@ def protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stain-norm", choices=STAIN_NORMS, default="none",
                    help="normalise every image a method is handed to a stain target fitted on its fold's "
                         "training images (torchstain's estimators; a protocol of its own)")  # fmt: skip
+    p.add_argument("--train-fraction", type=float, default=1.0, metavar="F",
+                   help="train on this share of each fold's training patients (whole patients, stratified by "
+                        "class, seeded); test patients unchanged: a point of a learning curve")  # fmt: skip
+    p.add_argument("--train-mags", type=_magnifications, default=None, metavar="40,100",
+                   help="train at these magnifications only (mi regime; default all)")  # fmt: skip
+    p.add_argument("--test-mags", type=_magnifications, default=None, metavar="400",
+                   help="score at these magnifications only (mi regime; default all): with --train-mags, "
+                        "cross-magnification transfer")  # fmt: skip
     p.add_argument("--synthetic-seed", default=None, metavar="SEED|secret",
                    help="a private synthetic cohort: the synthetic default's distribution (or that of the generated "
                         "tree --data names) from another seed; 'secret' draws 128 bits from the OS, commits to "
