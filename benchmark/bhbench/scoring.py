@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from bhbench.metric import (
     BOOTSTRAPPED,
@@ -238,27 +239,59 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def tied_ranks(boot: Bootstrap) -> tuple[np.ndarray, np.ndarray]:
+def corrected_t_pvalues(d: np.ndarray, test_to_train: float) -> np.ndarray:
+    """Two-sided p-values of the corrected resampled t-test for repeated hold-out (Nadeau & Bengio
+    2003) on per-fold paired differences d (pairs, folds), NaN where a pair lacks a fold: over the J
+    folds a pair has, t = mean(d) / sqrt((1/J + n_test/n_train) var(d)), J - 1 degrees of freedom.
+    The n_test/n_train term counts how much the differences vary with the overlapping training sets;
+    the plain t-test (1/J alone) would be far too confident. NaN with fewer than two folds (no
+    variance to estimate); differences equal in every fold give p = 0, or 1 when they are all zero."""
+    j = (~np.isnan(d)).sum(axis=-1)
+    p = np.full(j.shape, np.nan)
+    ok = j >= 2
+    if not ok.any():
+        return p
+    mean = nanmean(d[ok], axis=-1)
+    var = np.nanvar(d[ok], axis=-1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # var = 0: t is infinite, or NaN when mean = 0
+        t = mean / np.sqrt((1 / j[ok] + test_to_train) * var)
+    p[ok] = np.where(np.isnan(t), 1.0, 2 * student_t.sf(np.abs(t), j[ok] - 1))
+    return p
+
+
+def tied_ranks(boot: Bootstrap, test_to_train: float) -> tuple[np.ndarray, np.ndarray]:
     """Rank of each row = 1 + rows significantly better on the headline (higher or lower, as its metric
-    declares): paired bootstrap over the
-    folds both rows have, Holm over all pairs of the section at family-wise level ALPHA. Returns
+    declares). A pair differs significantly when both tests over the folds both rows have say so,
+    each with Holm over all pairs of the section at family-wise level ALPHA: the paired patient
+    bootstrap (each fold's trained model held fixed) and the corrected resampled t-test on the
+    per-fold differences (training variability; `test_to_train` = n_test/n_train of the splits).
+    A tie needs only one of them. A pair with a single common fold has no training variability to
+    measure: the bootstrap alone decides it (else every one-fold section would be one tie). Returns
     the ranks and the matrix better[i, j] (row i significantly better than row j)."""
     by_fold = boot.headline_by_fold
     rows = by_fold.shape[2]
     points = boot.folds["headline"]
     p = np.full((rows, rows), np.nan)
+    p_t = np.full((rows, rows), np.nan)
     diff = np.full((rows, rows), np.nan)
     for i in range(rows - 1):
         j = np.arange(i + 1, rows)
         common = ~np.isnan(points[i][None, :]) & ~np.isnan(points[j])  # (pairs, folds)
         delta = by_fold[:, :, i : i + 1] - by_fold[:, :, j]  # (folds, draws, pairs)
         d = nanmean(delta if common.all() else np.where(common.T[:, None, :], delta, np.nan), axis=0)
-        diff[i, j] = nanmean(np.where(common, points[i][None, :] - points[j], np.nan), axis=1)
+        per_fold = np.where(common, points[i][None, :] - points[j], np.nan)
+        diff[i, j] = nanmean(per_fold, axis=1)
         p[i, j] = np.where(common.any(1), _two_sided(d.T), np.nan)
-    upper = np.triu_indices(rows, 1)
-    adjusted = np.full((rows, rows), np.nan)
-    adjusted[upper] = holm(p[upper])
-    significant = adjusted < ALPHA
+        p_t[i, j] = corrected_t_pvalues(per_fold, test_to_train)
+    significant = _holm_significant(p) & (_holm_significant(p_t) | np.isnan(p_t))
     ahead = diff if HEADLINE.metric.higher_is_better else -diff
     better = (significant & (ahead > 0)) | (significant & (ahead < 0)).T
     return 1 + better.sum(axis=0), better
+
+
+def _holm_significant(p: np.ndarray) -> np.ndarray:
+    """Which pairs of the upper triangle of p (rows x rows) differ at family-wise level ALPHA."""
+    upper = np.triu_indices(len(p), 1)
+    adjusted = np.full(p.shape, np.nan)
+    adjusted[upper] = holm(p[upper])
+    return adjusted < ALPHA

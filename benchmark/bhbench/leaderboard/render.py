@@ -66,7 +66,11 @@ Every number is recomputed from stored per-image predictions; values are in %.
 - **# (rank)** = 1 + the number of rows *significantly* better. Significantly: a paired bootstrap
   on the same patient draws (over the folds both rows have) gives a two-sided p-value for the
   difference of headlines, and Holm's method over all pairs of the section keeps the family-wise
-  error at {100 * ALPHA:.0f}%. Rows that cannot be told apart share a rank.
+  error at {100 * ALPHA:.0f}%. Over two folds or more, the pair must also differ by the corrected
+  resampled t-test on its per-fold differences (Nadeau & Bengio 2003, variance factor 1/folds +
+  n_test/n_train in patients, in images for an image-level split; Holm likewise), which counts how
+  the difference moves with the training set; with one fold the bootstrap alone decides. Rows that
+  either test cannot tell apart share a rank.
 - **Reference rows** `majority` (training majority class, training prior as probability) and
   `stratified` (seeded guesses at the training prior) are measured like any method: read every row
   against them. Smoke results (deep models trained by the CPU `quick` recipe) and transductive
