@@ -148,3 +148,16 @@ def test_the_figures_draw_a_learning_curve_and_a_transfer_matrix(run_toy):
     for figure in (curves.learning_curve(table, "toy"), curves.transfer_matrix(table, "toy", "toy")):
         assert figure.startswith(b"<?xml") and b"</svg>" in figure
     assert b"not run" in curves.transfer_matrix(table, "toy", "toy")
+
+
+@pytest.mark.slow  # three runs of the toy
+def test_a_liu_name_names_the_whole_protocol_beside_its_subsets(run_toy):
+    from bhbench import reproduce
+
+    whole = run_toy("toy")
+    run_toy("toy", train_fraction=0.5)
+    run_toy("toy", test_mags=(400,))
+    found = reproduce.resolve(f"{whole.plan.dataset.id}/MIBC/toy", whole.results)
+    assert found and all(
+        p.is_relative_to(whole.results / whole.plan.dataset.id / whole.plan.protocol.id) for p in found
+    )
