@@ -4,6 +4,7 @@ fold's training images only, records the target, keeps the protocol apart, and c
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 
 import cv2
@@ -72,6 +73,7 @@ def test_normalised_run_records_the_target_under_its_own_protocol(run_toy, metho
     assert all(t is not None and t.method == method and set(t.params) == keys for t in targets)
     assert len({t.digest for t in targets}) == len(targets)  # one target per fold, from its own training images
     assert raw.records[0].stain_target is None
+    assert normalised.records[0].environment.versions["torchstain"] == metadata.version("torchstain")
     written = json.loads(normalised.jobs[0].job.where.record.read_text())
     assert written["protocol"]["stain_norm"] == method and written["stain_target"]["method"] == method
     plain = json.loads(raw.jobs[0].job.where.record.read_text())

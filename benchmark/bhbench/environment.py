@@ -24,11 +24,12 @@ from bhbench.record import Environment
 
 # Packages whose version can change a record's numbers: numpy (random streams, sums), OpenCV
 # (synthetic shapes, PNG encoding, so the dataset's bytes, and decoding), Pillow (decoding before
-# OpenCV did it), SciPy and the feature and model libraries (numba compiles the LBP kernels).
+# OpenCV did it), SciPy, the feature and model libraries (numba compiles the LBP kernels) and
+# torchstain (--stain-norm's targets and normalised pixels, the cross-stain split's groups).
 # `bhbench reproduce` names any of them that differ from a record's beside its verdict.
 VERSIONED = (
     "numpy", "scipy", "pillow", "opencv-python-headless", "scikit-learn", "scikit-image", "mahotas", "numba", "torch",
-    "timm",
+    "timm", "torchstain",
 )  # fmt: skip
 
 # The repository's lock, when bhbench runs from a checkout (an editable install); an installed wheel

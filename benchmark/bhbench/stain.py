@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,13 @@ def _library(method: str) -> Any:
     return normalizers.MacenkoNormalizer(backend="numpy") if method == "macenko" else normalizers.ReinhardNormalizer()
 
 
+# A target's parameters by name (their order is the record's), and the estimator's attribute for each.
+_TARGET = {
+    "macenko": {"stain_matrix": "HERef", "max_concentrations": "maxCRef"},
+    "reinhard": {"means": "target_means", "stds": "target_stds"},
+}
+
+
 def _guarded(call: Any, *args: Any, **kwargs: Any) -> Any:
     """The estimator's result; StainError when it cannot estimate stains (a nearly background-only
     image leaves no stained pixels: empty covariances, zero deviations, NaN)."""
@@ -49,6 +57,26 @@ def _guarded(call: Any, *args: Any, **kwargs: Any) -> Any:
             return call(*args, **kwargs)
     except (ArithmeticError, ValueError, IndexError, np.linalg.LinAlgError) as exc:
         raise StainError(f"no stain to estimate ({exc})") from None
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """The estimator's RuntimeWarnings silenced: on an image without stain it warns, then fails, and
+    StainError says it. Warning filters are process-wide: enter it around a thread pool, not in one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(numpy|torchstain)\.")
+        yield
+
+
+def fit(method: str, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """The target torchstain's estimator fits on these RGB pixels, its parameters by name; StainError
+    when they hold no stain to estimate (or yield a non-finite target)."""
+    estimator = _library(method)
+    _guarded(estimator.fit, pixels)
+    params = {name: np.asarray(getattr(estimator, attr)) for name, attr in _TARGET[method].items()}
+    if not all(np.isfinite(value).all() for value in params.values()):
+        raise StainError("no stain to estimate (a non-finite target)")
+    return params
 
 
 def reference(store: ImageStore, keys: Sequence[str], seed: int | Sequence[int]) -> np.ndarray:
@@ -67,12 +95,7 @@ def reference(store: ImageStore, keys: Sequence[str], seed: int | Sequence[int])
 def estimate(method: str, store: ImageStore, keys: Sequence[str], seed: int | Sequence[int]) -> StainTarget:
     """The target the estimator fits on the reference mosaic of these (training) images, with its
     parameters as JSON."""
-    norm = _library(method)
-    _guarded(norm.fit, reference(store, keys, seed))
-    if method == "macenko":
-        params = {"stain_matrix": norm.HERef.tolist(), "max_concentrations": norm.maxCRef.tolist()}
-    else:
-        params = {"means": norm.target_means.tolist(), "stds": norm.target_stds.tolist()}
+    params = {name: value.tolist() for name, value in fit(method, reference(store, keys, seed)).items()}
     return StainTarget(method, util.digest(params)[:16], min(REFERENCE_IMAGES, len(keys)), params)
 
 
@@ -82,11 +105,8 @@ class Normaliser:
     def __init__(self, target: StainTarget):
         self.target = target
         self.estimator = _library(target.method)  # torchstain's normaliser, set to the target
-        params = {k: np.asarray(v, dtype=float) for k, v in target.params.items()}
-        if target.method == "macenko":
-            self.estimator.HERef, self.estimator.maxCRef = params["stain_matrix"], params["max_concentrations"]
-        else:
-            self.estimator.target_means, self.estimator.target_stds = params["means"], params["stds"]
+        for name, attr in _TARGET[target.method].items():
+            setattr(self.estimator, attr, np.asarray(target.params[name], dtype=float))
 
     def partition(self, partition: str) -> str:
         """The blind area of this target's images: their own, apart from the raw images' area."""
@@ -98,7 +118,11 @@ class Normaliser:
 
     def apply(self, img: np.ndarray) -> np.ndarray:
         if self.target.method == "macenko":
-            return _guarded(self.estimator.normalize, I=img, stains=False)[0]
+            import cv2  # imported on first use: `bhbench list` stays fast
+
+            # torchstain's output is an RGB view of colour planes; the cache needs the pixels
+            # interleaved: OpenCV does it in 0.04 ms a 700x460 image, numpy's copy in 1.1 ms.
+            return cv2.merge(tuple(_guarded(self.estimator.normalize, I=img, stains=False)[0].transpose(2, 0, 1)))
         return _guarded(self.estimator.normalize, I=img)
 
     def _make(self, source: str, store: ImageStore) -> str:
@@ -116,10 +140,8 @@ class Normaliser:
         image in which the estimator finds no stain (Macenko keeps only pixels dense in all three
         channels: a pale or nearly background-only image may have none) keeps its own key, is handed
         over as it is and tried again next time (`unnormalised`)."""
-        with warnings.catch_warnings():  # the estimator's warnings on such images: StainError says it
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(numpy|torchstain)\.")
-            with ThreadPoolExecutor(util.cpu_count()) as pool:
-                return list(pool.map(lambda k: self._make(k, store), keys))
+        with quiet(), ThreadPoolExecutor(util.cpu_count()) as pool:
+            return list(pool.map(lambda k: self._make(k, store), keys))
 
     def unnormalised(self, keys: Sequence[str], store: ImageStore) -> list[str]:
         """Those of the staged images handed over as they are."""
