@@ -114,3 +114,31 @@ def test_a_bad_strength_is_one_line_and_a_non_zero_exit(value, submissions, tiny
     assert "Traceback" not in err
     assert ("--strengths" in err) and (value in err)
     assert not (tmp_path / "r").exists() or not list((tmp_path / "r").rglob("robustness-*"))
+
+
+def test_the_board_shows_the_drop_and_the_penalty_and_check_catches_an_edited_record(run_toy, submissions, tiny_tree,
+                                                                                       tmp_path):  # fmt: skip
+    from bhbench import leaderboard
+
+    results = tmp_path / "results"
+    for split in ("cross-stain", "stain-random", "patient"):
+        assert run_toy("toy", split=split, mag=40).ok
+    where = api.Where(tiny_tree, mag=40)
+    done = api.robustness("toy", where, strengths=(0.2,), submissions=submissions, results=results, sandbox="off")
+    board = tmp_path / "board"
+    checked = leaderboard.write([results], board)
+    assert all(c.accepted for c in checked)
+    text = (board / "README.md").read_text()
+    section = text[text.index("## Robustness to stain") :]
+    (line,) = [ln for ln in section.splitlines() if ln.startswith("| toy ")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:3] == ["toy", "none", f"{100 * done.curve.headline[0]:.1f}"]
+    assert cells[3] == f"{100 * done.curve.drop[1]:+.1f} [{100 * done.curve.drop_low[1]:+.1f}, " \
+                       f"{100 * done.curve.drop_high[1]:+.1f}]"  # fmt: skip
+    assert cells[4] != "–"  # the stain-shift penalty of the cross-stain and stain-random sections
+    figure = next(board.glob("figures/robustness-*.svg"))
+    assert f"figures/{figure.name}" in section
+    assert leaderboard.stale([results], board) == []
+    where = done.jobs[0].job.where
+    where.predictions.write_text(where.predictions.read_text().replace("0.", "0.9", 1))
+    assert any(str(where.record) in reason for reason in leaderboard.stale([results], board))

@@ -10,6 +10,7 @@ from bhbench.data import synthetic
 from bhbench.data.images import decode
 from bhbench.data.index import index_tree
 from bhbench.errors import DataError, UserError
+from bhbench.leaderboard.robustness import penalties
 from bhbench.protocol import Protocol
 from bhbench.splits import (
     cross_stain_split,
@@ -20,7 +21,6 @@ from bhbench.splits import (
     stain_groups,
     stain_random_split,
 )
-from bhbench.stain_shift import penalties
 
 
 @pytest.fixture(scope="module")

@@ -581,7 +581,6 @@ def audit(
     return AuditOutcome(result, file, time.monotonic() - started, jobs)
 
 
-
 # --- robustness ----------------------------------------------------------------------------------
 
 
@@ -656,6 +655,7 @@ def robustness(
     ok = [c for c in mine if c.record is not None and c.record.ok]
     curve = robust.curve(sorted(ok, key=lambda c: c.path)) if len(ok) == len(jobs) else None
     return RobustnessResult(curve, jobs[0].where.folder, time.monotonic() - started, finished)
+
 
 # --- check ---------------------------------------------------------------------------------------
 

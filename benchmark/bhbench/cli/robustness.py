@@ -59,7 +59,7 @@ def table(curve: Curve):  # -> rich Table
     from rich.table import Table
 
     t = Table("HED shift strength", "headline [95% CI]", "drop from 0 [95% CI]",
-              title=f"{escape(curve.method)} under test-time stain shift — {curve.dataset}, {curve.protocol}, "
+              title=f"{escape(curve.method)} under test-time stain shift — {curve.dataset.id}, {curve.protocol.id}, "
                     f"{curve.folds} fold(s), one fit each")  # fmt: skip
     for i, s in enumerate(curve.strengths):
         drop = (

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from bhbench import results
 from bhbench.errors import UserError
-from bhbench.leaderboard import memo, render, report
+from bhbench.leaderboard import memo, render, report, robustness
 from bhbench.leaderboard.aggregate import Section, aggregate, frame, pct, sections
 from bhbench.leaderboard.verify import Checked, check_all, verify
 from bhbench.results import is_committed
@@ -171,12 +171,15 @@ def build(folders: Sequence[Path], output: Path, add_pages: Sequence[str] = ()) 
     for s, (_, drawn) in zip(found, outputs, strict=True):
         figs[s.slug] = list(drawn)
         files.update({f"{render.FIGURES}/{name}": blob for name, blob in drawn.items()})
+    shifted = robustness.checked(folders)  # robustness records: the Robustness section
+    robust, drawn = robustness.markdown(robustness.curves(shifted), found)
+    files.update({f"{render.FIGURES}/{name}": blob for name, blob in drawn.items()})
     # SVG bytes are exact for one matplotlib release only; this file says which drew them.
     files[DRAWN_WITH] = f"matplotlib {version('matplotlib')}\n".encode()
-    text = render.document(found, tables, figs, pages, ", ".join(str(f) for f in folders))
+    text = render.document(found, tables, figs, pages, ", ".join(str(f) for f in folders), robust)
     files["README.md"] = text.encode()
     files["leaderboard.csv"] = render.csv(tables).encode()
-    return Board(files, tables, found, checked)
+    return Board(files, tables, found, checked + shifted)
 
 
 def write(folders: Sequence[Path], output: Path, add_pages: Sequence[str] = ()) -> list[Checked]:

@@ -157,3 +157,25 @@ def curves(histories: list[list[dict]], title: str) -> bytes:
         ax.set_title(title, fontsize=9)
 
     return svg(draw, 5.5, 4)
+
+
+def stain_shift(panels: dict[str, list], title: str) -> bytes:
+    """Headline against HED shift strength, one line per method, a panel per stain normalisation
+    (`bhbench.leaderboard.robustness.Curve`s)."""
+    import matplotlib
+
+    def draw(fig) -> None:
+        axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+        methods = sorted({c.method for curves in panels.values() for c in curves})
+        colours = dict(zip(methods, matplotlib.colormaps["tab20"].resampled(max(len(methods), 1)).colors, strict=False))
+        for ax, (norm, curves) in zip(axes, panels.items(), strict=True):
+            for c in sorted(curves, key=lambda c: c.method):
+                ax.plot(c.strengths, 100 * c.headline, "-o", ms=2.5, lw=1, color=colours[c.method], label=c.method)
+            ax.set_title(f"stain normalisation: {norm}", fontsize=8)
+            ax.set_xlabel("HED shift strength")
+        axes[0].set_ylabel("patient recognition rate (%)")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right", fontsize=6)
+        fig.suptitle(title, fontsize=9)
+
+    return svg(draw, 3 + 2.8 * len(panels), 4.2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -343,8 +344,14 @@ def no_complete_breakhis(sections: list[Section]) -> list[str]:
     ]
 
 
-def document(sections: list[Section], tables: dict[str, pd.DataFrame], figs: dict[str, list[str]],
-             reports: set[str], source: str = "leaderboard/results") -> str:  # fmt: skip
+def document(
+    sections: list[Section],
+    tables: dict[str, pd.DataFrame],
+    figs: dict[str, list[str]],
+    reports: set[str],
+    source: str = "leaderboard/results",
+    robustness: Sequence[str] = (),
+) -> str:
     lines = [header(source), *no_complete_breakhis(sections)]
     current = None
     for section in sections:
@@ -353,6 +360,7 @@ def document(sections: list[Section], tables: dict[str, pd.DataFrame], figs: dic
             lines += [f"## {dataset_title(section.dataset)}", ""]
         lines += section_markdown(section, tables[section.slug], figs[section.slug], reports)
     lines += protocol_matters(sections, tables)
+    lines += robustness  # `bhbench.leaderboard.robustness.markdown`
     lines += [
         "## Published reference numbers (not measured by bhbench)",
         "",
