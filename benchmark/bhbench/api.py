@@ -546,14 +546,11 @@ def audit(
     fold); with `private_cohort`, also against a private synthetic cohort. The honest fits are the
     records under `results` (run when missing); audit.json goes beside them. timeout: per job, as in `run`."""
     from bhbench import audit as audits
-    from bhbench import registry, runner
+    from bhbench import runner
     from bhbench.config import results_dir
 
     started = time.monotonic()
-    session.discover(submissions, progress)
-    if registry.resolve([method]) != [method]:  # a wildcard or a family
-        raise UserError(f"--method {method!r}: audit takes one method name")
-    spec = runner.MethodSpec.create(method, session.method_params([method], params, device)[method])
+    spec = _one_method(method, "audit", params, device, submissions, progress)
     options = runner.Options(
         results=results or results_dir(),
         force=force,
@@ -621,18 +618,15 @@ def robustness(
     refitting; write a robustness record per fold beside the row's records under `results` (finished
     folds are kept unless `force`) and return the headline at each strength with intervals and the
     drop from strength 0."""
-    from bhbench import perturb, registry, runner
+    from bhbench import perturb, runner
     from bhbench.config import results_dir
     from bhbench.leaderboard import robustness as robust
 
     started = time.monotonic()
-    session.discover(submissions, progress)
-    if registry.resolve([method]) != [method]:
-        raise UserError(f"--method {method!r}: robustness takes one method name")
+    spec = _one_method(method, "robustness", params, device, submissions, progress)
     levels = tuple(sorted({0.0, *(strengths if strengths is not None else perturb.STRENGTHS)}))
     if any(not 0 <= s < 1 for s in levels):
         raise UserError(f"--strengths {','.join(map(str, levels))}: each strength must be in [0, 1)")
-    spec = runner.MethodSpec.create(method, session.method_params([method], params, device)[method])
     options = runner.Options(results=results or results_dir(), force=force, timeout=timeout, skip_bad=skip_bad,
                              fps_images=0, submissions=submissions, memory_gb=memory_gb)  # fmt: skip
     options.sandbox = session.launcher(sandbox, progress)
@@ -655,6 +649,23 @@ def robustness(
     ok = [c for c in mine if c.record is not None and c.record.ok]
     curve = robust.curve(sorted(ok, key=lambda c: c.path)) if len(ok) == len(jobs) else None
     return RobustnessResult(curve, jobs[0].where.folder, time.monotonic() - started, finished)
+
+
+def _one_method(
+    method: str,
+    command: str,
+    params: Mapping[str, Any] | None,
+    device: str | None,
+    submissions: Path | None,
+    progress: Progress,
+) -> runner.MethodSpec:
+    """The spec of the one method a command takes (a name, not a wildcard or a family)."""
+    from bhbench import registry, runner
+
+    session.discover(submissions, progress)
+    if registry.resolve([method]) != [method]:
+        raise UserError(f"--method {method!r}: {command} takes one method name")
+    return runner.MethodSpec.create(method, session.method_params([method], params, device)[method])
 
 
 # --- check ---------------------------------------------------------------------------------------
