@@ -1,4 +1,4 @@
-"""`bhbench data download|synth|index|check`: fetch, make, summarise or check a dataset tree."""
+"""`bhbench data download|synth|union|index|check`: fetch, make, join, summarise or check a dataset tree."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
@@ -13,6 +14,9 @@ from bhbench.cli.common import path_arg
 from bhbench.cli.output import console, out, progress_bar
 from bhbench.errors import UserError
 from bhbench.protocol import MAGNIFICATIONS
+
+if TYPE_CHECKING:
+    from bhbench.data.index import Dataset
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--images-per-patient", type=int, default=None, help="per magnification")
     p.set_defaults(func=synth)
+    p = data.add_parser(
+        "union", help="join real BreaKHis trees into one by symbolic links (nothing copied), with their fold files"
+    )
+    p.add_argument("out", type=path_arg, metavar="OUT", help="folder to make (a union made before is replaced)")
+    p.add_argument("sources", type=path_arg, nargs="+", metavar="SRC", help="BreaKHis trees to join")
+    p.add_argument("--folds", type=path_arg, default=None, help="fold files to link beside the union, found by runs")
+    p.set_defaults(func=union)
     p = data.add_parser("index", help="index a tree and summarise it")
     p.add_argument("--data", type=path_arg, default=None)
     p.add_argument("--csv", type=path_arg, default=None, help="also write the index table here")
@@ -96,14 +107,30 @@ def synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def union(args: argparse.Namespace) -> int:
+    from bhbench.data.sources import link_union, open_dataset
+
+    tree = link_union(args.out, args.sources, args.folds)
+    status = summarise(open_dataset(tree))
+    folds = f", with the fold files of {args.folds}" if args.folds else ""
+    console.print(f"{tree}: symbolic links to the images of {len(args.sources)} trees{folds}")
+    out.print(f"bhbench run --method lbp_svm --data {tree}")
+    return status
+
+
 def index(args: argparse.Namespace) -> int:
     from bhbench.data.sources import open_dataset
 
     dataset = open_dataset(args.data)
-    table = dataset.table
     if args.csv:
-        table.to_csv(args.csv, index=False)
-        console.print(f"wrote {len(table)} rows to {args.csv}")
+        dataset.table.to_csv(args.csv, index=False)
+        console.print(f"wrote {len(dataset.table)} rows to {args.csv}")
+    return summarise(dataset)
+
+
+def summarise(dataset: Dataset) -> int:
+    """Images per subtype and magnification, the id and every problem; 1 when any is an error."""
+    table = dataset.table
     summary = Table("class", "subtype", "patients", "images", *(f"{m}X" for m in MAGNIFICATIONS))
     for (cls, sub), part in table.groupby(["tumor_class", "subtype"]):
         counts = part["magnification"].value_counts()

@@ -6,17 +6,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import tempfile
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bhbench.data import synthetic
 from bhbench.data.index import Dataset, Problem, index_tree, resolve_root
-from bhbench.errors import UserError
+from bhbench.errors import DataError, UserError
+from bhbench.splits import find_fold_files
 
 FOLD_FILES = ("dsfold1.txt", "Folds.csv")
 PRIVATE_NAME = "synthetic-private"  # dataset ids `synthetic-private-<fingerprint>`: never a public id
+UNION_MARKER = "UNION.txt"  # beside a union's histology_slides/: names its sources, lets a rerun replace it
 
 
 def open_dataset(
@@ -55,6 +58,67 @@ def folds_beside(dataset: Dataset) -> Path | None:
         if any((folder / name).is_file() for name in FOLD_FILES):
             return folder
     return None
+
+
+def link_union(out: Path, sources: Sequence[Path], folds: Path | None = None) -> Path:
+    """One BreaKHis tree at `out` holding every image of the real trees `sources` as a symbolic link under
+    its original relative path, with the fold files of `folds` linked beside it (so runs find them):
+    several trees as one `--data`, nothing copied. Its dataset id is its images', wherever they lie."""
+    out = out.expanduser().absolute()
+    _check_replaceable(out)
+    links = _image_links(sources)
+    fold_links = {_fold_link_name(f): f.resolve() for f in find_fold_files(folds)} if folds is not None else {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        build.chmod(0o755)  # mkdtemp's 0700 would hide the union from other users
+        _write_union(build, links, fold_links, sources)
+        if out.exists():
+            shutil.rmtree(out)  # a union bhbench made (checked above): links and folders only
+        build.rename(out)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_union(build: Path, links: dict[str, Path], fold_links: dict[str, Path], sources: Sequence[Path]) -> None:
+    for relpath, target in links.items():
+        (build / "histology_slides" / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (build / "histology_slides" / relpath).symlink_to(target)
+    for name, target in fold_links.items():
+        (build / name).symlink_to(target)
+    named = "".join(f"  {Path(s).expanduser().resolve()}\n" for s in sources)
+    (build / UNION_MARKER).write_text(f"Made by `bhbench data union`: symbolic links to the images of\n{named}")
+
+
+def _check_replaceable(out: Path) -> None:
+    if out.is_dir() and any(out.iterdir()) and not (out / UNION_MARKER).is_file():
+        raise UserError(f"{out}: a folder that is not empty and not a union bhbench made; choose another")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file, not a folder for the union")
+
+
+def _image_links(sources: Sequence[Path]) -> dict[str, Path]:
+    """Relative path in the union -> the real file, for every PNG of every source; a file name found twice
+    (the folds address images by name) is an error naming both files."""
+    links: dict[str, Path] = {}
+    seen: dict[str, Path] = {}
+    for source in sources:
+        root = resolve_root(source)
+        if (root.parent / synthetic.SYNTHETIC_MARKER).is_file():
+            raise UserError(f"{source}: a generated synthetic tree; a union joins real BreaKHis trees")
+        for path in sorted(root.rglob("*.png")):
+            if path.name in seen:
+                raise DataError(f"{path.name} is in two sources: {seen[path.name]} and {path}")
+            seen[path.name] = path
+            links[path.relative_to(root).as_posix()] = path.resolve()
+    return links
+
+
+def _fold_link_name(file: Path) -> str:
+    """dsfoldN.txt keep their names; a Folds.csv form is linked as Folds.csv, the name runs look for."""
+    return "Folds.csv" if file.suffix.lower() == ".csv" else file.name
 
 
 @dataclass
