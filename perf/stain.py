@@ -54,8 +54,8 @@ def timed(call) -> float:
 
 def measure(method: str, keys: list[str], repeats: int) -> dict[str, float]:
     """Best seconds, over all images, of the library's call, the first stage and its rerun. The
-    library and the stage alternate image by image (each stage call also pays its thread pool), so
-    a busy spell of the shared machine hits both alike."""
+    library and the stage alternate image by image, so a busy spell of the shared machine hits both
+    alike."""
     from bhbench import stain
     from bhbench.data.images import ImageStore
 
@@ -77,7 +77,7 @@ def measure(method: str, keys: list[str], repeats: int) -> dict[str, float]:
 
 def main() -> None:
     args = parse_args()
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one CPU: the stage's pool has one thread
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one CPU: the stage runs without a pool
     from threadpoolctl import threadpool_limits
 
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
