@@ -40,10 +40,10 @@ if TYPE_CHECKING:  # importing this module stays light (`bhbench list` goes thro
     from bhbench.registry import Entry
 
 __all__ = [
-    "AuditOutcome", "BoardResult", "CheckSummary", "Compared", "Exported", "Interrupted", "MethodInfo", "Parameter",
-    "Reported", "ReproduceResult", "Revealed", "RobustnessResult", "Row", "RunResult", "Standing", "TuneInterrupted",
-    "TuneResult", "Where", "audit", "check", "compare", "export", "label", "leaderboard", "method", "methods", "report",
-    "reproduce", "robustness", "run", "tune",
+    "AuditOutcome", "BoardResult", "CheckSummary", "Compared", "Exported", "Interrupted", "MethodInfo", "PaperResult",
+    "Parameter", "Reported", "ReproduceResult", "Revealed", "RobustnessResult", "Row", "RunResult", "Standing",
+    "TuneInterrupted", "TuneResult", "Where", "audit", "check", "compare", "export", "label", "leaderboard", "method",
+    "methods", "paper", "report", "reproduce", "robustness", "run", "tune",
 ]  # fmt: skip
 
 
@@ -867,3 +867,68 @@ def _outside_board(output: Path, setting: str) -> None:
             f"{setting} {output} is inside {COMMITTED_RESULTS.parent}/, which only `bhbench leaderboard` writes "
             "(a committed method page: `bhbench leaderboard --report NAME`); choose another folder"
         )
+
+
+# --- paper: a paper's claims, re-measured --------------------------------------------------------
+
+
+@dataclass
+class PaperResult:
+    page: Path
+    table: str  # published | paper's protocol | leak-free | difference, Markdown
+    verdicts: list[tuple[str, str, str]]  # (claim, under the paper's protocol, leak-free)
+    fitted: int  # (method, fold) jobs computed by this call; 0 when every record was there
+    notes: list[str]
+
+
+def paper(
+    name: str | Path,
+    data: Path | None = None,
+    folds: Path | None = None,
+    *,
+    device: str | None = None,
+    results: Path | None = None,
+    sandbox: str | None = None,
+    output: Path | None = None,
+    submissions: Path | None = None,
+    progress: Progress = ignore,
+) -> PaperResult:
+    """Run a paper's experiments (`name`: a shipped manifest, bhbench/papers/NAME.toml, or a manifest
+    path) under its own protocol and under the leak-free one through `run` (finished folds are
+    reused, so a second call only renders), decide its claims and write `output`/papers/NAME.md
+    (default: the user's results folder; never inside leaderboard/)."""
+    from bhbench import leaderboard as board
+    from bhbench import paper as papers
+    from bhbench.config import results_dir
+    from bhbench.data.sources import folds_beside, open_dataset
+    from bhbench.util import atomic_write
+
+    manifest = papers.read(name)
+    results = results or results_dir()
+    output = output or results
+    _outside_board(output, "--output")
+    split, notes = manifest.protocol.split, []
+    if split == "official" and not (folds or folds_beside(open_dataset(data))):
+        split = papers.LEAK_FREE_SPLIT
+        notes.append("no official fold files for this data: the paper's protocol runs on the leak-free split")
+    places: dict[str, dict[str, tuple[str, str, str, str]]] = {papers.PAPER: {}, papers.LEAK_FREE: {}}
+    fitted = 0
+    for side, side_split in ((papers.PAPER, split), (papers.LEAK_FREE, papers.LEAK_FREE_SPLIT)):
+        for e in manifest.experiments:
+            where = Where(data, folds, task=manifest.protocol.task, regime=e.regime, split=side_split)
+            done = run(e.method, where, params=e.params or None, device=device, results=results, sandbox=sandbox,
+                       submissions=submissions, progress=progress)  # fmt: skip
+            fitted += sum(1 for j in done.jobs if not j.skipped)
+            ok = done.rows[0].records if done.rows else []
+            if ok:
+                r = ok[0]
+                places[side][e.id] = (r.dataset.id, r.protocol.id, r.method.name, r.method.params_hash)
+    wanted = {p[:3] for side in places.values() for p in side.values()}
+    got = board.read([results], lambda d, p, m: (d, p, m) in wanted)
+    rows = {(s.dataset.id, s.protocol.id, r.name, r.params_hash): r for s in got.sections for r in s.rows}
+    measured = {side: {e: rows[p] for e, p in found.items() if p in rows} for side, found in places.items()}
+    decided, table = papers.verdicts(manifest, measured), papers.table(manifest, measured)
+    page = output / "papers" / f"{manifest.name}.md"
+    where_text = "the synthetic default" if data is None else str(data)
+    atomic_write(page, papers.page(manifest, table, decided, notes, where_text))
+    return PaperResult(page, table, [(c.text, a, b) for c, a, b in decided], fitted, notes)

@@ -1,0 +1,428 @@
+"""A paper's claims as data: a manifest (papers/NAME.toml) names the paper, its own protocol, its
+published numbers, the experiments that re-measure them and each claim as a checkable comparison;
+this module reads manifests, decides the claims from measured intervals and writes the page.
+
+Verdicts follow the 95% interval: a claim holds or does not hold when the interval decides it, and
+"cannot tell at this data size" when the interval straddles the line the claim draws."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomllib
+from scipy import stats
+from tabulate import tabulate
+
+from bhbench.errors import UserError
+from bhbench.leaderboard.aggregate import Row, recipe_of, uncertainty
+from bhbench.metric import BOOTSTRAPPED, METRICS
+from bhbench.protocol import REGIMES, SPLIT_KINDS, TASKS
+from bhbench.scoring import HEADLINE, STATISTICS, percentile_interval
+
+PAPERS = Path(__file__).parent / "papers"
+HOLDS, FAILS, UNSURE = "holds", "does not hold", "cannot tell at this data size"
+PAPER, LEAK_FREE = "paper", "leak-free"
+LEAK_FREE_SPLIT = "patient"  # bhbench's protocol: seeded patient-disjoint 70/30 splits
+# Claim kinds: a difference of two rows against a margin, a row against all others, an interval
+# against a band around a number (a published value, or a speed ratio).
+KINDS = ("at_least", "best", "equals", "ratio")
+BOOTSTRAPPED_STATS = tuple(s.name for s in STATISTICS)
+PER_FOLD_STATS = tuple(m.name for m in METRICS if m not in BOOTSTRAPPED)  # intervals over folds
+TIMINGS = ("fps_model", "fps_end_to_end")
+QUICK = "quick recipe, not the paper's"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The paper's own protocol, as it states it."""
+
+    split: str
+    task: str
+    magnifications: tuple[int, ...]
+    recipe: str  # how the paper trained, in words
+    metric: str  # "image" or "patient": the level of the paper's headline numbers
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str  # what claims and published numbers call the row
+    method: str
+    regime: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Published:
+    row: str
+    statistic: str
+    value: float
+    std: float | None
+    source: str  # table or figure of the paper
+    verified: str  # how the number was checked ("as cited in ..., not re-verified")
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    kind: str
+    row: str
+    statistics: tuple[str, ...]
+    than: tuple[str, ...] = ()  # at_least and ratio: one row; best: the rows it beats
+    value: float | None = None  # equals: the published number (%); ratio: the ratio claimed
+    within: float = 0.0  # equals, ratio: half-width of the band; at_least: margin allowed (% points)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    path: Path
+    citation: str
+    protocol: Protocol
+    experiments: tuple[Experiment, ...]
+    published: tuple[Published, ...]
+    claims: tuple[Claim, ...]
+
+    def experiment(self, row: str) -> Experiment:
+        return next(e for e in self.experiments if e.id == row)
+
+
+# --- reading manifests ---------------------------------------------------------------------------
+
+
+def known() -> list[str]:
+    return sorted(p.stem for p in PAPERS.glob("*.toml"))
+
+
+def locate(name: str | Path) -> Path:
+    """A manifest path: a shipped paper's name, or a .toml file."""
+    path = Path(name)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise UserError(f"paper manifest {path} does not exist")
+        return path
+    if (PAPERS / f"{name}.toml").is_file():
+        return PAPERS / f"{name}.toml"
+    raise UserError(f"unknown paper {name!r}; known papers: {', '.join(known())} (or a manifest .toml path)")
+
+
+class _Table:
+    """A TOML table that names its file and key in every error."""
+
+    def __init__(self, path: Path, data: dict, where: str = ""):
+        self.path, self.data, self.where = path, data, where
+
+    def fail(self, key: str, problem: str) -> UserError:
+        return UserError(f"{self.path}: {self.where}{key}: {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.fail(key, "missing")
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(key, f"{value!r} is not a {names}")
+        return value
+
+    def choice(self, key: str, allowed: Sequence[Any], default: Any = ...) -> Any:
+        value = self.get(key, (str, int), default)
+        if value not in allowed:
+            raise self.fail(key, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+        return value
+
+    def tables(self, key: str) -> list[_Table]:
+        items = self.get(key, list, [])
+        if not all(isinstance(t, dict) for t in items):
+            raise self.fail(key, "each entry must be a table ([[" + key + "]])")
+        return [_Table(self.path, t, f"{self.where}{key}[{i}].") for i, t in enumerate(items)]
+
+    def unknown(self, allowed: set[str]) -> None:
+        for key in self.data:
+            if key not in allowed:
+                raise self.fail(key, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+
+
+def read(name: str | Path) -> Manifest:
+    """The manifest of a shipped paper (by name) or at a path, checked: UserError naming file and key."""
+    path = locate(name)
+    try:
+        top = _Table(path, tomllib.loads(path.read_text()))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from None
+    top.unknown({"citation", "protocol", "experiment", "published", "claim"})
+    proto = _Table(path, top.get("protocol", dict), "protocol.")
+    proto.unknown({"split", "task", "magnifications", "recipe", "metric"})
+    protocol = Protocol(
+        proto.choice("split", SPLIT_KINDS),
+        proto.choice("task", TASKS),
+        tuple(proto.get("magnifications", list)),
+        proto.get("recipe", str),
+        proto.choice("metric", ("image", "patient")),
+    )
+    experiments = tuple(_experiment(t) for t in top.tables("experiment"))
+    rows = [e.id for e in experiments]
+    if len(set(rows)) < len(rows):
+        raise top.fail("experiment", f"ids repeat: {rows}")
+    published = tuple(_published(t, rows) for t in top.tables("published"))
+    claims = tuple(_claim(t, rows) for t in top.tables("claim"))
+    return Manifest(path.stem, path, top.get("citation", str), protocol, experiments, published, claims)
+
+
+def _experiment(t: _Table) -> Experiment:
+    t.unknown({"id", "method", "regime", "params"})
+    return Experiment(t.get("id", str), t.get("method", str), t.choice("regime", REGIMES), t.get("params", dict, {}))
+
+
+def _statistic(t: _Table, value: str, key: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise t.fail(key, f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _published(t: _Table, rows: list[str]) -> Published:
+    t.unknown({"row", "statistic", "value", "std", "source", "verified"})
+    std = t.get("std", (int, float), None)
+    return Published(
+        t.choice("row", rows),
+        _statistic(t, t.get("statistic", str), "statistic", BOOTSTRAPPED_STATS + PER_FOLD_STATS),
+        float(t.get("value", (int, float))),
+        None if std is None else float(std),
+        t.get("source", str),
+        t.get("verified", str),
+    )
+
+
+def _claim(t: _Table, rows: list[str]) -> Claim:
+    t.unknown({"text", "kind", "row", "than", "statistics", "value", "within"})
+    kind = t.choice("kind", KINDS)
+    than = t.get("than", (str, list), [])
+    than = tuple([than] if isinstance(than, str) else than)
+    for other in than:
+        if other not in rows:
+            raise t.fail("than", f"{other!r} is not one of {', '.join(rows)}")
+    allowed = {"at_least": BOOTSTRAPPED_STATS, "best": BOOTSTRAPPED_STATS, "ratio": TIMINGS}.get(
+        kind, BOOTSTRAPPED_STATS + PER_FOLD_STATS
+    )
+    statistics = tuple(_statistic(t, s, "statistics", allowed) for s in t.get("statistics", list))
+    if not statistics:
+        raise t.fail("statistics", "names no statistic")
+    needs_than = {"at_least": 1, "ratio": 1}.get(kind)
+    if (needs_than and len(than) != needs_than) or (kind == "best" and not than):
+        raise t.fail("than", f"a {kind} claim compares with {'one row' if needs_than else 'other rows'}")
+    value = t.get("value", (int, float), None if kind in ("at_least", "best") else ...)
+    return Claim(
+        t.get("text", str),
+        kind,
+        t.choice("row", rows),
+        statistics,
+        than,
+        None if value is None else float(value),
+        float(t.get("within", (int, float), 0.0)),
+    )
+
+
+# --- intervals and verdicts ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measured value with its 95% interval (NaN when nothing measured it)."""
+
+    value: float
+    lo: float
+    hi: float
+
+    @property
+    def missing(self) -> bool:
+        return math.isnan(self.value)
+
+
+NOTHING = Estimate(math.nan, math.nan, math.nan)
+
+
+def above(e: Estimate, line: float) -> str:
+    """Holds when the whole interval is at or above `line`, fails when it is all below."""
+    if math.isnan(e.lo) or math.isnan(e.hi):
+        return UNSURE
+    return HOLDS if e.lo >= line else FAILS if e.hi < line else UNSURE
+
+
+def inside(e: Estimate, centre: float, within: float) -> str:
+    """Holds when the whole interval lies in centre ± within, fails when it lies wholly outside."""
+    if math.isnan(e.lo) or math.isnan(e.hi):
+        return UNSURE
+    lo, hi = centre - within, centre + within
+    if lo <= e.lo and e.hi <= hi:
+        return HOLDS
+    return FAILS if e.hi < lo or e.lo > hi else UNSURE
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """All of them: fails when one fails, holds when all hold."""
+    return FAILS if FAILS in verdicts else HOLDS if all(v == HOLDS for v in verdicts) else UNSURE
+
+
+def over_folds(values: Sequence[float]) -> Estimate:
+    """Mean and t-interval over folds (for what the bootstrap does not draw)."""
+    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if len(x) == 0:
+        return NOTHING
+    mean = float(x.mean())
+    if len(x) == 1:
+        return Estimate(mean, math.nan, math.nan)
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=mean, scale=x.std(ddof=1) / math.sqrt(len(x)))
+    return Estimate(mean, float(lo), float(hi))
+
+
+def measure(row: Row, statistic: str) -> Estimate:
+    """A row's statistic: bootstrap interval, or an interval over folds for per-fold-only metrics."""
+    if statistic in PER_FOLD_STATS:
+        return over_folds([getattr(c.scored.metrics.overall, statistic) for c in _scored(row)])
+    boot = uncertainty([row])
+    assert boot is not None
+    lo, hi = boot.interval(statistic)
+    return Estimate(float(np.nanmean(boot.folds[statistic][0])), float(lo[0]), float(hi[0]))
+
+
+def _scored(row: Row) -> list:
+    return [c for c in row.folds.values() if c.scored and c.scored.metrics]
+
+
+def paired(a: Row, b: Row, statistic: str) -> Estimate:
+    """a minus b, the patient bootstrap drawing the same patients for both (they share test folds)."""
+    boot = uncertainty([a, b])
+    assert boot is not None
+    draws = boot.draws[statistic][:, 0] - boot.draws[statistic][:, 1]
+    lo, hi = percentile_interval(draws[~np.isnan(draws)], axis=0)
+    point = float(np.nanmean(boot.folds[statistic][0]) - np.nanmean(boot.folds[statistic][1]))
+    return Estimate(point, float(lo), float(hi))
+
+
+def unpaired(a: Estimate, b: Estimate) -> Estimate:
+    """a minus b measured on different splits: each side's half-widths added in quadrature."""
+    d = a.value - b.value
+    return Estimate(d, d - math.hypot(a.value - a.lo, b.hi - b.value), d + math.hypot(a.hi - a.value, b.value - b.lo))
+
+
+def timing(row: Row, key: str) -> float:
+    values = [getattr(c.record.timing, key) for c in row.folds.values() if c.record and c.record.timing]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else math.nan
+
+
+def verdict(claim: Claim, rows: dict[str, Row]) -> str:
+    """A claim decided on the rows measured under one protocol (experiment id -> row)."""
+    if any(r not in rows for r in (claim.row, *claim.than)):
+        return UNSURE
+    mine = rows[claim.row]
+    found = []
+    for s in claim.statistics:
+        if claim.kind == "at_least":
+            found.append(above(paired(mine, rows[claim.than[0]], s), -claim.within / 100))
+        elif claim.kind == "best":
+            found.append(combine([above(paired(mine, rows[o], s), 0.0) for o in claim.than]))
+        elif claim.kind == "equals":
+            assert claim.value is not None
+            found.append(inside(measure(mine, s), claim.value / 100, claim.within / 100))
+        else:  # ratio of throughputs: one measurement each, no sampling interval
+            assert claim.value is not None
+            r = timing(mine, s) / timing(rows[claim.than[0]], s)
+            found.append(inside(Estimate(r, r, r), claim.value, claim.within))
+    return combine(found)
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+
+def _text(e: Estimate) -> str:
+    if e.missing:
+        return "–"
+    interval = "" if math.isnan(e.lo) else f" [{100 * e.lo:.1f}, {100 * e.hi:.1f}]"
+    return f"{100 * e.value:.1f}{interval}"
+
+
+def row_label(manifest: Manifest, row: str, measured: dict[str, dict[str, Row]]) -> str:
+    e = manifest.experiment(row)
+    found = next((m[row] for m in measured.values() if row in m), None)
+    quick = found is not None and recipe_of(found.first) == "quick"
+    return f"{row} (`{e.method}`, {e.regime}{', ' + QUICK if quick else ''})"
+
+
+def lines(manifest: Manifest, measured: dict[str, dict[str, Row]]) -> list[list[str]]:
+    """published | paper's protocol | leak-free | difference, per published number, then each row's
+    headline where nothing was published for it."""
+    wanted = [(p.row, p.statistic, p) for p in manifest.published]
+    wanted += [
+        (e.id, HEADLINE.name, None) for e in manifest.experiments if e.id not in {p.row for p in manifest.published}
+    ]
+    out = []
+    for row, statistic, published in wanted:
+        paper = measure(measured[PAPER][row], statistic) if row in measured[PAPER] else NOTHING
+        free = measure(measured[LEAK_FREE][row], statistic) if row in measured[LEAK_FREE] else NOTHING
+        shown = (
+            "–"
+            if published is None
+            else f"{published.value:g}" + (f" ± {published.std:g}" if published.std is not None else "")
+        )
+        out.append([row_label(manifest, row, measured), statistic, shown, _text(paper), _text(free),
+                    _text(unpaired(paper, free))])  # fmt: skip
+    return out
+
+
+HEADERS = ["row", "statistic", "published", "paper's protocol (95% CI)", "leak-free (95% CI)", "difference"]
+
+
+def table(manifest: Manifest, measured: dict[str, dict[str, Row]]) -> str:
+    return tabulate(lines(manifest, measured), HEADERS, tablefmt="github", disable_numparse=True)
+
+
+def verdicts(manifest: Manifest, measured: dict[str, dict[str, Row]]) -> list[tuple[Claim, str, str]]:
+    return [(c, verdict(c, measured[PAPER]), verdict(c, measured[LEAK_FREE])) for c in manifest.claims]
+
+
+def verdict_table(found: list[tuple[Claim, str, str]]) -> str:
+    body = [[c.text, c.kind, paper, free] for c, paper, free in found]
+    return tabulate(body, ["claim", "check", "paper's protocol", "leak-free"], tablefmt="github", disable_numparse=True)
+
+
+def page(
+    manifest: Manifest, side_by_side: str, decided: list[tuple[Claim, str, str]], notes: Sequence[str], where: str
+) -> str:
+    """The Markdown page: the side-by-side table (`table`), the claims' verdicts, the published numbers' sources."""
+    p = manifest.protocol
+    text = [
+        f"# {manifest.name}: the paper's claims, re-measured",
+        "",
+        f"{manifest.citation}",
+        "",
+        f"Generated by `bhbench paper {manifest.name}` from the records on {where}; values in %.",
+        "",
+        f"- The paper's protocol: {p.split} split, {p.task} task, magnifications "
+        f"{', '.join(f'{m}X' for m in p.magnifications)}, {p.metric}-level headline; recipe: {p.recipe}",
+        f"- Leak-free: bhbench's seeded patient-disjoint 70/30 splits ({LEAK_FREE_SPLIT}), same task and rows.",
+        "- Intervals: patient-level bootstrap (per-fold metrics the bootstrap does not draw: a t-interval over "
+        "folds). The difference (the protocol's inflation) is paper's protocol minus leak-free; its interval adds "
+        "the two half-widths in quadrature (different splits, not paired).",
+        f"- A deep row trained with its method's default quick recipe says so ({QUICK}).",
+        *(f"- {n}" for n in notes),
+        "",
+        side_by_side,
+        "",
+        "## Claims",
+        "",
+        "Holds / does not hold when the 95% interval decides; otherwise cannot tell at this data size.",
+        "",
+        verdict_table(decided),
+        "",
+        "## Published numbers",
+        "",
+    ]
+    sources = [[p.row, p.statistic, f"{p.value:g}", p.source, p.verified] for p in manifest.published]
+    text += [tabulate(sources, ["row", "statistic", "value", "source", "verified"], tablefmt="github"), ""]
+    return "\n".join(text)
