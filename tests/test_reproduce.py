@@ -203,3 +203,20 @@ def test_run_writes_to_a_scratch_folder_unless_told_and_says_where_it_would_rank
     monkeypatch.setenv("BHBENCH_RESULTS", str(tmp_path / "mine"))
     assert len(run_toy("scratch_toy", results=None).records) == 5
     assert len(results.all_records(tmp_path / "mine")) == 5
+
+
+@pytest.mark.parametrize(
+    ("protocol", "liu"),
+    [
+        ("binary-mi-patient-seed0", True),
+        ("binary-mi-official", True),
+        ("binary-mi-image-kfold-seed0", False),
+        ("binary-mi-cross-stain-seed0", False),
+        ("binary-mi-stain-random-seed0", False),
+        ("binary-mi-patient-seed0-macenko", False),
+        ("binary-ms-patient-seed0", False),
+    ],
+)
+def test_a_liu_name_is_the_leak_free_protocol_only(protocol: str, liu: bool) -> None:
+    # CI reproduces synthetic/MIBC/...: the stain-shift sections beside it must not make it ambiguous
+    assert reproduce._is_liu(protocol, "MIBC") is liu

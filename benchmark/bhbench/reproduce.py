@@ -90,12 +90,14 @@ def resolve_in(target: str, folders: Sequence[Path]) -> list[Path]:
 
 
 def _is_liu(protocol_id: str, name: str) -> bool:
-    """Whether a protocol id is the leak-free one of Liu et al.'s (regime, task) protocols, e.g. MIBC,
-    on raw pixels from every training patient at every magnification (--stain-norm, --train-fraction,
-    --train-mags and --test-mags each add a part to the id: its method, frac..., train...x, test...x)."""
-    variant = any(p in STAIN_NORMS or p.startswith(("frac", "train", "test")) for p in protocol_id.split("-")[3:])
+    """Whether a protocol id is the leak-free one of Liu et al.'s (regime, task) protocols, e.g. MIBC:
+    the patient or official split, on raw pixels from every training patient at every magnification
+    (--stain-norm, --train-fraction, --train-mags and --test-mags each add a part to the id: its
+    method, frac..., train...x, test...x)."""
+    parts = protocol_id.split("-")
+    variant = any(p in STAIN_NORMS or p.startswith(("frac", "train", "test")) for p in parts[3:])
     return (
-        "-image-kfold-" not in protocol_id
+        parts[2:3] in (["patient"], ["official"])  # not image-kfold, cross-stain or stain-random
         and not variant
         and any(
             liu == name.upper() and protocol_id.startswith(f"{task}-{regime}-")
