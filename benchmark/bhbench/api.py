@@ -926,7 +926,7 @@ def paper(
     wanted = {p[:3] for side in places.values() for p in side.values()}
     got = board.read([results], lambda d, p, m: (d, p, m) in wanted)
     rows = {(s.dataset.id, s.protocol.id, r.name, r.params_hash): r for s in got.sections for r in s.rows}
-    measured = {side: {e: rows[p] for e, p in found.items() if p in rows} for side, found in places.items()}
+    measured = papers.Measured({s: {e: rows[p] for e, p in found.items() if p in rows} for s, found in places.items()})
     decided, table = papers.verdicts(manifest, measured), papers.table(manifest, measured)
     page = output / "papers" / f"{manifest.name}.md"
     where_text = "the synthetic default" if data is None else str(data)

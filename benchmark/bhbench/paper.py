@@ -280,14 +280,34 @@ def over_folds(values: Sequence[float]) -> Estimate:
     return Estimate(mean, float(lo), float(hi))
 
 
-def measure(row: Row, statistic: str) -> Estimate:
-    """A row's statistic: bootstrap interval, or an interval over folds for per-fold-only metrics."""
-    if statistic in PER_FOLD_STATS:
-        return over_folds([getattr(c.scored.metrics.overall, statistic) for c in _scored(row)])
+def estimates(row: Row) -> dict[str, Estimate]:
+    """Every statistic of a row: bootstrap intervals, and intervals over folds for per-fold-only metrics."""
     boot = uncertainty([row])
     assert boot is not None
-    lo, hi = boot.interval(statistic)
-    return Estimate(float(np.nanmean(boot.folds[statistic][0])), float(lo[0]), float(hi[0]))
+    found = {}
+    for s in BOOTSTRAPPED_STATS:
+        lo, hi = boot.interval(s)
+        found[s] = Estimate(float(np.nanmean(boot.folds[s][0])), float(lo[0]), float(hi[0]))
+    for m in PER_FOLD_STATS:
+        found[m] = over_folds([getattr(c.scored.metrics.overall, m) for c in _scored(row)])
+    return found
+
+
+class Measured:
+    """The rows measured under each protocol (side -> experiment id -> row); a row's statistics are
+    bootstrapped once, however many lines and claims read them (both sides may share a row)."""
+
+    def __init__(self, rows: dict[str, dict[str, Row]]):
+        self.rows = rows
+        self._estimates: dict[int, dict[str, Estimate]] = {}
+
+    def estimate(self, side: str, row: str, statistic: str) -> Estimate:
+        found = self.rows[side].get(row)
+        if found is None:
+            return NOTHING
+        if id(found) not in self._estimates:
+            self._estimates[id(found)] = estimates(found)
+        return self._estimates[id(found)][statistic]
 
 
 def _scored(row: Row) -> list:
@@ -316,8 +336,9 @@ def timing(row: Row, key: str) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def verdict(claim: Claim, rows: dict[str, Row]) -> str:
-    """A claim decided on the rows measured under one protocol (experiment id -> row)."""
+def verdict(claim: Claim, measured: Measured, side: str) -> str:
+    """A claim decided on the rows measured under one protocol (`side`)."""
+    rows = measured.rows[side]
     if any(r not in rows for r in (claim.row, *claim.than)):
         return UNSURE
     mine = rows[claim.row]
@@ -329,7 +350,7 @@ def verdict(claim: Claim, rows: dict[str, Row]) -> str:
             found.append(combine([above(paired(mine, rows[o], s), 0.0) for o in claim.than]))
         elif claim.kind == "equals":
             assert claim.value is not None
-            found.append(inside(measure(mine, s), claim.value / 100, claim.within / 100))
+            found.append(inside(measured.estimate(side, claim.row, s), claim.value / 100, claim.within / 100))
         else:  # ratio of throughputs: one measurement each, no sampling interval
             assert claim.value is not None
             r = timing(mine, s) / timing(rows[claim.than[0]], s)
@@ -347,14 +368,14 @@ def _text(e: Estimate) -> str:
     return f"{100 * e.value:.1f}{interval}"
 
 
-def row_label(manifest: Manifest, row: str, measured: dict[str, dict[str, Row]]) -> str:
+def row_label(manifest: Manifest, row: str, measured: Measured) -> str:
     e = manifest.experiment(row)
-    found = next((m[row] for m in measured.values() if row in m), None)
+    found = next((m[row] for m in measured.rows.values() if row in m), None)
     quick = found is not None and recipe_of(found.first) == "quick"
     return f"{row} (`{e.method}`, {e.regime}{', ' + QUICK if quick else ''})"
 
 
-def lines(manifest: Manifest, measured: dict[str, dict[str, Row]]) -> list[list[str]]:
+def lines(manifest: Manifest, measured: Measured) -> list[list[str]]:
     """published | paper's protocol | leak-free | difference, per published number, then each row's
     headline where nothing was published for it."""
     wanted = [(p.row, p.statistic, p) for p in manifest.published]
@@ -363,8 +384,7 @@ def lines(manifest: Manifest, measured: dict[str, dict[str, Row]]) -> list[list[
     ]
     out = []
     for row, statistic, published in wanted:
-        paper = measure(measured[PAPER][row], statistic) if row in measured[PAPER] else NOTHING
-        free = measure(measured[LEAK_FREE][row], statistic) if row in measured[LEAK_FREE] else NOTHING
+        paper, free = measured.estimate(PAPER, row, statistic), measured.estimate(LEAK_FREE, row, statistic)
         shown = (
             "–"
             if published is None
@@ -378,12 +398,12 @@ def lines(manifest: Manifest, measured: dict[str, dict[str, Row]]) -> list[list[
 HEADERS = ["row", "statistic", "published", "paper's protocol (95% CI)", "leak-free (95% CI)", "difference"]
 
 
-def table(manifest: Manifest, measured: dict[str, dict[str, Row]]) -> str:
+def table(manifest: Manifest, measured: Measured) -> str:
     return tabulate(lines(manifest, measured), HEADERS, tablefmt="github", disable_numparse=True)
 
 
-def verdicts(manifest: Manifest, measured: dict[str, dict[str, Row]]) -> list[tuple[Claim, str, str]]:
-    return [(c, verdict(c, measured[PAPER]), verdict(c, measured[LEAK_FREE])) for c in manifest.claims]
+def verdicts(manifest: Manifest, measured: Measured) -> list[tuple[Claim, str, str]]:
+    return [(c, verdict(c, measured, PAPER), verdict(c, measured, LEAK_FREE)) for c in manifest.claims]
 
 
 def verdict_table(found: list[tuple[Claim, str, str]]) -> str:
