@@ -80,6 +80,7 @@ def test_known_papers_are_the_three_seed_papers() -> None:
         (('kind = "at_least"', 'kind = "bigger"'), "claim[0].kind"),
         (('row = "toy"\nstatistic', 'row = "nobody"\nstatistic'), "published[0].row"),
         (('split = "image-kfold"', "split = 3"), "protocol.split"),
+        (("[40, 100, 200, 400]", "[40, 50]"), "protocol.magnifications"),
         (('statistics = ["accuracy"]', 'statistics = ["speed"]'), "claim[1].statistics"),
         (('recipe = "nearest class mean"', 'recipe = "x"\ncolour = "red"'), "protocol.colour"),
     ],

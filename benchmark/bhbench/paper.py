@@ -21,7 +21,7 @@ from tabulate import tabulate
 from bhbench.errors import UserError
 from bhbench.leaderboard.aggregate import Row, recipe_of, uncertainty
 from bhbench.metric import BOOTSTRAPPED, METRICS
-from bhbench.protocol import REGIMES, SPLIT_KINDS, TASKS
+from bhbench.protocol import MAGNIFICATIONS, REGIMES, SPLIT_KINDS, TASKS
 from bhbench.scoring import HEADLINE, STATISTICS, percentile_interval
 
 PAPERS = Path(__file__).parent / "papers"
@@ -161,7 +161,7 @@ def read(name: str | Path) -> Manifest:
     protocol = Protocol(
         proto.choice("split", SPLIT_KINDS),
         proto.choice("task", TASKS),
-        tuple(proto.get("magnifications", list)),
+        _magnifications(proto),
         proto.get("recipe", str),
         proto.choice("metric", ("image", "patient")),
     )
@@ -172,6 +172,13 @@ def read(name: str | Path) -> Manifest:
     published = tuple(_published(t, rows) for t in top.tables("published"))
     claims = tuple(_claim(t, rows) for t in top.tables("claim"))
     return Manifest(path.stem, path, top.get("citation", str), protocol, experiments, published, claims)
+
+
+def _magnifications(t: _Table) -> tuple[int, ...]:
+    mags = t.get("magnifications", list)
+    if not mags or any(m not in MAGNIFICATIONS for m in mags):
+        raise t.fail("magnifications", f"{mags!r}: each must be one of {', '.join(map(str, MAGNIFICATIONS))}")
+    return tuple(mags)
 
 
 def _experiment(t: _Table) -> Experiment:
