@@ -47,17 +47,9 @@ class Curve:
     drop_high: np.ndarray
 
 
-def files(folders: Sequence[Path]) -> list[tuple[Path, Path]]:
-    """(results folder, robustness record file) for every robustness record of the folders."""
-    return [(folder, path) for folder in folders for path in sorted(folder.rglob("robustness-fold*.json"))]
-
-
 def checked(folders: Sequence[Path]) -> list[Checked]:
     """Every robustness record of the folders, verified against its predictions, split and manifest."""
-    found = []
-    for folder in folders:
-        found += check_all(folder, paths=[p for f, p in files([folder]) if f == folder])
-    return found
+    return [c for folder in folders for c in check_all(folder, paths=sorted(folder.rglob("robustness-fold*.json")))]
 
 
 def _fold(by_strength: dict[float, Scored], strengths: tuple[float, ...]) -> FoldOutcomes:
