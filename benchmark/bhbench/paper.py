@@ -383,12 +383,11 @@ def row_label(manifest: Manifest, row: str, measured: Measured) -> str:
 
 
 def lines(manifest: Manifest, measured: Measured) -> list[list[str]]:
-    """published | paper's protocol | leak-free | difference, per published number, then each row's
-    headline where nothing was published for it."""
+    """published | paper's protocol | leak-free | difference, per published number, then the headline
+    of each row whose headline was not published."""
     wanted = [(p.row, p.statistic, p) for p in manifest.published]
-    wanted += [
-        (e.id, HEADLINE.name, None) for e in manifest.experiments if e.id not in {p.row for p in manifest.published}
-    ]
+    shown = {(p.row, p.statistic) for p in manifest.published}
+    wanted += [(e.id, HEADLINE.name, None) for e in manifest.experiments if (e.id, HEADLINE.name) not in shown]
     out = []
     for row, statistic, published in wanted:
         paper, free = measured.estimate(PAPER, row, statistic), measured.estimate(LEAK_FREE, row, statistic)
