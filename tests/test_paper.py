@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import toy_source
 
@@ -104,6 +105,14 @@ def test_interval_verdicts() -> None:
     assert inside(Estimate(0.75, 0.60, 0.90), 0.801, 0.05) == UNSURE
     assert inside(Estimate(0.8, math.nan, math.nan), 0.8, 0.05) == UNSURE  # one fold: no interval
     assert combine([HOLDS, UNSURE]) == UNSURE and combine([HOLDS, FAILS]) == FAILS and combine([HOLDS]) == HOLDS
+
+
+def test_interval_of_a_statistic_no_draw_defines_is_undecided() -> None:
+    nothing = paper.interval(np.array([np.nan, np.nan]))
+    assert all(math.isnan(x) for x in nothing)
+    assert above(Estimate(0.1, *nothing), 0.0) == UNSURE
+    lo, hi = paper.interval(np.r_[np.nan, np.linspace(0, 1, 1001)])
+    assert lo == pytest.approx(0.025) and hi == pytest.approx(0.975)
 
 
 def test_interval_over_folds_and_unpaired_difference() -> None:

@@ -287,14 +287,21 @@ def over_folds(values: Sequence[float]) -> Estimate:
     return Estimate(mean, float(lo), float(hi))
 
 
+def interval(draws: np.ndarray) -> tuple[float, float]:
+    """95% percentile interval of the draws where the statistic is defined (NaN, NaN when it never is:
+    a magnification no fold tests)."""
+    defined = draws[~np.isnan(draws)]
+    if not len(defined):
+        return math.nan, math.nan
+    lo, hi = percentile_interval(defined, axis=0)
+    return float(lo), float(hi)
+
+
 def estimates(row: Row) -> dict[str, Estimate]:
     """Every statistic of a row: bootstrap intervals, and intervals over folds for per-fold-only metrics."""
     boot = uncertainty([row])
     assert boot is not None
-    found = {}
-    for s in BOOTSTRAPPED_STATS:
-        lo, hi = boot.interval(s)
-        found[s] = Estimate(float(np.nanmean(boot.folds[s][0])), float(lo[0]), float(hi[0]))
+    found = {s: Estimate(float(boot.mean(s)[0]), *interval(boot.draws[s][:, 0])) for s in BOOTSTRAPPED_STATS}
     for m in PER_FOLD_STATS:
         found[m] = over_folds([getattr(c.scored.metrics.overall, m) for c in _scored(row)])
     return found
@@ -325,10 +332,8 @@ def paired(a: Row, b: Row, statistic: str) -> Estimate:
     """a minus b, the patient bootstrap drawing the same patients for both (they share test folds)."""
     boot = uncertainty([a, b])
     assert boot is not None
-    draws = boot.draws[statistic][:, 0] - boot.draws[statistic][:, 1]
-    lo, hi = percentile_interval(draws[~np.isnan(draws)], axis=0)
-    point = float(np.nanmean(boot.folds[statistic][0]) - np.nanmean(boot.folds[statistic][1]))
-    return Estimate(point, float(lo), float(hi))
+    means = boot.mean(statistic)
+    return Estimate(float(means[0] - means[1]), *interval(boot.draws[statistic][:, 0] - boot.draws[statistic][:, 1]))
 
 
 def unpaired(a: Estimate, b: Estimate) -> Estimate:
