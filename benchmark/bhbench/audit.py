@@ -412,7 +412,7 @@ def audit(
     `private`: also compare them with the same fits on a private synthetic cohort (`private_gap`)."""
     from bhbench import runner
 
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     wanted = folds or [plan.split.folds[0].index]
     chosen = [f for f in plan.split.folds if f.index in wanted]
     if len(chosen) != len(set(wanted)):
@@ -472,7 +472,7 @@ def audit(
         seed_commitment=f"sha256:{commitment}",
         sandbox=options.sandbox,
         created=started.isoformat(timespec="seconds"),
-        seconds=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
+        seconds=round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
         bhbench=first.environment.versions.get("bhbench", "") if first else "",
         private_cohort=asdict(gap) if gap else None,
     )

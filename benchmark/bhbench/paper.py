@@ -8,13 +8,13 @@ Verdicts follow the 95% interval: a claim holds or does not hold when the interv
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 from scipy import stats
 from tabulate import tabulate
 

@@ -347,7 +347,7 @@ def _record(plan: Plan, job: Job, sandbox: str) -> RunRecord:
     return RunRecord(
         status="ok",
         error=None,
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         dataset=DatasetInfo(**plan.dataset.describe(), skipped=tuple(str(p) for p in plan.skipped)),
         protocol=plan.protocol,
         split=SplitInfo(
