@@ -167,11 +167,11 @@ def build(folders: Sequence[Path], output: Path, add_pages: Sequence[str] = ()) 
                 if name in add_pages:
                     raise
                 pages.discard(name)
+        shifted = robustness.checked(folders, pool)  # robustness records: the Robustness section
     figs: dict[str, list[str]] = {}
     for s, (_, drawn) in zip(found, outputs, strict=True):
         figs[s.slug] = list(drawn)
         files.update({f"{render.FIGURES}/{name}": blob for name, blob in drawn.items()})
-    shifted = robustness.checked(folders)  # robustness records: the Robustness section
     robust, drawn = robustness.markdown(robustness.curves(shifted), found)
     files.update({f"{render.FIGURES}/{name}": blob for name, blob in drawn.items()})
     # SVG bytes are exact for one matplotlib release only; this file says which drew them.

@@ -12,6 +12,7 @@ patients for all of them, so the drop from strength 0 is a paired difference wit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,9 +48,10 @@ class Curve:
     drop_high: np.ndarray
 
 
-def checked(folders: Sequence[Path]) -> list[Checked]:
-    """Every robustness record of the folders, verified against its predictions, split and manifest."""
-    return [c for folder in folders for c in check_all(folder, paths=sorted(folder.rglob("robustness-fold*.json")))]
+def checked(folders: Sequence[Path], pool: Executor | None = None) -> list[Checked]:
+    """Every robustness record of the folders, verified against its predictions, split and manifest
+    (in `pool`'s workers when given)."""
+    return [c for f in folders for c in check_all(f, pool, sorted(f.rglob("robustness-fold*.json")))]
 
 
 def _fold(by_strength: dict[float, Scored], strengths: tuple[float, ...]) -> FoldOutcomes:
