@@ -634,7 +634,8 @@ def robustness(
     plan.shift = perturb.Shift(levels, plan.protocol.seed)
     jobs = runner.make_jobs(plan, [spec], options)
     finished: list[runner.JobResult] = []
-    with step(progress, f"fitting {method} once per fold; predicting at {len(levels)} strengths", len(jobs)) as bump:
+    label = f"{method}: one fit per fold, predicted at {len(levels)} strengths (finished folds kept)"
+    with step(progress, label, len(jobs)) as bump:
 
         def done(result: runner.JobResult) -> None:
             finished.append(result)
