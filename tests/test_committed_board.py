@@ -52,3 +52,27 @@ def test_the_banner_says_no_section_is_the_complete_breakhis():
     text = (ROOT / "leaderboard" / "README.md").read_text()
     assert "No section here measures the complete BreaKHis (7,909 images, 82 patients) yet." in text
     assert "bhbench data download" in text and "--data BreaKHis_v1 --results leaderboard/results" in text
+
+
+def test_the_robustness_section_covers_both_datasets_and_every_normalisation():
+    text = (ROOT / "leaderboard" / "README.md").read_text()
+    section = text[text.index("## Robustness to stain") : text.index("## Published reference numbers")]
+    tables = section.split("\n### ")[1:]
+    titles = [t.splitlines()[0] for t in tables]
+    assert len(titles) == 2 and sum(t.startswith("Synthetic") for t in titles) == 1, titles  # and the real sample
+    for table in tables:
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
+        by_norm = {(r[0], r[1]): r for r in rows[1:]}
+        # every hand-crafted row and the reference rows on raw pixels, and the SVM rows and the reference
+        # rows under each normalisation, with their stain-shift penalties; a deep row's drop (and, on the
+        # real sample, its penalty)
+        raw = [f"{d}_{c}" for d in ("lbp", "clbp", "lpq", "glcm", "orb", "pftas") for c in ("svm", "1nn", "qda", "rf")]
+        shown = [(m, "none") for m in [*raw, "majority", "stratified"]]
+        shown += [(m, n) for m in ("pftas_svm", "lbp_svm", "majority", "stratified") for n in ("macenko", "reinhard")]
+        shown += [("fast_bcnn", "none")] if not table.startswith("Synthetic") else []
+        for method, norm in shown:
+            assert by_norm[(method, norm)][-1] != "–", (method, norm)
+        assert by_norm[("fast_bcnn", "none")][3] != "–"  # the deep row's drop at the lightest shift
+        assert "![headline against shift strength](figures/robustness-" in table
+        figure = table.split("](", 1)[1].split(")", 1)[0]
+        assert (ROOT / "leaderboard" / figure).is_file()
