@@ -338,7 +338,7 @@ def cross_stain_split(table: pd.DataFrame, protocol: Protocol, load: Loader, cac
 def stain_random_split(table: pd.DataFrame, protocol: Protocol, load: Loader, cache: Path | None = None) -> Split:
     """The cross-stain split's control: random patients, stratified by class, with the same number
     of training patients in each fold (|A|, then |B|). Its headline minus the cross-stain one is the
-    stain-shift penalty (`bhbench.stain_shift`)."""
+    stain-shift penalty (`bhbench.leaderboard.robustness.penalties`)."""
     from sklearn.model_selection import train_test_split
 
     a, b = _groups(table, protocol, load, cache)
