@@ -15,7 +15,6 @@ from pathlib import Path
 from bhbench.data import synthetic
 from bhbench.data.index import Dataset, Problem, index_tree, resolve_root
 from bhbench.errors import DataError, UserError
-from bhbench.splits import find_fold_files
 
 FOLD_FILES = ("dsfold1.txt", "Folds.csv")
 PRIVATE_NAME = "synthetic-private"  # dataset ids `synthetic-private-<fingerprint>`: never a public id
@@ -67,6 +66,8 @@ def link_union(out: Path, sources: Sequence[Path], folds: Path | None = None) ->
     out = out.expanduser().absolute()
     _check_replaceable(out)
     links = _image_links(sources)
+    from bhbench.splits import find_fold_files  # here: splits loads scikit-learn, which `bhbench list` must not
+
     fold_links = {_fold_link_name(f): f.resolve() for f in find_fold_files(folds)} if folds is not None else {}
     out.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
