@@ -142,3 +142,24 @@ def test_the_board_shows_the_drop_and_the_penalty_and_check_catches_an_edited_re
     where = done.jobs[0].job.where
     where.predictions.write_text(where.predictions.read_text().replace("0.", "0.9", 1))
     assert any(str(where.record) in reason for reason in leaderboard.stale([results], board))
+
+
+def test_prune_keeps_finished_robustness_records_and_removes_damaged_ones(submissions, tiny_tree, tmp_path, capsys):
+    (submissions / "toy.py").write_text(toy_source("toy"))
+    out = tmp_path / "results"
+    done = api.robustness("toy", api.Where(tiny_tree, mag=40), strengths=(0.2,), submissions=submissions,
+                          results=out, sandbox="off")  # fmt: skip
+    assert done.ok
+    assert main(["results", "prune", "--results", str(out)]) == 0
+    kept = sorted(out.rglob("robustness-fold*"))
+    assert len(kept) == 2 * len(done.jobs)  # a record and its predictions per fold, all kept
+    edited = done.jobs[0].job.where
+    edited.predictions.write_text(edited.predictions.read_text().replace("0.", "1.", 1))
+    orphan = done.jobs[1].job.where
+    orphan.record.unlink()
+    capsys.readouterr()
+    assert main(["results", "prune", "--results", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"{edited.record.name}: its predictions are missing or changed" in err
+    assert not edited.record.exists() and not edited.predictions.exists() and not orphan.predictions.exists()
+    assert len(list(out.rglob("robustness-fold*"))) == len(kept) - 4  # one deleted by hand, three pruned

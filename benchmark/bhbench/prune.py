@@ -1,4 +1,5 @@
-"""Tidying a results folder: which files no run and no leaderboard should read any more.
+"""Tidying a results folder: which files no run and no leaderboard should read any more (the
+records of `run` and of `robustness` alike).
 
 A failed fold's record stays until it is rerun (it tells the user what went wrong); pruning removes
 it with its log. Damaged records (unreadable, another schema, predictions missing or changed),
@@ -29,11 +30,9 @@ def _record_of(path: Path) -> Path:
 
 
 def _finished(folder: Path, path: Path) -> bool:
-    """results.is_finished for a record found under `folder` (…/method/params_hash/foldK.json)."""
-    parts = path.relative_to(folder).parts
-    if len(parts) != 5 or not parts[4][4:-5].isdigit():
-        return False  # not where run writes records
-    return results.is_finished(results.RecordPath(folder, *parts[:4], int(parts[4][4:-5])))
+    """results.is_finished for a record found under `folder` (…/method/params_hash/[robustness-]foldK.json)."""
+    where = results.placed(folder, path)
+    return where is not None and results.is_finished(where)
 
 
 def _superseded(record: RunRecord) -> str | None:
@@ -55,7 +54,7 @@ def stale(folder: Path, superseded: bool = False) -> list[Removal]:
         registry.discover()
     found: list[Removal] = []
     kept: set[Path] = set()
-    for path in results.record_files(folder):
+    for path in results.record_files(folder) + results.record_files(folder, kind=results.ROBUSTNESS):
         try:
             record = results.load(path)
         except results.RecordError as exc:
@@ -69,7 +68,7 @@ def stale(folder: Path, superseded: bool = False) -> list[Removal]:
             found.append(Removal(path, why))
         else:
             kept.add(path)
-    for pattern, what in (("fold*.predictions.csv", "predictions"), ("fold*.log", "log")):
+    for pattern, what in (("*fold*.predictions.csv", "predictions"), ("*fold*.log", "log")):
         for path in sorted(folder.rglob(pattern)):
             if _record_of(path) not in kept:
                 found.append(Removal(path, f"{what} of a record that is gone or removed"))

@@ -120,14 +120,29 @@ def load_predictions(record_path: Path, record: RunRecord) -> pd.DataFrame:
     return pd.read_csv(record_path.parent / record.predictions.file)
 
 
-def record_files(results: Path, select: Callable[[str, str, str], bool] | None = None) -> list[Path]:
-    """Every record file under `results` (fold*.json, at any depth), sorted; with `select`, only
-    those of the method folders results/<dataset>/<protocol>/<method>/ it accepts (called with the
-    three names): the layout is the index, so a command about two rows reads their records only."""
+ROBUSTNESS = "robustness-"  # the RecordPath kind of a robustness record
+
+
+def record_files(results: Path, select: Callable[[str, str, str], bool] | None = None, kind: str = "") -> list[Path]:
+    """Every record file of `kind` under `results` (fold*.json, or robustness-fold*.json, at any
+    depth), sorted; with `select`, only those of the method folders results/<dataset>/<protocol>/<method>/
+    it accepts (called with the three names): the layout is the index, so a command about two rows
+    reads their records only."""
+    pattern = f"{kind}fold*.json"
     if select is None:
-        return sorted(results.rglob("fold*.json"))
+        return sorted(results.rglob(pattern))
     folders = (f for f in results.glob("*/*/*") if f.is_dir() and select(f.parent.parent.name, f.parent.name, f.name))
-    return sorted(p for f in folders for p in f.rglob("fold*.json"))
+    return sorted(p for f in folders for p in f.rglob(pattern))
+
+
+def placed(results: Path, path: Path) -> RecordPath | None:
+    """The RecordPath of a record file found under `results`, or None where `run` and `robustness`
+    write no record (another depth, another name)."""
+    parts = path.relative_to(results).parts
+    kind, _, fold = parts[-1].removesuffix(".json").rpartition("fold")
+    if len(parts) != 5 or kind not in ("", ROBUSTNESS) or not fold.isdigit():
+        return None
+    return RecordPath(results, *parts[:4], int(fold), kind)
 
 
 def reading_folders(given: Sequence[Path] | None = None) -> list[Path]:

@@ -192,7 +192,7 @@ def make_jobs(plan: Plan, specs: list[MethodSpec], options: Options) -> list[Job
                 spec.name,
                 params_hash(spec.params),
                 fold.index,
-                "robustness-" if plan.shift is not None else "",
+                results.ROBUSTNESS if plan.shift is not None else "",
             )
             jobs.append(Job(spec, fold, where))
     return jobs

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from bhbench import results
 from bhbench.errors import UserError
 from bhbench.leaderboard import figures as figs
 from bhbench.leaderboard.aggregate import Row, Section, uncertainty
@@ -51,7 +52,7 @@ class Curve:
 def checked(folders: Sequence[Path], pool: Executor | None = None) -> list[Checked]:
     """Every robustness record of the folders, verified against its predictions, split and manifest
     (in `pool`'s workers when given)."""
-    return [c for f in folders for c in check_all(f, pool, sorted(f.rglob("robustness-fold*.json")))]
+    return [c for f in folders for c in check_all(f, pool, results.record_files(f, kind=results.ROBUSTNESS))]
 
 
 def _fold(by_strength: dict[float, Scored], strengths: tuple[float, ...]) -> FoldOutcomes:
