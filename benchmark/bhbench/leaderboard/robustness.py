@@ -240,6 +240,12 @@ def markdown(found: list[Curve], sections: list[Section]) -> tuple[list[str], di
         "its interval. With a stain normalisation the harness normalises every image, shifted ones after",
         "their shift, to a target fitted on the fold's training images.",
         "",
+        "A drop's interval resamples patients with each image's one shift draw held fixed: it does not",
+        "count how another draw of the same strength would have moved the rate, so on a small test set a",
+        "drop can be narrow, change sign between strengths, and still be chance. `stratified` draws its",
+        "guess from each image's pixels, so a shifted image gets a fresh guess: its drops are chance alone,",
+        "the yardstick for the others.",
+        "",
     ]
     figures: dict[str, bytes] = {}
     for (dataset, base_id), rows in sorted(groups.items()):
