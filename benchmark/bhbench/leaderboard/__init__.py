@@ -1,6 +1,7 @@
 """The leaderboard, in three steps: `verify` every record against its predictions, `aggregate`
 the accepted ones into one DataFrame per section (intervals, tied ranks), `render` Markdown, CSV
-and figures from those DataFrames. `build` runs them; `write` and `stale` use what it builds.
+and figures from those DataFrames (and `site` the same as web pages under site/). `build` runs
+them; `write` and `stale` use what it builds.
 Method pages that exist in the output folder are rebuilt and verified with it; `bhbench leaderboard
 --report NAME` adds one (`bhbench report` writes its pages elsewhere: only this writes the board).
 `read` is what the reading commands (compare, report, export) use: several results folders at once,
@@ -24,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from bhbench import results
 from bhbench.errors import UserError
-from bhbench.leaderboard import memo, render, report, robustness
+from bhbench.leaderboard import memo, render, report, robustness, site
 from bhbench.leaderboard.aggregate import Section, aggregate, frame, pct, sections
 from bhbench.leaderboard.verify import Checked, check_all, verify
 from bhbench.results import is_committed
@@ -176,9 +177,10 @@ def build(folders: Sequence[Path], output: Path, add_pages: Sequence[str] = ()) 
     files.update({f"{render.FIGURES}/{name}": blob for name, blob in drawn.items()})
     # SVG bytes are exact for one matplotlib release only; this file says which drew them.
     files[DRAWN_WITH] = f"matplotlib {version('matplotlib')}\n".encode()
-    text = render.document(found, tables, figs, pages, ", ".join(str(f) for f in folders), robust)
-    files["README.md"] = text.encode()
+    source = ", ".join(str(f) for f in folders)
+    files["README.md"] = render.document(found, tables, figs, pages, source, robust).encode()
     files["leaderboard.csv"] = render.csv(tables).encode()
+    files.update(site.files(found, tables, figs, files, source, output))
     return Board(files, tables, found, checked + shifted)
 
 
@@ -192,11 +194,11 @@ def write(folders: Sequence[Path], output: Path, add_pages: Sequence[str] = ()) 
 
 
 def _generated(output: Path) -> set[str]:
-    """Figures and method pages present in the output folder."""
+    """Figures, method pages and the site's files present in the output folder."""
     found = set()
     for pattern in (f"{render.FIGURES}/*.svg", f"{render.REPORTS}/*.md", f"{render.REPORTS}/{render.FIGURES}/*.svg"):
         found |= {p.relative_to(output).as_posix() for p in output.glob(pattern)}
-    return found
+    return found | {p.relative_to(output).as_posix() for p in (output / site.SITE).rglob("*") if p.is_file()}
 
 
 def stale(folders: Sequence[Path], output: Path, notes: list[str] | None = None) -> list[str]:
