@@ -32,7 +32,7 @@ BLOCK_CAPTIONS = {
     "transductive": "Transductive methods (see the whole test set at once); not ranked with the rows above.",
     "audit_failed": "Failed the label-permutation audit; never ranked.",
 }
-FILTERS = ("dataset", "task", "regime", "split", "family")
+SECTION_FILTERS = ("dataset", "task", "regime", "split")  # the row filter is the family
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
@@ -86,8 +86,9 @@ def interval_bar(mean: float, lo: float, hi: float) -> str:
 
 def _cell(text: str, sort: float | str | None = None, raw: bool = False) -> str:
     """A table cell; `sort` is the value the script orders by (the cell's text when None)."""
-    value = "" if sort is None or (isinstance(sort, float) and math.isnan(sort)) else html.escape(str(sort))
-    key = "" if sort is None else f' data-sort="{value}"'
+    if isinstance(sort, float) and math.isnan(sort):
+        sort = ""  # sorted last
+    key = "" if sort is None else f' data-sort="{html.escape(str(sort))}"'
     return f"<td{key}>{text if raw else html.escape(text)}</td>"
 
 
@@ -95,10 +96,10 @@ def _number(value: object) -> float:
     return float("nan") if pd.isna(value) else float(value)  # type: ignore[arg-type]
 
 
-def _headers(table: pd.DataFrame, ranked: bool, training: bool) -> list[str]:
+def _headers(columns: list, ranked: bool, training: bool) -> list[str]:
     titles = ["#"] if ranked else []
     titles += ["method", "family", "folds"]
-    for _, title, _, interval in render._board_columns(table):
+    for _, title, _, interval in columns:
         titles += [title, "95% CI"] if interval else [title]
     return titles + ["FPS model", "FPS e2e"] + (["training"] if training else [])
 
@@ -128,7 +129,7 @@ def table_html(part: pd.DataFrame, families: dict[tuple, str], pages: set[str]) 
     ranked = part["block"].iloc[0] == "ranked"
     training = bool(part["recipe"].astype(bool).any())
     columns = render._board_columns(part)
-    head = "".join(f"<th>{html.escape(t)}</th>" for t in _headers(part, ranked, training))
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in _headers(columns, ranked, training))
     rows = [
         _row(r, columns, ranked, training, families[(r["name"], r["params_hash"], r["code"])], pages)
         for _, r in part.iterrows()
@@ -180,9 +181,8 @@ def _select(name: str, values: Iterable[str]) -> str:
 
 def controls(sections: Sequence[Section]) -> str:
     """The filter bar: one choice per filter, from the values the board holds."""
-    values = {k: [_filters(s)[k] for s in sections] for k in FILTERS[:-1]}
-    values["family"] = [f for s in sections for f in _families(s).values()]
-    selects = "".join(_select(k, values[k]) for k in FILTERS)
+    selects = "".join(_select(k, (_filters(s)[k] for s in sections)) for k in SECTION_FILTERS)
+    selects += _select("family", (f for s in sections for f in _families(s).values()))
     toggle = '<label><input type="checkbox" data-filter="hide-smoke-reference"> hide smoke and reference rows</label>'
     return f'<form class="filters" onsubmit="return false">{selects}{toggle}</form>'
 
@@ -194,9 +194,11 @@ def index(
     pages: set[str],
     source: str,
     readme: str,
+    papers: Sequence[str] = (),
 ) -> bytes:
     """index.html: the protocol notes, the filters, every section, then what the Markdown board
-    `readme` has after its sections (protocol matters, robustness, published numbers)."""
+    `readme` has after its sections (protocol matters, robustness, published numbers) and links to
+    the `papers` pages."""
     notes = render.header(source).split("\n", 2)[2]  # the Markdown's own title gives way to the page's
     body = ["<h1>bhbench leaderboard</h1>", markdown_html("\n".join(render.no_complete_breakhis(list(sections))))]
     body += [f'<details class="notes"><summary>How to read this board</summary>\n{markdown_html(notes)}</details>']
@@ -210,6 +212,9 @@ def index(
             )
         body.append(section_html(s, tables[s.slug], figs[s.slug], pages))
     body.append(markdown_html(after_sections(readme, sections)))
+    if papers:
+        links = "".join(f'<li><a href="{PAPERS}/{name}.html">{html.escape(name)}</a></li>' for name in papers)
+        body.append(f"<h2>Papers re-measured</h2>\n<ul>{links}</ul>")
     return page("bhbench leaderboard", "\n".join(body))
 
 
@@ -243,13 +248,15 @@ def files(
     """Every file of the site, by path relative to the output folder, from the board's other files
     (`board`: README.md, figures and method pages, copied or converted)."""
     reports = {n.removeprefix(f"{render.REPORTS}/").removesuffix(".md") for n in board if _is_report(n)}
-    out = {f"{SITE}/index.html": index(sections, tables, figs, reports, source, board["README.md"].decode())}
+    claims = papers(output)
+    readme = board["README.md"].decode()
+    out = {f"{SITE}/index.html": index(sections, tables, figs, reports, source, readme, list(claims))}
     for name, blob in board.items():
         if name.endswith(".svg"):
             out[f"{SITE}/{name}"] = blob
         elif _is_report(name):
             out[f"{SITE}/{name.removesuffix('.md')}.html"] = markdown_page(blob.decode())
-    for name, blob in papers(output).items():
+    for name, blob in claims.items():
         out[f"{SITE}/{PAPERS}/{name}.html"] = markdown_page(blob.decode())
     for asset in (STYLE, SCRIPT):
         out[f"{SITE}/assets/{asset}"] = (ASSETS / asset).read_bytes()
