@@ -281,6 +281,14 @@ class FineTunedCNN(PooledCNN):
     ):
         _store(self, locals())
 
+    def _weights(self, recipe: Recipe) -> str:
+        if self.weights == "random":  # the Liu recipes' refusal points to their quick recipe, absent here
+            raise UserError(
+                f"recipe {recipe.name} fine-tunes ImageNet weights: set weights=imagenet (an installed weight "
+                f"provider's, else timm's hub) or weights=PATH (a local state dict)"
+            )
+        return super()._weights(recipe)
+
 
 class BilinearCNN(BackboneMethod):
     """Two timm backbones, bilinear pooling of their feature maps, linear (Liu et al.'s BCNN)."""
