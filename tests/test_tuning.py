@@ -102,36 +102,17 @@ def test_trials_see_only_the_training_patients_of_their_fold(tiny_tree: Path, tm
     assert all(f["params"]["size"] in (8, 12, 16) and f["params"]["log"] == str(log) for f in doc["folds"].values())
 
 
-def test_two_processes_sharing_a_study_stop_at_its_trials_in_all(tiny_tree: Path, tmp_path: Path, tunable):
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"  # new: both processes create its tables at once
-    command = [sys.executable, "-m", "bhbench", "--submissions", str(tunable), "tune", "--method", "toy_spy",
-               "--trials", "3", "--fold", "2", "--storage", storage, "--study", "shared",
-               "--data", str(tiny_tree)]  # fmt: skip
-    procs = [
-        subprocess.Popen([*command, "--out", str(tmp_path / f"p{i}.json")], stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]
-    errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errors
-    study = optuna.load_study(study_name="shared-fold2", storage=storage)
-    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 3
-    # The process that finished last saw every trial; its file holds the study's best.
-    last = max((tmp_path / "p0.json", tmp_path / "p1.json"), key=lambda p: p.stat().st_mtime_ns)
-    fold = json.loads(last.read_text())["folds"]
-    assert list(fold) == ["2"] and fold["2"]["trials"] == 3 and fold["2"]["inner_patient_rr"] == study.best_value
-
-
 def _tune(tree: Path, submissions: Path, tmp_path: Path, trials: int, folds: list[int], **kwargs) -> list[str]:
     """api.tune on `tree`'s toy_spy with one storage per test; the messages it said."""
     said: list[str] = []
-    api.tune("toy_spy", trials, api.Where(data=tree), storage=f"sqlite:///{tmp_path / 'study.db'}",
+    api.tune("toy_spy", trials, api.Where(data=tree), storage=str(tmp_path / "study.log"),
              only_folds=folds, submissions=submissions, out=tmp_path / "tuned.json",
              progress=lambda e: said.append(e.text) if isinstance(e, Message) else None, **kwargs)  # fmt: skip
     return said
 
 
 def _trials(tmp_path: Path, study: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=study, storage=f"sqlite:///{tmp_path / 'study.db'}").trials
+    return optuna.load_study(study_name=study, storage=tuning.open_storage(str(tmp_path / "study.log"))).trials
 
 
 def test_trials_is_the_total_per_fold_and_a_rerun_continues_up_to_it(tiny_tree: Path, tmp_path: Path, tunable):
@@ -180,7 +161,7 @@ def test_an_unmergeable_out_file_is_refused_before_any_trial(tiny_tree: Path, tm
     (tmp_path / "tuned.json").write_text("{}")
     with pytest.raises(UserError, match=r"--out .*tuned.json: not a file written by `bhbench tune`"):
         _tune(tiny_tree, tunable, tmp_path, 1, [1])
-    assert not (tmp_path / "study.db").exists() or not optuna.get_all_study_names(f"sqlite:///{tmp_path / 'study.db'}")
+    assert not tuning.open_storage(str(tmp_path / "study.log")).get_all_studies()
 
 
 def test_ctrl_c_ends_in_one_line_with_the_resume_command(tiny_tree: Path, tmp_path: Path, submissions: Path):
@@ -190,7 +171,7 @@ def test_ctrl_c_ends_in_one_line_with_the_resume_command(tiny_tree: Path, tmp_pa
         + "\n    @classmethod\n    def search_space(cls, trial):\n"
         + "        return {'size': trial.suggest_categorical('size', [8, 16])}\n"
     )
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = str(tmp_path / "study.log")
     argv = ["--submissions", str(submissions), "tune", "--method", "slow", "--trials", "5", "--fold", "1",
             "--data", str(tiny_tree), "--storage", storage, "--study", "slow"]  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "bhbench", *argv], stderr=subprocess.PIPE, text=True)
@@ -211,7 +192,7 @@ def test_ctrl_c_ends_in_one_line_with_the_resume_command(tiny_tree: Path, tmp_pa
         f"{' '.join(argv)}"
     ], rest
     # The interrupted trial does not count: a rerun runs 4 more.
-    study = optuna.load_study(study_name="slow-fold1", storage=storage)
+    study = optuna.load_study(study_name="slow-fold1", storage=tuning.open_storage(storage))
     assert sum(map(tuning.finished, study.trials)) == 1
 
 

@@ -9,22 +9,23 @@ fold's data, which would include this fold's test patients.
 
 A trial is an ordinary harness job (`runner.run_job`) on the inner split: the method runs in a
 worker process, its outputs are validated and the harness scores them. Studies live in optuna
-storage (an SQLite file in the cache folder by default, any optuna URL otherwise), so several
-processes or machines can work on one study; `trials` is the study's total per fold, wherever they
-ran. A study is made for one version of the method's code (its fingerprint names the default
-study): an edit starts a new study rather than continuing one whose trials measured other code.
-The result is a JSON file with each fold's best parameters, into which tuning some folds merges;
-`bhbench run --params FILE` runs each fold with its own, under one record folder.
+storage (a journal file in the cache folder by default, shared by this machine's processes; a
+PostgreSQL URL for several machines), so several processes or machines can work on one study;
+`trials` is the study's total per fold, wherever they ran. A study is made for one version of the
+method's code (its fingerprint names the default study): an edit starts a new study rather than
+continuing one whose trials measured other code. The result is a JSON file with each fold's best
+parameters, into which tuning some folds merges; `bhbench run --params FILE` runs each fold with its
+own, under one record folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -112,37 +113,89 @@ def _distribution_text(distribution: Any) -> str:
     return text
 
 
+JOURNAL = ".log"  # a --storage path ending so is an optuna journal file (optuna-dashboard reads it too)
+SPELLINGS = (
+    f"a journal file (a path ending in {JOURNAL}) or a database URL "
+    "(postgresql+psycopg://USER:PASSWORD@HOST/DB, sqlite:///PATH)"
+)
+
+
 def default_storage() -> str:
-    return f"sqlite:///{cache_dir('tuning') / 'optuna.sqlite3'}"
+    """A journal file in the cache: processes on this machine share it through a lock file."""
+    return str(cache_dir("tuning") / f"optuna{JOURNAL}")
+
+
+def _is_journal(storage: str) -> bool:
+    return "://" not in storage and storage.endswith(JOURNAL)
 
 
 def open_storage(url: str) -> Any:
-    """An optuna storage for `url`. SQLite waits for a lock rather than failing, and processes
-    that create the same new database at once all succeed (its tables exist on the retry)."""
-    import optuna
-    from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+    """An optuna storage for `url`, a journal file or a database URL (`SPELLINGS`), or a UserError."""
+    if _is_journal(url):
+        return _journal(url)
+    if "://" not in url:
+        raise UserError(f"--storage {url}: not {SPELLINGS}")
+    return _database(url)
 
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+
+def _journal(path: str) -> Any:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
     try:
-        for _ in range(4):
-            try:
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-            # Another process is creating the same new database's tables (locked table, or its
-            # version row inserted first): they exist on a retry.
-            except (OperationalError, IntegrityError):
-                time.sleep(1.0)
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-    except (ArgumentError, ImportError) as exc:
-        raise UserError(f"--storage {public_url(url)}: not a usable optuna storage URL ({exc})") from None
+        # An O_EXCL lock file: atomic on local filesystems and on NFS v3 or later.
+        return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    except OSError as exc:
+        raise UserError(f"--storage {path}: cannot write the journal file there ({exc.strerror})") from None
+
+
+def _database(url: str) -> Any:
+    import optuna
+    import sqlalchemy
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    where = f"--storage {public_url(url)}"
+    try:
+        engine = sqlalchemy.create_engine(url)
+    except ArgumentError as exc:
+        raise UserError(f"{where}: not {SPELLINGS} ({exc})") from None
+    except ImportError as exc:
+        raise UserError(f"{where}: its database driver {exc.name} is missing (for PostgreSQL: "
+                        "pip install 'bhbench[postgres]' and spell it postgresql+psycopg://)") from None  # fmt: skip
+    try:
+        with _tables_lock(engine):
+            return optuna.storages.RDBStorage(url)
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().partition("\n")[0]
+        raise UserError(f"{where}: cannot open it ({reason})") from None
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _tables_lock(engine: Any) -> Iterator[None]:
+    """On PostgreSQL, processes opening a new database at once would race to create optuna's
+    tables: the first creates them while the others wait on this lock, then find them."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    import sqlalchemy
+
+    with engine.connect() as connection, connection.begin():
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(hashtext('bhbench optuna tables'))"))
+        yield
 
 
 def public_url(storage: str) -> str:
-    """The storage URL without its password (it goes into files and records)."""
+    """The storage without its password (it goes into files and records)."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
+    if _is_journal(storage):
+        return storage
     try:
         return make_url(storage).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL (e.g. an optuna journal path): nothing to hide
+    except ArgumentError:  # not a URL: no password in it to hide
         return storage
 
 
@@ -239,13 +292,14 @@ class Tuner:
         name = self._name(fold)
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
         identity = self._identity(fold)
+        # Only the attributes it holds: another process that has just made the study may be writing the rest.
         known = {k: study.user_attrs[k] for k in identity if k in study.user_attrs}
-        if known and known != identity:
+        if any(identity[k] != v for k, v in known.items()):
             where = f"study {name} in {public_url(self.storage)}"
-            if all(known.get(k) == v for k, v in identity.items() if k != "code"):
+            if all(identity[k] == v for k, v in known.items() if k != "code"):
                 raise UserError(
-                    f"{where} was tuned on other code of {self.method} (code {known.get('code', 'unrecorded')}, "
-                    f"now {self.code}); omit --study to start a study named by the code, or name a new one"
+                    f"{where} was tuned on other code of {self.method} (code {known['code']}, now {self.code}); "
+                    "omit --study to start a study named by the code, or name a new one"
                 )
             raise UserError(f"{where} was made for {known}, not {identity}")
         for key, value in identity.items():
