@@ -15,9 +15,11 @@ import optuna
 import pytest
 from conftest import toy_source
 
-from bhbench import tuning
+from bhbench import runner, tuning
 from bhbench.cli import main
+from bhbench.data.sources import open_dataset
 from bhbench.errors import UserError
+from bhbench.protocol import Protocol
 
 POSTGRES = Path(__file__).resolve().parents[1] / ".ci" / "postgres"
 
@@ -125,3 +127,22 @@ def test_two_processes_tune_one_study_in_postgresql_at_once(
     postgres_url: str, tiny_tree: Path, submissions: Path, tmp_path: Path
 ):
     _two_processes_tune_one_study(postgres_url, tiny_tree, submissions, tmp_path)
+
+
+def test_a_study_another_process_is_still_labelling_is_joined_and_one_of_other_code_refused(
+    tiny_tree: Path, tmp_path: Path
+):
+    options = runner.Options(results=tmp_path / "plan")
+    plan = runner.make_plan(open_dataset(tiny_tree), Protocol(), None, options)
+    fold = plan.split.folds[0]
+    storage = str(tmp_path / "optuna.log")
+    made = optuna.create_study(study_name="s-fold1", storage=tuning.open_storage(storage))
+    made.set_user_attr("method", "toy")  # the process that made it has labelled it this far
+    tuner = tuning.Tuner(plan, "toy", {}, "c0de", storage, "s", options)
+    joined = tuner._study(tuning.open_storage(storage), fold)
+    assert joined.user_attrs == tuner._identity(fold)
+    other = tuning.Tuner(plan, "toy", {}, "f00d", storage, "s", options)
+    with pytest.raises(
+        UserError, match=r"study s-fold1 in .*optuna.log was tuned on other code of toy \(code c0de, now f00d\)"
+    ):
+        other._study(tuning.open_storage(storage), fold)
