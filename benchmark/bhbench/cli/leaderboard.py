@@ -19,8 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", action="append", default=[], metavar="NAME",
                    help="add a method page to the board (reports/NAME.md; the pages it has are rebuilt)")  # fmt: skip
     p.add_argument("--output", type=path_arg, default=None,
-                   help=f"where README.md, the CSV, figures/ and the web site site/ go (default {COMMITTED_RESULTS.parent} for the "
-                        "committed records, else the --results folder itself)")  # fmt: skip
+                   help=f"where README.md, the CSV, figures/ and the web board site/ go (default "
+                        f"{COMMITTED_RESULTS.parent} for the committed records, else the --results folder "
+                        "itself)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -41,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
     for c in board.refused:
         console.print(tagged(f"{c.path}: {'; '.join(c.problems)}", "refused", "warning"))
     accepted = len(board.checked) - len(board.refused)
-    console.print(f"wrote {board.output / 'README.md'}, leaderboard.csv, figures/ and the web site site/ from {accepted} record(s)")
+    wrote = f"{board.output / 'README.md'}, leaderboard.csv, figures/ and site/ (the web board)"
+    console.print(f"wrote {wrote} from {accepted} record(s)")
     return 0 if board.ok else 1
