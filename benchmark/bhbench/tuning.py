@@ -162,9 +162,11 @@ def _database(url: str) -> Any:
     except ImportError as exc:
         raise UserError(f"{where}: its database driver {exc.name} is missing (for PostgreSQL: "
                         "pip install 'bhbench[postgres]' and spell it postgresql+psycopg://)") from None  # fmt: skip
+    # SQLite waits for another process's write to end rather than failing at once.
+    waits = {"connect_args": {"timeout": 60}} if engine.dialect.name == "sqlite" else {}
     try:
         with _tables_lock(engine):
-            return optuna.storages.RDBStorage(url)
+            return optuna.storages.RDBStorage(url, engine_kwargs=waits)
     except OperationalError as exc:
         reason = str(exc.orig).strip().partition("\n")[0]
         raise UserError(f"{where}: cannot open it ({reason})") from None
