@@ -426,6 +426,7 @@ class TuneResult:
     storage: str  # the optuna storage, without its password
     path: Path  # the tuned-parameters file written (`run(..., tuned=[path])` uses it)
     doc: dict[str, Any]  # its content: each fold's best trial (folds tuned earlier into the file kept)
+    failed: list[str] = field(default_factory=list)  # Slurm tuning jobs that ended early, each with its log
 
 
 class TuneInterrupted(KeyboardInterrupt):
@@ -449,6 +450,9 @@ def tune(
     study: str | None = None,
     out: Path | None = None,
     only_folds: Sequence[int] = (),
+    executor: str | None = None,
+    workers: int = 1,
+    slurm: executors.SlurmOptions | None = None,
     sandbox: str | None = None,
     timeout: float | None = None,
     memory_gb: float | None = None,
@@ -460,15 +464,15 @@ def tune(
     `trials` (a rerun, or another process sharing the study, continues up to that total), each scored
     on an inner split of the fold's training patients, and merge each fold's best parameters into
     `out` (default <results>/tuned/<study>.json). The default study is named by the method's code: an
-    edit starts a new one, and says so. `params` are held fixed; `where` as for `run`. Ctrl-C raises
-    `TuneInterrupted`."""
-    from bhbench import runner, tuning
+    edit starts a new one, and says so. `params` are held fixed; `where` as for `run`. executor
+    "slurm" runs the trials in `workers` Slurm jobs (`slurm` options) sharing the studies, which must
+    then be on storage their nodes reach. Ctrl-C raises `TuneInterrupted`."""
+    from bhbench import executors, runner, tuning
     from bhbench.config import cache_dir, results_dir
 
     session.discover(submissions, progress)
     tuning.search_space(method)  # refuse an untunable method before decoding any image
-    storage = storage or tuning.default_storage()
-    tuning.open_storage(storage)  # and a storage it cannot use
+    how = executors.choose_tuning(executor, workers, slurm)
     fixed = session.method_params([method], params, device)[method]
     spec = runner.MethodSpec.create(method, fixed)
     code = runner.code_of(method).hash
@@ -479,6 +483,7 @@ def tune(
     options.sandbox = session.launcher(sandbox, progress)
     plan = session.prepare(where, options, progress)
     name = study or tuning.default_study(plan, spec, fixed, code)
+    storage = storage or tuning.default_storage()
     path, flag = (out, "--out") if out else (results_dir() / "tuned" / f"{name}.json", "")
     if path.exists():
         tuning.read_params(path, flag)  # a file it cannot merge into is refused before any trial
@@ -494,15 +499,18 @@ def tune(
         error = None if trial.value is not None else trial.user_attrs.get("error")
         progress(TrialFinished(fold, trial.number, trial.value, dict(trial.params), error))
 
+    failed: list[str] = []
     try:
-        doc = tuner.tune(trials, report, only_folds)
+        if how == "slurm":
+            failed = executors.tune_array(tuner, trials, only_folds, workers, slurm or executors.SlurmOptions())
+        doc = tuner.tune(0 if how == "slurm" else trials, report, only_folds)  # 0: export what the jobs found
     except KeyboardInterrupt:
         raise TuneInterrupted(name, tuner.finished_trials(only_folds), trials) from None
     doc, dropped = tuning.merged(path, doc, flag)
     if dropped:
         session.say(progress, dropped, "note", "warning")
     tuning.write_params(path, doc)
-    return TuneResult(name, tuning.public_url(storage), path, doc)
+    return TuneResult(name, tuning.public_url(storage), path, doc, failed)
 
 
 # --- audit ---------------------------------------------------------------------------------------

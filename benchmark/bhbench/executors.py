@@ -1,5 +1,6 @@
 """Where (method x fold) jobs run: `local` (one worker process), `process` (several worker
-processes on this machine) or `slurm` (a submitit job array, one array task per job).
+processes on this machine) or `slurm` (a submitit job array, one array task per job); and where
+`tune` runs its trials: here, or in Slurm array tasks that share the studies (`tune_array`).
 
 Every executor ends in the same place: `runner.run_job` writes the job's record, so results do
 not depend on where they were computed, and a rerun skips what is finished. On Slurm the cache
@@ -10,10 +11,13 @@ the compute nodes share, as the job array runs the same Python with the same env
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bhbench import registry, results
 from bhbench.errors import UserError
@@ -21,8 +25,15 @@ from bhbench.runner import Job, JobResult, Options, Plan, finished_record, fold_
 from bhbench.util import cpu_count
 from bhbench.worker import Worker
 
+if TYPE_CHECKING:
+    from bhbench.tuning import Tuner
+
+T = TypeVar("T")
+
 EXECUTORS = ("local", "process", "slurm")
 POLL_SECONDS = 2.0  # submitit throttles its own queries to Slurm
+# Slurm states of a task it ended before the task could finish: cancelled, out of time or memory...
+KILLED = ("CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "DEADLINE", "BOOT_FAIL")
 
 
 @dataclass(frozen=True)
@@ -85,19 +96,46 @@ def choose(executor: str | None, workers: int, slurm: SlurmOptions | None = None
     return executor
 
 
+def choose_tuning(executor: str | None, workers: int, slurm: SlurmOptions | None = None) -> str:
+    """Where `tune` runs its trials: here, one at a time (`local`), or in `workers` Slurm jobs that
+    share the studies (`slurm`)."""
+    if executor not in (None, "local", "slurm"):
+        raise UserError(f"tune --executor {executor}: tune runs its trials here (local) or as Slurm jobs (slurm)")
+    if executor != "slurm" and workers > 1:
+        raise UserError(f"tune --workers {workers} needs --executor slurm (here, trials run one at a time)")
+    return choose(executor or "local", 1, slurm)
+
+
+class EndedBySlurm(Exception):
+    """Slurm signalled an array task to end (scancel, its time limit, preemption) while its job ran."""
+
+
 def _array_task(plan: Plan, job: Job, options: Options) -> str:
     """What one array task runs: the job in a fresh worker process, record written by run_job;
     nothing when another run computed the fold while this task waited for its lock."""
     registry.discover(options.submissions)  # a fresh interpreter: run_job looks the method up
+    ending = _on_sigterm()
     with fold_lock(job, lambda _pid: None) as waited:
         done = finished_record(job) if waited and not options.force else None
         if done is not None:
             return done.status
         worker = Worker(options.submissions, options.sandbox, memory_gb=options.memory_gb)
         try:
-            return run_job(plan, job, worker, options).status
+            record = run_job(plan, job, worker, options)
         finally:
             worker.stop(kill=True)
+        if ending.is_set() and not record.ok:
+            # Slurm's signal killed the worker too: not the method's failure, and a rerun redoes it.
+            job.where.record.unlink(missing_ok=True)
+            raise EndedBySlurm(f"{job.spec.name} fold {job.fold.index}: Slurm ended the job while it ran")
+        return record.status
+
+
+def _on_sigterm() -> threading.Event:
+    """Set when SIGTERM comes: Slurm ending the task signals every process of it, the worker's too."""
+    ending = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: ending.set())
+    return ending
 
 
 def _executor(slurm: SlurmOptions):  # -> submitit.AutoExecutor (imported lazily: optional at runtime)
@@ -134,31 +172,82 @@ def run_array(
         if on_done is not None:
             on_done(result)
 
+    def ended(handle: Any, job: Job) -> None:
+        why = _failure(handle)
+        record = results.read(job.where.record)
+        if why is not None or record is None:
+            why = why or "ended without writing its record"
+            ran.failures.append(Failure(job, f"job {handle.job_id}: {why}", handle.paths.stderr))
+        else:
+            finish(JobResult(job, record))
+
     todo = unfinished(jobs, options, finish)
-    if not todo:
-        return ran
-    # Beside the records by default: never a stray folder in the working directory (or the repository).
-    slurm = replace(slurm, logs=slurm.logs or options.results / "slurm-logs")
+    if todo:
+        slurm = _logs_beside(slurm, options.results)
+        submitted = _executor(slurm).map_array(_array_task, [plan] * len(todo), todo, [options] * len(todo))
+        _wait(dict(zip(submitted, todo, strict=True)), ended)
+    return ran
+
+
+def tune_array(tuner: Tuner, trials: int, folds: Sequence[int], tasks: int, slurm: SlurmOptions) -> list[str]:
+    """Run `tasks` array tasks that each tune the same studies (`Tuner.tune`: together they stop at
+    `trials` per fold); what went wrong in each failed task, with its log."""
+    failed: list[str] = []
+
+    def ended(handle: Any, _task: int) -> None:
+        why = _failure(handle)
+        if why is not None:
+            failed.append(f"tuning job {handle.job_id}: {why}; log {handle.paths.stderr}")
+
+    slurm = _logs_beside(slurm, tuner.options.results)
+    submitted = _executor(slurm).map_array(_tune_task, [tuner] * tasks, [trials] * tasks, [list(folds)] * tasks)
+    _wait({handle: i for i, handle in enumerate(submitted)}, ended)
+    return failed
+
+
+def _tune_task(tuner: Tuner, trials: int, folds: list[int]) -> None:
+    registry.discover(tuner.options.submissions)  # a fresh interpreter: the trials look the method up
+    tuner.tune(trials, folds=folds)
+
+
+def _logs_beside(slurm: SlurmOptions, results: Path) -> SlurmOptions:
+    """submitit's logs beside the records by default: never a stray folder in the working directory."""
+    slurm = replace(slurm, logs=slurm.logs or results / "slurm-logs")
     slurm.logs.mkdir(parents=True, exist_ok=True)
-    submitted = _executor(slurm).map_array(_array_task, [plan] * len(todo), todo, [options] * len(todo))
-    pending = dict(zip(submitted, todo, strict=True))
+    return slurm
+
+
+def _failure(handle: Any) -> str | None:
+    """Why an array task did not finish (None when it did): the Slurm state when Slurm ended it, else
+    the last line of its error. A task known to be ended by Slurm has no result to wait for
+    (submitit would wait 15 s for one)."""
+    killed = _killed(handle.state)
+    if killed:
+        return killed
+    error = handle.exception()
+    if error is None:
+        return None
+    # It raised, maybe as Slurm ended it (EndedBySlurm): Slurm's state, asked afresh, says why.
+    return _killed(handle.get_info().get("State", "")) or str(error).strip().splitlines()[-1]
+
+
+def _killed(state: str) -> str | None:
+    """How Slurm ended a task, from its state ("CANCELLED by 0", "TIMEOUT"...); None if it did not."""
+    return f"ended {state} before finishing" if state.split(" ")[0] in KILLED else None
+
+
+def _wait(pending: dict[Any, T], ended: Callable[[Any, T], None]) -> None:
+    """Poll submitit handles until each has ended, handing each to `ended` with its item. Ctrl-C
+    cancels those still queued or running."""
     try:
         while pending:
-            for handle, job in list(pending.items()):
-                if not handle.done():
-                    continue
-                del pending[handle]
-                error = handle.exception()
-                record = results.read(job.where.record)
-                if error is not None or record is None:
-                    reason = str(error).strip().splitlines()[-1] if error else "ended without writing its record"
-                    ran.failures.append(Failure(job, f"job {handle.job_id}: {reason}", handle.paths.stderr))
-                else:
-                    finish(JobResult(job, record))
+            for handle, item in list(pending.items()):
+                if handle.done():
+                    del pending[handle]
+                    ended(handle, item)
             if pending:
                 time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         for handle in pending:
             handle.cancel(check=False)
         raise
-    return ran

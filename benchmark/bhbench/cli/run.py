@@ -16,6 +16,7 @@ from bhbench.config import COMMITTED_RESULTS, results_dir
 
 if TYPE_CHECKING:
     from bhbench.api import RunResult
+    from bhbench.executors import SlurmOptions
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,30 +38,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "slurm: a submitit job array, one task per (method, fold)")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, help="worker processes running (method, fold) jobs")
     sandbox_arg(p)
+    slurm_args(p)
+    p.set_defaults(func=run)
+
+
+def slurm_args(p: argparse.ArgumentParser) -> None:
+    """The Slurm job options of --executor slurm (run and tune)."""
     g = p.add_argument_group("Slurm (--executor slurm)")
     g.add_argument("--slurm-partition", default=None)
     g.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per job")
     g.add_argument("--slurm-cpus", type=int, default=2, help="CPUs per job")
     g.add_argument("--slurm-mem", type=float, default=None, help="memory per job, GB")
     g.add_argument("--slurm-time", type=int, default=120, help="time limit per job, minutes")
-    g.add_argument(
-        "--slurm-logs", type=path_arg, default=None, help="submitit log folder (default <results>/slurm-logs)"
-    )
+    g.add_argument("--slurm-logs", type=path_arg, default=None,
+                   help="submitit log folder (default <results>/slurm-logs; tune: in the cache)")  # fmt: skip
     g.add_argument("--slurm-parallelism", type=int, default=64, help="array tasks running at once")
     g.add_argument("--slurm-cluster", choices=["slurm", "local"], default="slurm",
                    help="local: the same job array through submitit's local executor (a dry run)")  # fmt: skip
-    p.set_defaults(func=run)
+
+
+def slurm_options(args: argparse.Namespace) -> SlurmOptions:
+    from bhbench.executors import SlurmOptions
+
+    return SlurmOptions(args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_mem, args.slurm_time,
+                        args.slurm_logs, args.slurm_parallelism, args.slurm_cluster)  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     from bhbench import api
-    from bhbench.executors import SlurmOptions
 
-    slurm = SlurmOptions(args.slurm_partition, args.slurm_gpus, args.slurm_cpus, args.slurm_mem, args.slurm_time,
-                         args.slurm_logs, args.slurm_parallelism, args.slurm_cluster)  # fmt: skip
     try:
         result = api.run(args.method, tuned=args.params, results=args.results, executor=args.executor,
-                         workers=args.workers, slurm=slurm, force=args.force, fps_images=args.fps_images,
+                         workers=args.workers, slurm=slurm_options(args), force=args.force, fps_images=args.fps_images,
                          **api_kwargs(args))  # fmt: skip
     except api.Interrupted as stop:
         console.print(f"interrupted: {stop}; to resume, rerun: bhbench {shlex.join(sys.argv[1:])}")
