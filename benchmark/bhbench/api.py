@@ -473,6 +473,8 @@ def tune(
     session.discover(submissions, progress)
     tuning.search_space(method)  # refuse an untunable method before decoding any image
     how = executors.choose_tuning(executor, workers, slurm)
+    storage = storage or tuning.default_storage()
+    tuning.open_storage(storage)  # and a storage it cannot use
     fixed = session.method_params([method], params, device)[method]
     spec = runner.MethodSpec.create(method, fixed)
     code = runner.code_of(method).hash
@@ -483,7 +485,6 @@ def tune(
     options.sandbox = session.launcher(sandbox, progress)
     plan = session.prepare(where, options, progress)
     name = study or tuning.default_study(plan, spec, fixed, code)
-    storage = storage or tuning.default_storage()
     path, flag = (out, "--out") if out else (results_dir() / "tuned" / f"{name}.json", "")
     if path.exists():
         tuning.read_params(path, flag)  # a file it cannot merge into is refused before any trial

@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="trials per fold in all: a rerun, or another process sharing the study, continues up to "
                         "this many (0: export)")  # fmt: skip
     p.add_argument("--storage", default=None,
-                   help="optuna storage URL shared by processes or machines (default: SQLite in cache)")  # fmt: skip
+                   help="where the studies live: a journal file (PATH.log) shared by this machine's processes, or a "
+                        "database URL shared by machines (default: a journal file in the cache)")  # fmt: skip
     p.add_argument("--study", default=None,
                    help="study name (default: method, data, protocol and the method's code fingerprint)")  # fmt: skip
     p.add_argument("--out", type=path_arg, default=None,
