@@ -113,7 +113,7 @@ def _distribution_text(distribution: Any) -> str:
     return text
 
 
-JOURNAL = ".log"  # a --storage path ending so is an optuna journal file (optuna-dashboard reads it too)
+JOURNAL = ".log"  # a --storage path ending so is an optuna journal file, the name optuna's docs give one
 SPELLINGS = (
     f"a journal file (a path ending in {JOURNAL}) or a database URL "
     "(postgresql+psycopg://USER:PASSWORD@HOST/DB, sqlite:///PATH)"
