@@ -146,3 +146,24 @@ def test_a_study_another_process_is_still_labelling_is_joined_and_one_of_other_c
         UserError, match=r"study s-fold1 in .*optuna.log was tuned on other code of toy \(code c0de, now f00d\)"
     ):
         other._study(tuning.open_storage(storage), fold)
+
+
+def test_processes_opening_a_new_postgresql_database_at_once_all_succeed(postgres_url: str):
+    import sqlalchemy
+
+    schema = f"fresh_{uuid.uuid4().hex[:8]}"  # optuna's tables not made yet, as in a new database
+    engine = sqlalchemy.create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    url = f"{postgres_url}?options=-csearch_path%3D{schema}"
+    opening = "import sys; from bhbench import tuning; tuning.open_storage(sys.argv[1])"
+    try:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", opening, url], stderr=subprocess.PIPE, text=True) for _ in range(4)
+        ]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
