@@ -35,8 +35,9 @@ def cluster():
 
 
 def _arrays(logs: Path) -> set[str]:
-    """The Slurm job arrays submitit submitted with its files in `logs` (<array>_<task>_submitted.pkl)."""
-    found = {m[1] for f in logs.iterdir() if (m := re.match(r"(\d+)_\d+_submitted\.pkl$", f.name))}
+    """The Slurm jobs submitit submitted with its files in `logs`: <array>_<task>_submitted.pkl, or
+    <job>_submitted.pkl for an array of one (a plain job)."""
+    found = {m[1] for f in logs.iterdir() if (m := re.match(r"(\d+)(_\d+)?_submitted\.pkl$", f.name))}
     assert found, f"no job array's files in {logs}"
     return found
 
@@ -118,10 +119,12 @@ def test_a_cancelled_array_is_reported_and_a_rerun_computes_only_the_missing_fol
     assert len(list(fits.iterdir())) == 2 + 4  # the rerun fitted the four missing folds only
 
 
-def _tunable(log: Path) -> str:
-    """The toy with a search space; each fit appends the Slurm job it runs in to `log`."""
+def _tunable(log: Path, hold: Path) -> str:
+    """The toy with a search space; each fit appends the Slurm job it runs in to `log`, then sleeps
+    while `hold` exists (to be cancelled)."""
     task = "os.environ.get('SLURM_ARRAY_JOB_ID', 'not') + '_' + os.environ.get('SLURM_ARRAY_TASK_ID', 'in Slurm')"
-    fit = f"import os; open({str(log)!r}, 'a').write({task} + '\\n')"
+    fit = (f"import os, time; open({str(log)!r}, 'a').write({task} + '\\n'); "
+           f"time.sleep(300 if os.path.exists({str(hold)!r}) else 0)")  # fmt: skip
     return (
         toy_source("toy_tunable", fit_body=fit)
         + """
@@ -133,16 +136,46 @@ def _tunable(log: Path) -> str:
     )
 
 
+def _tune(submissions: Path, tree: Path, tmp_path: Path, *args: str) -> list[str]:
+    """`bhbench tune` arguments: fold 1 of the tiny tree in Slurm jobs, study and files under `tmp_path`."""
+    return ["--submissions", str(submissions), "tune", "--method", "toy_tunable", "--fold", "1", *args, *SLURM,
+            "--slurm-logs", str(tmp_path / "slurm-logs"), "--storage", f"sqlite:///{tmp_path / 'study.db'}",
+            "--out", str(tmp_path / "tuned.json"), "--data", str(tree), "--sandbox", "off"]  # fmt: skip
+
+
 def test_tune_runs_its_trials_in_slurm_jobs_sharing_one_study(submissions: Path, tiny_tree: Path, tmp_path: Path):
     log, logs, tuned = tmp_path / "trials.log", tmp_path / "slurm-logs", tmp_path / "tuned.json"
-    (submissions / "toy.py").write_text(_tunable(log))
-    argv = ["--submissions", str(submissions), "tune", "--method", "toy_tunable", "--trials", "4", "--fold", "1",
-            "--workers", "2", *SLURM, "--slurm-logs", str(logs), "--storage", f"sqlite:///{tmp_path / 'study.db'}",
-            "--out", str(tuned), "--data", str(tiny_tree), "--sandbox", "off"]  # fmt: skip
-    assert main(argv) == 0
+    (submissions / "toy.py").write_text(_tunable(log, tmp_path / "no-hold"))
+    assert main(_tune(submissions, tiny_tree, tmp_path, "--trials", "4", "--workers", "2")) == 0
     assert tuning.read_params(tuned)["folds"]["1"]["trials"] == 4  # the two jobs together stopped at the total
     # Two array tasks ran, and every trial ran inside one of them.
     states = _states(logs)
     assert list(states.values()) == ["COMPLETED"] * 2
     trials = log.read_text().splitlines()
     assert len(trials) == 4 and set(trials) <= set(states), (trials, states)
+
+
+def test_a_cancelled_tuning_job_is_reported_its_trial_not_counted_and_a_rerun_continues(
+    submissions: Path, tiny_tree: Path, tmp_path: Path
+):
+    log, hold = tmp_path / "trials.log", tmp_path / "hold"
+    hold.touch()
+    (submissions / "toy.py").write_text(_tunable(log, hold))
+    command = [sys.executable, "-m", "bhbench", *_tune(submissions, tiny_tree, tmp_path, "--trials", "2")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not log.exists():  # the first trial is fitting (and holding)
+            assert proc.poll() is None and time.monotonic() < deadline, "no trial started"
+            time.sleep(0.5)
+        subprocess.run(["scancel", *_arrays(tmp_path / "slurm-logs")], check=True)
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2 and re.search(r"job failed: tuning job \d+: ended CANCELLED", output), output
+    assert "no trial of study" in output  # nothing to export: said in one line
+    hold.unlink()
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    # The cancelled trial did not count: the rerun ran both trials of the study's two.
+    assert len(log.read_text().splitlines()) == 1 + 2
+    assert tuning.read_params(tmp_path / "tuned.json")["folds"]["1"]["trials"] == 2

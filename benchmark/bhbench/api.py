@@ -504,6 +504,8 @@ def tune(
     try:
         if how == "slurm":
             failed = executors.tune_array(tuner, trials, only_folds, workers, slurm or executors.SlurmOptions())
+            for text in failed:  # said now: the export below fails when no trial completed
+                session.say(progress, text, "job failed", "error")
         doc = tuner.tune(0 if how == "slurm" else trials, report, only_folds)  # 0: export what the jobs found
     except KeyboardInterrupt:
         raise TuneInterrupted(name, tuner.finished_trials(only_folds), trials) from None

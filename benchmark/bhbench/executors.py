@@ -207,6 +207,9 @@ def tune_array(tuner: Tuner, trials: int, folds: Sequence[int], tasks: int, slur
 
 def _tune_task(tuner: Tuner, trials: int, folds: list[int]) -> None:
     registry.discover(tuner.options.submissions)  # a fresh interpreter: the trials look the method up
+    # Slurm ending the task (scancel, time limit) acts as Ctrl-C: the trial it stops does not count
+    # toward --trials, as one its killed worker failed would.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     tuner.tune(trials, folds=folds)
 
 

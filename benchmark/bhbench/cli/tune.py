@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bhbench.cli.common import api_kwargs, path_arg, protocol_args, sandbox_arg
-from bhbench.cli.output import console, number, out, tagged
+from bhbench.cli.output import console, number, out
 from bhbench.cli.run import slurm_args, slurm_options
 
 
@@ -49,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
     except api.TuneInterrupted as stop:
         console.print(escape(f"interrupted: {stop}; to resume, rerun: bhbench {shlex.join(sys.argv[1:])}"))
         return 130
-    for failed in result.failed:
-        console.print(tagged(failed, "job failed", "error"))
     table = Table("fold", "trials", "best inner PRR", "parameters", title=f"{args.method}: best per fold")
     for fold, best in result.doc["folds"].items():
         searched = ", ".join(f"{k}={number(v)}" for k, v in best["searched"].items())
