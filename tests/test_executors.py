@@ -12,8 +12,9 @@ import pytest
 from builders import train_set
 from conftest import toy_source
 
-from bhbench import executors, registry, results, runner
+from bhbench import api, executors, registry, results, runner
 from bhbench.cli import main
+from bhbench.cli import run as run_cli
 from bhbench.data.sources import open_dataset
 from bhbench.method import TestSet
 from bhbench.protocol import Protocol
@@ -57,7 +58,7 @@ def test_local_process_and_job_array_write_the_same_records(make, tmp_path: Path
     assert written["slurm"] == written["local"]
 
 
-def test_job_array_rerun_resubmits_only_missing_records_and_reports_failures(make, tmp_path: Path):
+def test_job_array_rerun_resubmits_only_missing_records_and_reports_failures(make, tmp_path: Path, capsys):
     plan, jobs, options = make(tmp_path / "results")
     executors.execute(plan, jobs, options)
     jobs[1].where.record.unlink()
@@ -71,6 +72,13 @@ def test_job_array_rerun_resubmits_only_missing_records_and_reports_failures(mak
     assert not ran.results and len(ran.failures) == 1
     failure = ran.failures[0]
     assert failure.log is not None and failure.log.is_file() and "/proc/bhbench-test" in failure.log.read_text()
+    # The run's table counts it: its row has no record of one job, one failed (not "0 of 0").
+    result = api.RunResult(plan, options.results, [], ran.failures, [], [], None)
+    (row,) = result.rows
+    assert row.ended == ran.failures and not result.ok
+    run_cli._summary(result, verbose=False)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("│ toy"))
+    assert [c.strip() for c in line.split("│")[1:4]] == ["toy", "0 of 1", "1"]
 
 
 def test_local_executor_refuses_several_workers(submissions: Path, capsys):

@@ -113,10 +113,12 @@ class Standing:
 
 @dataclass
 class Row:
-    """One method variant (method and parameters) of a run: its finished jobs, ok or failed."""
+    """One method variant (method and parameters) of a run: its finished jobs, ok or failed, and
+    those that ended without a record (a killed array task)."""
 
     label: str
     jobs: list[runner.JobResult]
+    ended: list[executors.Failure] = field(default_factory=list)
 
     @property
     def records(self) -> list[RunRecord]:
@@ -160,6 +162,8 @@ class RunResult:
         rows: dict[str, Row] = {}
         for j in self.jobs:
             rows.setdefault(label(j.job.spec), Row(label(j.job.spec), [])).jobs.append(j)
+        for f in self.failures:
+            rows.setdefault(label(f.job.spec), Row(label(f.job.spec), [])).ended.append(f)
         return list(rows.values())
 
     @property

@@ -116,7 +116,8 @@ def _summary(result: RunResult, verbose: bool) -> None:
     for row in result.rows:
         summary = aggregate(row.label, row.records) if row.records else {}
         cells = [pct(summary.get(k, [])) for k in ("headline", "patient_rr", *mags, "accuracy", "auc")]
-        table.add_row(escape(row.label), f"{len(row.records)} of {len(row.jobs)}", str(len(row.failed)), *cells)
+        jobs, failed = len(row.jobs) + len(row.ended), len(row.failed) + len(row.ended)
+        table.add_row(escape(row.label), f"{len(row.records)} of {jobs}", str(failed), *cells)
     out.print(table)
     for row in result.rows:
         if row.folds_without_classes:
