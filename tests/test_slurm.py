@@ -34,23 +34,30 @@ def cluster():
     subprocess.run([SCRIPT, "stop"], check=True, capture_output=True, timeout=120)
 
 
-def _arrays(logs: Path) -> set[str]:
-    """The Slurm jobs submitit submitted with its files in `logs`: <array>_<task>_submitted.pkl, or
-    <job>_submitted.pkl for an array of one (a plain job)."""
-    found = {m[1] for f in logs.iterdir() if (m := re.match(r"(\d+)(_\d+)?_submitted\.pkl$", f.name))}
+def _tasks(logs: Path) -> set[str]:
+    """The Slurm array tasks submitit submitted with its files in `logs` ("12_3", from
+    12_3_submitted.pkl), or the job itself for an array of one (a plain job: 12_submitted.pkl)."""
+    found = {m[1] for f in logs.iterdir() if (m := re.match(r"(\d+(?:_\d+)?)_submitted\.pkl$", f.name))}
     assert found, f"no job array's files in {logs}"
     return found
 
 
+def _arrays(logs: Path) -> set[str]:
+    """The Slurm jobs (arrays) of those tasks."""
+    return {t.split("_")[0] for t in _tasks(logs)}
+
+
 def _states(logs: Path) -> dict[str, str]:
-    """Slurm's accounting of each array task whose files are in `logs`, once all have ended:
-    {"12_0": "COMPLETED", ...}. A task's result is there while Slurm is still ending the task."""
-    arrays = ",".join(_arrays(logs))
+    """Slurm's accounting of each array task whose files are in `logs`, once all have ended and
+    reached the accounting database: {"12_0": "COMPLETED", ...}. A task's result is there while
+    Slurm is still ending it, and slurmdbd records a task a moment after it ends."""
+    tasks = _tasks(logs)
+    arrays = ",".join(sorted(_arrays(logs)))
     sacct = ["sacct", "--noheader", "--parsable2", "--allocations", "--format=JobID,State", "--jobs", arrays]
-    for _ in range(60):
+    for _ in range(120):
         lines = subprocess.run(sacct, capture_output=True, text=True, check=True).stdout.split()
         states = dict(line.split("|", 1) for line in lines)
-        if not {"PENDING", "RUNNING", "COMPLETING"} & set(states.values()):
+        if tasks <= set(states) and not {"PENDING", "RUNNING", "COMPLETING"} & set(states.values()):
             break
         time.sleep(0.5)
     return states
