@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import toy_source
 
-from bhbench import paper
 from bhbench.cli import main
 from bhbench.errors import UserError
-from bhbench.paper import FAILS, HOLDS, UNSURE, Estimate, above, combine, inside, over_folds, unpaired
+from bhbench.leaderboard import papers as paper
+from bhbench.leaderboard.papers import FAILS, HOLDS, UNSURE, Estimate, above, combine, inside, over_folds, unpaired
 
 TOY_PAPER = """
 citation = "A toy paper"
@@ -55,6 +55,10 @@ row = "toy"
 statistics = ["accuracy"]
 value = 90.0
 within = 50
+
+[[figure]]
+kind = "transfer"
+methods = ["toy"]
 """
 
 
@@ -84,6 +88,8 @@ def test_known_papers_are_the_three_seed_papers() -> None:
         (("[40, 100, 200, 400]", "[40, 50]"), "protocol.magnifications"),
         (('statistics = ["accuracy"]', 'statistics = ["speed"]'), "claim[1].statistics"),
         (('recipe = "nearest class mean"', 'recipe = "x"\ncolour = "red"'), "protocol.colour"),
+        (('kind = "transfer"', 'kind = "pie"'), "figure[0].kind"),
+        (('methods = ["toy"]', 'methods = ["toy", "majority"]'), "figure[0].methods"),  # one method's matrix
     ],
 )
 def test_a_bad_key_is_one_line_naming_file_and_key(tmp_path: Path, change: tuple[str, str], key: str) -> None:
@@ -159,3 +165,32 @@ def test_cli_unknown_paper_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
     text = (err.out + err.err).strip()
     assert "unknown paper 'nosuch2016'" in text and "bayramoglu2016" in text
     assert "Traceback" not in text and len(text.splitlines()) == 1
+
+
+def test_the_board_page_holds_what_bhbench_paper_writes_and_the_figures(
+    tiny_tree: Path, submissions: Path, tmp_path: Path, run_toy
+) -> None:
+    from bhbench import api, leaderboard
+    from bhbench.leaderboard.render import dataset_title
+
+    (submissions / "toy.py").write_text(toy_source("toy"))
+    path = tmp_path / "toy2020.toml"
+    text = TOY_PAPER.replace('split = "image-kfold"', 'split = "patient"')
+    path.write_text(text.replace('kind = "transfer"', 'kind = "learning_curve"'))
+    results = tmp_path / "results"
+    done = api.paper(path, tiny_tree, results=results, submissions=submissions)
+    manifest, found = paper.read(path), leaderboard.read([results]).sections
+    text, svgs = paper.board_page(manifest, found, leaderboard.tables(found))
+    assert text is not None and done.table in text  # the same rows found the same way, nothing run
+    assert f"## {dataset_title(found[0].dataset)}" in text
+    assert svgs == {} and "![" not in text  # no learning-curve point was run: no figure
+    run_toy("toy", results=results, train_fraction=0.5)
+    found = leaderboard.read([results]).sections
+    text, svgs = paper.board_page(manifest, found, leaderboard.tables(found))
+    slug = found[0].dataset.id
+    assert list(svgs) == [f"{slug}-toy2020-learning-curve.svg"] and svgs[f"{slug}-toy2020-learning-curve.svg"]
+    assert f"(../figures/{slug}-toy2020-learning-curve.svg)" in text
+
+
+def test_a_paper_no_record_measures_has_no_board_page() -> None:
+    assert paper.board_page(paper.read("bayramoglu2016"), [], {}) == (None, {})

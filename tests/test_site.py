@@ -74,18 +74,18 @@ def test_check_names_an_edited_site_page_and_write_removes_an_orphan(board, tmp_
     orphan = out / "site/reports/gone.html"
     orphan.write_text("<h1>gone</h1>")
     (out / "papers").mkdir()
-    (out / "papers/spanhol2016.md").write_text("# Spanhol et al. 2016\n\nClaims re-measured.\n")
+    (out / "papers/mine2026.md").write_text("# Mine et al. 2026\n\nClaims re-measured.\n")  # own manifest's
     differs = "is not what the records produce; run `bhbench leaderboard`"
     assert leaderboard.stale([results], out) == [
         f"{out / 'site/index.html'} {differs}",  # it links the new paper page
-        f"{out / 'site/papers/spanhol2016.html'} {differs}",
+        f"{out / 'site/papers/mine2026.html'} {differs}",
         f"{page} {differs}",
         f"{orphan} is produced by no record; run `bhbench leaderboard`",
     ]
     leaderboard.write([results], out)
     assert not orphan.exists() and leaderboard.stale([results], out) == []
-    assert "<h1>Spanhol et al. 2016</h1>" in (out / "site/papers/spanhol2016.html").read_text()
-    assert 'href="papers/spanhol2016.html"' in (out / "site/index.html").read_text()
+    assert "<h1>Mine et al. 2026</h1>" in (out / "site/papers/mine2026.html").read_text()
+    assert 'href="papers/mine2026.html"' in (out / "site/index.html").read_text()
 
 
 # --- in a real browser ----------------------------------------------------------------------------

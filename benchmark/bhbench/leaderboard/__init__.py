@@ -2,7 +2,8 @@
 the accepted ones into one DataFrame per section (intervals, tied ranks), `render` Markdown, CSV
 and figures from those DataFrames (and `site` the same as web pages under site/). `build` runs
 them; `write` and `stale` use what it builds.
-Method pages that exist in the output folder are rebuilt and verified with it; `bhbench leaderboard
+Method pages that exist in the output folder are rebuilt and verified with it, and each shipped
+paper's page (`papers`) is written wherever the records hold its rows; `bhbench leaderboard
 --report NAME` adds one (`bhbench report` writes its pages elsewhere: only this writes the board).
 `read` is what the reading commands (compare, report, export) use: several results folders at once,
 only the method folders a command needs."""
@@ -25,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from bhbench import results
 from bhbench.errors import UserError
-from bhbench.leaderboard import memo, render, report, robustness, site
+from bhbench.leaderboard import memo, papers, render, report, robustness, site
 from bhbench.leaderboard.aggregate import Section, aggregate, frame, pct, sections
 from bhbench.leaderboard.verify import Checked, check_all, verify
 from bhbench.results import is_committed
@@ -175,10 +176,17 @@ def build(folders: Sequence[Path], output: Path, add_pages: Sequence[str] = ()) 
         files.update({f"{render.FIGURES}/{name}": blob for name, blob in drawn.items()})
     robust, drawn = robustness.markdown(robustness.curves(shifted), found)
     files.update({f"{render.FIGURES}/{name}": blob for name, blob in drawn.items()})
+    claims = []
+    for name in papers.known():
+        text, drawn = papers.board_page(papers.read(name), found, tables)
+        if text is not None:
+            claims.append(name)
+            files[f"{papers.PAGES}/{name}.md"] = text.encode()
+            files.update({f"{render.FIGURES}/{n}": blob for n, blob in drawn.items()})
     # SVG bytes are exact for one matplotlib release only; this file says which drew them.
     files[DRAWN_WITH] = f"matplotlib {version('matplotlib')}\n".encode()
     source = ", ".join(str(f) for f in folders)
-    files["README.md"] = render.document(found, tables, figs, pages, source, robust).encode()
+    files["README.md"] = render.document(found, tables, figs, pages, source, robust, claims).encode()
     files["leaderboard.csv"] = render.csv(tables).encode()
     files.update(site.files(found, tables, figs, files, source, output))
     return Board(files, tables, found, checked + shifted)
@@ -194,8 +202,8 @@ def write(folders: Sequence[Path], output: Path, add_pages: Sequence[str] = ()) 
 
 
 def _generated(output: Path) -> set[str]:
-    """Figures, method pages and the site's files present in the output folder."""
-    found = set()
+    """Figures, method and shipped papers' pages, and the site's files present in the output folder."""
+    found = {f"{papers.PAGES}/{n}.md" for n in papers.known() if (output / papers.PAGES / f"{n}.md").exists()}
     for pattern in (f"{render.FIGURES}/*.svg", f"{render.REPORTS}/*.md", f"{render.REPORTS}/{render.FIGURES}/*.svg"):
         found |= {p.relative_to(output).as_posix() for p in output.glob(pattern)}
     return found | {p.relative_to(output).as_posix() for p in (output / site.SITE).rglob("*") if p.is_file()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from bhbench.audit import read as read_audit
 from bhbench.data.names import parse_name
 from bhbench.leaderboard.verify import Checked, Scored
 from bhbench.metric import METRICS, PERCENT
-from bhbench.params import describe
+from bhbench.params import describe, non_default
 from bhbench.protocol import MAGNIFICATIONS, Protocol
 from bhbench.record import DatasetInfo, RunRecord, SplitInfo
 from bhbench.scoring import (
@@ -151,10 +152,8 @@ def _label(rows: list[Row]) -> None:
         variants[r.name].add(r.params_hash)
         codes[(r.name, r.params_hash)].add(r.code)
     for r in rows:
-        method = r.first.method
-        # Records from before defaults were stored: bhbench's own baselines' defaults (this checkout's code).
-        defaults = method.defaults if method.defaults is not None else registry.builtin_defaults(r.name)
-        shown = None if method.tuned or defaults is None else describe(r.name, method.params, defaults)
+        changed = changed_params(r)
+        shown = None if changed is None else describe(r.name, changed, {})
         r.params = shown or ""
         if shown:
             label = f"{r.name} [{shown}]"
@@ -163,6 +162,15 @@ def _label(rows: list[Row]) -> None:
         if len(codes[(r.name, r.params_hash)]) > 1:
             label += f" (code {(r.code or 'unrecorded')[:8]})"
         r.label = label
+
+
+def changed_params(row: Row) -> dict[str, Any] | None:
+    """The row's parameters that differ from its method's defaults ({} for the defaults; None when
+    tuned, or when there are no defaults to compare with), from the records alone."""
+    method = row.first.method
+    # Records from before defaults were stored: bhbench's own baselines' defaults (this checkout's code).
+    defaults = method.defaults if method.defaults is not None else registry.builtin_defaults(row.name)
+    return None if method.tuned or defaults is None else non_default(row.name, method.params, defaults)
 
 
 def outcomes(rows: list[Row]) -> list[FoldOutcomes]:

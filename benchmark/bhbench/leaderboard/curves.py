@@ -18,10 +18,12 @@ from bhbench.scoring import HEADLINE
 MEAN, LO, HI = (f"{HEADLINE.name}_{part}" for part in ("mean", "lo", "hi"))
 
 
-def points(found: list[Section]) -> pd.DataFrame:
-    """The ranked lines of every section, with the protocol's train_fraction, train_mags and test_mags."""
+def points(found: list[Section], tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The ranked lines of every section (`tables`, by slug, where the board computed them already),
+    with the protocol's train_fraction, train_mags and test_mags."""
+    tables = tables or {}
     parts = [
-        frame(s).assign(
+        (tables[s.slug] if s.slug in tables else frame(s)).assign(
             train_fraction=s.protocol.train_fraction,
             train_mags=lambda t, s=s: [s.protocol.train_mags] * len(t),  # a tuple per line, not spread
             test_mags=lambda t, s=s: [s.protocol.test_mags] * len(t),

@@ -351,6 +351,7 @@ def document(
     reports: set[str],
     source: str = "leaderboard/results",
     robustness: Sequence[str] = (),
+    papers: Sequence[str] = (),
 ) -> str:
     lines = [header(source), *no_complete_breakhis(sections)]
     current = None
@@ -361,6 +362,16 @@ def document(
         lines += section_markdown(section, tables[section.slug], figs[section.slug], reports)
     lines += protocol_matters(sections, tables)
     lines += robustness  # `bhbench.leaderboard.robustness.markdown`
+    if papers:
+        lines += [
+            "## Papers re-measured",
+            "",
+            "Each seed paper's published numbers beside the same rows under its own protocol and the leak-free",
+            "one, and its claims decided by the intervals (`bhbench paper NAME`):",
+            "",
+            *(f"- [{name}](papers/{name}.md)" for name in papers),
+            "",
+        ]
     lines += [
         "## Published reference numbers (not measured by bhbench)",
         "",

@@ -17,11 +17,11 @@ from markdown_it.token import Token
 
 from bhbench.leaderboard import render
 from bhbench.leaderboard.aggregate import Section, audit_failures, failures
+from bhbench.leaderboard.papers import PAGES
 from bhbench.metric import PER_SECOND
 from bhbench.scoring import HEADLINE
 
 SITE = "site"
-PAPERS = "papers"
 ASSETS = Path(__file__).parent / "assets"
 STYLE, SCRIPT = "site.css", "site.js"
 
@@ -197,8 +197,8 @@ def index(
     papers: Sequence[str] = (),
 ) -> bytes:
     """index.html: the protocol notes, the filters, every section, then what the Markdown board
-    `readme` has after its sections (protocol matters, robustness, published numbers) and links to
-    the `papers` pages."""
+    `readme` has after its sections (protocol matters, robustness, papers, published numbers) and
+    links to the other `papers` pages (written from manifests of one's own)."""
     notes = render.header(source).split("\n", 2)[2]  # the Markdown's own title gives way to the page's
     body = ["<h1>bhbench leaderboard</h1>", markdown_html("\n".join(render.no_complete_breakhis(list(sections))))]
     body += [f'<details class="notes"><summary>How to read this board</summary>\n{markdown_html(notes)}</details>']
@@ -213,8 +213,8 @@ def index(
         body.append(section_html(s, tables[s.slug], figs[s.slug], pages))
     body.append(markdown_html(after_sections(readme, sections)))
     if papers:
-        links = "".join(f'<li><a href="{PAPERS}/{name}.html">{html.escape(name)}</a></li>' for name in papers)
-        body.append(f"<h2>Papers re-measured</h2>\n<ul>{links}</ul>")
+        links = "".join(f'<li><a href="{PAGES}/{name}.html">{html.escape(name)}</a></li>' for name in papers)
+        body.append(f"<h2>Other paper pages</h2>\n<ul>{links}</ul>")
     return page("bhbench leaderboard", "\n".join(body))
 
 
@@ -232,9 +232,12 @@ def markdown_page(text: str) -> bytes:
     return page(first.lstrip("# ").strip() or "bhbench", markdown_html(text), root="../")
 
 
-def papers(output: Path) -> dict[str, bytes]:
-    """The paper pages (`bhbench paper --output`) the output folder holds, by name."""
-    return {p.stem: p.read_bytes() for p in sorted((output / PAPERS).glob("*.md"))}
+def papers(output: Path, board: dict[str, bytes]) -> dict[str, bytes]:
+    """The paper pages by name: the board's, and any other the output folder holds (`bhbench paper
+    --output` from a manifest of one's own)."""
+    found = {p.stem: p.read_bytes() for p in sorted((output / PAGES).glob("*.md"))}
+    found.update({n[len(PAGES) + 1 : -3]: b for n, b in board.items() if n.startswith(f"{PAGES}/")})
+    return dict(sorted(found.items()))
 
 
 def files(
@@ -248,16 +251,17 @@ def files(
     """Every file of the site, by path relative to the output folder, from the board's other files
     (`board`: README.md, figures and method pages, copied or converted)."""
     reports = {n.removeprefix(f"{render.REPORTS}/").removesuffix(".md") for n in board if _is_report(n)}
-    claims = papers(output)
+    claims = papers(output, board)
     readme = board["README.md"].decode()
-    out = {f"{SITE}/index.html": index(sections, tables, figs, reports, source, readme, list(claims))}
+    own = [n for n in claims if f"{PAGES}/{n}.md" not in board]  # the board's own are linked from its README
+    out = {f"{SITE}/index.html": index(sections, tables, figs, reports, source, readme, own)}
     for name, blob in board.items():
         if name.endswith(".svg"):
             out[f"{SITE}/{name}"] = blob
         elif _is_report(name):
             out[f"{SITE}/{name.removesuffix('.md')}.html"] = markdown_page(blob.decode())
     for name, blob in claims.items():
-        out[f"{SITE}/{PAPERS}/{name}.html"] = markdown_page(blob.decode())
+        out[f"{SITE}/{PAGES}/{name}.html"] = markdown_page(blob.decode())
     for asset in (STYLE, SCRIPT):
         out[f"{SITE}/assets/{asset}"] = (ASSETS / asset).read_bytes()
     return dict(sorted(out.items()))

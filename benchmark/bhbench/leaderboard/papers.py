@@ -1,6 +1,8 @@
-"""A paper's claims as data: a manifest (papers/NAME.toml) names the paper, its own protocol, its
-published numbers, the experiments that re-measure them and each claim as a checkable comparison;
-this module reads manifests, decides the claims from measured intervals and writes the page.
+"""A paper's claims as data: a manifest (bhbench/papers/NAME.toml) names the paper, its own protocol,
+its published numbers, the experiments that re-measure them, each claim as a checkable comparison and
+the figures its page draws; this module reads manifests, finds each experiment's row among the
+leaderboard's sections, decides the claims from measured intervals and writes the page (one part per
+dataset on the committed board, one for `bhbench paper`).
 
 Verdicts follow the 95% interval: a claim holds or does not hold when the interval decides it, and
 "cannot tell at this data size" when the interval straddles the line the claim draws."""
@@ -10,27 +12,33 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 from tabulate import tabulate
 
 from bhbench.errors import UserError
-from bhbench.leaderboard.aggregate import Row, recipe_of, uncertainty
+from bhbench.leaderboard import curves
+from bhbench.leaderboard.aggregate import Row, Section, changed_params, recipe_of, uncertainty
+from bhbench.leaderboard.render import FIGURES, dataset_title
 from bhbench.metric import BOOTSTRAPPED, METRICS
 from bhbench.protocol import MAGNIFICATIONS, REGIMES, SPLIT_KINDS, TASKS
+from bhbench.protocol import Protocol as RunProtocol
 from bhbench.scoring import HEADLINE, STATISTICS, percentile_interval
 
-PAPERS = Path(__file__).parent / "papers"
+MANIFESTS = Path(__file__).parent.parent / "papers"
+PAGES = "papers"  # the board's folder of paper pages (`bhbench paper` writes there in its output too)
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "cannot tell at this data size"
 PAPER, LEAK_FREE = "paper", "leak-free"
 LEAK_FREE_SPLIT = "patient"  # bhbench's protocol: seeded patient-disjoint 70/30 splits
 # Claim kinds: a difference of two rows against a margin, a row against all others, an interval
 # against a band around a number (a published value, or a speed ratio).
 KINDS = ("at_least", "best", "equals", "ratio")
+FIGURE_KINDS = ("learning_curve", "transfer")
 BOOTSTRAPPED_STATS = tuple(s.name for s in STATISTICS)
 PER_FOLD_STATS = tuple(m.name for m in METRICS if m not in BOOTSTRAPPED)  # intervals over folds
 TIMINGS = ("fps_model", "fps_end_to_end")
@@ -78,6 +86,16 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A figure of the page, drawn from the leaderboard's rows of these methods (labels, e.g.
+    `cnn [recipe=paper]`): their learning curve (`--train-fraction` protocols) or, for one method, the
+    cross-magnification transfer matrix (`--train-mags X --test-mags Y` protocols)."""
+
+    kind: str
+    methods: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     path: Path
@@ -86,6 +104,7 @@ class Manifest:
     experiments: tuple[Experiment, ...]
     published: tuple[Published, ...]
     claims: tuple[Claim, ...]
+    figures: tuple[Figure, ...] = ()
 
     def experiment(self, row: str) -> Experiment:
         return next(e for e in self.experiments if e.id == row)
@@ -95,7 +114,7 @@ class Manifest:
 
 
 def known() -> list[str]:
-    return sorted(p.stem for p in PAPERS.glob("*.toml"))
+    return sorted(p.stem for p in MANIFESTS.glob("*.toml"))
 
 
 def locate(name: str | Path) -> Path:
@@ -105,8 +124,8 @@ def locate(name: str | Path) -> Path:
         if not path.is_file():
             raise UserError(f"paper manifest {path} does not exist")
         return path
-    if (PAPERS / f"{name}.toml").is_file():
-        return PAPERS / f"{name}.toml"
+    if (MANIFESTS / f"{name}.toml").is_file():
+        return MANIFESTS / f"{name}.toml"
     raise UserError(f"unknown paper {name!r}; known papers: {', '.join(known())} (or a manifest .toml path)")
 
 
@@ -155,7 +174,7 @@ def read(name: str | Path) -> Manifest:
         top = _Table(path, tomllib.loads(path.read_text()))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
-    top.unknown({"citation", "protocol", "experiment", "published", "claim"})
+    top.unknown({"citation", "protocol", "experiment", "published", "claim", "figure"})
     proto = _Table(path, top.get("protocol", dict), "protocol.")
     proto.unknown({"split", "task", "magnifications", "recipe", "metric"})
     protocol = Protocol(
@@ -171,7 +190,8 @@ def read(name: str | Path) -> Manifest:
         raise top.fail("experiment", f"ids repeat: {rows}")
     published = tuple(_published(t, rows) for t in top.tables("published"))
     claims = tuple(_claim(t, rows) for t in top.tables("claim"))
-    return Manifest(path.stem, path, top.get("citation", str), protocol, experiments, published, claims)
+    figures = tuple(_figure(t) for t in top.tables("figure"))
+    return Manifest(path.stem, path, top.get("citation", str), protocol, experiments, published, claims, figures)
 
 
 def _magnifications(t: _Table) -> tuple[int, ...]:
@@ -184,6 +204,16 @@ def _magnifications(t: _Table) -> tuple[int, ...]:
 def _experiment(t: _Table) -> Experiment:
     t.unknown({"id", "method", "regime", "params"})
     return Experiment(t.get("id", str), t.get("method", str), t.choice("regime", REGIMES), t.get("params", dict, {}))
+
+
+def _figure(t: _Table) -> Figure:
+    t.unknown({"kind", "methods"})
+    kind, methods = t.choice("kind", FIGURE_KINDS), t.get("methods", list)
+    if not methods or not all(isinstance(m, str) for m in methods):
+        raise t.fail("methods", f"{methods!r}: name at least one row label")
+    if kind == "transfer" and len(methods) != 1:
+        raise t.fail("methods", f"{methods!r}: a transfer matrix is one method's")
+    return Figure(kind, tuple(methods))
 
 
 def _statistic(t: _Table, value: str, key: str, allowed: Sequence[str]) -> str:
@@ -422,17 +452,31 @@ def verdict_table(found: list[tuple[Claim, str, str]]) -> str:
     return tabulate(body, ["claim", "check", "paper's protocol", "leak-free"], tablefmt="github", disable_numparse=True)
 
 
-def page(
-    manifest: Manifest, side_by_side: str, decided: list[tuple[Claim, str, str]], notes: Sequence[str], where: str
-) -> str:
-    """The Markdown page: the side-by-side table (`table`), the claims' verdicts, the published numbers' sources."""
+@dataclass(frozen=True)
+class Part:
+    """What a page shows for one dataset: the side-by-side table, the verdicts, notes and figures."""
+
+    title: str  # the dataset, as the leaderboard titles it ("" on a page of one dataset)
+    table: str
+    decided: list[tuple[Claim, str, str]]
+    notes: list[str]
+    figures: list[str] = field(default_factory=list)  # Markdown image lines
+
+
+def part(manifest: Manifest, measured: Measured, notes: list[str], title: str = "") -> Part:
+    return Part(title, table(manifest, measured), verdicts(manifest, measured), notes)
+
+
+def page(manifest: Manifest, parts: Sequence[Part], generated: str) -> str:
+    """The Markdown page: how it was made (`generated`), the protocols, then per dataset the
+    side-by-side table, the claims' verdicts and the figures; last, the published numbers' sources."""
     p = manifest.protocol
     text = [
         f"# {manifest.name}: the paper's claims, re-measured",
         "",
         f"{manifest.citation}",
         "",
-        f"Generated by `bhbench paper {manifest.name}` from the records on {where}; values in %.",
+        f"{generated}; values in %.",
         "",
         f"- The paper's protocol: {p.split} split, {p.task} task, magnifications "
         f"{', '.join(f'{m}X' for m in p.magnifications)}, {p.metric}-level headline; recipe: {p.recipe}",
@@ -440,20 +484,110 @@ def page(
         "- Intervals: patient-level bootstrap (per-fold metrics the bootstrap does not draw: a t-interval over "
         "folds). The difference (the protocol's inflation) is paper's protocol minus leak-free; its interval adds "
         "the two half-widths in quadrature (different splits, not paired).",
-        f"- A deep row trained with its method's default quick recipe says so ({QUICK}).",
-        *(f"- {n}" for n in notes),
-        "",
-        side_by_side,
-        "",
-        "## Claims",
-        "",
-        "Holds / does not hold when the 95% interval decides; otherwise cannot tell at this data size.",
-        "",
-        verdict_table(decided),
-        "",
-        "## Published numbers",
+        f"- A deep row trained with its method's default quick recipe says so ({QUICK}); "
+        "a row no record holds shows –, and a claim on it cannot be told.",
+        "- Claims: holds / does not hold when the 95% interval decides; otherwise cannot tell at this data size.",
         "",
     ]
+    level = "###" if any(pt.title for pt in parts) else "##"
+    for pt in parts:
+        if pt.title:
+            text += [f"## {pt.title}", ""]
+        text += [*(f"- {n}" for n in pt.notes), *([""] if pt.notes else []), pt.table, ""]
+        text += [f"{level} Claims", "", verdict_table(pt.decided), ""]
+        text += [line for figure in pt.figures for line in (figure, "")]
+    text += ["## Published numbers", ""]
     sources = [[p.row, p.statistic, f"{p.value:g}", p.source, p.verified] for p in manifest.published]
     text += [tabulate(sources, ["row", "statistic", "value", "source", "verified"], tablefmt="github"), ""]
     return "\n".join(text)
+
+
+# --- finding the rows among the leaderboard's sections ------------------------------------------
+
+
+def _row(sections: Sequence[Section], protocol: RunProtocol, e: Experiment) -> Row | None:
+    """The experiment's row under `protocol`: its method with exactly the manifest's parameters
+    changed from the defaults, not tuned, not failed by an audit; the one with most folds."""
+    section = next((s for s in sections if s.protocol == protocol), None)
+    if section is None:
+        return None
+    found = [
+        r for r in section.rows
+        if r.name == e.method and r.block != "audit_failed" and changed_params(r) == e.params
+    ]  # fmt: skip
+    return max(found, key=lambda r: len(r.folds), default=None)
+
+
+def measure(manifest: Manifest, sections: Sequence[Section]) -> tuple[Measured, list[str]]:
+    """Each experiment's row under the paper's protocol and the leak-free one, among the sections
+    of one dataset (nothing is run), and notes on how the paper's protocol was met. Without official
+    fold files (no section uses them) the paper's side is the leak-free split, as `bhbench paper` runs it."""
+    split, notes = manifest.protocol.split, []
+    if split == "official" and not any(s.protocol.split == "official" for s in sections):
+        split = LEAK_FREE_SPLIT
+        notes.append("no official fold files for this data: the paper's protocol runs on the leak-free split")
+    rows: dict[str, dict[str, Row]] = {}
+    for side, side_split in ((PAPER, split), (LEAK_FREE, LEAK_FREE_SPLIT)):
+        found = {}
+        for e in manifest.experiments:
+            protocol = RunProtocol(task=manifest.protocol.task, regime=e.regime, split=side_split)
+            row = _row(sections, protocol, e)
+            if row is not None:
+                found[e.id] = row
+        rows[side] = found
+    return Measured(rows), notes
+
+
+def _figure_rows(manifest: Manifest, sections: Sequence[Section]) -> list[Section]:
+    """The sections a figure draws from: the paper's task, the mi regime and the leak-free split, at any
+    training fraction and training and test magnifications."""
+    base = RunProtocol(task=manifest.protocol.task, regime="mi", split=LEAK_FREE_SPLIT)
+    plain = {"train_fraction": 1.0, "train_mags": None, "test_mags": None}
+    return [s for s in sections if replace(s.protocol, **plain) == base]
+
+
+def draw(
+    manifest: Manifest, sections: Sequence[Section], tables: dict[str, pd.DataFrame], slug: str
+) -> tuple[list[str], dict[str, bytes]]:
+    """The manifest's figures on one dataset's sections: Markdown image lines (relative to the page
+    in PAGES/) and the SVGs by name in FIGURES/. A figure none of whose points was run is left out."""
+    drawn_from = _figure_rows(manifest, sections)
+    table = curves.points(drawn_from, tables)
+    lines, svgs = [], {}
+    for f in manifest.figures:
+        chosen = table[table["method"].isin(f.methods)] if len(table) else table
+        name = f"{slug}-{manifest.name}-{f.kind.replace('_', '-')}.svg"
+        if f.kind == "learning_curve":
+            shown = chosen[chosen["train_mags"].isna() & chosen["test_mags"].isna()] if len(chosen) else chosen
+            if len(shown) and (shown["train_fraction"] < 1).any():
+                svgs[name] = curves.learning_curve(shown, f"{manifest.name}: learning curves ({slug})")
+                lines.append(f"![learning curves: {', '.join(f.methods)}](../{FIGURES}/{name})")
+        elif len(chosen) and not np.isnan(curves.transfer_grid(chosen, f.methods[0])).all():
+            title = f"{f.methods[0]}: trained at / tested at ({slug})"
+            svgs[name] = curves.transfer_matrix(chosen, f.methods[0], title)
+            lines.append(f"![cross-magnification transfer: {f.methods[0]}](../{FIGURES}/{name})")
+    return lines, svgs
+
+
+def board_page(
+    manifest: Manifest, found: Sequence[Section], tables: dict[str, pd.DataFrame]
+) -> tuple[str | None, dict[str, bytes]]:
+    """The paper's page on the leaderboard: a part per dataset holding any of its rows (None when
+    no dataset does), and the figures it draws."""
+    parts, svgs = [], {}
+    for dataset in dict.fromkeys(s.dataset.id for s in found):
+        sections = [s for s in found if s.dataset.id == dataset]
+        measured, notes = measure(manifest, sections)
+        if not any(measured.rows.values()):
+            continue
+        pt = part(manifest, measured, notes, dataset_title(sections[0].dataset))
+        lines, drawn = draw(manifest, sections, tables, dataset)
+        parts.append(replace(pt, figures=lines))
+        svgs.update(drawn)
+    if not parts:
+        return None, {}
+    generated = (
+        f"Generated by `bhbench leaderboard` from the board's records (`bhbench paper {manifest.name}` runs what is "
+        "missing on one dataset and writes its part)"
+    )
+    return page(manifest, parts, generated), svgs
