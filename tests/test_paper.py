@@ -194,3 +194,22 @@ def test_the_board_page_holds_what_bhbench_paper_writes_and_the_figures(
 
 def test_a_paper_no_record_measures_has_no_board_page() -> None:
     assert paper.board_page(paper.read("bayramoglu2016"), [], {}) == (None, {})
+
+
+def test_the_committed_kind_of_page_is_written_checked_and_removed_with_its_records(run_toy, tmp_path: Path) -> None:
+    from bhbench import leaderboard
+
+    results = run_toy("lbp_svm", regime="ms").results  # a row of spanhol2016's, on the tiny tree
+    out = tmp_path / "board"
+    leaderboard.write([results], out)
+    page = out / "papers" / "spanhol2016.md"
+    assert "| lbp (`lbp_svm`, ms)" in page.read_text()
+    assert "[spanhol2016](papers/spanhol2016.md)" in (out / "README.md").read_text()
+    assert (out / "site" / "papers" / "spanhol2016.html").is_file()
+    assert not (out / "papers" / "liu2020.md").exists()  # none of its rows was run
+    page.write_text(page.read_text().replace("lbp (`lbp_svm`", "lbp (`lbp_svm`, edited"))
+    assert f"{page} is not what the records produce; run `bhbench leaderboard`" in leaderboard.stale([results], out)
+    for record in results.rglob("*.json"):
+        record.unlink()
+    leaderboard.write([results], out)
+    assert not page.exists()  # produced by no record any more: removed with the other orphans
