@@ -99,7 +99,7 @@ def dataset_title(desc: DatasetInfo) -> str:
     return title
 
 
-def _method_cell(row: pd.Series, reports: set[str]) -> str:
+def method_cell(row: pd.Series, reports: set[str]) -> str:
     name = f"[{row['method']}]({REPORTS}/{row['name']}.md)" if row["name"] in reports else row["method"]
     tags = [t for t, on in (("reference", row["reference_row"]), ("tuned", row["tuned"])) if on]
     if row.get("init", "") not in ("", "random"):  # pretrained weights: a contaminated row shows it here
@@ -112,7 +112,7 @@ def _ci_header(i: int) -> str:
     return "95% CI" + " " * i  # distinct titles, one per interval column
 
 
-def _board_columns(table: pd.DataFrame) -> list[tuple[str, str, Unit, bool]]:
+def board_columns(table: pd.DataFrame) -> list[tuple[str, str, Unit, bool]]:
     """(statistic, title, unit, with its interval) of each number column of a board table: the
     headline, then the metrics the declarations put on the board in their order, the patient
     recognition rate followed by its per-magnification values; the metrics of methods that predict
@@ -128,7 +128,7 @@ def _board_columns(table: pd.DataFrame) -> list[tuple[str, str, Unit, bool]]:
 
 
 def table_markdown(table: pd.DataFrame, reports: set[str], ranked: bool) -> str:
-    columns = _board_columns(table)
+    columns = board_columns(table)
     headers = ["#"] if ranked else []
     headers += ["method", "folds"]
     intervals = 0
@@ -144,7 +144,7 @@ def table_markdown(table: pd.DataFrame, reports: set[str], ranked: bool) -> str:
     for _, r in table.iterrows():
         f = int(r["folds"])
         cells = [str(r["rank"])] if ranked else []
-        cells += [_method_cell(r, reports), str(f)]
+        cells += [method_cell(r, reports), str(f)]
         for name, _, unit, interval in columns:
             cells.append(unit.pm(r[f"{name}_mean"], r[f"{name}_std"], f))
             if interval:
@@ -186,7 +186,7 @@ def section_figures(section: Section, table: pd.DataFrame) -> dict[str, bytes]:
     return out
 
 
-_CAPTIONS = {
+CAPTIONS = {
     "forest": "headline PRR with 95% interval, by rank",
     "magnifications": "PRR per magnification",
     "roc": "ROC curves of the top rows",
@@ -207,7 +207,7 @@ def section_markdown(section: Section, table: pd.DataFrame, figs: list[str], rep
     lines += test_material(section)
     for name in figs:
         what = name.removeprefix(f"{section.slug}-").removesuffix(".svg")
-        lines += [f"![{_CAPTIONS[what]}]({FIGURES}/{name})", ""]
+        lines += [f"![{CAPTIONS[what]}]({FIGURES}/{name})", ""]
     for block, intro in (
         ("ranked", None),
         ("smoke", "Smoke results (deep models trained by the CPU `quick` recipe: a check that the path works, "

@@ -109,7 +109,7 @@ def _row(r: pd.Series, columns: list, ranked: bool, training: bool, family: str,
     reference = ' data-reference=""' if r["reference_row"] else ""
     cells = [_cell(str(r["rank"]), int(r["rank"]))] if ranked else []
     folds = int(r["folds"])
-    cells += [_cell(_inline(render._method_cell(r, pages)), r["method"], raw=True), _cell(family), _cell(str(folds))]
+    cells += [_cell(_inline(render.method_cell(r, pages)), r["method"], raw=True), _cell(family), _cell(str(folds))]
     for name, _, unit, interval in columns:
         mean = _number(r[f"{name}_mean"])
         cells.append(_cell(unit.pm(mean, _number(r[f"{name}_std"]), folds), mean))
@@ -128,7 +128,7 @@ def table_html(part: pd.DataFrame, families: dict[tuple, str], pages: set[str]) 
     """One block of a section as a sortable table: every header sorts, every row says its filters."""
     ranked = part["block"].iloc[0] == "ranked"
     training = bool(part["recipe"].astype(bool).any())
-    columns = render._board_columns(part)
+    columns = render.board_columns(part)
     head = "".join(f"<th>{html.escape(t)}</th>" for t in _headers(columns, ranked, training))
     rows = [
         _row(r, columns, ranked, training, families[(r["name"], r["params_hash"], r["code"])], pages)
@@ -158,7 +158,7 @@ def section_html(section: Section, table: pd.DataFrame, figs: list[str], pages: 
     parts.append(markdown_html("\n".join([render.environment_note(section), "", *render.test_material(section)])))
     for name in figs:
         what = name.removeprefix(f"{section.slug}-").removesuffix(".svg")
-        caption = render._CAPTIONS[what]
+        caption = render.CAPTIONS[what]
         parts.append(f'<figure><img src="{render.FIGURES}/{name}" alt="{caption}" loading="lazy">'
                      f"<figcaption>{caption}</figcaption></figure>")  # fmt: skip
     families = _families(section)
