@@ -572,17 +572,16 @@ def draw(
 def board_page(
     manifest: Manifest, found: Sequence[Section], tables: dict[str, pd.DataFrame]
 ) -> tuple[str | None, dict[str, bytes]]:
-    """The paper's page on the leaderboard: a part per dataset holding any of its rows (None when
-    no dataset does), and the figures it draws."""
+    """The paper's page on the leaderboard: a part per dataset holding any of its rows or its figures'
+    points (None when no dataset does), and the figures it draws."""
     parts, svgs = [], {}
     for dataset in dict.fromkeys(s.dataset.id for s in found):
         sections = [s for s in found if s.dataset.id == dataset]
         measured, notes = measure(manifest, sections)
-        if not any(measured.rows.values()):
-            continue
-        pt = part(manifest, measured, notes, dataset_title(sections[0].dataset))
         lines, drawn = draw(manifest, sections, tables, dataset)
-        parts.append(replace(pt, figures=lines))
+        if not any(measured.rows.values()) and not lines:
+            continue
+        parts.append(replace(part(manifest, measured, notes, dataset_title(sections[0].dataset)), figures=lines))
         svgs.update(drawn)
     if not parts:
         return None, {}
