@@ -25,7 +25,7 @@ from bhbench.errors import UserError
 from bhbench.leaderboard import curves
 from bhbench.leaderboard.aggregate import Row, Section, changed_params, recipe_of, uncertainty
 from bhbench.leaderboard.render import FIGURES, dataset_title
-from bhbench.metric import BOOTSTRAPPED, METRICS
+from bhbench.metric import BOOTSTRAPPED, METRICS, PER_SECOND
 from bhbench.protocol import MAGNIFICATIONS, REGIMES, SPLIT_KINDS, TASKS
 from bhbench.protocol import Protocol as RunProtocol
 from bhbench.scoring import HEADLINE, STATISTICS, percentile_interval
@@ -452,6 +452,33 @@ def verdict_table(found: list[tuple[Claim, str, str]]) -> str:
     return tabulate(body, ["claim", "check", "paper's protocol", "leak-free"], tablefmt="github", disable_numparse=True)
 
 
+def cost_table(manifest: Manifest, measured: Measured) -> str:
+    """What each measured row's folds cost: folds, parameters and epochs run (deep rows), training
+    minutes per fold (every model of the fold: four in the ms regime), model FPS, where it ran."""
+    body, seen = [], set()
+    for e in manifest.experiments:
+        for side in (PAPER, LEAK_FREE):
+            row = measured.rows[side].get(e.id)
+            if row is None or id(row) in seen:
+                continue
+            seen.add(id(row))
+            records = [c.record for c in row.folds.values() if c.record]
+            info = [r.method.first_fit_info for r in records]
+            params = next((i["parameters"] for i in info if i.get("parameters")), None)
+            epochs = [i["epochs_run"] for i in info if "epochs_run" in i]
+            fit = float(np.mean([r.timing.fit_seconds for r in records if r.timing]))
+            where = next((f"{i['device']}, {i.get('threads', '?')} threads" for i in info if "device" in i), "cpu")
+            shared = side == PAPER and measured.rows[LEAK_FREE].get(e.id) is row
+            body.append([
+                e.id, "both" if shared else side, str(len(records)),
+                "–" if params is None else f"{params / 1e6:.1f} M",
+                "–" if not epochs else f"{np.mean(epochs):.0f} ({min(epochs)}–{max(epochs)})",
+                f"{fit / 60:.1f}", PER_SECOND.text(timing(row, "fps_model")), where,
+            ])  # fmt: skip
+    headers = ["row", "protocol", "folds", "parameters", "epochs run", "training min per fold", "FPS model", "device"]
+    return tabulate(body, headers, tablefmt="github", disable_numparse=True)
+
+
 @dataclass(frozen=True)
 class Part:
     """What a page shows for one dataset: the side-by-side table, the verdicts, notes and figures."""
@@ -460,11 +487,12 @@ class Part:
     table: str
     decided: list[tuple[Claim, str, str]]
     notes: list[str]
+    costs: str
     figures: list[str] = field(default_factory=list)  # Markdown image lines
 
 
 def part(manifest: Manifest, measured: Measured, notes: list[str], title: str = "") -> Part:
-    return Part(title, table(manifest, measured), verdicts(manifest, measured), notes)
+    return Part(title, table(manifest, measured), verdicts(manifest, measured), notes, cost_table(manifest, measured))
 
 
 def page(manifest: Manifest, parts: Sequence[Part], generated: str) -> str:
@@ -495,6 +523,7 @@ def page(manifest: Manifest, parts: Sequence[Part], generated: str) -> str:
             text += [f"## {pt.title}", ""]
         text += [*(f"- {n}" for n in pt.notes), *([""] if pt.notes else []), pt.table, ""]
         text += [f"{level} Claims", "", verdict_table(pt.decided), ""]
+        text += [f"{level} What a fold cost", "", pt.costs, ""]
         text += [line for figure in pt.figures for line in (figure, "")]
     text += ["## Published numbers", ""]
     sources = [[p.row, p.statistic, f"{p.value:g}", p.source, p.verified] for p in manifest.published]
