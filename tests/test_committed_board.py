@@ -76,3 +76,21 @@ def test_the_robustness_section_covers_both_datasets_and_every_normalisation():
         assert "![headline against shift strength](figures/robustness-" in table
         figure = table.split("](", 1)[1].split(")", 1)[0]
         assert (ROOT / "leaderboard" / figure).is_file()
+
+
+def test_the_real_sample_is_measured_at_every_magnification_and_the_papers_pages_are_linked():
+    # mini/ and more/ joined (`bhbench data union`): every official fold tests all four magnifications
+    table = pd.read_csv(ROOT / "leaderboard" / "leaderboard.csv")
+    union = table[table["dataset"] == "breakhis-17981b70"]
+    for protocol in ("binary-mi-official", "binary-ms-official", "subtype-mi-official", "subtype-ms-official"):
+        ranked = union[(union["protocol"] == protocol) & (union["block"] == "ranked")]
+        assert len(ranked) >= 24, protocol  # the hand-crafted grid
+        for mag in ("40X", "100X", "200X", "400X"):
+            assert ranked[f"{mag}_mean"].notna().all(), (protocol, mag)
+    twins = {"binary-mi-image-kfold-seed0", "binary-mi-patient-seed0", "binary-ms-patient-seed0"}
+    assert twins <= set(union["protocol"])
+    text = (ROOT / "leaderboard" / "README.md").read_text()
+    for paper in ("spanhol2016", "bayramoglu2016", "liu2020"):
+        assert f"[{paper}](papers/{paper}.md)" in text and (ROOT / "leaderboard" / "papers" / f"{paper}.md").is_file()
+    bayramoglu = (ROOT / "leaderboard" / "papers" / "bayramoglu2016.md").read_text()
+    assert "learning-curve.svg)" in bayramoglu and "transfer.svg)" in bayramoglu
