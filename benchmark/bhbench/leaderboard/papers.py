@@ -414,7 +414,8 @@ def row_label(manifest: Manifest, row: str, measured: Measured) -> str:
     e = manifest.experiment(row)
     found = next((m[row] for m in measured.rows.values() if row in m), None)
     quick = found is not None and recipe_of(found.first) == "quick"
-    return f"{row} (`{e.method}`, {e.regime}{', ' + QUICK if quick else ''})"
+    params = "".join(f" {k}={v}" for k, v in e.params.items())
+    return f"{row} (`{e.method}{params}`, {e.regime}{', ' + QUICK if quick else ''})"
 
 
 def lines(manifest: Manifest, measured: Measured) -> list[list[str]]:
@@ -475,6 +476,8 @@ def cost_table(manifest: Manifest, measured: Measured) -> str:
                 "–" if not epochs else f"{np.mean(epochs):.0f} ({min(epochs)}–{max(epochs)})",
                 f"{fit / 60:.1f}", PER_SECOND.text(timing(row, "fps_model")), where,
             ])  # fmt: skip
+    if not body:
+        return "No row of this paper's has a record here yet."
     headers = ["row", "protocol", "folds", "parameters", "epochs run", "training min per fold", "FPS model", "device"]
     return tabulate(body, headers, tablefmt="github", disable_numparse=True)
 
@@ -590,7 +593,8 @@ def draw(
             shown = chosen[chosen["train_mags"].isna() & chosen["test_mags"].isna()] if len(chosen) else chosen
             if len(shown) and (shown["train_fraction"] < 1).any():
                 svgs[name] = curves.learning_curve(shown, f"{manifest.name}: learning curves ({slug})")
-                lines.append(f"![learning curves: {', '.join(f.methods)}](../{FIGURES}/{name})")
+                drawn = ", ".join(sorted(set(shown["method"])))
+                lines.append(f"![learning curves: {drawn}](../{FIGURES}/{name})")
         elif len(chosen) and not np.isnan(curves.transfer_grid(chosen, f.methods[0])).all():
             title = f"{f.methods[0]}: trained at / tested at ({slug})"
             svgs[name] = curves.transfer_matrix(chosen, f.methods[0], title)
