@@ -455,7 +455,7 @@ def verdict_table(found: list[tuple[Claim, str, str]]) -> str:
 
 def cost_table(manifest: Manifest, measured: Measured) -> str:
     """What each measured row's folds cost: folds, parameters and epochs run (deep rows), training
-    minutes per fold (every model of the fold: four in the ms regime), model FPS, where it ran."""
+    seconds per fold (every model of the fold: four in the ms regime), model FPS, where it ran."""
     body, seen = [], set()
     for e in manifest.experiments:
         for side in (PAPER, LEAK_FREE):
@@ -474,11 +474,11 @@ def cost_table(manifest: Manifest, measured: Measured) -> str:
                 e.id, "both" if shared else side, str(len(records)),
                 "–" if params is None else f"{params / 1e6:.1f} M",
                 "–" if not epochs else f"{np.mean(epochs):.0f} ({min(epochs)}–{max(epochs)})",
-                f"{fit / 60:.1f}", PER_SECOND.text(timing(row, "fps_model")), where,
+                f"{fit:.1f}", PER_SECOND.text(timing(row, "fps_model")), where,
             ])  # fmt: skip
     if not body:
         return "No row of this paper's has a record here yet."
-    headers = ["row", "protocol", "folds", "parameters", "epochs run", "training min per fold", "FPS model", "device"]
+    headers = ["row", "protocol", "folds", "parameters", "epochs run", "training s per fold", "FPS model", "device"]
     return tabulate(body, headers, tablefmt="github", disable_numparse=True)
 
 
