@@ -53,7 +53,7 @@ def main() -> None:
     torch.manual_seed(0)
     names = [f"{b}{h}" for b in BACKBONES for h in HEADS]
     nets = {n: network(n, args.recipe, device) for n in names}
-    size = getattr(registry.create(names[0]), f"{args.recipe}_recipe").input_size
+    size = getattr(BackboneMethod, f"{args.recipe}_recipe").input_size  # every Liu network's recipe
     x = torch.randn(args.batch_size, 3, size, size, device=device)
     fps = dict.fromkeys(names, 0.0)
     with torch.inference_mode():
