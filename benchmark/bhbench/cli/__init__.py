@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from bhbench.cli import (
     audit,
+    cache,
     check,
     compare,
     data,
@@ -48,6 +49,7 @@ COMMANDS = (
     export,
     data,
     results,
+    cache,
 )
 
 
