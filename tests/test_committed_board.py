@@ -97,3 +97,18 @@ def test_the_real_sample_is_measured_at_every_magnification_and_the_papers_pages
         assert f"[{paper}](papers/{paper}.md)" in text and (ROOT / "leaderboard" / "papers" / f"{paper}.md").is_file()
     bayramoglu = (ROOT / "leaderboard" / "papers" / "bayramoglu2016.md").read_text()
     assert "learning-curve.svg)" in bayramoglu and "transfer.svg)" in bayramoglu
+
+
+def test_bayramoglus_cnn_trained_by_the_paper_recipe_is_ranked_and_its_cost_shown():
+    table = pd.read_csv(ROOT / "leaderboard" / "leaderboard.csv")
+    paper = table[(table["name"] == "cnn") & (table["recipe"] == "paper")]
+    assert len(paper) and (paper["block"] == "ranked").all() and (paper["folds"] == 5).all()
+    page = (ROOT / "leaderboard" / "papers" / "bayramoglu2016.md").read_text()
+    synthetic = next(part for part in page.split("\n## ") if part.startswith("Synthetic"))
+    lines = [line for line in synthetic.splitlines() if line.startswith("| ")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    headline = next(r for r in cells if r[0] == "cnn-mi (`cnn recipe=paper`, mi)" and r[1] == "headline")
+    assert headline[4] != "–"  # the leak-free value
+    # five folds of the 6.7 M-parameter network, epochs run (at most 100) and training seconds per fold
+    cost = next(r for r in cells if r[0] == "cnn-mi" and r[1] == "both")
+    assert cost[2] == "5" and cost[3] == "6.7 M" and int(cost[4].split()[0]) <= 100 and float(cost[5]) > 0
