@@ -43,6 +43,7 @@ def test_clearing_blind_and_images_frees_both_and_keeps_the_secret_and_studies(f
     assert cache.clear(["blind", "images"], folder) == 1500
     assert not (folder / "blind").exists() and not (folder / "images").exists()
     assert (folder / "secret").is_file() and (folder / "tuning" / "optuna.log").is_file()
+    assert cache.clear(["blind", "checks"], folder) == 0  # parts no run has made (again) yet
 
 
 def test_a_kept_part_is_refused_before_anything_is_removed(folder: Path):

@@ -43,7 +43,10 @@ class Part:
 def _files(path: Path) -> list[os.stat_result]:
     """Regular files under `path` (or `path` itself), not following symbolic links."""
     if not path.is_dir() or path.is_symlink():
-        st = path.lstat()
+        try:
+            st = path.lstat()
+        except FileNotFoundError:  # a part no run has made yet
+            return []
         return [st] if stat.S_ISREG(st.st_mode) else []
     found = []
     for folder, _, names in os.walk(path):
