@@ -12,6 +12,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _cells(markdown: str) -> list[list[str]]:
+    """The stripped cells of every table line (header and body; the separator line is skipped)."""
+    return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines() if line.startswith("| ")]
+
+
 def test_citation_file_is_valid_cff_for_this_version():
     doc = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     installed = metadata("bhbench")
@@ -65,7 +70,7 @@ def test_the_robustness_section_covers_both_datasets_and_every_normalisation():
     titles = [t.splitlines()[0] for t in tables]
     assert len(titles) == 2 and sum(t.startswith("Synthetic") for t in titles) == 1, titles  # and the real sample
     for table in tables:
-        rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
+        rows = _cells(table)
         by_norm = {(r[0], r[1]): r for r in rows[1:]}
         # every hand-crafted row and the reference rows on raw pixels, and the SVM rows, the reference
         # rows and a deep row under each normalisation, with their drops and stain-shift penalties
@@ -105,8 +110,7 @@ def test_bayramoglus_cnn_trained_by_the_paper_recipe_is_ranked_and_its_cost_show
     assert len(paper) and (paper["block"] == "ranked").all() and (paper["folds"] == 5).all()
     page = (ROOT / "leaderboard" / "papers" / "bayramoglu2016.md").read_text()
     synthetic = next(part for part in page.split("\n## ") if part.startswith("Synthetic"))
-    lines = [line for line in synthetic.splitlines() if line.startswith("| ")]
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    cells = _cells(synthetic)
     headline = next(r for r in cells if r[0] == "cnn-mi (`cnn recipe=paper`, mi)" and r[1] == "headline")
     assert headline[4] != "–"  # the leak-free value
     # five folds of the 6.7 M-parameter network, epochs run (at most 100) and training seconds per fold

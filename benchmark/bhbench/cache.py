@@ -86,12 +86,13 @@ def clear(names: list[str], root: Path | None = None) -> int:
     """Remove the named derived parts; bytes freed. A run using one of them at the time fails the
     folds it was on (rerunning redoes them): clear while no run is going."""
     root = root or cache_location()
+    names = list(dict.fromkeys(names))  # a part named twice is walked once, its links counted once
     for name in names:
         if name not in DERIVED:
             why = KEPT.get(name, "not a part bhbench makes")
             raise UserError(f"cache part {name!r} is kept, not cleared: {why}. Clearable: {', '.join(DERIVED)}")
     stats = [st for name in names for st in _files(root / name)]
-    for name in dict.fromkeys(names):
+    for name in names:
         if (root / name).is_dir():
             shutil.rmtree(root / name)
     return _exclusive_bytes(stats)
