@@ -159,6 +159,16 @@ def test_smoke_and_transductive_rows_are_set_apart_and_failures_get_one_line():
     assert text.index("Smoke results") < text.index("quick_cnn") and text.index("Transductive") < text.index("peeker")
 
 
+def test_a_row_stopped_part_way_is_shown_apart_and_never_ranked_even_when_its_folds_score_best():
+    # A run stopped after two folds (the same command resumes it): ranking its two best folds against
+    # rows measured on all three would compare different test patients.
+    section, table = _table(_checked("full", 0.7, seed=11), _checked("partial", 0.99, seed=12, folds=2))
+    assert table.loc["full", "block"] == "ranked" and table.loc["full", "rank"] == 1
+    assert table.loc["partial", "block"] == "incomplete" and table.loc[["partial"], "rank"].isna().all()
+    text = "\n".join(render.section_markdown(section, table.reset_index(), [], set()))
+    assert text.index("full") < text.index("Incomplete rows") < text.index("partial")
+
+
 def test_records_of_different_code_are_never_one_row():
     old = _checked("m", 0.8, seed=10, folds=2, code=CodeInfo("aaaaaaaaaa", ("m.py",), "0.1.0"))
     new = _checked("m", 0.8, seed=10, folds=2, code=CodeInfo("bbbbbbbbbb", ("m.py",), "0.1.0"))

@@ -3,7 +3,8 @@ and compute one DataFrame with every number the Markdown, the CSV and the figure
 
 Within a section rows are split into blocks that are never ranked together: measured inductive
 rows with the harness's reference rows, smoke results (deep models trained by the CPU `quick`
-recipe), and transductive methods (which see the whole test set at once).
+recipe), incomplete rows (fewer folds than the section's split holds: a run stopped part way, which
+the same command resumes), and transductive methods (which see the whole test set at once).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from bhbench.scoring import (
     tied_ranks,
 )
 
-BLOCKS = ("ranked", "smoke", "transductive", "audit_failed")
+BLOCKS = ("ranked", "smoke", "incomplete", "transductive", "audit_failed")
 REFERENCE_FAMILY = "reference"
 
 
@@ -65,6 +66,7 @@ class Row:
     label: str = ""
     params: str = ""  # the non-default parameters, as `C=10, bins=16`
     audit: dict | None = None  # the row folder's audit.json (`bhbench audit`), when it audited this code
+    complete: bool = True  # has every fold the section's rows have: a row of fewer folds is never ranked
 
     @property
     def audit_verdict(self) -> str:
@@ -85,7 +87,9 @@ class Row:
     @property
     def block(self) -> str:
         # A failed audit outranks every other block rule: such a row is never ranked anywhere.
-        return "audit_failed" if self.audit_verdict == "fail" else block_of(self.first)
+        if self.audit_verdict == "fail":
+            return "audit_failed"
+        return block_of(self.first) if self.complete else "incomplete"
 
 
 @dataclass
@@ -128,6 +132,10 @@ def sections(checked: list[Checked]) -> list[Section]:
             row.audit = _audit_of(c.path.parent, r)
     for key, section in found.items():
         section.rows = list(rows[key].values())
+        # The split's fold count, as the most folds a row has: the reference rows run on every fold.
+        full = max((len(r.folds) for r in section.rows), default=0)
+        for r in section.rows:
+            r.complete = len(r.folds) == full
         _label(section.rows)
     return [found[k] for k in sorted(found, key=lambda k: (found[k].dataset.synthetic, k[0], found[k].leaky, k))]
 

@@ -539,13 +539,13 @@ def page(manifest: Manifest, parts: Sequence[Part], generated: str) -> str:
 
 def _row(sections: Sequence[Section], protocol: RunProtocol, e: Experiment) -> Row | None:
     """The experiment's row under `protocol`: its method with exactly the manifest's parameters
-    changed from the defaults, not tuned, not failed by an audit; the one with most folds."""
+    changed from the defaults, not tuned, with every fold and not failed by an audit."""
     section = next((s for s in sections if s.protocol == protocol), None)
     if section is None:
         return None
     found = [
         r for r in section.rows
-        if r.name == e.method and r.block != "audit_failed" and changed_params(r) == e.params
+        if r.name == e.method and r.block not in ("audit_failed", "incomplete") and changed_params(r) == e.params
     ]  # fmt: skip
     return max(found, key=lambda r: len(r.folds), default=None)
 
