@@ -7,6 +7,7 @@ from importlib.metadata import metadata
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,15 +105,16 @@ def test_the_real_sample_is_measured_at_every_magnification_and_the_papers_pages
     assert "learning-curve.svg)" in bayramoglu and "transfer.svg)" in bayramoglu
 
 
-def test_bayramoglus_cnn_trained_by_the_paper_recipe_is_ranked_and_its_cost_shown():
+@pytest.mark.parametrize(("name", "experiment"), [("cnn", "cnn-mi"), ("mtcnn", "mtcnn")])
+def test_bayramoglus_cnns_trained_by_the_paper_recipe_are_ranked_and_their_cost_shown(name, experiment):
     table = pd.read_csv(ROOT / "leaderboard" / "leaderboard.csv")
-    paper = table[(table["name"] == "cnn") & (table["recipe"] == "paper")]
+    synthetic = table[table["dataset"].str.startswith("synthetic")]
+    paper = synthetic[(synthetic["name"] == name) & (synthetic["recipe"] == "paper")]
     assert len(paper) and (paper["block"] == "ranked").all() and (paper["folds"] == 5).all()
     page = (ROOT / "leaderboard" / "papers" / "bayramoglu2016.md").read_text()
-    synthetic = next(part for part in page.split("\n## ") if part.startswith("Synthetic"))
-    cells = _cells(synthetic)
-    headline = next(r for r in cells if r[0] == "cnn-mi (`cnn recipe=paper`, mi)" and r[1] == "headline")
+    cells = _cells(next(part for part in page.split("\n## ") if part.startswith("Synthetic")))
+    headline = next(r for r in cells if r[0] == f"{experiment} (`{name} recipe=paper`, mi)" and r[1] == "headline")
     assert headline[4] != "–"  # the leak-free value
     # five folds of the 6.7 M-parameter network, epochs run (at most 100) and training seconds per fold
-    cost = next(r for r in cells if r[0] == "cnn-mi" and r[1] == "both")
+    cost = next(r for r in cells if r[0] == experiment and r[1] == "both")
     assert cost[2] == "5" and cost[3] == "6.7 M" and int(cost[4].split()[0]) <= 100 and float(cost[5]) > 0
