@@ -169,6 +169,20 @@ def test_a_row_stopped_part_way_is_shown_apart_and_never_ranked_even_when_its_fo
     assert text.index("full") < text.index("Incomplete rows") < text.index("partial")
 
 
+def test_a_row_whose_last_fold_failed_is_incomplete_and_its_failure_is_listed():
+    # A method that cannot train on one fold's data (no rerun helps) is not ranked on the others.
+    failed = replace(_record("fragile", 3, None), status="failed", error="ValueError: too few images",
+                     timing=None, warnings=None, predictions=None)  # fmt: skip
+    section, table = _table(
+        _checked("full", 0.7, seed=11),
+        [*_checked("fragile", 0.99, seed=12, folds=2), Checked(Path("fragile/fold3.json"), failed)],
+    )
+    assert table.loc["fragile", "block"] == "incomplete" and table.loc[["fragile"], "rank"].isna().all()
+    text = "\n".join(render.section_markdown(section, table.reset_index(), [], set()))
+    assert "folds that failed, listed below" in text
+    assert "- fragile: 1 of 3 fold(s) failed: ValueError: too few images" in text
+
+
 def test_records_of_different_code_are_never_one_row():
     old = _checked("m", 0.8, seed=10, folds=2, code=CodeInfo("aaaaaaaaaa", ("m.py",), "0.1.0"))
     new = _checked("m", 0.8, seed=10, folds=2, code=CodeInfo("bbbbbbbbbb", ("m.py",), "0.1.0"))

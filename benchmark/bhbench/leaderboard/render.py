@@ -76,7 +76,7 @@ Every number is recomputed from stored per-image predictions; values are in %.
   `stratified` (seeded guesses at the training prior) are measured like any method: read every row
   against them. Smoke results (deep models trained by the CPU `quick` recipe) and transductive
   methods are shown in their own blocks and never ranked with the others, as are incomplete rows (fewer
-  folds than the section's other rows: a run stopped part way); failed runs get one line.
+  folds than the section's other rows: a run stopped part way, or failed folds); failed runs get one line.
 - FPS is images per second on the recorded machine (model: decoded images in; e2e: PNG files in).
   Method pages (`bhbench leaderboard --report NAME`) are linked from the method names.
 - **†** marks a row with no passing *label-permutation audit* (`bhbench audit`: the method refitted on
@@ -214,7 +214,7 @@ def section_markdown(section: Section, table: pd.DataFrame, figs: list[str], rep
         ("smoke", "Smoke results (deep models trained by the CPU `quick` recipe: a check that the path works, "
                   "not a measurement of the model; not ranked):"),
         ("incomplete", "Incomplete rows (fewer folds than the rows above: a run stopped part way, which the "
-                       "same command resumes; not ranked):"),
+                       "same command resumes, or folds that failed, listed below; not ranked):"),
         ("transductive", "Transductive methods (they see the whole test set at once; never ranked with the "
                          "inductive rows above):"),
         ("audit_failed", "Failed the label-permutation audit (they keep their score when their training labels "

@@ -29,7 +29,7 @@ STYLE, SCRIPT = "site.css", "site.js"
 BLOCK_CAPTIONS = {
     "ranked": "",
     "smoke": "Smoke results (CPU `quick` recipe): a check that the path works; not ranked.",
-    "incomplete": "Incomplete rows (fewer folds than the rows above; a rerun resumes them); not ranked.",
+    "incomplete": "Incomplete rows (fewer folds than the rows above: stopped part way, or failed folds); not ranked.",
     "transductive": "Transductive methods (see the whole test set at once); not ranked with the rows above.",
     "audit_failed": "Failed the label-permutation audit; never ranked.",
 }
