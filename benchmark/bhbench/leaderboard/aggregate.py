@@ -4,7 +4,8 @@ and compute one DataFrame with every number the Markdown, the CSV and the figure
 Within a section rows are split into blocks that are never ranked together: measured inductive
 rows with the harness's reference rows, smoke results (deep models trained by the CPU `quick`
 recipe), incomplete rows (fewer folds than the section's fullest row: a run stopped part way, which
-the same command resumes, or one with failed folds), and transductive methods (which see the whole test set at once).
+the same command resumes, or one with failed folds), and transductive methods (which see the whole
+test set at once).
 """
 
 from __future__ import annotations
