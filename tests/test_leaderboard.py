@@ -88,6 +88,12 @@ def _checked(
     return out
 
 
+def _failed(name: str, fold: int, error: str) -> RunRecord:
+    """A fold whose method raised: no metrics, timing or predictions, only the error."""
+    record = _record(name, fold, None)
+    return replace(record, status="failed", error=error, timing=None, warnings=None, predictions=None)
+
+
 def _table(*rows: list[Checked]):
     found = sections([c for row in rows for c in row])
     assert len(found) == 1
@@ -141,9 +147,7 @@ def test_headline_is_the_mean_of_per_magnification_rates_not_the_pooled_rate():
 
 def test_smoke_and_transductive_rows_are_set_apart_and_failures_get_one_line():
     error = "Traceback (most recent call last):\n  ...\nValueError: C must be > 0"
-    failed = replace(
-        _record("broken", 1, None), status="failed", error=error, timing=None, warnings=None, predictions=None
-    )
+    failed = _failed("broken", 1, error)
     section, table = _table(
         _checked("good", 0.9, seed=7),
         _checked("quick_cnn", 0.99, seed=8, fit_info={"recipe": "quick"}),
@@ -171,8 +175,7 @@ def test_a_row_stopped_part_way_is_shown_apart_and_never_ranked_even_when_its_fo
 
 def test_a_row_whose_last_fold_failed_is_incomplete_and_its_failure_is_listed():
     # A method that cannot train on one fold's data (no rerun helps) is not ranked on the others.
-    failed = replace(_record("fragile", 3, None), status="failed", error="ValueError: too few images",
-                     timing=None, warnings=None, predictions=None)  # fmt: skip
+    failed = _failed("fragile", 3, "ValueError: too few images")
     section, table = _table(
         _checked("full", 0.7, seed=11),
         [*_checked("fragile", 0.99, seed=12, folds=2), Checked(Path("fragile/fold3.json"), failed)],
