@@ -19,6 +19,7 @@ from bhbench.data.sources import open_dataset
 from bhbench.errors import UserError
 from bhbench.events import Message
 from bhbench.protocol import Protocol
+from bhbench.splits import Fold
 
 # The toy with a search space, and a `log` parameter: every fit and predict appends the content
 # keys it was given, so a test can see exactly which images tuning showed the method.
@@ -76,6 +77,16 @@ def test_inner_validation_splits_training_patients_only_and_by_patient(tiny_tree
         assert not train_p & val_p
         assert set(table.loc[inner.test, "tumor_class"]) == {"B", "M"}
         assert 0.15 < len(val_p) / len(train_p | val_p) < 0.35
+
+
+def test_too_few_images_of_every_class_to_tune_on_is_a_clear_error(tiny_tree: Path, tmp_path: Path, tunable):
+    # Six patients, but three images of each class: the stratified splitter could not make four folds.
+    plan = _plan(tiny_tree, tmp_path, tunable)
+    table = plan.dataset.table.set_index("filename").loc[sorted(plan.split.folds[0].train)]
+    few = sorted(table.drop_duplicates("patient").groupby("tumor_class").head(3).index)
+    assert len(few) == 6
+    with pytest.raises(UserError, match=r"fold 1: each class has under 4 training images"):
+        tuning.inner_fold(plan, Fold(1, few, []))
 
 
 def test_trials_see_only_the_training_patients_of_their_fold(tiny_tree: Path, tmp_path: Path, tunable):

@@ -213,6 +213,8 @@ def inner_fold(plan: Plan, fold: Fold) -> Fold:
     y, groups = plan.protocol.labels(table), table["patient"].to_numpy()
     if len(np.unique(groups)) < INNER_FOLDS:
         raise UserError(f"fold {fold.index} has fewer than {INNER_FOLDS} training patients; too few to tune on")
+    if np.unique(y, return_counts=True)[1].max() < INNER_FOLDS:  # the splitter needs one class this large
+        raise UserError(f"fold {fold.index}: each class has under {INNER_FOLDS} training images, too few to tune on")
     splitter = StratifiedGroupKFold(INNER_FOLDS, shuffle=True, random_state=plan.protocol.seed)
     train_idx, val_idx = next(splitter.split(np.zeros(len(y)), y, groups))
     names = table.index.to_numpy()
