@@ -2,10 +2,13 @@
 shared across processes, and tuned parameters that `bhbench run --params` uses and records."""
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,16 +117,19 @@ def test_trials_see_only_the_training_patients_of_their_fold(tiny_tree: Path, tm
 
 
 def _tune(tree: Path, submissions: Path, tmp_path: Path, trials: int, folds: list[int], **kwargs) -> list[str]:
-    """api.tune on `tree`'s toy_spy with one storage per test; the messages it said."""
+    """api.tune on `tree`'s toy_spy with one storage per test (a journal file unless `storage`); the
+    messages it said."""
     said: list[str] = []
-    api.tune("toy_spy", trials, api.Where(data=tree), storage=str(tmp_path / "study.log"),
-             only_folds=folds, submissions=submissions, out=tmp_path / "tuned.json",
-             progress=lambda e: said.append(e.text) if isinstance(e, Message) else None, **kwargs)  # fmt: skip
+    kwargs.setdefault("storage", str(tmp_path / "study.log"))
+    api.tune("toy_spy", trials, api.Where(data=tree), only_folds=folds, submissions=submissions,
+             out=tmp_path / "tuned.json", progress=lambda e: said.append(e.text) if isinstance(e, Message) else None,
+             **kwargs)  # fmt: skip
     return said
 
 
-def _trials(tmp_path: Path, study: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=study, storage=tuning.open_storage(str(tmp_path / "study.log"))).trials
+def _trials(tmp_path: Path, study: str, storage: str = "") -> list[optuna.trial.FrozenTrial]:
+    storage = storage or str(tmp_path / "study.log")
+    return optuna.load_study(study_name=study, storage=tuning.open_storage(storage)).trials
 
 
 def test_trials_is_the_total_per_fold_and_a_rerun_continues_up_to_it(tiny_tree: Path, tmp_path: Path, tunable):
@@ -133,6 +139,40 @@ def test_trials_is_the_total_per_fold_and_a_rerun_continues_up_to_it(tiny_tree: 
     assert len(_trials(tmp_path, study)) == 2
     _tune(tiny_tree, tunable, tmp_path, 3, [1])
     assert [t.state.name for t in _trials(tmp_path, study)] == ["COMPLETE"] * 3
+
+
+def _running_trial(study: str, storage: str, process: str) -> optuna.Trial:
+    """A trial left running by `process` ("host:pid"), as a process killed mid-trial leaves it."""
+    trial = optuna.load_study(study_name=study, storage=tuning.open_storage(storage)).ask()
+    trial.set_user_attr("process", process)
+    return trial
+
+
+def test_a_trial_whose_process_was_killed_stops_counting_in_a_journal(tiny_tree: Path, tmp_path: Path, tunable):
+    _tune(tiny_tree, tunable, tmp_path, 2, [1])
+    study = json.loads((tmp_path / "tuned.json").read_text())["folds"]["1"]["study"]
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    _running_trial(study, str(tmp_path / "study.log"), f"{socket.gethostname()}:{gone.stdout.strip()}")
+    _running_trial(study, str(tmp_path / "study.log"), f"{socket.gethostname()}:{os.getpid()}")  # still alive
+    _tune(tiny_tree, tunable, tmp_path, 4, [1])
+    # The dead process's trial is failed and run again; the living one's still counts.
+    assert [t.state.name for t in _trials(tmp_path, study)] == ["COMPLETE", "COMPLETE", "FAIL", "RUNNING", "COMPLETE"]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test's own ask() leaves the trial running
+def test_a_trial_whose_heartbeat_stopped_stops_counting_in_a_database(
+    tiny_tree: Path, tmp_path: Path, tunable, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(tuning, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(tuning, "STALE_SECONDS", 1)
+    storage = f"sqlite:///{tmp_path / 'study.sqlite3'}"
+    _tune(tiny_tree, tunable, tmp_path, 1, [1], storage=storage)
+    study = json.loads((tmp_path / "tuned.json").read_text())["folds"]["1"]["study"]
+    trial = _running_trial(study, storage, "another-machine:1")  # a node lost mid-trial: no pid to ask
+    trial.storage.record_heartbeat(trial._trial_id)
+    time.sleep(2)
+    _tune(tiny_tree, tunable, tmp_path, 2, [1], storage=storage)
+    assert [t.state.name for t in _trials(tmp_path, study, storage)] == ["COMPLETE", "FAIL", "COMPLETE"]
 
 
 def test_an_edited_method_starts_a_new_study_says_so_and_its_file_drops_the_old_folds(

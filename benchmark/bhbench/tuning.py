@@ -23,8 +23,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import re
+import socket
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +47,9 @@ from bhbench.worker import Worker
 
 SEARCH_SPACE = "search_space"  # the classmethod a tunable method declares
 INNER_FOLDS = 4  # the inner validation holds out 1/4 of a fold's training patients
+# A trial in a database beats every minute; one silent for five has lost its process (killed outright,
+# or its node gone), and is failed so it stops counting toward --trials.
+HEARTBEAT_SECONDS, STALE_SECONDS = 60, 300
 FILE_FORMAT = 1
 OBJECTIVE = (
     "patient recognition rate on an inner validation split holding out 1/4 of the fold's training "
@@ -165,8 +171,11 @@ def _database(url: str) -> Any:
     # SQLite waits for another process's write to end rather than failing at once.
     waits = {"connect_args": {"timeout": 60}} if engine.dialect.name == "sqlite" else {}
     try:
-        with _tables_lock(engine):
-            return optuna.storages.RDBStorage(url, engine_kwargs=waits)
+        with _tables_lock(engine), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=waits, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=STALE_SECONDS
+            )
     except OperationalError as exc:
         reason = str(exc.orig).strip().partition("\n")[0]
         raise UserError(f"{where}: cannot open it ({reason})") from None
@@ -236,6 +245,37 @@ def _counted(study: Any, before: int | None = None) -> int:
 
     trials = study.get_trials(deepcopy=False)
     return sum(finished(t) or t.state == TrialState.RUNNING for t in trials if before is None or t.number < before)
+
+
+def _process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _fail_abandoned(study: Any) -> None:
+    """Fail the running trials whose process died without ending them (SIGKILL, out of memory), so
+    they stop counting toward --trials: in a database by optuna's heartbeat; in a journal file, one
+    machine's, those this machine ran from a process that is gone."""
+    import optuna
+    from optuna.trial import TrialState
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        where, _, pid = str(trial.user_attrs.get("process", "")).rpartition(":")
+        if where == host and pid.isdigit() and not _alive(int(pid)):
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        pass
+    return True
 
 
 def _base(study: str) -> str:
@@ -352,6 +392,7 @@ class Tuner:
         import optuna
 
         def objective(trial: Any) -> float:
+            trial.set_user_attr("process", _process())
             if _counted(study, before=trial.number) >= trials:
                 study.stop()  # another process sharing the study took the last trial meanwhile
                 raise optuna.TrialPruned("surplus: the study holds its trials")
@@ -361,6 +402,7 @@ class Tuner:
             if report and trial.state != optuna.trial.TrialState.PRUNED:
                 report(trial)
 
+        _fail_abandoned(study)
         left = trials - _counted(study)
         if left > 0:
             study.optimize(objective, n_trials=left, catch=(TrialFailed,), callbacks=[reported])
