@@ -356,6 +356,10 @@ def test_validation_holds_out_whole_patients_of_the_training_part():
     assert set(y[val_idx]) == {0, 1}
     _, none, why = training.validation_split(patients[:24], y[:24], seed=0)
     assert len(none) == 0 and "4 training patients" in why
+    # Eight patients but four images of each class (one magnification of a tiny set, MS regime): too
+    # few to stratify five folds, so the network trains without validation instead of failing.
+    _, none, why = training.validation_split(np.array([f"p{i}" for i in range(8)]), np.repeat([0, 1], 4), seed=0)
+    assert len(none) == 0 and "fewer than 5 training images in every class" in why
 
 
 def test_augmentation_only_applies_symmetries_of_the_square():

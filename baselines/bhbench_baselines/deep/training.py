@@ -179,6 +179,8 @@ def validation_split(patients: np.ndarray, y: np.ndarray, seed: int) -> tuple[np
     n_patients = len(np.unique(patients))
     if n_patients < VALIDATION_FOLDS:
         return idx, idx[:0], f"none: {n_patients} training patients, {VALIDATION_FOLDS} needed"
+    if np.unique(y, return_counts=True)[1].max() < VALIDATION_FOLDS:  # the splitter needs one class this large
+        return idx, idx[:0], f"none: fewer than {VALIDATION_FOLDS} training images in every class"
     splitter = StratifiedGroupKFold(VALIDATION_FOLDS, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a class with fewer patients than folds is fine for one split
         warnings.simplefilter("ignore", UserWarning)
