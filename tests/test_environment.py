@@ -38,7 +38,7 @@ def test_a_record_names_the_lock_only_when_every_pin_is_installed(
     try:
         lock = environment.read_lock(lock_file)
         assert lock is not None and lock.pins == {"numpy": numpy}
-        assert environment.lock_here() == lock.hash and environment.environment("none").lock == lock.hash
+        assert environment.lock_here() == lock.hash and environment.environment("none", 1).lock == lock.hash
 
         lock_file.write_text(lock_file.read_text() + "Opencv_Python.Headless==0.0.1 \\\n    --hash=sha256:00\n")
         environment.lock_here.cache_clear()
@@ -56,3 +56,13 @@ def test_line_endings_do_not_change_the_lock_hash(tmp_path: Path) -> None:
     unix.write_bytes(b"numpy==2.0 \\\n    --hash=sha256:00\n")
     windows.write_bytes(b"numpy==2.0 \\\r\n    --hash=sha256:00\r\n")
     assert environment.read_lock(unix) == environment.read_lock(windows)
+
+
+def test_the_cpu_is_named_by_model_and_widest_vector_instructions() -> None:
+    """What a deep record's float sums depend on (`bhbench reproduce` names a record's other CPU)."""
+    x86 = "processor\t: 0\nmodel name\t: Xeon A\nflags\t\t: fpu sse4_2 avx2 avx512f\npower management:\n\n"
+    x86 += "processor\t: 1\nmodel name\t: Xeon B\nflags\t\t: fpu sse4_2\n"
+    assert environment.describe_cpu(x86) == "Xeon A (avx512)"
+    assert environment.describe_cpu(x86.replace(" avx512f", "")) == "Xeon A (avx2)"
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm\nCPU part\t: 0xd0c\nHardware\t: Neoverse board\n"
+    assert environment.describe_cpu(arm) == "Neoverse board (neon)"

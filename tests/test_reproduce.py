@@ -3,6 +3,7 @@ default, and `bhbench reproduce` reruns records and names what does not match.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ from conftest import toy_source
 from bhbench import api, environment, reproduce, results
 from bhbench.cli import main
 from bhbench.errors import UserError
+from bhbench.util import cpu_count
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +172,47 @@ def test_same_versions_name_the_lock(repro_records: tuple[Path, Path], tiny_tree
     assert recorded == environment.lock_here()
     if recorded is not None:  # an environment installed from the lock (CI's, the README's)
         assert f"lock {recorded}" in done.lock
+
+
+def test_the_rerun_takes_the_records_threads_and_names_another_cpu(
+    tiny_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deep record's float sums follow the CPU's vector instructions and the thread count: a record
+    names both, the rerun takes its thread count, and a CPU other than this one is named beside the
+    verdict (the likely cause when a deep record does not reproduce)."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    uses_threads = "\n        ".join(
+        ("from bhbench.util import thread_budget", "e = np.ones_like(e)", "e[:, 1] = 1 + 1e-3 * thread_budget()")
+    )
+    (subs / "threads_toy.py").write_text(toy_source("threads_toy", uses_threads))  # p_malignant moves with t
+    out = tmp_path / "results"
+    assert api.run(["threads_toy"], api.Where(tiny_tree), results=out, fps_images=0, submissions=subs).ok
+    path = next(out.rglob("fold1.json"))
+    made = results.load(path).environment
+    assert made.cpu == environment.cpu() and made.threads == cpu_count()
+
+    # As if made elsewhere, with one thread more than this machine has: its predictions show the count
+    # (by less than the metrics' precision, so only the probabilities tell).
+    threads = cpu_count() + 1
+    predictions = path.with_name("fold1.predictions.csv")
+    frame = pd.read_csv(predictions)
+    frame["p_malignant"] = (1 + 1e-3 * threads) / (2 + 1e-3 * threads)
+    frame["p_benign"] = 1 - frame["p_malignant"]
+    frame.to_csv(predictions, index=False)
+    doc = json.loads(path.read_text())
+    doc["predictions"]["sha256"] = hashlib.sha256(predictions.read_bytes()).hexdigest()
+    doc["environment"].update(cpu="Another CPU (avx2)", threads=threads)
+    path.write_text(json.dumps(doc))
+    assert _reproduce(subs, tiny_tree, str(path)) == 0
+    text = " ".join(_said(capsys).split())
+    assert "made on another CPU: CPU Another CPU (avx2) in the record" in text and "did not move" in text
+
+    del doc["environment"]["cpu"], doc["environment"]["threads"]  # an older record: neither is named
+    path.write_text(json.dumps(doc))
+    assert _reproduce(subs, tiny_tree, str(path)) == 1  # rerun with this machine's threads
+    text = " ".join(_said(capsys).split())
+    assert "1 record(s) do not name their CPU (made before records did)" in text
 
 
 def test_editing_a_submission_retrains_its_folds_and_says_why(run_toy) -> None:

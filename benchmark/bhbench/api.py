@@ -344,6 +344,8 @@ class ReproduceResult:
     failed: list[str]  # "record: the rerun failed: reason"
     drift: list[str]  # package versions that differ from the records' and can move numbers
     lock: str  # which environment the records name
+    hardware: list[str] = field(default_factory=list)  # CPUs the records name other than this one
+    cpu_unknown: int = 0  # records made before records named their CPU
 
     @property
     def mismatches(self) -> list[reproducing.FoldComparison]:
@@ -418,7 +420,9 @@ def reproduce(
                         continue
                     fresh = stored_results.load_predictions(done.job.where.record, done.record)
                     comparisons.append(reproducing.compare(path, record, done.record, fresh))
-    return ReproduceResult(comparisons, failed, drift, reproducing.lock_note(loaded))
+    hardware = sorted({d for _, r in loaded for d in reproducing.hardware_drift(r)})
+    unknown = sum(r.environment.cpu is None for _, r in loaded)
+    return ReproduceResult(comparisons, failed, drift, reproducing.lock_note(loaded), hardware, unknown)
 
 
 # --- tune ----------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The software a record is made with: the versions of the packages that can move its numbers, the
-lock those versions come from, and the commit.
+lock those versions come from, and the commit; and the hardware its float sums depend on.
 
 The lock is `requirements.lock` beside `pyproject.toml` (written by `.ci/lock`, pip-compile with
 hashes): the exact version of every package the harness and its tests install. A record names the
@@ -93,8 +93,32 @@ def versions() -> dict[str, str]:
     return found
 
 
-def environment(sandbox: str) -> Environment:
-    return Environment(versions(), git_commit(), platform.platform(), sandbox, lock_here())
+def environment(sandbox: str, threads: int) -> Environment:
+    return Environment(versions(), git_commit(), platform.platform(), sandbox, lock_here(), cpu(), threads)
+
+
+# Widest first: the vector instructions that pick numpy's, oneDNN's and torch's kernels (x86 flags of
+# /proc/cpuinfo; Arm's "asimd" is NEON).
+_VECTOR_FLAGS = (("avx512f", "avx512"), ("avx2", "avx2"), ("sve", "sve"), ("asimd", "neon"), ("sse4_2", "sse4.2"))
+
+
+@functools.cache
+def cpu() -> str | None:
+    """This machine's CPU, as `describe_cpu` says it; None where /proc/cpuinfo is not readable."""
+    try:
+        return describe_cpu(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return None
+
+
+def describe_cpu(cpuinfo: str) -> str:
+    """The first CPU's model and widest vector instructions, from the text of /proc/cpuinfo."""
+    # One block per CPU; reversed, so the first block's values are the ones kept.
+    fields = dict(reversed(re.findall(r"^([^\t:\n]+?)[ \t]*:[ \t]*(.*)$", cpuinfo, re.MULTILINE)))
+    model = fields.get("model name") or fields.get("Hardware") or platform.machine() or "unknown CPU"
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    widest = next((name for flag, name in _VECTOR_FLAGS if flag in flags), None)
+    return f"{model} ({widest})" if widest else model
 
 
 def git_commit() -> str | None:

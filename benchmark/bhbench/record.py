@@ -189,6 +189,11 @@ class Environment(RecordPart):
     platform: str
     sandbox: str  # the worker launcher
     lock: str | None = optional()  # hash of the requirements.lock this environment matched exactly
+    # The hardware float sums depend on: deep training's kernels are picked by the CPU's vector
+    # instructions and split over the threads, so a deep record reproduces bit for bit only where both
+    # are the same (`bhbench reproduce` reruns with the record's threads and names another CPU).
+    cpu: str | None = optional()  # model and widest vector instructions, e.g. "Intel(R) Xeon(R) ... (avx512)"
+    threads: int | None = optional()  # the worker's thread budget (`bhbench.util.thread_budget`)
 
 
 @dataclass(frozen=True)

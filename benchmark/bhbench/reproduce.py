@@ -144,6 +144,13 @@ def version_drift(record: RunRecord) -> list[str]:
     return drift
 
 
+def hardware_drift(record: RunRecord) -> list[str]:
+    """The record's CPU when it names one other than this machine's: a deep record's float sums, and
+    so its numbers, may differ there (the thread count is not drift: the rerun takes the record's)."""
+    then, now = record.environment.cpu, environment.cpu()
+    return [f"CPU {then} in the record, {now} here"] if then and then != now else []
+
+
 def lock_note(loaded: list[tuple[Path, RunRecord]]) -> str:
     """Which lock the records and this environment were made under, in a phrase."""
     here = environment.lock_here()
@@ -225,7 +232,7 @@ def jobs_for(plan: runner.Plan, loaded: list[tuple[Path, RunRecord]], options: r
         fold = record.split.fold
         phash = path.parent.name  # the record's folder: tuned rows are named by their tuning file
         where = results.RecordPath(options.results, plan.dataset.id, plan.protocol.id, spec.name, phash, fold)
-        jobs.append(runner.Job(spec, folds[fold], where))
+        jobs.append(runner.Job(spec, folds[fold], where, threads=record.environment.threads))
     return jobs
 
 

@@ -52,7 +52,7 @@ from bhbench.splits import (
     protocol_subset,
     read_official,
 )
-from bhbench.util import atomic_write
+from bhbench.util import atomic_write, cpu_count
 from bhbench.worker import MethodFailure, Outcome, Task, Worker
 
 Progress = Callable[[int], None]
@@ -121,6 +121,7 @@ class Job:
     where: results.RecordPath
     rerun: str | None = None  # why a fold that has a record runs again (set by `unfinished`)
     damaged: str | None = None  # what was wrong with the record it replaces (set by `unfinished`)
+    threads: int | None = None  # the method's thread budget (reproduce: the record's); None: the worker's
 
     @property
     def log(self) -> Path:
@@ -341,7 +342,7 @@ def _check_contract(outcome: Outcome, samples: list[np.ndarray], k: int) -> Cont
     return ContractCheck(checked, gap, CHECK_TOLERANCE, outcome.check_seconds)
 
 
-def _record(plan: Plan, job: Job, sandbox: str) -> RunRecord:
+def _record(plan: Plan, job: Job, sandbox: str, threads: int) -> RunRecord:
     """The record of a job before it runs: a success with nothing measured yet."""
     entry = registry.get(job.spec.name)
     return RunRecord(
@@ -380,7 +381,7 @@ def _record(plan: Plan, job: Job, sandbox: str) -> RunRecord:
         contract=None,
         metrics=None,
         timing=None,
-        environment=environment.environment(sandbox),
+        environment=environment.environment(sandbox, threads),
     )
 
 
@@ -395,7 +396,8 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
     tests = [te for _, te in parts]
     family = registry.get(job.spec.name).family
     limit = job_limit(family, options.timeout)
-    record = replace(_record(plan, job, worker.sandbox), time_limit=limit)
+    threads = job.threads or worker.threads  # None: every core, as the worker's thread_budget() says
+    record = replace(_record(plan, job, worker.sandbox, threads or cpu_count()), time_limit=limit)
     rng = secret_rng()
     orders = [rng.permutation(len(te)) for te in tests]
     samples = [] if registry.get(job.spec.name).transductive else [_check_sample(len(te), rng) for te in tests]
@@ -417,7 +419,7 @@ def run_job(plan: Plan, job: Job, worker: Worker, options: Options) -> RunRecord
         (_train_set(plan, tr, area, norm), _test_set(plan, te.iloc[order], area, norm))
         for (tr, te), order in zip(parts, orders, strict=True)
     ]
-    task = Task(job.spec.name, job.spec.params, staged, blobs, samples, str(area.root))
+    task = Task(job.spec.name, job.spec.params, staged, blobs, samples, str(area.root), threads)
     contract = None
     try:
         outcome = worker.run(task, limit.seconds, limit.origin(family))

@@ -60,7 +60,7 @@ class Task:
     # fitted (the contract check, see runner); empty for a transductive method.
     checks: list[np.ndarray] = field(default_factory=list)
     area: str | None = None  # the partition's blind area (bhbench.blind); its cache/ is the method's
-    threads: int | None = None  # this worker's share of the cores when several run at once
+    threads: int | None = None  # the thread budget: a pinned one, or this worker's share when several run
     token: str = ""  # echoed in the reply: a frame left over from an earlier job matches no request
 
 
@@ -641,7 +641,7 @@ class Worker:
         if self.process is None or not self.process.is_alive():
             self._start(task)
         assert self.conn is not None and self.process is not None
-        task = replace(task, token=secrets.token_hex(16), threads=self.threads or task.threads)
+        task = replace(task, token=secrets.token_hex(16), threads=task.threads or self.threads)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # died on start-up: reported below
             self.conn.send(task)
         self._wait(task, timeout, limit)

@@ -56,14 +56,24 @@ def run(args: argparse.Namespace) -> int:
     versions = (
         f"versions that differ from the records': {'; '.join(drift)}" if drift else "same versions as the records"
     )
+    cpus = f"made on another CPU: {'; '.join(done.hardware)}" if done.hardware else ""
     if not done.ok:
         console.print(
             f"[red]{len(done.mismatches) + len(done.failed)} of {total} record(s) did not reproduce[/] ({versions})"
         )
+        unknown = f"{done.cpu_unknown} record(s) do not name their CPU (made before records did)"
+        why = "; ".join(w for w in (cpus, unknown if done.cpu_unknown else "") if w)
+        if why:  # the likeliest cause for a deep record when the code and versions are the same
+            console.print(tagged(
+                f"{why}: deep training's float sums follow the CPU's vector instructions (and the thread "
+                "count, which the rerun takes from the record), so a deep record reproduces bit for bit only "
+                "on the kind of CPU it was made on", "note", "warning",
+            ))  # fmt: skip
         return 1
     agree = f"probabilities within {reproduce.PROBA_TOLERANCE:g}, metrics to the leaderboard's precision"
-    if drift:
-        console.print(f"all {total} record(s) reproduced ({agree}) although {versions}: the numbers did not move")
+    if drift or cpus:
+        differs = " and ".join(w for w in (versions if drift else "", cpus) if w)
+        console.print(f"all {total} record(s) reproduced ({agree}) although {differs}: the numbers did not move")
     else:
         console.print(f"all {total} record(s) reproduced ({agree}), {versions} ({done.lock})")
     return 0
