@@ -262,6 +262,7 @@ def test_a_regenerating_method_fails_the_audit_and_the_private_cohort(run_toy, s
     assert set(Path(tempfile.gettempdir()).glob("bhbench-private-*")) <= before  # the private tree is gone
 
 
+@pytest.mark.slow  # ~30 s: a private cohort generated and a memoriser run on it
 def test_a_memoriser_that_detects_the_audit_passes_it_but_fails_on_a_private_cohort(submissions, tiny_tree, tmp_path):
     (submissions / "sly.py").write_text(DETECTOR.format(name="sly"))
     out = tmp_path / "results"

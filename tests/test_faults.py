@@ -234,6 +234,7 @@ def _running(pids: list[int]) -> list[int]:
     return running
 
 
+@pytest.mark.slow  # ~25 s: runs killed at random moments
 def test_sigkill_at_random_moments_never_leaves_a_readable_half_record(submissions, tiny_tree, tmp_path):
     (submissions / "toy.py").write_text(toy_source())
     out = tmp_path / "results"

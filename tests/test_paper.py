@@ -196,6 +196,7 @@ def test_a_paper_no_record_measures_has_no_board_page() -> None:
     assert paper.board_page(paper.read("bayramoglu2016"), [], {}) == (None, {})
 
 
+@pytest.mark.slow  # ~25 s: runs, renders, checks and prunes a page
 def test_the_committed_kind_of_page_is_written_checked_and_removed_with_its_records(run_toy, tmp_path: Path) -> None:
     from bhbench import leaderboard
 

@@ -14,7 +14,7 @@ from conftest import toy_source
 from bhbench import results, tuning
 from bhbench.cli import main
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # a real cluster started, ~1.5 min
 
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "slurm"
 # Each array task gets one of the node's cores, so two run side by side on a two-core machine.
