@@ -641,7 +641,7 @@ class Worker:
         if self.process is None or not self.process.is_alive():
             self._start(task)
         assert self.conn is not None and self.process is not None
-        task = replace(task, token=secrets.token_hex(16))
+        task = replace(task, token=secrets.token_hex(16), threads=task.threads or self.threads)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # died on start-up: reported below
             self.conn.send(task)
         self._wait(task, timeout, limit)
