@@ -79,6 +79,11 @@ Every number is recomputed from stored per-image predictions; values are in %.
   folds than the section's other rows: a run stopped part way, or failed folds); failed runs get one line.
 - FPS is images per second on the recorded machine (model: decoded images in; e2e: PNG files in).
   Method pages (`bhbench leaderboard --report NAME`) are linked from the method names.
+- **Reproducing** (`bhbench reproduce`) reruns a row's records and compares their per-image
+  predictions (within 1e-6); bhbench's CI does so for the committed `lbp_svm` and `glcm_qda` rows.
+  A deep model's training reproduces bit for bit only on the kind of CPU and with the thread count
+  its records name (`environment.cpu`, `environment.threads`; records made before those fields name
+  neither), and elsewhere can move one fold as far as the spread over folds.
 - **†** marks a row with no passing *label-permutation audit* (`bhbench audit`: the method refitted on
   training labels permuted among patients must lose its score; `audit` in the CSV says pass, fail,
   inconclusive, or nothing when never run). Rows that failed it are listed apart and never ranked.
